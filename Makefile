@@ -1,0 +1,35 @@
+# graphkit developer tasks. Every target installs what it needs into .venv first.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install test lint demo bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check graphkit tests scripts
+	$(BIN)/ruff format --check graphkit tests scripts
+	$(BIN)/mypy graphkit
+
+# The whole mission, offline: a fresh virtual environment, then graphkit's own walkthrough.
+demo:
+	rm -rf $(VENV)
+	$(MAKE) install
+	$(BIN)/graphkit demo
+
+bench: $(STAMP)
+	for s in scripts/bench_*.py; do $(BIN)/python $$s || exit 1; done
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info

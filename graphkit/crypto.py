@@ -1,0 +1,726 @@
+"""Keys, CSRs and certificates: pure functions over ``cryptography`` objects.
+
+Nothing here touches the file system; PEM/DER/PFX bytes appear only in the
+``load_*``/``dump_*`` helpers at the edge. Time is injectable (``now=``) so tests can
+travel. Entra ID accepts only RSA keys of at least 2048 bits, so that is what we make
+and what we insist on wherever a key is used to authenticate.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import ipaddress
+import secrets
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.serialization import pkcs12
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from graphkit.errors import CryptoError
+
+__all__ = [
+    "DEFAULT_DAYS",
+    "DEFAULT_KEY_SIZE",
+    "KEY_SIZES",
+    "MAX_DAYS",
+    "MIN_RSA_BITS",
+    "CertificateBundle",
+    "build_csr",
+    "certificate_info",
+    "dump_certificate",
+    "dump_csr",
+    "dump_combined_pem",
+    "dump_pfx",
+    "dump_private_key",
+    "generate_private_key",
+    "key_matches_certificate",
+    "load_certificate_bundle",
+    "load_csr",
+    "load_private_key",
+    "make_ca",
+    "issue_server_certificate",
+    "parse_san",
+    "parse_subject",
+    "require_rsa",
+    "self_sign",
+    "self_sign_csr",
+    "thumbprints",
+]
+
+# Entra ID rejects RSA keys under 2048 bits (AADSTS50032) and non-RSA keys entirely.
+MIN_RSA_BITS = 2048
+KEY_SIZES = (2048, 3072, 4096)
+DEFAULT_KEY_SIZE = 2048  # what the portal's docs use; 3072/4096 cost more per token
+# A year, like `openssl req -days 365` in Microsoft's walkthroughs.
+DEFAULT_DAYS = 365
+# The portal refuses nothing under this, but a self-signed credential older than a few
+# years is a liability; 3650 days is the largest a careful tool should mint.
+MAX_DAYS = 3650
+# Backdate notBefore a little so a client whose clock runs slow still accepts it.
+_BACKDATE = dt.timedelta(minutes=5)
+
+PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | Any
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+# --------------------------------------------------------------------------- keys
+
+
+def generate_private_key(size: int = DEFAULT_KEY_SIZE) -> rsa.RSAPrivateKey:
+    """Generate an RSA key of ``size`` bits (2048, 3072 or 4096).
+
+    Raises:
+        CryptoError: the size is not one Entra ID accepts or that we offer.
+    """
+    if size < MIN_RSA_BITS:
+        raise CryptoError(
+            f"RSA keys under {MIN_RSA_BITS} bits are refused by Entra ID (AADSTS50032)",
+            "use --size 2048, 3072 or 4096",
+        )
+    if size not in KEY_SIZES:
+        raise CryptoError(f"unsupported key size {size}", "use --size 2048, 3072 or 4096")
+    return rsa.generate_private_key(public_exponent=65537, key_size=size)
+
+
+def require_rsa(key: Any, what: str = "key") -> rsa.RSAPrivateKey | rsa.RSAPublicKey:
+    """Return ``key`` if it is RSA of at least 2048 bits, else raise CryptoError."""
+    if not isinstance(key, rsa.RSAPrivateKey | rsa.RSAPublicKey):
+        kind = _key_type(key)
+        raise CryptoError(
+            f"{what} is {kind}, but Entra ID accepts only RSA certificates",
+            "generate an RSA key with `graphkit keygen`",
+        )
+    if key.key_size < MIN_RSA_BITS:
+        raise CryptoError(
+            f"{what} is RSA {key.key_size} bits; Entra ID requires at least {MIN_RSA_BITS}",
+            "generate a new key with `graphkit keygen --size 2048` (or larger)",
+        )
+    return key
+
+
+def dump_private_key(key: Any, passphrase: bytes | None = None) -> bytes:
+    """PKCS#8 PEM, encrypted with the best available algorithm when ``passphrase`` is set."""
+    enc: serialization.KeySerializationEncryption
+    enc = (
+        serialization.BestAvailableEncryption(passphrase)
+        if passphrase
+        else serialization.NoEncryption()
+    )
+    return bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, enc)
+    )
+
+
+def load_private_key(data: bytes, passphrase: bytes | None = None, *, source: str = "key") -> Any:
+    """Load a PEM (PKCS#8 or traditional) or DER private key.
+
+    Raises:
+        CryptoError: not a key, truncated, encrypted without passphrase, wrong passphrase.
+    """
+    pem = b"-----BEGIN" in data
+    if pem and b"PRIVATE KEY-----" not in data:
+        raise CryptoError(f"{source} holds no private key", "give the .key file from keygen")
+    if pem:
+        block = _pem_block(data, "PRIVATE KEY", source)
+        encrypted = b"ENCRYPTED" in block or b"Proc-Type: 4,ENCRYPTED" in block
+    else:
+        block, encrypted = data, False
+    if encrypted and not passphrase:
+        raise CryptoError(
+            f"{source} is encrypted",
+            "give its passphrase with --passphrase-file, GRAPHKIT_KEY_PASSPHRASE "
+            "or --prompt-passphrase",
+        )
+    loader = serialization.load_pem_private_key if pem else serialization.load_der_private_key
+    try:
+        return loader(block, password=passphrase if encrypted else None)
+    except TypeError:
+        # DER input can be encrypted too; we only learn that from the loader.
+        if not passphrase:
+            raise CryptoError(
+                f"{source} is encrypted",
+                "give its passphrase with --passphrase-file, GRAPHKIT_KEY_PASSPHRASE "
+                "or --prompt-passphrase",
+            ) from None
+        try:
+            return loader(block, password=passphrase)
+        except ValueError:
+            raise CryptoError(f"wrong passphrase for {source}", "check the passphrase") from None
+    except ValueError as exc:
+        if encrypted:
+            raise CryptoError(f"wrong passphrase for {source}", "check the passphrase") from None
+        raise CryptoError(
+            f"{source} is not a readable private key ({_reason(exc)})",
+            "check that the file is complete and is a PEM or DER key",
+        ) from None
+    except UnsupportedAlgorithm:
+        raise CryptoError(f"{source} uses an unsupported key algorithm") from None
+
+
+def _reason(exc: Exception) -> str:
+    text = str(exc).split("\n")[0].strip()
+    return text[:120] if text else type(exc).__name__
+
+
+def _pem_block(data: bytes, label_suffix: str, source: str) -> bytes:
+    """Return the first complete PEM block whose label ends with ``label_suffix``."""
+    start = -1
+    label = b""
+    for line_start in _find_all(data, b"-----BEGIN "):
+        end = data.find(b"-----", line_start + 11)
+        if end < 0:
+            break
+        candidate = data[line_start + 11 : end]
+        if candidate.endswith(label_suffix.encode()):
+            start, label = line_start, candidate
+            break
+    if start < 0:
+        raise CryptoError(f"{source} holds no {label_suffix} PEM block")
+    footer = b"-----END " + label + b"-----"
+    stop = data.find(footer, start)
+    if stop < 0:
+        raise CryptoError(
+            f"{source} is truncated: its PEM block has no END line",
+            "the file was cut short; copy or regenerate it",
+        )
+    return data[start : stop + len(footer)] + b"\n"
+
+
+def _find_all(data: bytes, needle: bytes) -> Iterable[int]:
+    i = data.find(needle)
+    while i >= 0:
+        yield i
+        i = data.find(needle, i + 1)
+
+
+def public_key_fingerprint(key: Any) -> bytes:
+    pub = key.public_key() if hasattr(key, "public_key") else key
+    return hashlib.sha256(
+        pub.public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    ).digest()
+
+
+def key_matches_certificate(key: Any, cert: x509.Certificate) -> bool:
+    """True when ``key`` is the private half of ``cert``'s public key."""
+    return public_key_fingerprint(key) == public_key_fingerprint(cert.public_key())
+
+
+# ------------------------------------------------------------------- names, SANs
+
+
+def parse_subject(subject: str | None = None, cn: str | None = None) -> x509.Name:
+    """Build a subject from an RFC 4514 string (``CN=app,O=Contoso,C=US``) or a bare CN."""
+    if subject and cn:
+        raise CryptoError("give either --subject or --cn, not both")
+    if cn is not None:
+        if not cn.strip():
+            raise CryptoError("the common name is empty", "give --cn NAME")
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn.strip())])
+    if not subject or not subject.strip():
+        raise CryptoError("no subject given", "give --subject 'CN=my-app,O=Contoso' or --cn NAME")
+    try:
+        name = x509.Name.from_rfc4514_string(subject.strip())
+    except ValueError as exc:
+        raise CryptoError(
+            f"invalid subject {subject!r} ({_reason(exc)})",
+            "use RFC 4514 form such as 'CN=reports-app,O=Contoso,C=US'",
+        ) from None
+    if not list(name):
+        raise CryptoError("the subject is empty", "give at least CN=NAME")
+    try:
+        name.rfc4514_string()
+        # Building a throwaway CSR validates attribute values (e.g. C must be 2 letters).
+        for attr in name:
+            if attr.oid == NameOID.COUNTRY_NAME and len(str(attr.value)) != 2:
+                raise ValueError("country (C) must be a two-letter code")
+    except ValueError as exc:
+        raise CryptoError(f"invalid subject {subject!r}: {_reason(exc)}") from None
+    return name
+
+
+def parse_san(value: str) -> x509.GeneralName:
+    """``DNS:host``, ``email:a@b``, ``URI:https://x``, ``IP:1.2.3.4``, or a bare value (guessed)."""
+    kind, sep, rest = value.partition(":")
+    if sep and kind.lower() in {"dns", "email", "uri", "ip"} and rest:
+        kind = kind.lower()
+    else:
+        rest = value
+        if "://" in value:
+            kind = "uri"
+        elif "@" in value:
+            kind = "email"
+        else:
+            try:
+                ipaddress.ip_address(value)
+                kind = "ip"
+            except ValueError:
+                kind = "dns"
+    rest = rest.strip()
+    if not rest:
+        raise CryptoError(f"empty --san {value!r}", "use DNS:host, email:addr or URI:url")
+    if kind == "dns":
+        return x509.DNSName(rest)
+    if kind == "email":
+        return x509.RFC822Name(rest)
+    if kind == "uri":
+        return x509.UniformResourceIdentifier(rest)
+    try:
+        return x509.IPAddress(ipaddress.ip_address(rest))
+    except ValueError:
+        raise CryptoError(f"invalid IP address in --san {value!r}") from None
+
+
+# ------------------------------------------------------------------ CSR and certs
+
+
+def build_csr(
+    key: Any, subject: x509.Name, sans: Sequence[x509.GeneralName] = ()
+) -> x509.CertificateSigningRequest:
+    """A SHA-256 signed CSR for ``subject`` with optional SANs."""
+    require_rsa(key)
+    builder = x509.CertificateSigningRequestBuilder().subject_name(subject)
+    if sans:
+        builder = builder.add_extension(x509.SubjectAlternativeName(list(sans)), critical=False)
+    return builder.sign(key, hashes.SHA256())
+
+
+def load_csr(data: bytes, source: str = "CSR") -> x509.CertificateSigningRequest:
+    try:
+        if b"-----BEGIN" in data:
+            block = _pem_block(data, "CERTIFICATE REQUEST", source)
+            return x509.load_pem_x509_csr(block)
+        return x509.load_der_x509_csr(data)
+    except ValueError as exc:
+        raise CryptoError(
+            f"{source} is not a readable certificate request ({_reason(exc)})",
+            "give the .csr written by `graphkit csr` or `openssl req`",
+        ) from None
+
+
+@dataclass
+class _Extensions:
+    """What distinguishes one certificate role from another."""
+
+    ca: bool = False
+    key_usage: dict[str, bool] = field(default_factory=dict)
+    eku: tuple[x509.ObjectIdentifier, ...] = ()
+    sans: Sequence[x509.GeneralName] = ()
+
+
+def _check_days(days: int) -> None:
+    if not 1 <= days <= MAX_DAYS:
+        raise CryptoError(f"--days {days} is out of range", f"use 1 to {MAX_DAYS} days")
+
+
+def _build_certificate(
+    *,
+    subject: x509.Name,
+    issuer: x509.Name,
+    public_key: Any,
+    signing_key: Any,
+    days: int,
+    ext: _Extensions,
+    issuer_public_key: Any | None = None,
+    now: dt.datetime | None = None,
+) -> x509.Certificate:
+    """The one certificate builder every public function goes through."""
+    _check_days(days)
+    start = (now or _now()) - _BACKDATE
+    usage = {
+        "digital_signature": False,
+        "content_commitment": False,
+        "key_encipherment": False,
+        "data_encipherment": False,
+        "key_agreement": False,
+        "key_cert_sign": False,
+        "crl_sign": False,
+        "encipher_only": False,
+        "decipher_only": False,
+    }
+    usage.update(ext.key_usage)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(public_key)
+        # 159 random bits: positive, under the 20-octet limit, unguessable.
+        .serial_number(secrets.randbits(159) | 1)
+        .not_valid_before(start)
+        .not_valid_after(start + _BACKDATE + dt.timedelta(days=days))
+        .add_extension(x509.BasicConstraints(ca=ext.ca, path_length=None), critical=True)
+        .add_extension(x509.KeyUsage(**usage), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
+    )
+    if ext.eku:
+        builder = builder.add_extension(x509.ExtendedKeyUsage(list(ext.eku)), critical=False)
+    if ext.sans:
+        builder = builder.add_extension(x509.SubjectAlternativeName(list(ext.sans)), critical=False)
+    if issuer_public_key is not None:
+        builder = builder.add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_public_key), critical=False
+        )
+    return builder.sign(signing_key, hashes.SHA256())
+
+
+_CLIENT_AUTH = _Extensions(
+    key_usage={"digital_signature": True}, eku=(ExtendedKeyUsageOID.CLIENT_AUTH,)
+)
+
+
+def self_sign(
+    key: Any,
+    subject: x509.Name,
+    sans: Sequence[x509.GeneralName] = (),
+    days: int = DEFAULT_DAYS,
+    *,
+    now: dt.datetime | None = None,
+) -> x509.Certificate:
+    """A self-signed client-authentication certificate, as the portal wants it."""
+    require_rsa(key)
+    ext = _Extensions(
+        key_usage=_CLIENT_AUTH.key_usage, eku=_CLIENT_AUTH.eku, sans=tuple(sans)
+    )
+    return _build_certificate(
+        subject=subject,
+        issuer=subject,
+        public_key=key.public_key(),
+        signing_key=key,
+        days=days,
+        ext=ext,
+        now=now,
+    )
+
+
+def self_sign_csr(
+    key: Any,
+    csr: x509.CertificateSigningRequest,
+    days: int = DEFAULT_DAYS,
+    *,
+    now: dt.datetime | None = None,
+) -> x509.Certificate:
+    """Self-sign ``csr`` with ``key``: subject and SANs from the CSR, signature checked."""
+    if not csr.is_signature_valid:
+        raise CryptoError("the CSR's signature is invalid", "regenerate it with `graphkit csr`")
+    if public_key_fingerprint(csr.public_key()) != public_key_fingerprint(key):
+        raise CryptoError(
+            "the CSR was not made with this key", "give the --key the CSR was created with"
+        )
+    try:
+        san_ext = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+        sans: list[x509.GeneralName] = list(san_ext.value)
+    except x509.ExtensionNotFound:
+        sans = []
+    return self_sign(key, csr.subject, sans, days, now=now)
+
+
+def make_ca(
+    common_name: str = "graphkit emulator CA", days: int = 30, *, now: dt.datetime | None = None
+) -> tuple[rsa.RSAPrivateKey, x509.Certificate]:
+    """A throwaway certificate authority (for the emulator's TLS)."""
+    key = generate_private_key(2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    ext = _Extensions(ca=True, key_usage={"key_cert_sign": True, "crl_sign": True})
+    cert = _build_certificate(
+        subject=name,
+        issuer=name,
+        public_key=key.public_key(),
+        signing_key=key,
+        days=days,
+        ext=ext,
+        now=now,
+    )
+    return key, cert
+
+
+def issue_server_certificate(
+    ca_key: Any,
+    ca_cert: x509.Certificate,
+    hosts: Sequence[str] = ("127.0.0.1", "localhost"),
+    days: int = 30,
+    *,
+    now: dt.datetime | None = None,
+) -> tuple[rsa.RSAPrivateKey, x509.Certificate]:
+    """A TLS server certificate for ``hosts`` (names or IP addresses) signed by the CA."""
+    key = generate_private_key(2048)
+    sans = [parse_san(h) for h in hosts]
+    ext = _Extensions(
+        key_usage={"digital_signature": True, "key_encipherment": True},
+        eku=(ExtendedKeyUsageOID.SERVER_AUTH,),
+        sans=sans,
+    )
+    cert = _build_certificate(
+        subject=x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hosts[0])]),
+        issuer=ca_cert.subject,
+        public_key=key.public_key(),
+        signing_key=ca_key,
+        days=days,
+        ext=ext,
+        issuer_public_key=ca_key.public_key(),
+        now=now,
+    )
+    return key, cert
+
+
+def dump_csr(csr: x509.CertificateSigningRequest) -> bytes:
+    return csr.public_bytes(serialization.Encoding.PEM)
+
+
+def dump_certificate(cert: x509.Certificate, der: bool = False) -> bytes:
+    return cert.public_bytes(serialization.Encoding.DER if der else serialization.Encoding.PEM)
+
+
+def dump_combined_pem(key: Any, cert: x509.Certificate, passphrase: bytes | None = None) -> bytes:
+    """Key then certificate in one PEM: what AZURE_CLIENT_CERTIFICATE_PATH and az take."""
+    return dump_private_key(key, passphrase) + dump_certificate(cert)
+
+
+def dump_pfx(
+    key: Any,
+    cert: x509.Certificate,
+    passphrase: bytes | None,
+    *,
+    legacy: bool = False,
+    name: bytes | None = None,
+) -> bytes:
+    """PKCS#12. Modern: AES-256-CBC with PBKDF2 and SHA-256 MAC. Legacy: 3DES/SHA-1,
+    for older Windows and Key Vault tooling that cannot read the modern form."""
+    if not key_matches_certificate(key, cert):
+        raise CryptoError(
+            "the key does not match the certificate", "give the key the certificate was made from"
+        )
+    enc: serialization.KeySerializationEncryption
+    if not passphrase:
+        enc = serialization.NoEncryption()
+    elif legacy:
+        enc = (
+            serialization.PrivateFormat.PKCS12.encryption_builder()
+            .kdf_rounds(2048)
+            .key_cert_algorithm(pkcs12.PBES.PBESv1SHA1And3KeyTripleDESCBC)
+            .hmac_hash(hashes.SHA1())
+            .build(passphrase)
+        )
+    else:
+        enc = (
+            serialization.PrivateFormat.PKCS12.encryption_builder()
+            .kdf_rounds(50000)
+            .key_cert_algorithm(pkcs12.PBES.PBESv2SHA256AndAES256CBC)
+            .hmac_hash(hashes.SHA256())
+            .build(passphrase)
+        )
+    return pkcs12.serialize_key_and_certificates(name, key, cert, None, enc)
+
+
+# --------------------------------------------------------------- loading certs
+
+
+@dataclass
+class CertificateBundle:
+    """What a certificate file held: the certificate, and the key if it carried one."""
+
+    certificate: x509.Certificate
+    key: Any | None = None
+    chain: list[x509.Certificate] = field(default_factory=list)
+    form: str = "pem"  # pem | der | pfx
+
+
+def looks_like_pfx(data: bytes) -> bool:
+    # A PKCS#12 PFX is a DER SEQUENCE whose first element is INTEGER 3 (the version).
+    if not data or data[0] != 0x30 or b"-----BEGIN" in data[:64]:
+        return False
+    try:
+        n = data[1]
+        offset = 2 + (n & 0x7F if n & 0x80 else 0)
+        return data[offset : offset + 3] == b"\x02\x01\x03"
+    except IndexError:
+        return False
+
+
+def load_certificate_bundle(
+    data: bytes, passphrase: bytes | None = None, *, source: str = "certificate"
+) -> CertificateBundle:
+    """Load PEM, DER, a combined key+certificate PEM, or a PFX (detected from the bytes).
+
+    Raises:
+        CryptoError: nothing certificate-like, truncated PEM, PFX passphrase missing or wrong.
+    """
+    if not data.strip():
+        raise CryptoError(f"{source} is empty", "give a PEM, DER or PFX certificate file")
+    if b"-----BEGIN" in data:
+        return _load_pem_bundle(data, passphrase, source)
+    if looks_like_pfx(data):
+        return _load_pfx(data, passphrase, source)
+    try:
+        return CertificateBundle(x509.load_der_x509_certificate(data), form="der")
+    except ValueError:
+        raise CryptoError(
+            f"{source} is not a certificate (not PEM, DER or PFX)",
+            "give the .crt/.cer/.pem/.pfx file",
+        ) from None
+
+
+def _load_pem_bundle(data: bytes, passphrase: bytes | None, source: str) -> CertificateBundle:
+    if b"-----BEGIN CERTIFICATE-----" not in data:
+        if b"PRIVATE KEY-----" in data:
+            raise CryptoError(
+                f"{source} holds a private key but no certificate",
+                "give the .crt from `graphkit selfsign`",
+            )
+        raise CryptoError(f"{source} holds no PEM certificate", "give the .crt/.pem file")
+    certs: list[x509.Certificate] = []
+    pos = 0
+    begin, end = b"-----BEGIN CERTIFICATE-----", b"-----END CERTIFICATE-----"
+    while (start := data.find(begin, pos)) >= 0:
+        stop = data.find(end, start)
+        if stop < 0:
+            raise CryptoError(
+                f"{source} is truncated: a certificate has no END line",
+                "the file was cut short; copy or regenerate it",
+            )
+        block = data[start : stop + len(end)]
+        try:
+            certs.append(x509.load_pem_x509_certificate(block))
+        except ValueError as exc:
+            raise CryptoError(
+                f"{source} holds a corrupted certificate ({_reason(exc)})",
+                "copy or regenerate the file",
+            ) from None
+        pos = stop + len(end)
+    key = None
+    if b"PRIVATE KEY-----" in data:
+        key = load_private_key(data, passphrase, source=source)
+    leaf = certs[0]
+    if key is not None:
+        # In a combined file the leaf is the certificate matching the key.
+        leaf = next((c for c in certs if key_matches_certificate(key, c)), certs[0])
+    chain = [c for c in certs if c is not leaf]
+    return CertificateBundle(leaf, key, chain, form="pem")
+
+
+def _load_pfx(data: bytes, passphrase: bytes | None, source: str) -> CertificateBundle:
+    try:
+        loaded = pkcs12.load_pkcs12(data, passphrase)
+    except ValueError:
+        if not passphrase:
+            # Either it needs a passphrase or it is corrupt; try the empty password.
+            try:
+                loaded = pkcs12.load_pkcs12(data, b"")
+            except ValueError:
+                raise CryptoError(
+                    f"{source} is a PFX that needs a passphrase (or is corrupted)",
+                    "give it with --passphrase-file, GRAPHKIT_KEY_PASSPHRASE "
+                    "or --prompt-passphrase",
+                ) from None
+        else:
+            raise CryptoError(
+                f"wrong passphrase for {source} (or the PFX is corrupted)",
+                "check the passphrase",
+            ) from None
+    if loaded.cert is None:
+        raise CryptoError(f"{source} is a PFX without a certificate")
+    return CertificateBundle(
+        loaded.cert.certificate,
+        loaded.key,
+        [c.certificate for c in loaded.additional_certs],
+        form="pfx",
+    )
+
+
+# --------------------------------------------------------- identifiers and info
+
+
+def _b64url(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def thumbprints(cert: x509.Certificate) -> dict[str, str]:
+    """Every identifier Azure and JWTs use for a certificate.
+
+    ``sha1`` is what the portal and AADSTS700027 show; ``x5t``/``x5t#S256`` go in a
+    client assertion's header; ``customKeyIdentifier`` is in the app manifest.
+    """
+    der = cert.public_bytes(serialization.Encoding.DER)
+    sha1 = hashlib.sha1(der).digest()
+    sha256 = hashlib.sha256(der).digest()
+    return {
+        "sha1": sha1.hex().upper(),
+        "sha256": sha256.hex().upper(),
+        "x5t": _b64url(sha1),
+        "x5t#S256": _b64url(sha256),
+        "customKeyIdentifier": base64.b64encode(sha1).decode(),
+    }
+
+
+def _key_type(key: Any) -> str:
+    if isinstance(key, rsa.RSAPrivateKey | rsa.RSAPublicKey):
+        return "RSA"
+    if isinstance(key, ec.EllipticCurvePrivateKey | ec.EllipticCurvePublicKey):
+        return f"EC ({key.curve.name})"
+    return type(key).__name__.lstrip("_").replace("PublicKey", "").replace("PrivateKey", "")
+
+
+def certificate_info(
+    cert: x509.Certificate, *, now: dt.datetime | None = None
+) -> dict[str, Any]:
+    """A labelled summary of ``cert`` with warnings, ready for display or JSON."""
+    now = now or _now()
+    pub = cert.public_key()
+    size = getattr(pub, "key_size", None)
+    not_before = cert.not_valid_before_utc
+    not_after = cert.not_valid_after_utc
+    days_left = (not_after - now).total_seconds() / 86400
+    warnings = []
+    if now > not_after:
+        warnings.append(f"expired {abs(int(days_left))} days ago: Entra ID will reject it")
+    elif now < not_before:
+        warnings.append("not yet valid: check the local clock or the certificate's dates")
+    elif days_left < 30:
+        warnings.append(f"expires in {int(days_left)} days: roll it over soon")
+    if not isinstance(pub, rsa.RSAPublicKey):
+        warnings.append(f"key is {_key_type(pub)}: Entra ID accepts only RSA")
+    elif pub.key_size < MIN_RSA_BITS:
+        warnings.append(f"RSA {pub.key_size} bits: Entra ID requires at least {MIN_RSA_BITS}")
+    info: dict[str, Any] = dict(thumbprints(cert))
+    info.update(
+        {
+            "subject": cert.subject.rfc4514_string(),
+            "issuer": cert.issuer.rfc4514_string(),
+            "serial": format(cert.serial_number, "X"),
+            "not_before": not_before.isoformat(),
+            "not_after": not_after.isoformat(),
+            "days_left": int(days_left) if days_left >= 0 else -int(-days_left) - 1,
+            "key_type": _key_type(pub),
+            "key_size": size,
+            "warnings": warnings,
+        }
+    )
+    return info
+
+
+def verify_self_signature(cert: x509.Certificate) -> bool:
+    """True when ``cert`` is signed by its own key (RSA PKCS#1 v1.5)."""
+    pub = cert.public_key()
+    if not isinstance(pub, rsa.RSAPublicKey) or cert.signature_hash_algorithm is None:
+        return False
+    try:
+        pub.verify(
+            cert.signature,
+            cert.tbs_certificate_bytes,
+            padding.PKCS1v15(),
+            cert.signature_hash_algorithm,
+        )
+    except InvalidSignature:
+        return False
+    return True

@@ -1,0 +1,1 @@
+"""Local emulator of Entra ID's token endpoint and a slice of Microsoft Graph."""

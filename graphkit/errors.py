@@ -1,0 +1,124 @@
+"""graphkit's exceptions and the exit codes they map to.
+
+The library raises these; only the command-line layer turns them into a one-line
+message and an exit status (see ``graphkit.cli``). Every message says what is wrong
+and, through ``hint``, what to do next. No message ever contains a private key,
+a passphrase or a token.
+"""
+
+from __future__ import annotations
+
+import enum
+
+__all__ = [
+    "AuthError",
+    "ConfigError",
+    "CryptoError",
+    "ExitCode",
+    "GraphError",
+    "GraphkitError",
+    "InputError",
+    "NetworkError",
+    "NotFoundError",
+    "OutputExistsError",
+    "PermissionDeniedError",
+    "ThrottledError",
+]
+
+
+class ExitCode(enum.IntEnum):
+    """Exit statuses, distinct per kind of failure so scripts can branch on them."""
+
+    OK = 0
+    ERROR = 1  # anything not classified below
+    USAGE = 2  # bad flags or arguments (also what click uses)
+    INPUT = 3  # a file is missing, unreadable, malformed, or would be overwritten
+    CONFIG = 4  # configuration incomplete or invalid
+    AUTH = 5  # the identity platform refused us
+    PERMISSION = 6  # Graph 403: the token lacks a role
+    NOT_FOUND = 7  # Graph 404
+    THROTTLED = 8  # retries exhausted on 429/503/504
+    NETWORK = 9  # connection, TLS or timeout
+    INTERRUPTED = 130
+
+
+class GraphkitError(Exception):
+    """Base class: a message, an optional hint, and an exit code."""
+
+    exit_code: ExitCode = ExitCode.ERROR
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        if self.hint:
+            return f"{self.message}: {self.hint}"
+        return self.message
+
+
+class InputError(GraphkitError):
+    """A file or value given by the user cannot be used."""
+
+    exit_code = ExitCode.INPUT
+
+
+class OutputExistsError(InputError):
+    """Refusing to overwrite an existing file without --force."""
+
+
+class CryptoError(InputError):
+    """A key, certificate or CSR is unusable (malformed, wrong passphrase, mismatch...)."""
+
+
+class ConfigError(GraphkitError):
+    exit_code = ExitCode.CONFIG
+
+
+class AuthError(GraphkitError):
+    """The token endpoint refused us; carries the AADSTS code when there is one."""
+
+    exit_code = ExitCode.AUTH
+
+    def __init__(
+        self, message: str, hint: str | None = None, *, code: int | None = None
+    ) -> None:
+        super().__init__(message, hint)
+        self.code = code
+
+
+class NetworkError(GraphkitError):
+    exit_code = ExitCode.NETWORK
+
+
+class GraphError(GraphkitError):
+    """A Graph call failed; carries the HTTP status, Graph's error code and request ids."""
+
+    def __init__(
+        self,
+        message: str,
+        hint: str | None = None,
+        *,
+        status: int | None = None,
+        code: str | None = None,
+        request_id: str | None = None,
+        client_request_id: str | None = None,
+    ) -> None:
+        super().__init__(message, hint)
+        self.status = status
+        self.code = code
+        self.request_id = request_id
+        self.client_request_id = client_request_id
+
+
+class PermissionDeniedError(GraphError):
+    exit_code = ExitCode.PERMISSION
+
+
+class NotFoundError(GraphError):
+    exit_code = ExitCode.NOT_FOUND
+
+
+class ThrottledError(GraphError):
+    exit_code = ExitCode.THROTTLED

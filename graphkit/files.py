@@ -1,0 +1,128 @@
+"""Reading inputs and writing outputs safely.
+
+Writes are atomic: the data goes to a temporary file created beside the target with
+``O_CREAT | O_EXCL`` and its final mode (so a secret never exists with loose
+permissions), is flushed to disk, and only then takes the target's name. A failure at
+any point leaves the old file, or nothing, never a partial one. Without ``force`` an
+existing file is never replaced, even if it appears between our check and the rename.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+from pathlib import Path
+
+from graphkit.errors import InputError, OutputExistsError
+
+__all__ = ["PRIVATE", "PUBLIC", "atomic_write", "ensure_private_dir", "read_bytes"]
+
+PRIVATE = 0o600  # private keys, PFX, combined PEM, token caches
+PUBLIC = 0o644  # certificates and CSRs: meant to be shared
+DIR_MODE = 0o700  # directories we create hold keys
+
+# Tests replace this to inject a failure between writing and renaming.
+_fsync = os.fsync
+
+
+def read_bytes(path: str | os.PathLike[str], what: str = "file") -> bytes:
+    """Read a whole input file, turning OS errors into one-line InputErrors."""
+    p = Path(path)
+    try:
+        return p.read_bytes()
+    except FileNotFoundError:
+        raise InputError(f"{what} {p} does not exist", "check the path") from None
+    except IsADirectoryError:
+        raise InputError(f"{what} {p} is a directory", "give a file") from None
+    except PermissionError:
+        raise InputError(
+            f"cannot read {what} {p}: permission denied", "check its permissions"
+        ) from None
+    except OSError as exc:
+        raise InputError(f"cannot read {what} {p}: {exc.strerror}") from None
+
+
+def ensure_private_dir(path: str | os.PathLike[str]) -> Path:
+    """Create ``path`` (and missing parents) with mode 0700; leave existing ones alone."""
+    p = Path(path)
+    if not p.exists():
+        try:
+            p.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+        except OSError as exc:
+            raise InputError(f"cannot create directory {p}: {exc.strerror}") from None
+    elif not p.is_dir():
+        raise InputError(f"{p} exists and is not a directory", "choose another path")
+    return p
+
+
+def atomic_write(
+    path: str | os.PathLike[str], data: bytes, *, mode: int = PRIVATE, force: bool = False
+) -> Path:
+    """Write ``data`` to ``path`` atomically with permission bits ``mode``.
+
+    Args:
+        path: the target file.
+        data: the whole content.
+        mode: permission bits the file is created with (never loosened afterwards).
+        force: replace an existing file; without it an existing file is an error.
+
+    Returns:
+        The target path.
+
+    Raises:
+        OutputExistsError: the target exists and ``force`` is false.
+        InputError: the directory cannot be created or written.
+    """
+    target = Path(path)
+    if target.is_dir():
+        raise InputError(f"{target} is a directory", "give a file name")
+    if target.exists() and not force:
+        raise OutputExistsError(
+            f"{target} already exists", "choose another --out or pass --force to replace it"
+        )
+    ensure_private_dir(target.parent if str(target.parent) else Path("."))
+    tmp = target.parent / f".{target.name}.{secrets.token_hex(6)}.tmp"
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), mode)
+    except OSError as exc:
+        raise InputError(f"cannot write in {target.parent}: {exc.strerror}") from None
+    try:
+        try:
+            view = memoryview(data)
+            while view:
+                written = os.write(fd, view)
+                view = view[written:]
+            _fsync(fd)
+        finally:
+            os.close(fd)
+        if os.name == "posix":
+            os.chmod(tmp, mode)  # O_CREAT honours the umask; make the mode exact
+        if force:
+            os.replace(tmp, target)
+        else:
+            _link_no_clobber(tmp, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    return target
+
+
+def _link_no_clobber(tmp: Path, target: Path) -> None:
+    """Give ``tmp`` the name ``target`` only if ``target`` does not exist (atomically)."""
+    try:
+        os.link(tmp, target)
+    except FileExistsError:
+        raise OutputExistsError(
+            f"{target} already exists", "choose another --out or pass --force to replace it"
+        ) from None
+    except OSError:
+        # Filesystems without hard links: check-then-rename is the best we can do.
+        if target.exists():
+            raise OutputExistsError(
+                f"{target} already exists", "choose another --out or pass --force to replace it"
+            ) from None
+        os.replace(tmp, target)
+        return
+    os.unlink(tmp)
