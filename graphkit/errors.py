@@ -12,9 +12,11 @@ import enum
 
 __all__ = [
     "AuthError",
+    "BadRequestError",
     "ConfigError",
     "CryptoError",
     "ExitCode",
+    "ForeignHostError",
     "GraphError",
     "GraphkitError",
     "InputError",
@@ -23,6 +25,8 @@ __all__ = [
     "OutputExistsError",
     "PermissionDeniedError",
     "ThrottledError",
+    "UnauthorizedError",
+    "UsageError",
 ]
 
 
@@ -58,6 +62,16 @@ class GraphkitError(Exception):
         return self.message
 
 
+class UsageError(GraphkitError):
+    """Bad arguments detected by graphkit itself (a path, a URL, an option value)."""
+
+    exit_code = ExitCode.USAGE
+
+
+class ForeignHostError(UsageError):
+    """A URL (given, or an @odata.nextLink) is not on the Graph host: no token goes there."""
+
+
 class InputError(GraphkitError):
     """A file or value given by the user cannot be used."""
 
@@ -81,9 +95,7 @@ class AuthError(GraphkitError):
 
     exit_code = ExitCode.AUTH
 
-    def __init__(
-        self, message: str, hint: str | None = None, *, code: int | None = None
-    ) -> None:
+    def __init__(self, message: str, hint: str | None = None, *, code: int | None = None) -> None:
         super().__init__(message, hint)
         self.code = code
 
@@ -122,3 +134,15 @@ class NotFoundError(GraphError):
 
 class ThrottledError(GraphError):
     exit_code = ExitCode.THROTTLED
+
+
+class BadRequestError(GraphError):
+    """Graph 400: the path or the query options are wrong (a usage error)."""
+
+    exit_code = ExitCode.USAGE
+
+
+class UnauthorizedError(GraphError):
+    """Graph 401 even after a token refresh."""
+
+    exit_code = ExitCode.AUTH

@@ -1,0 +1,697 @@
+"""GraphClient: authenticated, retrying, paging access to Microsoft Graph.
+
+The library half of ``graphkit query``: it returns data and raises
+:mod:`graphkit.errors` exceptions; it never prints. Waits between retries are
+reported through the ``on_wait`` callback so that a command line can show them.
+
+Safety rule enforced here (not only in the CLI): the bearer token is only ever sent
+to the configured Graph origin (scheme, host and port). A full URL or an
+``@odata.nextLink`` that points anywhere else is refused before any request is made.
+
+Example::
+
+    from graphkit import GraphClient
+
+    with GraphClient.from_profile("contoso") as graph:
+        for user in graph.iter("/users", {"$select": "displayName,mail"}):
+            print(user["displayName"])
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import random
+import re
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Protocol
+from urllib.parse import quote, urljoin, urlsplit
+
+from graphkit.errors import (
+    BadRequestError,
+    ForeignHostError,
+    GraphError,
+    NetworkError,
+    NotFoundError,
+    PermissionDeniedError,
+    ThrottledError,
+    UnauthorizedError,
+    UsageError,
+)
+
+if TYPE_CHECKING:  # pragma: no cover
+    import requests
+
+__all__ = [
+    "API_VERSIONS",
+    "GraphClient",
+    "TokenCredential",
+    "encode_params",
+    "needs_eventual_consistency",
+    "required_role",
+]
+
+API_VERSIONS = ("v1.0", "beta")
+
+# Statuses worth retrying: throttling and "try again later" gateway answers.
+RETRY_STATUSES = frozenset({429, 503, 504})
+# Microsoft's SDK retries 3 times with a 180 s cap; we allow a little more attempts
+# (5 tries in total) but a shorter cap, since a CLI user is waiting.
+DEFAULT_MAX_ATTEMPTS = 5
+DEFAULT_MAX_TOTAL_WAIT = 120.0
+# Backoff without Retry-After: 1, 2, 4, 8... seconds (times a jitter factor), capped.
+BACKOFF_BASE = 1.0
+BACKOFF_CAP = 30.0
+# (connect, read) timeouts in seconds; Graph's own SDK uses 100 s for reads.
+DEFAULT_TIMEOUT = (10.0, 100.0)
+# A cached access token is reused until this many seconds before it expires.
+TOKEN_REUSE_MARGIN = 60
+MAX_REDIRECTS = 5
+_DEFAULT_PORTS = {"https": 443, "http": 80}
+# Characters left unescaped in query values: OData reads them literally and they keep
+# URLs readable ($filter=startswith(displayName,'A')). Spaces become %20, never '+'.
+_QUERY_SAFE = "$,'()/:@*"
+
+# Roles (application permissions) that the first path segment needs, least privileged
+# first. Used to say which role a token lacks when Graph answers 403.
+_ROLE_FOR_SEGMENT = {
+    "users": "User.Read.All",
+    "groups": "Group.Read.All",
+    "applications": "Application.Read.All",
+    "serviceprincipals": "Application.Read.All",
+    "organization": "Organization.Read.All",
+    "devices": "Device.Read.All",
+    "domains": "Domain.Read.All",
+    "directoryroles": "RoleManagement.Read.Directory",
+    "rolemanagement": "RoleManagement.Read.Directory",
+    "auditlogs": "AuditLog.Read.All",
+    "sites": "Sites.Read.All",
+    "contacts": "OrgContact.Read.All",
+    "policies": "Policy.Read.All",
+    "reports": "Reports.Read.All",
+    "teams": "Team.ReadBasic.All",
+    "chats": "Chat.Read.All",
+    "subscribedskus": "Organization.Read.All",
+}
+# Roles that also satisfy a read of the segment (a broader grant).
+_BROADER_ROLES = {
+    "User.Read.All": ("User.ReadWrite.All", "Directory.Read.All", "Directory.ReadWrite.All"),
+    "Group.Read.All": ("Group.ReadWrite.All", "Directory.Read.All", "Directory.ReadWrite.All"),
+    "Application.Read.All": ("Application.ReadWrite.All", "Directory.Read.All"),
+    "Organization.Read.All": ("Organization.ReadWrite.All", "Directory.Read.All"),
+    "Device.Read.All": ("Directory.Read.All",),
+}
+
+
+class TokenCredential(Protocol):
+    """Anything that hands out access tokens (``graphkit.auth.CertificateCredential``)."""
+
+    def get_token(self, *, force_refresh: bool = False) -> Any:
+        """Return an object with ``token`` (str) and ``expires_on`` (epoch seconds)."""
+        ...
+
+
+# ------------------------------------------------------------------ pure helpers
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    """(scheme, host, port) of ``url``, lower-cased, with the scheme's default port."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port
+    except ValueError:
+        raise UsageError(f"{url!r} has an invalid port", "check the URL") from None
+    return scheme, (parts.hostname or "").lower(), port or _DEFAULT_PORTS.get(scheme)
+
+
+def _show_origin(origin: tuple[str, str, int | None]) -> str:
+    scheme, host, port = origin
+    if ":" in host:
+        host = f"[{host}]"
+    if port is None or port == _DEFAULT_PORTS.get(scheme):
+        return f"{scheme}://{host}"
+    return f"{scheme}://{host}:{port}"
+
+
+def encode_params(params: Mapping[str, Any] | None) -> str:
+    """Encode OData query options, keeping ``$`` and OData punctuation readable."""
+    if not params:
+        return ""
+    out = []
+    for key, value in params.items():
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            value = "true" if value else "false"
+        out.append(f"{quote(str(key), safe='$')}={quote(str(value), safe=_QUERY_SAFE)}")
+    return "&".join(out)
+
+
+_STRING_LITERAL = re.compile(r"'(?:[^']|'')*'")
+_ADVANCED_FILTER = re.compile(r"\bne\b|\bnot\b|\bendswith\s*\(", re.IGNORECASE)
+
+
+def needs_eventual_consistency(url: str, params: Mapping[str, Any] | None = None) -> bool:
+    """Whether Graph needs ``ConsistencyLevel: eventual`` for this query.
+
+    Advanced queries (PROTOCOL.md §5): ``$count``, ``$search``, filters using ``ne``,
+    ``not`` or ``endsWith``, and ``$orderby`` combined with ``$filter``. Looks at both
+    ``params`` and any query string already in ``url``.
+    """
+    from urllib.parse import parse_qsl
+
+    parts = urlsplit(url)
+    options: dict[str, str] = {k.lower(): v for k, v in parse_qsl(parts.query)}
+    for key, value in (params or {}).items():
+        if value is not None:
+            options[str(key).lower()] = (
+                str(value).lower() if isinstance(value, bool) else str(value)
+            )
+    if parts.path.rstrip("/").endswith("/$count"):
+        return True
+    if options.get("$count", "").lower() == "true" or "$search" in options:
+        return True
+    flt = options.get("$filter")
+    if flt:
+        if _ADVANCED_FILTER.search(_STRING_LITERAL.sub("''", flt)):
+            return True
+        if "$orderby" in options:
+            return True
+    return False
+
+
+def required_role(url: str) -> str | None:
+    """The least privileged application permission a read of ``url`` needs, if known."""
+    segments = [s for s in urlsplit(url).path.split("/") if s]
+    if segments and segments[0] in API_VERSIONS:
+        segments = segments[1:]
+    if not segments:
+        return None
+    first = segments[0].split("(", 1)[0].lower()
+    return _ROLE_FOR_SEGMENT.get(first)
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Seconds from a Retry-After header: a (possibly fractional) number or an HTTP date."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        seconds = when.timestamp() - time.time()
+    if seconds != seconds:  # NaN
+        return None
+    return max(0.0, seconds)
+
+
+def _one_line(text: str, limit: int = 300) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+# ------------------------------------------------------------------ the client
+
+
+class GraphClient:
+    """Authenticated access to Microsoft Graph (or the emulator).
+
+    Args:
+        graph_url: ``https://host[:port]`` without a version segment
+            (``https://graph.microsoft.com``).
+        credential: has ``get_token(force_refresh=False)`` returning an object with
+            ``token`` and ``expires_on`` (``graphkit.auth.CertificateCredential``).
+        api: ``v1.0`` or ``beta``, for relative paths.
+        ca_bundle: a CA file to trust (``None``: requests' default, which honours
+            ``REQUESTS_CA_BUNDLE``). Passed as ``verify=`` on every request because the
+            environment variable would override ``Session.verify``.
+        max_attempts: tries per request, retries included (429, 503, 504, connection
+            errors).
+        max_total_wait: cap, in seconds, on the time one request may spend waiting
+            and retrying.
+        on_wait: called as ``on_wait(seconds, reason)`` before each wait.
+        session: a ``requests.Session`` to use (one is created otherwise and closed by
+            :meth:`close`).
+        timeout: requests' ``(connect, read)`` timeout.
+    """
+
+    def __init__(
+        self,
+        graph_url: str,
+        credential: TokenCredential,
+        *,
+        api: str = "v1.0",
+        ca_bundle: str | None = None,
+        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+        max_total_wait: float = DEFAULT_MAX_TOTAL_WAIT,
+        on_wait: Callable[[float, str], None] | None = None,
+        session: requests.Session | None = None,
+        timeout: float | tuple[float, float] = DEFAULT_TIMEOUT,
+    ) -> None:
+        if api not in API_VERSIONS:
+            raise UsageError(f"unknown Graph API version {api!r}", "use v1.0 or beta")
+        graph_url = graph_url.strip().rstrip("/")
+        origin = _origin(graph_url)
+        if origin[0] not in _DEFAULT_PORTS or not origin[1]:
+            raise UsageError(
+                f"the Graph URL {graph_url!r} is not an http(s) URL with a host",
+                "set graph_url like https://graph.microsoft.com",
+            )
+        self.graph_url = graph_url
+        self.api = api
+        self.credential = credential
+        self.ca_bundle = ca_bundle
+        self.max_attempts = max(1, int(max_attempts))
+        self.max_total_wait = float(max_total_wait)
+        self.on_wait = on_wait
+        self.timeout = timeout
+        self._origin = origin
+        self._own_session = session is None
+        self._session = session
+        self._access: Any = None
+        # Counters, handy for tests and progress displays.
+        self.requests_sent = 0
+        self.token_refreshes = 0
+
+    # -------------------------------------------------------------- constructors
+
+    @classmethod
+    def from_settings(cls, settings: Any, **kw: Any) -> GraphClient:
+        """A client for resolved :class:`graphkit.config.Settings`."""
+        from graphkit.auth import CertificateCredential
+        from graphkit.config import validate
+
+        validate(settings)
+        credential = CertificateCredential(settings)
+        kw.setdefault("ca_bundle", settings.ca_bundle)
+        return cls(settings.graph_url, credential, **kw)
+
+    @classmethod
+    def from_profile(cls, name: str | None = None, **kw: Any) -> GraphClient:
+        """A client for profile ``name`` (or the default), environment variables applied."""
+        from graphkit.config import resolve_settings
+
+        return cls.from_settings(resolve_settings(profile=name), **kw)
+
+    @classmethod
+    def from_env(cls, **kw: Any) -> GraphClient:
+        """A client configured from azure-identity's environment variables (AZURE_*)."""
+        import os
+
+        from graphkit.config import resolve_settings
+
+        return cls.from_settings(resolve_settings(env=os.environ), **kw)
+
+    # -------------------------------------------------------------- lifecycle
+
+    @property
+    def session(self) -> requests.Session:
+        if self._session is None:
+            import requests
+
+            self._session = requests.Session()
+        return self._session
+
+    def close(self) -> None:
+        if self._own_session and self._session is not None:
+            self._session.close()
+            self._session = None
+
+    def __enter__(self) -> GraphClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -------------------------------------------------------------- URLs
+
+    def url(self, path: str) -> str:
+        """The absolute URL for ``path``; refuses a URL on another origin.
+
+        ``/users``, ``users/{id}``, ``beta/users`` and full Graph URLs are accepted.
+        """
+        path = path.strip()
+        if "://" in path.split("?", 1)[0]:
+            self._check_origin(path, "the URL")
+            return path
+        if path.startswith("//"):
+            raise UsageError(f"{path!r} is not a Graph path", "use /users or a full URL")
+        rel = path.lstrip("/")
+        first = rel.split("/", 1)[0].split("?", 1)[0]
+        if first not in API_VERSIONS:
+            rel = f"{self.api}/{rel}"
+        return f"{self.graph_url}/{rel}"
+
+    def is_graph_url(self, url: str) -> bool:
+        try:
+            return _origin(url) == self._origin
+        except UsageError:
+            return False
+
+    def _check_origin(self, url: str, what: str) -> None:
+        origin = _origin(url)
+        if origin != self._origin:
+            raise ForeignHostError(
+                f"refusing to send the Graph token to {_show_origin(origin)}: {what} is not "
+                f"on the configured Graph host {_show_origin(self._origin)}",
+                "use a path such as /users, or a URL on the configured Graph host",
+            )
+
+    # -------------------------------------------------------------- tokens
+
+    def _bearer(self, *, force_refresh: bool = False) -> str:
+        access = self._access
+        if (
+            force_refresh
+            or access is None
+            or time.time() >= float(getattr(access, "expires_on", 0) or 0) - TOKEN_REUSE_MARGIN
+        ):
+            if force_refresh:
+                self.token_refreshes += 1
+                access = self.credential.get_token(force_refresh=True)
+            else:
+                access = self.credential.get_token()
+            self._access = access
+        return str(access.token)
+
+    # -------------------------------------------------------------- requests
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        params: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+        *,
+        json_body: Any = None,
+    ) -> Any:
+        """Send one request (with retries) and return the decoded JSON body.
+
+        Returns ``None`` for an empty body and the text for a non-JSON body (``/$count``).
+        """
+        resp = self._send(method, self.url(path), params, headers, json_body=json_body)
+        return self._decode(resp)
+
+    def get(
+        self,
+        path: str,
+        params: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Any:
+        """GET ``path`` once (no paging) and return the decoded body (usually a dict)."""
+        return self.request("GET", path, params, headers)
+
+    def pages(
+        self,
+        path: str,
+        params: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+        *,
+        follow: bool = True,
+    ) -> Iterator[Any]:
+        """Yield each response body, following ``@odata.nextLink`` when ``follow``.
+
+        Every nextLink is checked against the Graph origin before it is requested.
+        """
+        url = self.url(path)
+        hdrs = dict(headers or {})
+        if needs_eventual_consistency(url, params) and not any(
+            k.lower() == "consistencylevel" for k in hdrs
+        ):
+            # nextLinks keep the advanced query, so the header goes on every page.
+            hdrs["ConsistencyLevel"] = "eventual"
+        body = self._decode(self._send("GET", url, params, hdrs))
+        while True:
+            yield body
+            next_link = body.get("@odata.nextLink") if isinstance(body, dict) else None
+            if not follow or not next_link:
+                return
+            next_link = urljoin(url, str(next_link))
+            self._check_origin(next_link, "the @odata.nextLink Graph returned")
+            url = next_link
+            body = self._decode(self._send("GET", url, None, hdrs))
+
+    def iter(
+        self,
+        path: str,
+        params: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+        max_items: int | None = None,
+    ) -> Iterator[Any]:
+        """Yield the items of a collection across all pages (a single object: itself).
+
+        Stops after ``max_items`` items without fetching further pages.
+        """
+        if max_items is not None and max_items <= 0:
+            return
+        count = 0
+        for body in self.pages(path, params, headers):
+            items = body.get("value") if isinstance(body, dict) else None
+            if not isinstance(items, list):
+                yield body
+                return
+            for item in items:
+                yield item
+                count += 1
+                if max_items is not None and count >= max_items:
+                    return
+
+    # -------------------------------------------------------------- internals
+
+    def _send(
+        self,
+        method: str,
+        url: str,
+        params: Mapping[str, Any] | None,
+        headers: Mapping[str, str] | None,
+        *,
+        json_body: Any = None,
+    ) -> requests.Response:
+        """One logical request: redirects, retries, the one-time token refresh."""
+        import requests
+
+        self._check_origin(url, "the URL")
+        query = encode_params(params)
+        client_request_id = str(uuid.uuid4())
+        started = time.monotonic()
+        refreshed = False
+        attempt = 0
+        redirects = 0
+        while True:
+            attempt += 1
+            hdrs = {"Accept": "application/json", "client-request-id": client_request_id}
+            if attempt > 1:
+                hdrs["Retry-Attempt"] = str(attempt - 1)
+            # A caller's own Authorization header is never sent: only ours, only to Graph.
+            hdrs.update((k, v) for k, v in (headers or {}).items() if k.lower() != "authorization")
+            authorized = self.is_graph_url(url)
+            if authorized:
+                hdrs["Authorization"] = f"Bearer {self._bearer(force_refresh=False)}"
+            problem: str
+            resp: requests.Response | None = None
+            try:
+                self.requests_sent += 1
+                resp = self.session.request(
+                    method,
+                    url,
+                    params=query or None,
+                    headers=hdrs,
+                    json=json_body,
+                    verify=self.ca_bundle if self.ca_bundle else True,
+                    timeout=self.timeout,
+                    allow_redirects=False,
+                )
+            except requests.exceptions.SSLError as exc:
+                raise NetworkError(
+                    f"TLS failure talking to {_show_origin(_origin(url))} "
+                    f"(client-request-id {client_request_id}): {_one_line(str(exc), 200)}",
+                    "check the CA bundle (ca_bundle / GRAPHKIT_CA_BUNDLE) and the Graph URL",
+                ) from None
+            except (
+                requests.exceptions.ConnectionError,
+                requests.exceptions.Timeout,
+                requests.exceptions.ChunkedEncodingError,
+                requests.exceptions.ContentDecodingError,
+            ) as exc:
+                if method.upper() not in ("GET", "HEAD", "PUT", "DELETE", "OPTIONS"):
+                    raise self._network_error(url, exc, client_request_id) from None
+                problem = f"connection error ({type(exc).__name__})"
+                last_exc: BaseException | None = exc
+            else:
+                last_exc = None
+                status = resp.status_code
+                if status in (301, 302, 303, 307, 308) and resp.headers.get("Location"):
+                    redirects += 1
+                    if redirects > MAX_REDIRECTS:
+                        raise GraphError(f"too many redirects from {url}", status=status)
+                    # A redirect may leave the Graph host; _send only authorizes Graph.
+                    url = urljoin(url, resp.headers["Location"])
+                    query = ""
+                    if status == 303:
+                        method, json_body = "GET", None
+                    attempt -= 1
+                    continue
+                if (
+                    status == 401
+                    and authorized
+                    and not refreshed
+                    and self._error_code(resp) in ("InvalidAuthenticationToken", None)
+                ):
+                    # The token expired (or was revoked) early: get a new one, once.
+                    refreshed = True
+                    self._bearer(force_refresh=True)
+                    attempt -= 1
+                    continue
+                if status in RETRY_STATUSES:
+                    problem = f"Graph answered {status}" + (" (throttled)" if status == 429 else "")
+                elif status >= 400:
+                    raise self._http_error(method, url, resp, client_request_id)
+                else:
+                    return resp
+            # Retry, if the budget allows.
+            delay = _retry_after(resp.headers.get("Retry-After")) if resp is not None else None
+            if delay is None:
+                backoff = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (attempt - 1))
+                delay = backoff * random.uniform(0.5, 1.0)  # jitter spreads out retries
+            elapsed = time.monotonic() - started
+            if attempt >= self.max_attempts or elapsed + delay > self.max_total_wait:
+                why = (
+                    f"after {attempt} attempt{'s' if attempt != 1 else ''}"
+                    if attempt >= self.max_attempts
+                    else f"waiting {delay:g} s more would exceed the {self.max_total_wait:g} s cap"
+                )
+                if last_exc is not None:
+                    raise self._network_error(url, last_exc, client_request_id, why) from None
+                assert resp is not None
+                raise self._http_error(method, url, resp, client_request_id, gave_up=why)
+            if self.on_wait is not None:
+                self.on_wait(delay, f"{problem}; retry {attempt} of {self.max_attempts - 1}")
+            time.sleep(delay)
+
+    @staticmethod
+    def _decode(resp: requests.Response) -> Any:
+        content = resp.content
+        if not content:
+            return None
+        ctype = resp.headers.get("Content-Type", "")
+        if "json" in ctype or content[:1] in (b"{", b"["):
+            try:
+                return json.loads(content)
+            except ValueError:
+                raise GraphError(
+                    f"Graph sent a response that is not valid JSON "
+                    f"(client-request-id {resp.request.headers.get('client-request-id')})",
+                    "retry; if it persists, check the Graph URL",
+                    status=resp.status_code,
+                ) from None
+        return resp.text
+
+    @staticmethod
+    def _error_body(resp: requests.Response) -> dict[str, Any]:
+        try:
+            body = json.loads(resp.content)
+        except ValueError:
+            return {}
+        err = body.get("error") if isinstance(body, dict) else None
+        return err if isinstance(err, dict) else {}
+
+    def _error_code(self, resp: requests.Response) -> str | None:
+        code = self._error_body(resp).get("code")
+        return str(code) if code else None
+
+    def _network_error(
+        self, url: str, exc: BaseException, client_request_id: str, why: str | None = None
+    ) -> NetworkError:
+        where = _show_origin(_origin(url))
+        detail = type(exc).__name__
+        msg = f"cannot reach {where} ({detail}; client-request-id {client_request_id})"
+        if why:
+            msg = f"gave up on {where} {why}: {detail} (client-request-id {client_request_id})"
+        return NetworkError(msg, "check the network, proxy settings and the Graph URL")
+
+    def _http_error(
+        self,
+        method: str,
+        url: str,
+        resp: requests.Response,
+        client_request_id: str,
+        *,
+        gave_up: str | None = None,
+    ) -> GraphError:
+        status = resp.status_code
+        err = self._error_body(resp)
+        code = str(err.get("code") or "") or None
+        message = _one_line(err.get("message") or resp.reason or "no message")
+        inner = err.get("innerError") or err.get("innererror") or {}
+        if not isinstance(inner, dict):
+            inner = {}
+        request_id = inner.get("request-id") or resp.headers.get("request-id")
+        crid = inner.get("client-request-id") or client_request_id
+        path = urlsplit(url).path
+        ids = f"request-id {request_id or '-'}, client-request-id {crid}"
+        head = f"Graph {method} {path}: {status}" + (f" {code}" if code else "")
+        text = f"{head}: {message} ({ids})"
+        kw: dict[str, Any] = {
+            "status": status,
+            "code": code,
+            "request_id": request_id,
+            "client_request_id": crid,
+        }
+        if gave_up is not None:
+            return ThrottledError(
+                f"Graph kept answering {status}; gave up {gave_up}: {message} ({ids})",
+                "wait a while and retry, ask for fewer items per page, or narrow the query",
+                **kw,
+            )
+        if status == 400:
+            return BadRequestError(
+                text, "check the path and the query options (--filter, --select...)", **kw
+            )
+        if status == 401:
+            return UnauthorizedError(
+                text,
+                "the token was refused even after a refresh: check the tenant, and that "
+                "graph_url matches the token's audience",
+                **kw,
+            )
+        if status == 403:
+            return PermissionDeniedError(text, self._permission_hint(url), **kw)
+        if status == 404:
+            return NotFoundError(text, "check the path and the id", **kw)
+        return GraphError(text, None, **kw)
+
+    def _permission_hint(self, url: str) -> str:
+        role = required_role(url)
+        claims = getattr(self._access, "claims", None) or {}
+        roles = claims.get("roles") if isinstance(claims, dict) else None
+        app = claims.get("appid") if isinstance(claims, dict) else None
+        app_txt = f" app {app}" if app else " the app"
+        have = (
+            f"the token's roles are {', '.join(roles)}"
+            if roles
+            else "the token carries no roles"
+            if isinstance(claims, dict) and claims
+            else None
+        )
+        if role:
+            alts = _BROADER_ROLES.get(role, ())
+            also = f" (or {' / '.join(alts)})" if alts else ""
+            text = (
+                f"the token lacks the application permission {role}{also}: add it to{app_txt} "
+                f"under API permissions > Microsoft Graph > Application permissions, then have "
+                f"an administrator grant admin consent"
+            )
+        else:
+            text = (
+                f"the token lacks a role this call needs: add the Microsoft Graph "
+                f"application permission it requires to{app_txt}, then have an administrator "
+                f"grant admin consent"
+            )
+        return f"{text} ({have})" if have else text
