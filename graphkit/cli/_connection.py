@@ -1,0 +1,175 @@
+"""Connection flags shared by `token`, `query`, `init`, `doctor`...
+
+Declare them in a command with the ``*Opt`` aliases below and turn them into
+:class:`graphkit.config.Settings` with :func:`settings_from_flags` (flags >
+environment > profile). Nothing heavy is imported here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from graphkit.cli._common import PassphraseFileOpt as _PassphraseFileOpt
+from graphkit.cli._common import warn
+
+if TYPE_CHECKING:  # pragma: no cover
+    from graphkit.auth import CertificateCredential
+    from graphkit.config import Settings
+
+__all__ = [
+    "AuthorityHostOpt",
+    "CaBundleOpt",
+    "CertificateOpt",
+    "ClientIdOpt",
+    "CloudOpt",
+    "GraphUrlOpt",
+    "PassphraseFileOpt",
+    "PrivateKeyOpt",
+    "ProfileOpt",
+    "TenantOpt",
+    "credential_from_settings",
+    "settings_from_flags",
+    "warn_certificate_expiry",
+]
+
+ProfileOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--profile",
+        "-p",
+        help="Profile from the config file (else GRAPHKIT_PROFILE, else the default).",
+        show_default=False,
+    ),
+]
+TenantOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--tenant",
+        help="Tenant GUID or domain (else AZURE_TENANT_ID, else the profile).",
+        show_default=False,
+    ),
+]
+ClientIdOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--client-id",
+        help="Application (client) ID (else AZURE_CLIENT_ID, else the profile).",
+        show_default=False,
+    ),
+]
+CertificateOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--certificate",
+        help="Certificate: .crt/.pem, key+cert PEM, or PFX "
+        "(else AZURE_CLIENT_CERTIFICATE_PATH, else the profile).",
+        show_default=False,
+    ),
+]
+PrivateKeyOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--private-key",
+        help="Private key, when the certificate file does not hold it.",
+        show_default=False,
+    ),
+]
+CloudOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--cloud",
+        help="global, usgov, usgovdod or china (sets both hosts).",
+        show_default=False,
+    ),
+]
+AuthorityHostOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--authority-host",
+        help="Identity host or https://host[:port] (else AZURE_AUTHORITY_HOST).",
+        show_default=False,
+    ),
+]
+GraphUrlOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--graph-url",
+        help="Graph base URL without version, e.g. https://graph.microsoft.com "
+        "(else GRAPHKIT_GRAPH_URL).",
+        show_default=False,
+    ),
+]
+CaBundleOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--ca-bundle",
+        help="CA file to trust for both hosts (else GRAPHKIT_CA_BUNDLE).",
+        show_default=False,
+    ),
+]
+PassphraseFileOpt = _PassphraseFileOpt
+
+_FLAG_NAMES = (
+    "tenant",
+    "client_id",
+    "certificate",
+    "private_key",
+    "cloud",
+    "authority_host",
+    "graph_url",
+    "ca_bundle",
+    "passphrase_file",
+)
+
+
+def settings_from_flags(
+    profile: str | None = None, *, validate: bool = True, **flags: Any
+) -> Settings:
+    """Resolve settings from connection flags (> environment > profile).
+
+    Args:
+        profile: ``--profile``.
+        validate: also check that the settings can authenticate (certificate
+            readable, current and matching its key...); False for `config show`.
+        **flags: the other connection flags by name (``tenant``, ``client_id``,
+            ``certificate``, ``private_key``, ``cloud``, ``authority_host``,
+            ``graph_url``, ``ca_bundle``, ``passphrase_file``); None means not given.
+
+    Also routes the library's notices (plaintext token cache, expiring certificate)
+    to stderr for this process.
+    """
+    from graphkit import auth, config
+
+    unknown = sorted(set(flags) - set(_FLAG_NAMES))
+    if unknown:
+        raise TypeError(f"unknown connection flag {unknown[0]!r}")
+    overrides = {k: (str(v) if isinstance(v, Path) else v) for k, v in flags.items()}
+    settings = config.resolve_settings(profile=profile, overrides=overrides)
+    auth.set_notice_handler(warn)
+    if validate:
+        config.validate(settings)
+    return settings
+
+
+def credential_from_settings(settings: Settings, **kwargs: Any) -> CertificateCredential:
+    """A :class:`~graphkit.auth.CertificateCredential` whose notices go to stderr."""
+    from graphkit.auth import CertificateCredential
+
+    kwargs.setdefault("on_notice", warn)
+    return CertificateCredential(settings, **kwargs)
+
+
+def warn_certificate_expiry(settings: Settings) -> None:
+    """Warn on stderr when the client certificate expires within 30 days.
+
+    (A credential made with ``on_notice`` does this itself; this is for commands
+    that load the certificate without making one.)
+    """
+    from graphkit import config
+
+    message = config.expiry_warning(config.load_client_certificate(settings))
+    if message:
+        warn(message)
