@@ -283,13 +283,30 @@ class GraphClient:
     # -------------------------------------------------------------- constructors
 
     @classmethod
-    def from_settings(cls, settings: Any, **kw: Any) -> GraphClient:
-        """A client for resolved :class:`graphkit.config.Settings`."""
-        from graphkit.auth import CertificateCredential
-        from graphkit.config import validate
+    def from_settings(
+        cls,
+        settings: Any,
+        *,
+        credential: TokenCredential | None = None,
+        validate: bool = True,
+        **kw: Any,
+    ) -> GraphClient:
+        """A client for resolved :class:`graphkit.config.Settings`.
 
-        validate(settings)
-        credential = CertificateCredential(settings)
+        Args:
+            settings: from :func:`graphkit.config.resolve_settings`.
+            credential: a ready credential (default: a ``CertificateCredential``).
+            validate: check the settings first (certificate present, current...).
+            **kw: passed to :class:`GraphClient` (``api``, ``on_wait``...).
+        """
+        if validate:
+            from graphkit.config import validate as check
+
+            check(settings)
+        if credential is None:
+            from graphkit.auth import CertificateCredential
+
+            credential = CertificateCredential(settings)
         kw.setdefault("ca_bundle", settings.ca_bundle)
         return cls(settings.graph_url, credential, **kw)
 

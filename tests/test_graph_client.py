@@ -1,0 +1,408 @@
+"""GraphClient: paging, retries, token refresh, errors and the foreign-host rule.
+
+Two levels: a tiny scripted HTTP server started here (exact control over each
+answer, and a "foreign" server that records whatever reaches it), and the real
+emulator (graphkit.testing's ``graphkit_emulator``) with the real msal credential.
+requests is never mocked.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+
+from graphkit import graph as graph_mod
+from graphkit.errors import (
+    BadRequestError,
+    ExitCode,
+    ForeignHostError,
+    NetworkError,
+    NotFoundError,
+    PermissionDeniedError,
+    ThrottledError,
+    UnauthorizedError,
+)
+from graphkit.graph import GraphClient, encode_params, needs_eventual_consistency, required_role
+
+# ------------------------------------------------------------------ a scripted server
+
+
+@dataclass
+class Seen:
+    method: str
+    path: str
+    headers: dict[str, str]
+
+
+Answer = tuple[int, dict[str, str], Any]  # status, headers, body (dict -> JSON) or "RESET"
+
+
+@dataclass
+class Scripted:
+    """A local HTTP server: answers from ``script`` in order, then ``default``."""
+
+    script: list[Answer | Callable[[Seen], Answer]] = field(default_factory=list)
+    default: Callable[[Seen], Answer] | None = None
+    seen: list[Seen] = field(default_factory=list)
+    url: str = ""
+
+    def next_answer(self, req: Seen) -> Answer:
+        if self.script:
+            ans = self.script.pop(0)
+            return ans(req) if callable(ans) else ans
+        if self.default is not None:
+            return self.default(req)
+        return 200, {}, {"value": []}
+
+
+@pytest.fixture
+def server_factory() -> Iterator[Callable[[], Scripted]]:
+    servers: list[ThreadingHTTPServer] = []
+
+    def make() -> Scripted:
+        state = Scripted()
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self) -> None:
+                req = Seen("GET", self.path, {k.lower(): v for k, v in self.headers.items()})
+                state.seen.append(req)
+                status, headers, body = state.next_answer(req)
+                if body == "RESET":
+                    # Abort the connection: RST instead of an answer.
+                    self.connection.setsockopt(
+                        socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00"
+                    )
+                    self.close_connection = True
+                    self.connection.close()
+                    return
+                data = body if isinstance(body, bytes) else json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", headers.pop("Content-Type", "application/json"))
+                self.send_header("Content-Length", str(len(data)))
+                for k, v in headers.items():
+                    self.send_header(k, v)
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        srv.daemon_threads = True
+        threading.Thread(target=srv.serve_forever, args=(0.05,), daemon=True).start()
+        servers.append(srv)
+        state.url = f"http://127.0.0.1:{srv.server_address[1]}"
+        return state
+
+    yield make
+    for srv in servers:
+        srv.shutdown()
+        srv.server_close()
+
+
+@dataclass
+class FakeToken:
+    token: str
+    expires_on: int
+    from_cache: bool = False
+    claims: dict[str, Any] = field(default_factory=dict)
+
+
+class FakeCredential:
+    """Stands in for CertificateCredential in the scripted-server tests only."""
+
+    def __init__(self, roles: list[str] | None = None) -> None:
+        self.calls: list[bool] = []
+        self.roles = roles
+
+    def get_token(self, *, force_refresh: bool = False) -> FakeToken:
+        import time
+
+        self.calls.append(force_refresh)
+        claims: dict[str, Any] = {"appid": "11111111-2222-3333-4444-555555555555"}
+        if self.roles is not None:
+            claims["roles"] = self.roles
+        return FakeToken(f"tok-{len(self.calls)}", int(time.time()) + 3600, claims=claims)
+
+
+@pytest.fixture(autouse=True)
+def fast_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(graph_mod, "BACKOFF_BASE", 0.01)
+
+
+def _client(url: str, cred: Any = None, **kw: Any) -> GraphClient:
+    return GraphClient(url, cred or FakeCredential(), **kw)
+
+
+def _graph_error(code: str, message: str = "boom") -> dict[str, Any]:
+    return {
+        "error": {
+            "code": code,
+            "message": message,
+            "innerError": {"request-id": "req-123", "date": "2026-01-01T00:00:00"},
+        }
+    }
+
+
+# ------------------------------------------------------------------ pure helpers
+
+
+def test_encode_params_keeps_odata_readable() -> None:
+    q = encode_params({"$filter": "startswith(displayName,'A b')", "$top": 5, "$count": True})
+    assert q == "$filter=startswith(displayName,'A%20b')&$top=5&$count=true"
+
+
+@pytest.mark.parametrize(
+    ("url", "params", "expected"),
+    [
+        ("https://g/v1.0/users", {"$count": "true"}, True),
+        ("https://g/v1.0/users", {"$search": '"displayName:a"'}, True),
+        ("https://g/v1.0/users", {"$filter": "accountEnabled ne false"}, True),
+        ("https://g/v1.0/users", {"$filter": "NOT(startswith(mail,'a'))"}, True),
+        ("https://g/v1.0/users", {"$filter": "endsWith(mail,'@x.com')"}, True),
+        ("https://g/v1.0/users", {"$filter": "displayName eq 'ne not'"}, False),
+        ("https://g/v1.0/users", {"$filter": "a eq 'b'", "$orderby": "displayName"}, True),
+        ("https://g/v1.0/users?$count=true", None, True),
+        ("https://g/v1.0/users/$count", None, True),
+        ("https://g/v1.0/users", {"$select": "id", "$top": "5"}, False),
+    ],
+)
+def test_needs_eventual_consistency(url: str, params: Any, expected: bool) -> None:
+    assert needs_eventual_consistency(url, params) is expected
+
+
+def test_required_role() -> None:
+    assert required_role("https://g/v1.0/users/abc") == "User.Read.All"
+    assert required_role("https://g/beta/groups") == "Group.Read.All"
+    assert required_role("https://g/v1.0/me") is None
+
+
+def test_url_building() -> None:
+    c = _client("https://graph.example.com/")
+    assert c.url("/users") == "https://graph.example.com/v1.0/users"
+    assert c.url("users/abc") == "https://graph.example.com/v1.0/users/abc"
+    assert c.url("beta/users") == "https://graph.example.com/beta/users"
+    assert c.url("https://GRAPH.example.com:443/v1.0/x") == "https://GRAPH.example.com:443/v1.0/x"
+    assert _client("https://g.example", api="beta").url("/users") == "https://g.example/beta/users"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://evil.example.com/v1.0/users",
+        "http://graph.example.com/v1.0/users",  # scheme differs
+        "https://graph.example.com:8443/v1.0/users",  # port differs
+        "https://graph.example.com@evil.example.com/v1.0/users",  # userinfo trick
+    ],
+)
+def test_foreign_urls_refused_without_a_request(url: str) -> None:
+    cred = FakeCredential()
+    c = _client("https://graph.example.com", cred)
+    with pytest.raises(ForeignHostError) as info:
+        c.get(url)
+    assert info.value.exit_code == ExitCode.USAGE
+    assert "refusing to send the Graph token" in str(info.value)
+    assert c.requests_sent == 0 and cred.calls == []
+
+
+# ------------------------------------------------------------------ scripted server
+
+
+def test_paging_and_headers(server_factory: Callable[[], Scripted]) -> None:
+    srv = server_factory()
+    srv.script = [
+        (
+            200,
+            {},
+            {
+                "value": [{"id": "1"}, {"id": "2"}],
+                "@odata.nextLink": srv.url + "/v1.0/users?$skiptoken=a",
+            },
+        ),
+        (200, {}, {"value": [{"id": "3"}], "@odata.nextLink": "/v1.0/users?$skiptoken=b"}),
+        (200, {}, {"value": [{"id": "4"}]}),
+    ]
+    cred = FakeCredential()
+    with _client(srv.url, cred) as c:
+        ids = [u["id"] for u in c.iter("/users", {"$count": "true", "$top": 2})]
+    assert ids == ["1", "2", "3", "4"]
+    assert [s.path for s in srv.seen] == [
+        "/v1.0/users?$count=true&$top=2",
+        "/v1.0/users?$skiptoken=a",
+        "/v1.0/users?$skiptoken=b",
+    ]
+    crids = {s.headers["client-request-id"] for s in srv.seen}
+    assert len(crids) == 3  # a fresh GUID per request
+    assert all(s.headers["authorization"] == "Bearer tok-1" for s in srv.seen)
+    assert all(s.headers["consistencylevel"] == "eventual" for s in srv.seen)
+    assert cred.calls == [False]  # the token is reused across pages
+
+
+def test_max_items_stops_paging(server_factory: Callable[[], Scripted]) -> None:
+    srv = server_factory()
+    srv.default = lambda req: (
+        200,
+        {},
+        {"value": [{"id": "x"}] * 3, "@odata.nextLink": srv.url + "/v1.0/users?$skiptoken=n"},
+    )
+    with _client(srv.url) as c:
+        assert len(list(c.iter("/users", max_items=7))) == 7
+    assert len(srv.seen) == 3
+
+
+def test_single_object_iterates_as_itself(server_factory: Callable[[], Scripted]) -> None:
+    srv = server_factory()
+    srv.script = [(200, {}, {"id": "abc", "displayName": "Ada"})]
+    with _client(srv.url) as c:
+        assert list(c.iter("users/abc")) == [{"id": "abc", "displayName": "Ada"}]
+
+
+def test_429_fractional_retry_after(server_factory: Callable[[], Scripted]) -> None:
+    srv = server_factory()
+    srv.script = [(429, {"Retry-After": "0.25"}, _graph_error("TooManyRequests"))]
+    waits: list[tuple[float, str]] = []
+    with _client(srv.url, on_wait=lambda s, r: waits.append((s, r))) as c:
+        assert c.get("/users") == {"value": []}
+    assert waits == [(0.25, "Graph answered 429 (throttled); retry 1 of 4")]
+    assert srv.seen[1].headers["retry-attempt"] == "1"
+    assert srv.seen[0].headers["client-request-id"] == srv.seen[1].headers["client-request-id"]
+
+
+def test_503_and_504_back_off_then_succeed(server_factory: Callable[[], Scripted]) -> None:
+    srv = server_factory()
+    srv.script = [(503, {}, _graph_error("ServiceUnavailable")), (504, {}, b"gateway")]
+    waits: list[float] = []
+    with _client(srv.url, on_wait=lambda s, r: waits.append(s)) as c:
+        assert c.get("/users") == {"value": []}
+    # Exponential backoff with jitter: base*1*[0.5,1], then base*2*[0.5,1].
+    assert 0.005 <= waits[0] <= 0.01 and 0.01 <= waits[1] <= 0.02
+
+
+def test_connection_reset_is_retried(server_factory: Callable[[], Scripted]) -> None:
+    srv = server_factory()
+    srv.script = [(0, {}, "RESET")]
+    waits: list[str] = []
+    with _client(srv.url, on_wait=lambda s, r: waits.append(r)) as c:
+        assert c.get("/users") == {"value": []}
+    assert len(srv.seen) == 2 and waits[0].startswith("connection error")
+
+
+def test_exhausted_retries_raise_throttled(server_factory: Callable[[], Scripted]) -> None:
+    srv = server_factory()
+    srv.default = lambda req: (
+        429,
+        {"Retry-After": "0.01"},
+        _graph_error("TooManyRequests", "slow down"),
+    )
+    with _client(srv.url, max_attempts=3) as c, pytest.raises(ThrottledError) as info:
+        c.get("/users")
+    err = info.value
+    assert err.exit_code == ExitCode.THROTTLED and len(srv.seen) == 3
+    assert err.client_request_id == srv.seen[0].headers["client-request-id"]
+    assert "after 3 attempts" in str(err) and "req-123" in str(err)
+    assert err.client_request_id in str(err)
+
+
+def test_total_wait_cap(server_factory: Callable[[], Scripted]) -> None:
+    srv = server_factory()
+    srv.default = lambda req: (429, {"Retry-After": "30"}, _graph_error("TooManyRequests"))
+    with _client(srv.url, max_total_wait=5) as c, pytest.raises(ThrottledError) as info:
+        c.get("/users")
+    assert len(srv.seen) == 1 and "cap" in str(info.value)
+
+
+def test_unreachable_host_is_a_network_error() -> None:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()  # nothing listens there now
+    with (
+        _client(f"http://127.0.0.1:{port}", max_attempts=2) as c,
+        pytest.raises(NetworkError) as info,
+    ):
+        c.get("/users")
+    assert info.value.exit_code == ExitCode.NETWORK and "client-request-id" in str(info.value)
+
+
+def test_401_refreshes_once(server_factory: Callable[[], Scripted]) -> None:
+    srv = server_factory()
+    srv.script = [(401, {}, _graph_error("InvalidAuthenticationToken", "expired"))]
+    cred = FakeCredential()
+    with _client(srv.url, cred) as c:
+        assert c.get("/users") == {"value": []}
+    assert cred.calls == [False, True]
+    assert [s.headers["authorization"] for s in srv.seen] == ["Bearer tok-1", "Bearer tok-2"]
+
+
+def test_401_twice_is_an_auth_error(server_factory: Callable[[], Scripted]) -> None:
+    srv = server_factory()
+    srv.default = lambda req: (401, {}, _graph_error("InvalidAuthenticationToken", "bad aud"))
+    cred = FakeCredential()
+    with _client(srv.url, cred) as c, pytest.raises(UnauthorizedError) as info:
+        c.get("/users")
+    assert info.value.exit_code == ExitCode.AUTH and cred.calls == [False, True]
+
+
+def test_403_names_the_missing_role(server_factory: Callable[[], Scripted]) -> None:
+    srv = server_factory()
+    srv.script = [(403, {}, _graph_error("Authorization_RequestDenied", "Insufficient privileges"))]
+    with (
+        _client(srv.url, FakeCredential(roles=["Group.Read.All"])) as c,
+        pytest.raises(PermissionDeniedError) as info,
+    ):
+        c.get("/users")
+    text = str(info.value)
+    assert info.value.exit_code == ExitCode.PERMISSION
+    assert "User.Read.All" in text and "admin consent" in text and "Group.Read.All" in text
+    assert "Authorization_RequestDenied" in text and "req-123" in text
+
+
+def test_404_and_400(server_factory: Callable[[], Scripted]) -> None:
+    srv = server_factory()
+    srv.script = [
+        (404, {}, _graph_error("Request_ResourceNotFound", "no such user")),
+        (400, {}, _graph_error("Request_UnsupportedQuery", "bad filter")),
+    ]
+    with _client(srv.url) as c:
+        with pytest.raises(NotFoundError) as nf:
+            c.get("users/nope")
+        with pytest.raises(BadRequestError) as br:
+            c.get("/users", {"$filter": "x"})
+    assert nf.value.exit_code == ExitCode.NOT_FOUND and "no such user" in str(nf.value)
+    assert br.value.exit_code == ExitCode.USAGE
+
+
+def test_foreign_next_link_refused(server_factory: Callable[[], Scripted]) -> None:
+    graph, foreign = server_factory(), server_factory()
+    graph.script = [
+        (
+            200,
+            {},
+            {"value": [{"id": "1"}], "@odata.nextLink": foreign.url + "/v1.0/users?$skiptoken=x"},
+        )
+    ]
+    got: list[Any] = []
+    with _client(graph.url) as c, pytest.raises(ForeignHostError) as info:
+        got.extend(c.iter("/users"))
+    assert got == [{"id": "1"}]
+    assert "nextLink" in str(info.value) and foreign.url in str(info.value)
+    assert foreign.seen == []
+
+
+def test_redirect_to_foreign_host_carries_no_token(server_factory: Callable[[], Scripted]) -> None:
+    graph, foreign = server_factory(), server_factory()
+    graph.script = [(302, {"Location": foreign.url + "/blob"}, {})]
+    foreign.script = [(200, {}, {"ok": True})]
+    with _client(graph.url) as c:
+        assert c.get("/reports/x", headers={"X-Extra": "1"}) == {"ok": True}
+    assert "authorization" in graph.seen[0].headers
+    assert "authorization" not in foreign.seen[0].headers
