@@ -73,6 +73,10 @@ from graphkit.cli import certs  # noqa: E402
 
 certs.register(app)
 
+from graphkit.cli import query as _query  # noqa: E402
+
+_query.register(app)
+
 
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point."""
