@@ -12,6 +12,8 @@ import base64
 import datetime as dt
 import hashlib
 import ipaddress
+import math
+import re
 import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -36,23 +38,25 @@ __all__ = [
     "build_csr",
     "certificate_info",
     "dump_certificate",
-    "dump_csr",
     "dump_combined_pem",
+    "dump_csr",
     "dump_pfx",
     "dump_private_key",
     "generate_private_key",
+    "issue_server_certificate",
     "key_matches_certificate",
     "load_certificate_bundle",
     "load_csr",
     "load_private_key",
+    "looks_like_pfx",
     "make_ca",
-    "issue_server_certificate",
     "parse_san",
     "parse_subject",
     "require_rsa",
     "self_sign",
     "self_sign_csr",
     "thumbprints",
+    "verify_self_signature",
 ]
 
 # Entra ID rejects RSA keys under 2048 bits (AADSTS50032) and non-RSA keys entirely.
@@ -173,6 +177,18 @@ def _reason(exc: Exception) -> str:
     return text[:120] if text else type(exc).__name__
 
 
+def _short_because(exc: Exception) -> str:
+    """Like :func:`_because` but without the parser's internal detail (Rust debug text)."""
+    text = str(exc).split("\n")[0].split(":")[0].strip()
+    return f" ({text[:80]})" if text else ""
+
+
+def _because(exc: Exception) -> str:
+    """`` (reason)`` when the exception says something, else nothing."""
+    text = str(exc).split("\n")[0].strip()
+    return f" ({text[:120]})" if text else ""
+
+
 def _pem_block(data: bytes, label_suffix: str, source: str) -> bytes:
     """Return the first complete PEM block whose label ends with ``label_suffix``."""
     start = -1
@@ -235,20 +251,28 @@ def parse_subject(subject: str | None = None, cn: str | None = None) -> x509.Nam
         name = x509.Name.from_rfc4514_string(subject.strip())
     except ValueError as exc:
         raise CryptoError(
-            f"invalid subject {subject!r} ({_reason(exc)})",
+            f"invalid subject {subject!r}{_because(exc) or _subject_problem(subject)}",
             "use RFC 4514 form such as 'CN=reports-app,O=Contoso,C=US'",
         ) from None
     if not list(name):
         raise CryptoError("the subject is empty", "give at least CN=NAME")
-    try:
-        name.rfc4514_string()
-        # Building a throwaway CSR validates attribute values (e.g. C must be 2 letters).
-        for attr in name:
-            if attr.oid == NameOID.COUNTRY_NAME and len(str(attr.value)) != 2:
-                raise ValueError("country (C) must be a two-letter code")
-    except ValueError as exc:
-        raise CryptoError(f"invalid subject {subject!r}: {_reason(exc)}") from None
     return name
+
+
+# The attribute names RFC 4514 parsing knows (plus dotted OIDs).
+_SUBJECT_KEYS = {"CN", "C", "L", "ST", "O", "OU", "STREET", "DC", "UID", "EMAILADDRESS"}
+
+
+def _subject_problem(subject: str) -> str:
+    """A short explanation of why ``subject`` does not parse, when we can tell."""
+    for part in re.split(r"(?<!\\)[,+]", subject.strip()):
+        key, eq, _value = part.partition("=")
+        key = key.strip()
+        if not eq:
+            return f" ({part.strip()!r} is not KEY=VALUE)" if part.strip() else " (empty part)"
+        if key.upper() not in _SUBJECT_KEYS and not re.fullmatch(r"\d+(\.\d+)+", key):
+            return f" (unknown attribute {key!r}; use CN, O, OU, L, ST, C, DC, UID)"
+    return ""
 
 
 def parse_san(value: str) -> x509.GeneralName:
@@ -390,9 +414,7 @@ def self_sign(
 ) -> x509.Certificate:
     """A self-signed client-authentication certificate, as the portal wants it."""
     require_rsa(key)
-    ext = _Extensions(
-        key_usage=_CLIENT_AUTH.key_usage, eku=_CLIENT_AUTH.eku, sans=tuple(sans)
-    )
+    ext = _Extensions(key_usage=_CLIENT_AUTH.key_usage, eku=_CLIENT_AUTH.eku, sans=tuple(sans))
     return _build_certificate(
         subject=subject,
         issuer=subject,
@@ -549,9 +571,21 @@ def looks_like_pfx(data: bytes) -> bool:
 
 
 def load_certificate_bundle(
-    data: bytes, passphrase: bytes | None = None, *, source: str = "certificate"
+    data: bytes,
+    passphrase: bytes | None = None,
+    *,
+    source: str = "certificate",
+    key_optional: bool = False,
 ) -> CertificateBundle:
     """Load PEM, DER, a combined key+certificate PEM, or a PFX (detected from the bytes).
+
+    Args:
+        data: the file's bytes.
+        passphrase: opens an encrypted key in a combined PEM, or a PFX.
+        source: how messages name the file.
+        key_optional: for a combined PEM whose key is encrypted and no passphrase is
+            given, return the certificate without the key instead of failing (for
+            callers that only need the certificate, such as ``thumbprint``).
 
     Raises:
         CryptoError: nothing certificate-like, truncated PEM, PFX passphrase missing or wrong.
@@ -559,19 +593,25 @@ def load_certificate_bundle(
     if not data.strip():
         raise CryptoError(f"{source} is empty", "give a PEM, DER or PFX certificate file")
     if b"-----BEGIN" in data:
-        return _load_pem_bundle(data, passphrase, source)
+        return _load_pem_bundle(data, passphrase, source, key_optional=key_optional)
     if looks_like_pfx(data):
         return _load_pfx(data, passphrase, source)
     try:
         return CertificateBundle(x509.load_der_x509_certificate(data), form="der")
     except ValueError:
         raise CryptoError(
-            f"{source} is not a certificate (not PEM, DER or PFX)",
+            f"{source} is not a readable certificate (not PEM, DER or PFX, or cut short)",
             "give the .crt/.cer/.pem/.pfx file",
         ) from None
 
 
-def _load_pem_bundle(data: bytes, passphrase: bytes | None, source: str) -> CertificateBundle:
+def _pem_key_is_encrypted(data: bytes) -> bool:
+    return b"-----BEGIN ENCRYPTED PRIVATE KEY-----" in data or b"Proc-Type: 4,ENCRYPTED" in data
+
+
+def _load_pem_bundle(
+    data: bytes, passphrase: bytes | None, source: str, *, key_optional: bool = False
+) -> CertificateBundle:
     if b"-----BEGIN CERTIFICATE-----" not in data:
         if b"PRIVATE KEY-----" in data:
             raise CryptoError(
@@ -594,12 +634,14 @@ def _load_pem_bundle(data: bytes, passphrase: bytes | None, source: str) -> Cert
             certs.append(x509.load_pem_x509_certificate(block))
         except ValueError as exc:
             raise CryptoError(
-                f"{source} holds a corrupted certificate ({_reason(exc)})",
-                "copy or regenerate the file",
+                f"{source} holds a corrupted certificate{_short_because(exc)}",
+                "copy the file again or regenerate it",
             ) from None
         pos = stop + len(end)
     key = None
-    if b"PRIVATE KEY-----" in data:
+    if b"PRIVATE KEY-----" in data and not (
+        key_optional and not passphrase and _pem_key_is_encrypted(data)
+    ):
         key = load_private_key(data, passphrase, source=source)
     leaf = certs[0]
     if key is not None:
@@ -624,10 +666,14 @@ def _load_pfx(data: bytes, passphrase: bytes | None, source: str) -> Certificate
                     "or --prompt-passphrase",
                 ) from None
         else:
-            raise CryptoError(
-                f"wrong passphrase for {source} (or the PFX is corrupted)",
-                "check the passphrase",
-            ) from None
+            # A PFX written without a passphrase opens with none, whatever we were given.
+            try:
+                loaded = pkcs12.load_pkcs12(data, None)
+            except ValueError:
+                raise CryptoError(
+                    f"wrong passphrase for {source} (or the PFX is corrupted)",
+                    "check the passphrase",
+                ) from None
     if loaded.cert is None:
         raise CryptoError(f"{source} is a PFX without a certificate")
     return CertificateBundle(
@@ -671,9 +717,7 @@ def _key_type(key: Any) -> str:
     return type(key).__name__.lstrip("_").replace("PublicKey", "").replace("PrivateKey", "")
 
 
-def certificate_info(
-    cert: x509.Certificate, *, now: dt.datetime | None = None
-) -> dict[str, Any]:
+def certificate_info(cert: x509.Certificate, *, now: dt.datetime | None = None) -> dict[str, Any]:
     """A labelled summary of ``cert`` with warnings, ready for display or JSON."""
     now = now or _now()
     pub = cert.public_key()
@@ -683,11 +727,14 @@ def certificate_info(
     days_left = (not_after - now).total_seconds() / 86400
     warnings = []
     if now > not_after:
-        warnings.append(f"expired {abs(int(days_left))} days ago: Entra ID will reject it")
+        warnings.append(
+            f"expired {math.ceil(-days_left)} day(s) ago: Entra ID will reject it; "
+            "make a new one with `graphkit selfsign`"
+        )
     elif now < not_before:
         warnings.append("not yet valid: check the local clock or the certificate's dates")
     elif days_left < 30:
-        warnings.append(f"expires in {int(days_left)} days: roll it over soon")
+        warnings.append(f"expires in {math.floor(days_left)} day(s): roll it over soon")
     if not isinstance(pub, rsa.RSAPublicKey):
         warnings.append(f"key is {_key_type(pub)}: Entra ID accepts only RSA")
     elif pub.key_size < MIN_RSA_BITS:
@@ -700,7 +747,7 @@ def certificate_info(
             "serial": format(cert.serial_number, "X"),
             "not_before": not_before.isoformat(),
             "not_after": not_after.isoformat(),
-            "days_left": int(days_left) if days_left >= 0 else -int(-days_left) - 1,
+            "days_left": math.floor(days_left),
             "key_type": _key_type(pub),
             "key_size": size,
             "warnings": warnings,

@@ -25,6 +25,8 @@ DIR_MODE = 0o700  # directories we create hold keys
 # Tests replace this to inject a failure between writing and renaming.
 _fsync = os.fsync
 
+_EXISTS_HINT = "choose another path or pass --force to replace it"
+
 
 def read_bytes(path: str | os.PathLike[str], what: str = "file") -> bytes:
     """Read a whole input file, turning OS errors into one-line InputErrors."""
@@ -44,15 +46,33 @@ def read_bytes(path: str | os.PathLike[str], what: str = "file") -> bytes:
 
 
 def ensure_private_dir(path: str | os.PathLike[str]) -> Path:
-    """Create ``path`` (and missing parents) with mode 0700; leave existing ones alone."""
+    """Create ``path`` and every missing parent with mode 0700; leave existing ones alone.
+
+    (``Path.mkdir(parents=True)`` would give the intermediate directories the default
+    mode, so each missing level is created here, outermost first.)
+    """
     p = Path(path)
-    if not p.exists():
-        try:
-            p.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
-        except OSError as exc:
-            raise InputError(f"cannot create directory {p}: {exc.strerror}") from None
-    elif not p.is_dir():
+    if p.is_dir():
+        return p
+    if p.exists():
         raise InputError(f"{p} exists and is not a directory", "choose another path")
+    missing = [p]
+    for parent in p.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise InputError(f"{parent} exists and is not a directory", "choose another path")
+            break
+        missing.append(parent)
+    for directory in reversed(missing):
+        try:
+            directory.mkdir(mode=DIR_MODE)
+        except FileExistsError:
+            if not directory.is_dir():
+                raise InputError(
+                    f"{directory} exists and is not a directory", "choose another path"
+                ) from None
+        except OSError as exc:
+            raise InputError(f"cannot create directory {directory}: {exc.strerror}") from None
     return p
 
 
@@ -78,9 +98,7 @@ def atomic_write(
     if target.is_dir():
         raise InputError(f"{target} is a directory", "give a file name")
     if target.exists() and not force:
-        raise OutputExistsError(
-            f"{target} already exists", "choose another --out or pass --force to replace it"
-        )
+        raise OutputExistsError(f"{target} already exists", _EXISTS_HINT)
     ensure_private_dir(target.parent if str(target.parent) else Path("."))
     tmp = target.parent / f".{target.name}.{secrets.token_hex(6)}.tmp"
     try:
@@ -102,11 +120,30 @@ def atomic_write(
             os.replace(tmp, target)
         else:
             _link_no_clobber(tmp, target)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(exc, OSError):
+            reason = exc.strerror or type(exc).__name__
+            raise InputError(
+                f"cannot write {target}: {reason}", "nothing was changed; fix that and retry"
+            ) from exc
         raise
+    _fsync_dir(target.parent)
     return target
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make the new name durable too (best effort: not every platform can open a dir)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        with contextlib.suppress(OSError):
+            os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _link_no_clobber(tmp: Path, target: Path) -> None:
@@ -114,15 +151,11 @@ def _link_no_clobber(tmp: Path, target: Path) -> None:
     try:
         os.link(tmp, target)
     except FileExistsError:
-        raise OutputExistsError(
-            f"{target} already exists", "choose another --out or pass --force to replace it"
-        ) from None
+        raise OutputExistsError(f"{target} already exists", _EXISTS_HINT) from None
     except OSError:
         # Filesystems without hard links: check-then-rename is the best we can do.
         if target.exists():
-            raise OutputExistsError(
-                f"{target} already exists", "choose another --out or pass --force to replace it"
-            ) from None
+            raise OutputExistsError(f"{target} already exists", _EXISTS_HINT) from None
         os.replace(tmp, target)
         return
     os.unlink(tmp)

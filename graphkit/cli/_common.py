@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import functools
 import getpass
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, get_args
 
 import typer
+from typer.core import TyperCommand
 
 from graphkit.errors import ExitCode, GraphkitError, InputError
 
@@ -47,6 +50,20 @@ def report_exception(exc: BaseException) -> int:
     if isinstance(exc, GraphkitError):
         error_line(str(exc))
         return int(exc.exit_code)
+    if _is_usage_error(exc):
+        # A value Typer could not convert (e.g. --days abc), raised while the
+        # sub-command parses: one line, like every other error, with where to look.
+        if getattr(exc, "option_name", None) in ("--passphrase", "--password", "--pass"):
+            error_line(
+                "a passphrase is never taken as an argument (it would show in `ps`): "
+                f"use --passphrase-file FILE, {PASSPHRASE_ENV} or --prompt-passphrase"
+            )
+            return int(ExitCode.USAGE)
+        ctx = getattr(exc, "ctx", None)
+        where = f"`{ctx.command_path} --help`" if ctx is not None else "`graphkit --help`"
+        message = _one_line(exc.format_message()).rstrip(".")  # type: ignore[attr-defined]
+        error_line(f"{message}: see {where}")
+        return int(ExitCode.USAGE)
     if isinstance(exc, BrokenPipeError):
         return int(ExitCode.ERROR)
     # Unexpected: one line, the type only (its text might hold secrets), and how to see more.
@@ -55,6 +72,17 @@ def report_exception(exc: BaseException) -> int:
         "and report it if it persists"
     )
     return int(ExitCode.ERROR)
+
+
+def _is_usage_error(exc: BaseException) -> bool:
+    """True for click's (or Typer's vendored click's) UsageError and BadParameter."""
+    return any(cls.__name__ == "UsageError" for cls in type(exc).__mro__) and hasattr(
+        exc, "format_message"
+    )
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
 
 
 # ----------------------------------------------------------------- passphrases
@@ -71,48 +99,209 @@ PromptPassphraseOpt = Annotated[
     bool,
     typer.Option("--prompt-passphrase", help="Ask for the passphrase (hidden input)."),
 ]
-ForceOpt = Annotated[
-    bool, typer.Option("--force", help="Replace an existing output file.")
-]
+ForceOpt = Annotated[bool, typer.Option("--force", help="Replace an existing output file.")]
 
 
 def read_passphrase(
     passphrase_file: Path | None, prompt: bool, *, confirm: bool = False
 ) -> bytes | None:
-    """The passphrase from a file, the environment, or a hidden prompt (in that order).
+    """The passphrase from a file, a hidden prompt, or the environment (in that order).
 
-    A passphrase is never taken as a plain argument: it would show in ``ps``.
+    Explicit options win over ``GRAPHKIT_KEY_PASSPHRASE``. A passphrase is never taken
+    as a plain argument: it would show in ``ps`` and in shell history.
+
+    Args:
+        passphrase_file: read the first line of this file.
+        prompt: ask on the terminal (hidden); piped input is read line by line.
+        confirm: ask twice and refuse a mismatch (when setting a new passphrase).
+
+    Raises:
+        InputError: the file is missing or empty, the entries differ, or are empty.
     """
+    if passphrase_file is not None and prompt:
+        raise InputError(
+            "--passphrase-file and --prompt-passphrase both given", "choose one of them"
+        )
     if passphrase_file is not None:
         from graphkit.files import read_bytes
 
-        raw = read_bytes(passphrase_file, "passphrase file")
-        first = raw.splitlines()[0] if raw.splitlines() else b""
-        if not first:
-            raise InputError(f"passphrase file {passphrase_file} is empty", "put it on line 1")
-        return first
+        lines = read_bytes(passphrase_file, "passphrase file").splitlines()
+        if not lines or not lines[0]:
+            raise InputError(
+                f"passphrase file {passphrase_file} is empty", "put the passphrase on line 1"
+            )
+        return lines[0]
+    if prompt:
+        return _prompt_passphrase(confirm).encode()
     env = os.environ.get(PASSPHRASE_ENV)
     if env:
         return env.encode()
-    if prompt:
-        if not sys.stdin.isatty():
-            # Piped input (scripts, tests): read lines; getpass would warn and echo.
-            first = sys.stdin.readline().rstrip("\r\n")
-            if confirm:
-                second = sys.stdin.readline().rstrip("\r\n")
-                if first != second:
-                    raise InputError("the passphrases do not match", "try again")
-        else:
-            first = getpass.getpass("Passphrase: ")
-            if confirm and getpass.getpass("Repeat passphrase: ") != first:
-                raise InputError("the passphrases do not match", "try again")
-        if not first:
-            raise InputError("the passphrase is empty", "type a passphrase, or leave out the option")
-        return first.encode()
     return None
+
+
+def _prompt_passphrase(confirm: bool) -> str:
+    if sys.stdin is None or not sys.stdin.isatty():
+        # Piped input (scripts, tests): read lines; getpass would warn and echo.
+        if sys.stdin is None:
+            raise InputError("--prompt-passphrase needs a terminal or piped input")
+        first = sys.stdin.readline().rstrip("\r\n")
+        second = sys.stdin.readline().rstrip("\r\n") if confirm else first
+    else:
+        first = getpass.getpass("Passphrase: ")
+        second = getpass.getpass("Repeat passphrase: ") if confirm else first
+    if not first:
+        raise InputError("the passphrase is empty", "type a passphrase, or leave out the option")
+    if first != second:
+        raise InputError("the passphrases do not match", "run the command again")
+    return first
 
 
 def emit_json(data: Any) -> None:
     import json
 
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+# -------------------------------------------------------------- lean coercion
+#
+# Typer 0.2x converts every non-flag value through a pydantic TypeAdapter: the first
+# such parameter costs ~80 ms of imports (pydantic, importlib.metadata...), more than
+# `graphkit thumbprint` spends on everything else. Commands built with ``LeanCommand``
+# convert the plain types graphkit uses (str, int, float, Path, lists of them, with no
+# Typer-side constraints) directly. Anything else, or a Typer without this machinery,
+# keeps Typer's own conversion: slower, never wrong.
+
+
+class LeanParams:
+    """Mixin for Typer commands and groups: plain parameter values skip pydantic.
+
+    Covers the parameters from the signature and the implicit ``--help`` flag (whose
+    unset value, None, would otherwise build a TypeAdapter on every run).
+    """
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        params: list[Any] = super().get_params(ctx)  # type: ignore[misc]
+        for param in params:
+            _install_plain_coercion(param)
+        return params
+
+
+class LeanCommand(LeanParams, TyperCommand):
+    """A Typer command with lean parameter conversion: ``app.command(cls=LeanCommand)``."""
+
+
+def _int(value: Any) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    try:
+        return int(str(value).strip())
+    except ValueError:
+        raise ValueError(f"{value!r} is not a valid integer.") from None
+
+
+def _float(value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{value!r} is not a valid number.") from None
+
+
+def _path(value: Any) -> Path:
+    return value if isinstance(value, Path) else Path(os.fspath(value))
+
+
+def _str(value: Any) -> str:
+    return value if isinstance(value, str) else str(value)
+
+
+_TRUE = {"1", "true", "t", "yes", "y", "on"}
+_FALSE = {"0", "false", "f", "no", "n", "off"}
+
+
+def _bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in _TRUE or text in _FALSE:
+        return text in _TRUE
+    raise ValueError(f"{value!r} is not a valid boolean.")
+
+
+_CONVERTERS: dict[Any, Callable[[Any], Any]] = {
+    str: _str,
+    int: _int,
+    float: _float,
+    bool: _bool,
+    Path: _path,
+}
+
+
+def _plain_converter(desc: Any) -> Callable[[Any], Any] | None:
+    """The direct converter for a parameter, or None if Typer must handle it."""
+    info = desc.parameter_info
+    if getattr(info, "parser", None) is not None or getattr(info, "click_type", None):
+        return None
+    if desc.is_file or desc.is_tuple or desc.is_choice:
+        return None
+    annotation = desc.annotation
+    if desc.is_list:
+        args = get_args(annotation)
+        if len(args) != 1:
+            return None
+        annotation = args[0]
+    convert = _CONVERTERS.get(annotation)
+    if convert is None:
+        return None
+    if annotation in (int, float) and (info.min is not None or info.max is not None):
+        return None
+    if annotation is Path and (
+        info.exists
+        or not info.file_okay
+        or not info.dir_okay
+        or info.writable
+        or info.resolve_path
+        or info.allow_dash
+        or info.path_type is not None
+    ):
+        return None
+    return convert
+
+
+@functools.cache
+def _plain_runtime_class() -> Any:
+    try:
+        from typer._click.exceptions import BadParameter
+        from typer._coercion import RuntimeParam
+    except ImportError:  # a Typer without pydantic coercion: nothing to replace
+        return None
+
+    @dataclass(frozen=True)
+    class PlainRuntimeParam(RuntimeParam):
+        convert: Callable[[Any], Any] = _str
+        many: bool = False
+
+        def _coerce_value(self, value: Any, param: Any, ctx: Any) -> Any:
+            try:
+                if self.many:
+                    return [self.convert(v) for v in value]
+                return self.convert(value)
+            except ValueError as exc:
+                raise BadParameter(str(exc), ctx=ctx, param=param) from None
+
+    return PlainRuntimeParam
+
+
+def _install_plain_coercion(param: Any) -> None:
+    desc = getattr(param, "type_descriptor", None)
+    if desc is None or getattr(param, "_runtime_param", False) is not None:
+        return
+    convert = _plain_converter(desc)
+    runtime = _plain_runtime_class()
+    if convert is None or runtime is None:
+        return
+    param._runtime_param = runtime(
+        parameter_info=desc.parameter_info,
+        annotation=desc.annotation,
+        convert=convert,
+        many=bool(desc.is_list),
+    )

@@ -1,6 +1,8 @@
-"""keygen, csr, selfsign, thumbprint, export: the OpenSSL steps, done safely."""
+"""keygen, csr, selfsign, thumbprint, export: the OpenSSL steps, done safely.
 
-from __future__ import annotations
+No ``from __future__ import annotations`` here on purpose: Typer would then ``eval``
+every parameter annotation on each start, which costs several milliseconds.
+"""
 
 from pathlib import Path
 from typing import Annotated, Any
@@ -9,6 +11,7 @@ import typer
 
 from graphkit.cli._common import (
     ForceOpt,
+    LeanCommand,
     PassphraseFileOpt,
     PromptPassphraseOpt,
     emit_json,
@@ -16,7 +19,7 @@ from graphkit.cli._common import (
     say,
     warn,
 )
-from graphkit.errors import CryptoError, InputError
+from graphkit.errors import CryptoError, InputError, OutputExistsError
 
 SubjectOpt = Annotated[
     str | None,
@@ -34,9 +37,22 @@ def _load_key(path: Path, passphrase: bytes | None) -> Any:
     from graphkit import crypto
     from graphkit.files import read_bytes
 
-    return crypto.load_private_key(
-        read_bytes(path, "key file"), passphrase, source=f"key {path}"
-    )
+    return crypto.load_private_key(read_bytes(path, "key file"), passphrase, source=f"key {path}")
+
+
+def _refuse_existing(*targets: Path | None, force: bool) -> None:
+    """Fail before any prompt or slow work if an output exists (atomic_write checks again)."""
+    seen: set[Path] = set()
+    for target in targets:
+        if target is None:
+            continue
+        if target in seen:
+            raise InputError(f"{target} is given for two outputs", "give each output its own path")
+        seen.add(target)
+        if target.exists() and not force:
+            raise OutputExistsError(
+                f"{target} already exists", "choose another path or pass --force to replace it"
+            )
 
 
 def _sans(values: list[str] | None) -> list[Any]:
@@ -58,9 +74,7 @@ def keygen(
     from graphkit import crypto
     from graphkit.files import PRIVATE, atomic_write
 
-    if out.exists() and not force:
-        # Checked before the (slow) key generation; atomic_write checks again.
-        raise InputError(f"{out} already exists", "choose another --out or pass --force")
+    _refuse_existing(out, force=force)
     passphrase = read_passphrase(passphrase_file, prompt_passphrase, confirm=True)
     key = crypto.generate_private_key(size)
     atomic_write(out, crypto.dump_private_key(key, passphrase), mode=PRIVATE, force=force)
@@ -86,6 +100,7 @@ def csr(
 
     name = crypto.parse_subject(subject, cn)
     sans = _sans(san)
+    _refuse_existing(out, force=force)
     private = _load_key(key, read_passphrase(passphrase_file, prompt_passphrase))
     crypto.require_rsa(private, f"key {key}")
     request = crypto.build_csr(private, name, sans)
@@ -123,6 +138,8 @@ def selfsign(
     if csr_path is None and not (subject or cn):
         raise InputError("no subject", "give --csr FILE, or --subject/--cn")
     name = crypto.parse_subject(subject, cn) if csr_path is None else None
+    sans = _sans(san)
+    _refuse_existing(out, force=force)
     private = _load_key(key, read_passphrase(passphrase_file, prompt_passphrase))
     crypto.require_rsa(private, f"key {key}")
     if csr_path is not None:
@@ -130,7 +147,7 @@ def selfsign(
         cert = crypto.self_sign_csr(private, request, days)
     else:
         assert name is not None
-        cert = crypto.self_sign(private, name, _sans(san), days)
+        cert = crypto.self_sign(private, name, sans, days)
     atomic_write(out, crypto.dump_certificate(cert, der=der), mode=PUBLIC, force=force)
     tp = crypto.thumbprints(cert)
     say(f"Wrote certificate to {out} ({'DER' if der else 'PEM'}, valid {days} days).")
@@ -168,7 +185,10 @@ def thumbprint(
 
     data = read_bytes(cert, "certificate file")
     passphrase = read_passphrase(passphrase_file, prompt_passphrase)
-    bundle = crypto.load_certificate_bundle(data, passphrase, source=f"certificate {cert}")
+    # Only the certificate is needed: an encrypted key beside it needs no passphrase.
+    bundle = crypto.load_certificate_bundle(
+        data, passphrase, source=f"certificate {cert}", key_optional=True
+    )
     info = crypto.certificate_info(bundle.certificate)
     if sha1_only:
         typer.echo(info["sha1"])
@@ -214,10 +234,11 @@ def export(
 
     if not (pfx or pem or der):
         raise InputError("nothing to export", "give one or more of --pfx, --pem, --der")
-    for target in (pfx, pem, der):
-        if target is not None and target.exists() and not force:
-            raise InputError(f"{target} already exists", "choose another path or pass --force")
-    passphrase = read_passphrase(passphrase_file, prompt_passphrase)
+    _refuse_existing(pfx, pem, der, force=force)
+    # When the passphrase will protect what we write, a typo must not lock it: ask twice.
+    passphrase = read_passphrase(
+        passphrase_file, prompt_passphrase, confirm=bool(pfx or pem) and not no_passphrase
+    )
     if pfx and not passphrase and not no_passphrase:
         raise InputError(
             "a PFX needs a passphrase",
@@ -225,8 +246,12 @@ def export(
             "or pass --no-passphrase",
         )
     private = _load_key(key, passphrase)
+    crypto.require_rsa(private, f"key {key}")
     bundle = crypto.load_certificate_bundle(
-        read_bytes(cert, "certificate file"), passphrase, source=f"certificate {cert}"
+        read_bytes(cert, "certificate file"),
+        passphrase,
+        source=f"certificate {cert}",
+        key_optional=True,
     )
     if not crypto.key_matches_certificate(private, bundle.certificate):
         raise CryptoError(
@@ -241,19 +266,19 @@ def export(
         say(f"Wrote PFX to {pfx} ({flavour}, mode 0600).")
     if pem:
         atomic_write(
-            pem, crypto.dump_combined_pem(private, bundle.certificate, protect), mode=PRIVATE,
+            pem,
+            crypto.dump_combined_pem(private, bundle.certificate, protect),
+            mode=PRIVATE,
             force=force,
         )
         say(f"Wrote key + certificate PEM to {pem} (mode 0600).")
     if der:
-        atomic_write(der, crypto.dump_certificate(bundle.certificate, der=True), mode=PUBLIC,
-                     force=force)
+        atomic_write(
+            der, crypto.dump_certificate(bundle.certificate, der=True), mode=PUBLIC, force=force
+        )
         say(f"Wrote DER certificate to {der}.")
 
 
 def register(app: typer.Typer) -> None:
-    app.command()(keygen)
-    app.command()(csr)
-    app.command()(selfsign)
-    app.command()(thumbprint)
-    app.command()(export)
+    for command in (keygen, csr, selfsign, thumbprint, export):
+        app.command(cls=LeanCommand)(command)
