@@ -762,6 +762,21 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+def _passphrase_advice(exc: CryptoError, settings: Settings) -> CryptoError:
+    """The crypto layer's passphrase hints name the certificate commands' options;
+    here the passphrase comes from the connection settings."""
+    if "passphrase" not in exc.message and "encrypted" not in exc.message:
+        return exc
+    if settings.passphrase is None:
+        hint = (
+            "give it with --passphrase-file, AZURE_CLIENT_CERTIFICATE_PASSWORD or "
+            f"{PASSPHRASE_ENV} (or passphrase_file in the profile)"
+        )
+    else:
+        hint = f"check the passphrase (set by {settings.source('passphrase')})"
+    return CryptoError(exc.message, hint)
+
+
 def load_client_certificate(
     settings: Settings, *, now: dt.datetime | None = None
 ) -> ClientCertificate:
@@ -795,9 +810,12 @@ def load_client_certificate(
             f"certificate file {cert_path} (set by {src}) cannot be read: {exc.message}",
             exc.hint or "check the path",
         ) from None
-    bundle = crypto.load_certificate_bundle(
-        data, settings.passphrase, source=f"certificate {cert_path}"
-    )
+    try:
+        bundle = crypto.load_certificate_bundle(
+            data, settings.passphrase, source=f"certificate {cert_path}"
+        )
+    except CryptoError as exc:
+        raise _passphrase_advice(exc, settings) from None
     cert = bundle.certificate
     key = bundle.key
     if settings.private_key is not None:
@@ -810,9 +828,12 @@ def load_client_certificate(
                 f"{exc.message}",
                 exc.hint or "check the path",
             ) from None
-        key = crypto.load_private_key(
-            key_data, settings.passphrase, source=f"private key {settings.private_key}"
-        )
+        try:
+            key = crypto.load_private_key(
+                key_data, settings.passphrase, source=f"private key {settings.private_key}"
+            )
+        except CryptoError as exc:
+            raise _passphrase_advice(exc, settings) from None
     if key is None:
         raise ConfigError(
             f"certificate {cert_path} holds no private key",

@@ -78,6 +78,12 @@ from graphkit.cli import query as _query  # noqa: E402
 
 _query.register(app)
 
+from graphkit.cli import config as _config_cli  # noqa: E402
+from graphkit.cli import token as _token  # noqa: E402
+
+_token.register(app)
+_config_cli.register(app)
+
 
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point."""

@@ -1,0 +1,289 @@
+"""`graphkit config show|list|use|set|delete`: connection profiles."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from graphkit.cli import _connection
+from graphkit.cli._common import say, warn
+from graphkit.errors import GraphkitError, InputError, UsageError
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+NameArg = Annotated[str, typer.Argument(help="Profile name.")]
+
+
+def _emit(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2) + "\n")
+
+
+def _table(rows: Sequence[tuple[str, ...]], header: tuple[str, ...] | None = None) -> None:
+    all_rows = ([header] if header else []) + list(rows)
+    if not all_rows:
+        return
+    widths = [max(len(r[i]) for r in all_rows) for i in range(len(all_rows[0]) - 1)]
+    for row in all_rows:
+        cells = [cell.ljust(w) for cell, w in zip(row[:-1], widths, strict=False)]
+        sys.stdout.write("  ".join([*cells, row[-1]]).rstrip() + "\n")
+
+
+# ------------------------------------------------------------------------ show
+
+
+def _certificate_status(settings: Any) -> dict[str, Any]:
+    from graphkit import config
+
+    if settings.certificate is None:
+        return {"status": "not configured"}
+    try:
+        cert = config.load_client_certificate(settings)
+    except GraphkitError as exc:
+        return {"status": "error", "error": str(exc)}
+    return {
+        "status": "ok",
+        "sha1": cert.sha1,
+        "not_after": cert.not_after.isoformat(),
+        "days_left": int(cert.days_left()),
+        "form": cert.form,
+        "warning": config.expiry_warning(cert),
+    }
+
+
+def show(
+    as_json: JsonOpt = False,
+    profile: _connection.ProfileOpt = None,
+    tenant: _connection.TenantOpt = None,
+    client_id: _connection.ClientIdOpt = None,
+    certificate: _connection.CertificateOpt = None,
+    private_key: _connection.PrivateKeyOpt = None,
+    cloud: _connection.CloudOpt = None,
+    authority_host: _connection.AuthorityHostOpt = None,
+    graph_url: _connection.GraphUrlOpt = None,
+    ca_bundle: _connection.CaBundleOpt = None,
+    passphrase_file: _connection.PassphraseFileOpt = None,
+) -> None:
+    """Show the resolved settings and where each came from (flag, env, profile).
+
+    Secrets are never shown: a passphrase is reported only as set or not set.
+    """
+    from graphkit import config
+
+    settings = _connection.settings_from_flags(
+        profile=profile,
+        validate=False,
+        tenant=tenant,
+        client_id=client_id,
+        certificate=certificate,
+        private_key=private_key,
+        cloud=cloud,
+        authority_host=authority_host,
+        graph_url=graph_url,
+        ca_bundle=ca_bundle,
+        passphrase_file=passphrase_file,
+    )
+    rows = settings.describe()
+    cert = _certificate_status(settings)
+    cfg = settings.config_file or config.config_path()
+    state = config.state_dir()
+    if as_json:
+        _emit(
+            {
+                "settings": {name: {"value": value, "source": src} for name, value, src in rows},
+                "certificate": cert,
+                "config_file": str(cfg),
+                "config_file_exists": cfg.exists(),
+                "state_dir": str(state),
+            }
+        )
+        return
+    _table([(name, value, src) for name, value, src in rows], ("SETTING", "VALUE", "SOURCE"))
+    sys.stdout.write("\n")
+    if cert["status"] == "ok":
+        sys.stdout.write(
+            f"certificate: SHA-1 {cert['sha1']}, expires {cert['not_after'][:10]} "
+            f"({cert['days_left']} days left)\n"
+        )
+    elif cert["status"] == "error":
+        sys.stdout.write(f"certificate: unusable: {cert['error']}\n")
+    exists = "" if cfg.exists() else " (does not exist yet)"
+    sys.stdout.write(f"config file: {cfg}{exists}\n")
+    sys.stdout.write(f"state dir:   {state}\n")
+    if cert.get("warning"):
+        warn(cert["warning"])
+
+
+# ------------------------------------------------------------------------ list
+
+
+def list_profiles(as_json: JsonOpt = False) -> None:
+    """List the profiles in the config file; * marks the default."""
+    from graphkit import config
+
+    path = config.config_path()
+    data = config.read_config(path)
+    profiles: dict[str, dict[str, Any]] = data.get("profiles") or {}
+    default = data.get("default_profile")
+    if as_json:
+        _emit(
+            {
+                "config_file": str(path),
+                "default_profile": default,
+                "profiles": {
+                    name: {**values, "default": name == default}
+                    for name, values in profiles.items()
+                },
+            }
+        )
+        return
+    if not profiles:
+        say(f"No profiles in {path}.")
+        say("Create one: graphkit config set NAME --tenant ... --client-id ... --certificate ...")
+        return
+    rows = []
+    for name, values in sorted(profiles.items()):
+        where = values.get("cloud") or values.get("authority_host") or "global"
+        rows.append(
+            (
+                ("* " if name == default else "  ") + name,
+                str(values.get("tenant", "-")),
+                str(values.get("client_id", "-")),
+                str(where),
+            )
+        )
+    _table(rows, ("  PROFILE", "TENANT", "CLIENT ID", "CLOUD/AUTHORITY"))
+
+
+# ------------------------------------------------------------------ use, delete
+
+
+def use(name: NameArg) -> None:
+    """Make NAME the default profile."""
+    from graphkit import config
+
+    config.set_default_profile(name)
+    say(f"Default profile is now {name!r}.")
+
+
+def delete(name: NameArg) -> None:
+    """Remove profile NAME from the config file (no key or certificate is deleted)."""
+    from graphkit import config
+
+    config.delete_profile(name)
+    say(f"Deleted profile {name!r}.")
+
+
+# ------------------------------------------------------------------------- set
+
+
+def set_profile(
+    name: NameArg,
+    tenant: Annotated[str | None, typer.Option("--tenant", help="Tenant GUID or domain.")] = None,
+    client_id: Annotated[
+        str | None, typer.Option("--client-id", help="Application (client) ID.")
+    ] = None,
+    certificate: Annotated[
+        Path | None,
+        typer.Option("--certificate", help="Certificate: .crt/.pem, key+cert PEM, or PFX."),
+    ] = None,
+    private_key: Annotated[
+        Path | None,
+        typer.Option("--private-key", help="Private key, if not in the certificate file."),
+    ] = None,
+    passphrase_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--passphrase-file", help="File holding the key/PFX passphrase (the path is stored)."
+        ),
+    ] = None,
+    cloud: Annotated[
+        str | None, typer.Option("--cloud", help="global, usgov, usgovdod or china.")
+    ] = None,
+    authority_host: Annotated[
+        str | None, typer.Option("--authority-host", help="Identity host or https://host[:port].")
+    ] = None,
+    graph_url: Annotated[
+        str | None, typer.Option("--graph-url", help="Graph base URL without version.")
+    ] = None,
+    ca_bundle: Annotated[
+        Path | None, typer.Option("--ca-bundle", help="CA file to trust for both hosts.")
+    ] = None,
+    unset: Annotated[
+        list[str] | None,
+        typer.Option("--unset", help="Remove a key from the profile (repeatable)."),
+    ] = None,
+    default: Annotated[
+        bool | None,
+        typer.Option(
+            "--default/--no-default",
+            help="Make it the default profile (the first profile always is).",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """Create or update profile NAME; only the options given change.
+
+    Paths are stored absolute. Secrets are never stored: a passphrase only by file.
+    """
+    from graphkit import config
+
+    values: dict[str, Any] = {
+        "tenant": tenant,
+        "client_id": client_id,
+        "certificate": certificate,
+        "private_key": private_key,
+        "passphrase_file": passphrase_file,
+        "cloud": cloud,
+        "authority_host": authority_host,
+        "graph_url": graph_url,
+        "ca_bundle": ca_bundle,
+    }
+    keys = [k.replace("-", "_") for k in unset or []]
+    for key in keys:
+        if key not in config.PROFILE_KEYS:
+            raise UsageError(
+                f"--unset {key!r} is not a profile key",
+                f"use one of: {', '.join(config.PROFILE_KEYS)}",
+            )
+        if values.get(key) is not None:
+            raise UsageError(f"{key} is both set and unset", "give one or the other")
+    for key in ("certificate", "private_key", "passphrase_file", "ca_bundle"):
+        value = values[key]
+        if value is not None and not Path(value).expanduser().is_file():
+            raise InputError(
+                f"{key.replace('_', ' ')} file {value} does not exist", "check the path"
+            )
+    if all(v is None for v in values.values()) and not keys and default is None:
+        raise UsageError(
+            "nothing to set",
+            "give options such as --tenant, --client-id, --certificate (see --help)",
+        )
+    path = config.config_path()
+    existed = name in (config.read_config(path).get("profiles") or {})
+    config.save_profile(name, values, unset=keys, make_default=default, path=path)
+    say(f"{'Updated' if existed else 'Created'} profile {name!r} in {path}.")
+
+
+def register(app: typer.Typer) -> None:
+    from graphkit.cli import _common
+
+    kwargs: dict[str, Any] = {}
+    lean = getattr(_common, "LeanCommand", None)
+    if lean is not None:
+        kwargs["cls"] = lean
+    group = typer.Typer(
+        name="config",
+        help="Connection profiles: show the resolved settings, list, choose, create.",
+        no_args_is_help=True,
+        rich_markup_mode=None,
+    )
+    group.command("show", **kwargs)(show)
+    group.command("list", **kwargs)(list_profiles)
+    group.command("use", **kwargs)(use)
+    group.command("set", **kwargs)(set_profile)
+    group.command("delete", **kwargs)(delete)
+    app.add_typer(group, name="config")

@@ -1,0 +1,182 @@
+"""`graphkit token`: get an app-only access token and show what is in it."""
+
+from __future__ import annotations
+
+import datetime as dt
+import sys
+import time
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from graphkit.cli import _connection
+from graphkit.errors import UsageError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from graphkit.auth import AccessToken
+    from graphkit.config import Settings
+
+# Enough of the token to recognise it (the JWT header), never enough to use it.
+_SHOWN_PREFIX = 12
+
+
+def relative(seconds: float) -> str:
+    """``in 59 min``, ``3 min ago``, ``in 1 h 5 min``, ``in 30 s``."""
+    future = seconds >= 0
+    s = int(abs(seconds))
+    if s < 60:
+        text = f"{s} s"
+    elif s < 3600:
+        text = f"{s // 60} min"
+    elif s < 86400:
+        h, m = divmod(s // 60, 60)
+        text = f"{h} h {m} min" if m else f"{h} h"
+    else:
+        d, h = divmod(s // 3600, 24)
+        text = f"{d} d {h} h" if h else f"{d} d"
+    return f"in {text}" if future else f"{text} ago"
+
+
+def local_time(epoch: float) -> str:
+    return dt.datetime.fromtimestamp(epoch).astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")
+
+
+def _iso(epoch: Any) -> str | None:
+    if not isinstance(epoch, int | float):
+        return None
+    return dt.datetime.fromtimestamp(epoch).astimezone().isoformat(timespec="seconds")
+
+
+def mask(token: str) -> str:
+    return f"{token[:_SHOWN_PREFIX]}… ({len(token)} characters; --show-token prints it)"
+
+
+def _get_token(settings: Settings, force_refresh: bool) -> AccessToken:
+    with _connection.credential_from_settings(settings) as credential:
+        return credential.get_token(force_refresh=force_refresh)
+
+
+def _summary(token: AccessToken, settings: Settings, show_token: bool) -> dict[str, Any]:
+    claims = token.claims
+    now = time.time()
+    return {
+        "token_type": "Bearer",
+        "access_token": token.token if show_token else None,
+        "access_token_masked": mask(token.token) if not show_token else None,
+        "expires_on": token.expires_on,
+        "expires_at": _iso(token.expires_on),
+        "expires_in": int(token.expires_on - now),
+        "issued_at": _iso(claims.get("iat")),
+        "audience": claims.get("aud"),
+        "tenant": claims.get("tid"),
+        "app_id": claims.get("appid") or claims.get("azp"),
+        "roles": token.roles,
+        "from_cache": token.from_cache,
+        "scope": settings.scope,
+        "profile": settings.profile,
+    }
+
+
+def _render(token: AccessToken, settings: Settings, show_token: bool) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    claims = token.claims
+    now = time.time()
+    console = Console(highlight=False, soft_wrap=show_token)
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold")
+    grid.add_column(overflow="fold")
+    expires = f"{local_time(token.expires_on)} ({relative(token.expires_on - now)})"
+    iat = claims.get("iat")
+    issued = f"{local_time(iat)} ({relative(iat - now)})" if isinstance(iat, int | float) else "-"
+    roles = ", ".join(token.roles) or "(none: grant application permissions and admin consent)"
+    rows = [
+        ("Expires", expires),
+        ("Issued", issued),
+        ("Audience", str(claims.get("aud", "-"))),
+        ("Tenant", str(claims.get("tid", "-"))),
+        ("App id", str(claims.get("appid") or claims.get("azp") or "-")),
+        ("Roles", roles),
+        ("Source", "token cache" if token.from_cache else "identity platform (new token)"),
+    ]
+    if settings.profile:
+        rows.append(("Profile", settings.profile))
+    for label, value in rows:
+        grid.add_row(label, value)
+    if show_token:
+        console.print(grid)
+        # Whole and unwrapped, so it can be copied.
+        sys.stdout.write(token.token + "\n")
+    else:
+        grid.add_row("Token", mask(token.token))
+        console.print(grid)
+
+
+def token(
+    show_token: Annotated[
+        bool, typer.Option("--show-token", help="Print the whole token (it is a secret).")
+    ] = False,
+    raw: Annotated[
+        bool,
+        typer.Option("--raw", help="Print only the token, for an Authorization header."),
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+    force_refresh: Annotated[
+        bool, typer.Option("--force-refresh", help="Ignore the cache; get a new token.")
+    ] = False,
+    profile: _connection.ProfileOpt = None,
+    tenant: _connection.TenantOpt = None,
+    client_id: _connection.ClientIdOpt = None,
+    certificate: _connection.CertificateOpt = None,
+    private_key: _connection.PrivateKeyOpt = None,
+    cloud: _connection.CloudOpt = None,
+    authority_host: _connection.AuthorityHostOpt = None,
+    graph_url: _connection.GraphUrlOpt = None,
+    ca_bundle: _connection.CaBundleOpt = None,
+    passphrase_file: _connection.PassphraseFileOpt = None,
+) -> None:
+    """Get an app-only access token (from the cache while valid) and show its claims.
+
+    The token is masked unless --show-token; --raw prints only the token, e.g.
+    `curl -H "Authorization: Bearer $(graphkit token --raw)" ...`.
+    """
+    if raw and as_json:
+        raise UsageError("--raw and --json cannot be combined", "choose one")
+    settings = _connection.settings_from_flags(
+        profile=profile,
+        tenant=tenant,
+        client_id=client_id,
+        certificate=certificate,
+        private_key=private_key,
+        cloud=cloud,
+        authority_host=authority_host,
+        graph_url=graph_url,
+        ca_bundle=ca_bundle,
+        passphrase_file=passphrase_file,
+    )
+    access = _get_token(settings, force_refresh)
+    if raw:
+        sys.stdout.write(access.token + "\n")
+    elif as_json:
+        import json
+
+        data = _summary(access, settings, show_token)
+        if show_token:
+            data.pop("access_token_masked")
+        else:
+            data.pop("access_token")
+        sys.stdout.write(json.dumps(data, indent=2) + "\n")
+    else:
+        _render(access, settings, show_token)
+    sys.stdout.flush()
+
+
+def register(app: typer.Typer) -> None:
+    from graphkit.cli import _common
+
+    kwargs: dict[str, Any] = {}
+    lean = getattr(_common, "LeanCommand", None)
+    if lean is not None:
+        kwargs["cls"] = lean
+    app.command("token", **kwargs)(token)
