@@ -1,0 +1,619 @@
+"""The emulator's state: tenants, applications, their certificates and roles, users, groups.
+
+Nothing here knows about HTTP. Every identifier is derived from the seed and a counter,
+so two runs with the same seed (or a run after :meth:`Backend.reset`) hand out the same
+GUIDs. One re-entrant lock guards all state; the HTTP threads and the Python API share it.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import re
+import threading
+import time
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from graphkit.emulator.errors import GraphApiError
+from graphkit.emulator.odata import EntitySchema
+from graphkit.emulator.users import UserDirectory
+
+__all__ = [
+    "GRAPH_APP_ID",
+    "GRAPH_ROLES",
+    "App",
+    "AppState",
+    "Backend",
+    "Clock",
+    "KeyCredential",
+    "Tenant",
+    "TenantState",
+]
+
+GRAPH_APP_ID = "00000003-0000-0000-c000-000000000000"
+DEFAULT_DOMAIN = "contoso.onmicrosoft.com"
+DEFAULT_APP_NAME = "graphkit-demo"
+DEFAULT_ROLES = ("User.Read.All",)
+
+# Microsoft Graph's application permissions (appRole values) and their well-known ids.
+# Names not listed are accepted too (with a derived id): the emulator only checks the
+# ones its endpoints need.
+GRAPH_ROLES: dict[str, str] = {
+    "User.Read.All": "df021288-bdef-4463-88db-98f22de89214",
+    "User.ReadBasic.All": "97235f07-e226-4f63-ace3-39588e11d3a1",
+    "User.ReadWrite.All": "741f803b-c850-494e-b5df-cde7c675a1ca",
+    "Directory.Read.All": "7ab1d382-f21e-4acd-a863-ba3e13f7da61",
+    "Directory.ReadWrite.All": "19dbc75e-c2e2-444c-a770-ec69d8559fc7",
+    "Group.Read.All": "5b567255-7703-4780-807c-7be8301ae99b",
+    "Group.ReadWrite.All": "62a82d76-70ea-41e2-9197-370581804d09",
+    "GroupMember.Read.All": "98830695-27a2-44f7-8c18-0c3ebc9698f6",
+    "Organization.Read.All": "498476ce-e0fe-48b0-b801-37ba7e2685c6",
+    "Application.Read.All": "9a5d68dd-52b0-4cc2-bd40-abcf44ac3a30",
+    "Application.ReadWrite.All": "1bfefb4e-e0b5-418b-a88f-73c46d2cc8e9",
+    "Application.ReadWrite.OwnedBy": "18a4783c-866b-4cc7-a460-3d5e5662c884",
+    "AppRoleAssignment.ReadWrite.All": "06b708a9-e830-4db3-a914-8e69da51d44f",
+}
+
+_DOMAIN_RE = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
+_ROLE_RE = re.compile(r"[A-Za-z][A-Za-z0-9]*(\.[A-Za-z0-9]+)+")
+_GUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+
+
+def is_guid(value: str) -> bool:
+    return bool(_GUID_RE.match(value.lower()))
+
+
+def is_domain(value: str) -> bool:
+    return bool(_DOMAIN_RE.match(value.lower()))
+
+
+def iso(ts: float) -> str:
+    """``2026-01-09T02:02:12Z`` (what Graph uses for dates)."""
+    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class Clock:
+    """Wall time plus an offset that :meth:`advance` moves (tokens expire, dates skew)."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def now(self) -> float:
+        return time.time() + self.offset
+
+    def advance(self, seconds: float) -> float:
+        self.offset += seconds
+        return self.now()
+
+
+# ------------------------------------------------------------------ public records
+
+
+@dataclass(frozen=True)
+class Tenant:
+    """A tenant, addressed by ``id`` (GUID) or ``domain``."""
+
+    id: str
+    domain: str
+    display_name: str = ""
+
+
+@dataclass(frozen=True)
+class App:
+    """An application registration and its service principal in one tenant."""
+
+    client_id: str  # appId
+    object_id: str  # the application object's id (what /applications/{id} takes)
+    tenant_id: str
+    display_name: str
+    service_principal_id: str = ""  # oid/sub of its app-only tokens
+
+
+# ----------------------------------------------------------------- internal state
+
+
+@dataclass
+class KeyCredential:
+    """One certificate on an application (a keyCredential in Graph's terms)."""
+
+    key_id: str
+    der: bytes
+    display_name: str
+    start: float
+    end: float
+    added_at: float  # emulator clock; for the propagation delay
+    x5t: str  # base64url SHA-1, no padding
+    x5t_s256: str  # base64url SHA-256, no padding
+    sha1_hex: str
+    public_key: Any
+    usage: str = "Verify"
+    type: str = "AsymmetricX509Cert"
+
+    def to_graph(self, *, with_key: bool) -> dict[str, Any]:
+        sha1 = bytes.fromhex(self.sha1_hex)
+        return {
+            "customKeyIdentifier": base64.b64encode(sha1).decode(),
+            "displayName": self.display_name,
+            "endDateTime": iso(self.end),
+            "key": base64.b64encode(self.der).decode() if with_key else None,
+            "keyId": self.key_id,
+            "startDateTime": iso(self.start),
+            "type": self.type,
+            "usage": self.usage,
+        }
+
+
+@dataclass
+class TenantState:
+    id: str
+    domain: str
+    display_name: str
+    created: float
+    users: UserDirectory
+    groups: list[dict[str, Any]] = field(default_factory=list)
+
+    def public(self) -> Tenant:
+        return Tenant(self.id, self.domain, self.display_name)
+
+
+@dataclass
+class AppState:
+    client_id: str
+    object_id: str
+    sp_id: str
+    tenant_id: str
+    display_name: str
+    created: float
+    roles: set[str] = field(default_factory=set)
+    keys: list[KeyCredential] = field(default_factory=list)
+
+    def public(self) -> App:
+        return App(self.client_id, self.object_id, self.tenant_id, self.display_name, self.sp_id)
+
+
+def load_certificate(cert: Any) -> Any:
+    """An ``x509.Certificate`` from one, or from PEM/DER bytes or PEM text.
+
+    Raises:
+        ValueError: not a certificate.
+    """
+    from cryptography import x509
+
+    if isinstance(cert, x509.Certificate):
+        return cert
+    if isinstance(cert, str):
+        cert = cert.encode()
+    if not isinstance(cert, bytes | bytearray):
+        raise ValueError("give an x509.Certificate, or PEM/DER bytes")
+    data = bytes(cert)
+    if b"-----BEGIN CERTIFICATE-----" in data:
+        start = data.index(b"-----BEGIN CERTIFICATE-----")
+        return x509.load_pem_x509_certificate(data[start:])
+    try:
+        return x509.load_der_x509_certificate(data)
+    except ValueError:
+        pass
+    try:  # base64 DER, as Graph's keyCredential.key holds it
+        return x509.load_der_x509_certificate(base64.b64decode(data, validate=True))
+    except ValueError:
+        raise ValueError("not a PEM, DER or base64-DER certificate") from None
+
+
+def make_key_credential(
+    cert: Any,
+    *,
+    key_id: str,
+    now: float,
+    display_name: str | None = None,
+    start: float | None = None,
+    end: float | None = None,
+) -> KeyCredential:
+    from cryptography.hazmat.primitives import serialization
+
+    der = cert.public_bytes(serialization.Encoding.DER)
+    sha1 = hashlib.sha1(der).digest()
+    sha256 = hashlib.sha256(der).digest()
+    return KeyCredential(
+        key_id=key_id,
+        der=der,
+        display_name=display_name or cert.subject.rfc4514_string() or "certificate",
+        start=start if start is not None else cert.not_valid_before_utc.timestamp(),
+        end=end if end is not None else cert.not_valid_after_utc.timestamp(),
+        added_at=now,
+        x5t=base64.urlsafe_b64encode(sha1).rstrip(b"=").decode(),
+        x5t_s256=base64.urlsafe_b64encode(sha256).rstrip(b"=").decode(),
+        sha1_hex=sha1.hex().upper(),
+        public_key=cert.public_key(),
+    )
+
+
+GROUP_SCHEMA = EntitySchema(
+    type_name="group",
+    set_name="groups",
+    properties=(
+        "id",
+        "createdDateTime",
+        "description",
+        "displayName",
+        "groupTypes",
+        "mail",
+        "mailEnabled",
+        "mailNickname",
+        "securityEnabled",
+        "visibility",
+    ),
+    filterable={
+        "id": "string",
+        "displayName": "string",
+        "mail": "string",
+        "mailNickname": "string",
+        "mailEnabled": "bool",
+        "securityEnabled": "bool",
+    },
+    searchable={"displayName": "tokens", "description": "tokens", "mail": "prefix"},
+    orderable=("displayName",),
+    resource_label="Group",
+)
+
+_SEED_GROUPS: tuple[tuple[str, str, bool, bool, list[str]], ...] = (
+    ("All Company", "Everyone in the organisation", True, False, ["Unified"]),
+    ("Engineering", "Engineers and their managers", True, True, []),
+    ("Sales", "Sales team", True, False, ["Unified"]),
+    ("Finance", "Finance and accounting", False, True, []),
+    ("Graph Admins", "People who manage app registrations", False, True, []),
+)
+
+
+class _Ids:
+    """Deterministic GUIDs: the same seed and labels give the same ids."""
+
+    def __init__(self, seed: int):
+        self.seed = seed
+
+    def make(self, *labels: object) -> str:
+        digest = hashlib.sha256("\x1f".join([str(self.seed), *map(str, labels)]).encode()).digest()
+        return str(uuid.UUID(bytes=digest[:16], version=4))
+
+
+class Backend:
+    """All state of one emulator.
+
+    Args:
+        users: how many users the default tenant has.
+        seed: makes ids and users deterministic.
+        token_lifetime: seconds an access token lives (``expires_in``).
+        propagation_delay: seconds a newly added certificate is still refused (700027).
+        default_domain: the default tenant's domain.
+    """
+
+    def __init__(
+        self,
+        *,
+        users: int = 250,
+        seed: int = 0,
+        token_lifetime: int = 3599,
+        propagation_delay: float = 0.0,
+        default_domain: str = DEFAULT_DOMAIN,
+    ):
+        self.lock = threading.RLock()
+        self.clock = Clock()
+        self._config: dict[str, Any] = {
+            "users": users,
+            "seed": seed,
+            "token_lifetime": token_lifetime,
+            "propagation_delay": propagation_delay,
+            "default_domain": default_domain,
+        }
+        self.reset()
+
+    # -------------------------------------------------------------------- lifecycle
+
+    def reset(self) -> None:
+        """Back to the start: the default tenant and app with the same ids, nothing else."""
+        cfg = self._config
+        with self.lock:
+            self.seed = int(cfg["seed"])
+            self.ids = _Ids(self.seed)
+            self.clock.offset = 0.0
+            self.token_lifetime = int(cfg["token_lifetime"])
+            self.propagation_delay = float(cfg["propagation_delay"])
+            self.tenants: dict[str, TenantState] = {}
+            self.apps: dict[str, AppState] = {}  # by client id
+            self._counter = 0
+            tenant = self.create_tenant(
+                str(cfg["default_domain"]), display_name="Contoso", users=int(cfg["users"])
+            )
+            app = self.create_app(tenant.id, DEFAULT_APP_NAME, DEFAULT_ROLES)
+            self.default_tenant_id = tenant.id
+            self.default_client_id = app.client_id
+
+    def now(self) -> float:
+        return self.clock.now()
+
+    def _next(self) -> int:
+        with self.lock:
+            self._counter += 1
+            return self._counter
+
+    # ---------------------------------------------------------------------- tenants
+
+    def create_tenant(
+        self, domain: str, *, display_name: str | None = None, users: int = 0
+    ) -> TenantState:
+        """Add a tenant; its id is derived from the seed and the domain.
+
+        Raises:
+            ValueError: the domain is not a DNS name, or exists already.
+        """
+        domain = domain.strip().lower()
+        if not is_domain(domain):
+            raise ValueError(f"{domain!r} is not a valid domain name")
+        with self.lock:
+            if self.find_tenant(domain) is not None:
+                raise ValueError(f"tenant {domain} exists already")
+            tid = self.ids.make("tenant", domain)
+            name = display_name or domain.split(".")[0].capitalize()
+            state = TenantState(
+                id=tid,
+                domain=domain,
+                display_name=name,
+                created=self.now(),
+                users=UserDirectory(
+                    users, seed=self.seed, tenant_id=tid, domain=domain, company=name
+                ),
+            )
+            state.groups = self._seed_groups(state)
+            self.tenants[tid] = state
+            return state
+
+    def _seed_groups(self, tenant: TenantState) -> list[dict[str, Any]]:
+        groups = []
+        for i, (name, description, unified_mail, security, types) in enumerate(_SEED_GROUPS):
+            nick = name.lower().replace(" ", "-")
+            groups.append(
+                {
+                    "id": self.ids.make("group", tenant.id, i),
+                    "createdDateTime": "2021-03-01T09:00:00Z",
+                    "description": description,
+                    "displayName": name,
+                    "groupTypes": types,
+                    "mail": f"{nick}@{tenant.domain}" if unified_mail else None,
+                    "mailEnabled": unified_mail,
+                    "mailNickname": nick,
+                    "securityEnabled": security,
+                    "visibility": "Private" if types else None,
+                }
+            )
+        return groups
+
+    def find_tenant(self, ident: str) -> TenantState | None:
+        """A tenant by GUID or domain (case-insensitive), or None."""
+        ident = ident.strip().lower()
+        with self.lock:
+            if ident in self.tenants:
+                return self.tenants[ident]
+            return next((t for t in self.tenants.values() if t.domain == ident), None)
+
+    def tenant(self, ident: str) -> TenantState:
+        t = self.find_tenant(ident)
+        if t is None:
+            raise KeyError(f"no tenant {ident!r}")
+        return t
+
+    # ------------------------------------------------------------------------- apps
+
+    def create_app(
+        self, tenant: str, display_name: str = "app", roles: Iterable[str] = ()
+    ) -> AppState:
+        """Register an application (and its service principal) in ``tenant``."""
+        with self.lock:
+            t = self.tenant(tenant)
+            n = self._next()
+            state = AppState(
+                client_id=self.ids.make("app", t.id, n),
+                object_id=self.ids.make("application-object", t.id, n),
+                sp_id=self.ids.make("service-principal", t.id, n),
+                tenant_id=t.id,
+                display_name=display_name,
+                created=self.now(),
+            )
+            for role in roles:
+                state.roles.add(_check_role(role))
+            self.apps[state.client_id] = state
+            return state
+
+    def find_app(self, client_id: str) -> AppState | None:
+        with self.lock:
+            return self.apps.get(client_id.strip().lower())
+
+    def app(self, client_id: str) -> AppState:
+        a = self.find_app(client_id)
+        if a is None:
+            raise KeyError(f"no application with client id {client_id!r}")
+        return a
+
+    def app_by_object_id(self, tenant_id: str, object_id: str) -> AppState | None:
+        object_id = object_id.strip().lower()
+        with self.lock:
+            return next(
+                (
+                    a
+                    for a in self.apps.values()
+                    if a.object_id == object_id and a.tenant_id == tenant_id
+                ),
+                None,
+            )
+
+    def apps_in(self, tenant_id: str) -> list[AppState]:
+        with self.lock:
+            return [a for a in self.apps.values() if a.tenant_id == tenant_id]
+
+    def grant(self, client_id: str, role: str) -> None:
+        with self.lock:
+            self.app(client_id).roles.add(_check_role(role))
+
+    def revoke(self, client_id: str, role: str) -> None:
+        with self.lock:
+            self.app(client_id).roles.discard(role)
+
+    # ----------------------------------------------------------------- certificates
+
+    def upload_certificate(self, client_id: str, cert: Any) -> KeyCredential:
+        """Append ``cert`` to the app's keyCredentials, as the portal's upload does."""
+        certificate = load_certificate(cert)
+        with self.lock:
+            app = self.app(client_id)
+            kc = make_key_credential(
+                certificate,
+                key_id=self.ids.make("key", app.client_id, self._next()),
+                now=self.now(),
+            )
+            if any(k.sha1_hex == kc.sha1_hex for k in app.keys):
+                raise ValueError("this certificate is already on the application")
+            app.keys.append(kc)
+            return kc
+
+    def set_key_credentials(self, app: AppState, entries: Any) -> None:
+        """PATCH semantics: ``entries`` (Graph keyCredential dicts) REPLACE the collection.
+
+        An entry naming an existing ``keyId`` without a ``key`` keeps that certificate
+        (what a client that read the list without ``$select`` sends back).
+
+        Raises:
+            GraphApiError: 400 for a malformed entry.
+        """
+        if not isinstance(entries, list):
+            raise GraphApiError(400, "BadRequest", "keyCredentials must be an array.")
+        with self.lock:
+            existing = {k.key_id: k for k in app.keys}
+            new: list[KeyCredential] = []
+            for entry in entries:
+                new.append(self._key_from_entry(app, entry, existing))
+            ids = [k.key_id for k in new]
+            if len(set(ids)) != len(ids):
+                raise GraphApiError(
+                    400, "BadRequest", "Key credential keyId values must be unique."
+                )
+            app.keys = new
+
+    def _key_from_entry(
+        self, app: AppState, entry: Any, existing: Mapping[str, KeyCredential]
+    ) -> KeyCredential:
+        if not isinstance(entry, dict):
+            raise GraphApiError(400, "BadRequest", "Each keyCredential must be an object.")
+        key_id = str(entry.get("keyId") or "").lower()
+        raw = entry.get("key")
+        if not raw:
+            if key_id in existing:
+                return existing[key_id]
+            raise GraphApiError(
+                400,
+                "BadRequest",
+                "Property 'key' is required for a new keyCredential"
+                + (f" (no existing key {key_id})." if key_id else "."),
+            )
+        if entry.get("type", "AsymmetricX509Cert") != "AsymmetricX509Cert":
+            raise GraphApiError(
+                400, "BadRequest", "Only keyCredentials of type AsymmetricX509Cert are supported."
+            )
+        if entry.get("usage", "Verify") not in ("Verify", "Sign"):
+            raise GraphApiError(400, "BadRequest", "keyCredential usage must be Verify or Sign.")
+        try:
+            cert = load_certificate(raw if isinstance(raw, str) else str(raw))
+        except ValueError:
+            raise GraphApiError(
+                400, "BadRequest", "Invalid certificate: key value is invalid certificate"
+            ) from None
+        if key_id and not is_guid(key_id):
+            raise GraphApiError(400, "BadRequest", f"Invalid keyId '{key_id}'.")
+        old = existing.get(key_id)
+        start = _parse_date(entry.get("startDateTime"))
+        end = _parse_date(entry.get("endDateTime"))
+        kc = make_key_credential(
+            cert,
+            key_id=key_id or self.ids.make("key", app.client_id, self._next()),
+            now=old.added_at if old is not None and old.der == _der(cert) else self.now(),
+            display_name=entry.get("displayName"),
+            start=start,
+            end=end,
+        )
+        kc.usage = entry.get("usage", "Verify")
+        return kc
+
+    # ------------------------------------------------------------------------ graph
+
+    def application_resource(self, app: AppState, *, with_keys: bool) -> dict[str, Any]:
+        """The application object as Graph returns it."""
+        tenant = self.tenants[app.tenant_id]
+        return {
+            "id": app.object_id,
+            "appId": app.client_id,
+            "createdDateTime": iso(app.created),
+            "displayName": app.display_name,
+            "publisherDomain": tenant.domain,
+            "signInAudience": "AzureADMyOrg",
+            "keyCredentials": [k.to_graph(with_key=with_keys) for k in app.keys],
+            "passwordCredentials": [],
+            "requiredResourceAccess": [
+                {
+                    "resourceAppId": GRAPH_APP_ID,
+                    "resourceAccess": [
+                        {"id": role_id(r), "type": "Role"} for r in sorted(app.roles)
+                    ],
+                }
+            ]
+            if app.roles
+            else [],
+        }
+
+    def organization_resource(self, tenant: TenantState) -> dict[str, Any]:
+        return {
+            "id": tenant.id,
+            "createdDateTime": iso(tenant.created),
+            "displayName": tenant.display_name,
+            "countryLetterCode": "US",
+            "preferredLanguage": "en",
+            "tenantType": "AAD",
+            "verifiedDomains": [
+                {
+                    "capabilities": "Email, OfficeCommunicationsOnline",
+                    "isDefault": True,
+                    "isInitial": True,
+                    "name": tenant.domain,
+                    "type": "Managed",
+                }
+            ],
+        }
+
+
+def role_id(role: str) -> str:
+    return GRAPH_ROLES.get(role) or str(uuid.uuid5(uuid.NAMESPACE_URL, f"graph-role:{role}"))
+
+
+def _check_role(role: str) -> str:
+    if not isinstance(role, str) or not _ROLE_RE.fullmatch(role):
+        raise ValueError(f"{role!r} is not a permission name such as 'User.Read.All'")
+    return role
+
+
+def _der(cert: Any) -> bytes:
+    from cryptography.hazmat.primitives import serialization
+
+    return bytes(cert.public_bytes(serialization.Encoding.DER))
+
+
+def _parse_date(value: Any) -> float | None:
+    if not value:
+        return None
+    try:
+        text = str(value).replace("Z", "+00:00")
+        parsed = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise GraphApiError(400, "BadRequest", f"Invalid date '{value}'.") from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=dt.UTC)
+    return parsed.timestamp()

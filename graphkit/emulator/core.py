@@ -1,0 +1,372 @@
+"""The public face of the emulator: :class:`Emulator`.
+
+    with Emulator(users=1000) as emu:
+        emu.upload_certificate(emu.default_app.client_id, cert)
+        app = msal.ConfidentialClientApplication(
+            emu.default_app.client_id, authority=emu.authority(),
+            client_credential={...}, instance_discovery=False, verify=emu.ca_bundle)
+
+See ``notes/EMULATOR_API.md`` for the contract.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import ssl
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from graphkit.emulator import tls
+from graphkit.emulator.backend import DEFAULT_DOMAIN, App, Backend, Tenant
+from graphkit.emulator.faults import FaultInjector
+from graphkit.emulator.log import RequestLog
+from graphkit.emulator.routes import Services
+from graphkit.emulator.server import EmulatorServer
+from graphkit.emulator.tokens import GRAPH_RESOURCE, TokenService
+
+__all__ = ["Emulator"]
+
+HOST = "127.0.0.1"  # never anything else: the admin API has no authentication
+
+
+def _client_id(app: App | str) -> str:
+    return app.client_id if isinstance(app, App) else str(app)
+
+
+class Emulator:
+    """A local Entra ID token endpoint and Microsoft Graph slice, over HTTPS.
+
+    Args:
+        users: users in the default tenant (deterministic; 100,000 is fine).
+        seed: makes ids and users deterministic.
+        token_lifetime: access-token lifetime in seconds (``expires_in``).
+        port: TCP port on 127.0.0.1; 0 picks a free one.
+        propagation_delay: seconds a newly uploaded certificate is still refused (700027).
+        domain: the default tenant's domain.
+    """
+
+    def __init__(
+        self,
+        users: int = 250,
+        *,
+        seed: int = 0,
+        token_lifetime: int = 3599,
+        port: int = 0,
+        propagation_delay: float = 0.0,
+        domain: str = DEFAULT_DOMAIN,
+    ):
+        if users < 0:
+            raise ValueError("users cannot be negative")
+        if token_lifetime < 1:
+            raise ValueError("token_lifetime must be positive")
+        self.backend = Backend(
+            users=users,
+            seed=seed,
+            token_lifetime=token_lifetime,
+            propagation_delay=propagation_delay,
+            default_domain=domain,
+        )
+        self._faults = FaultInjector()
+        self._log = RequestLog()
+        self._requested_port = port
+        self._server: EmulatorServer | None = None
+        self._tmp: Path | None = None
+        self._ca_bundle: str | None = None
+        self._tokens: TokenService | None = None
+
+    # ---------------------------------------------------------------- lifecycle
+
+    def start(self) -> Emulator:
+        """Mint (or reuse) TLS material, bind 127.0.0.1 and serve in a daemon thread."""
+        if self._server is not None:
+            return self
+        material = tls.material()
+        tmp = Path(tempfile.mkdtemp(prefix="graphkit-emulator-"))  # mode 0700
+        try:
+            ca = tmp / "ca.pem"
+            ca.write_bytes(material.ca_pem)
+            ca.chmod(0o644)
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.minimum_version = ssl.TLSVersion.TLSv1_2
+            server_pem = tmp / "server.pem"
+            fd = os.open(server_pem, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                f.write(material.server_cert_pem + material.server_key_pem)
+            context.load_cert_chain(str(server_pem))
+            server_pem.unlink()  # the key now lives only in memory
+            server = EmulatorServer(HOST, self._requested_port, context)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        port = server.port
+        base = f"https://{HOST}:{port}"
+        self._tokens = TokenService(self.backend, material, [base, f"https://localhost:{port}"])
+        server.services = Services(
+            backend=self.backend,
+            tokens=self._tokens,
+            faults=self._faults,
+            log=self._log,
+            base_url=base,
+            ca_bundle=str(ca),
+            reset=self.reset,
+            info=self.info,
+        )
+        self._tmp, self._ca_bundle, self._server = tmp, str(ca), server
+        server.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving, close connections, join the thread, remove the CA file."""
+        server, self._server = self._server, None
+        if server is not None:
+            server.stop()
+        if self._tmp is not None:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+            self._tmp = None
+
+    def __enter__(self) -> Emulator:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def running(self) -> bool:
+        return self._server is not None
+
+    def _need_server(self) -> EmulatorServer:
+        if self._server is None:
+            raise RuntimeError("the emulator is not running: use `with Emulator() as emu:`")
+        return self._server
+
+    # ---------------------------------------------------------------- addresses
+
+    @property
+    def port(self) -> int:
+        return self._need_server().port
+
+    @property
+    def base_url(self) -> str:
+        return f"https://{HOST}:{self.port}"
+
+    @property
+    def authority_host(self) -> str:
+        """``https://127.0.0.1:PORT`` (no trailing slash): the Entra side."""
+        return self.base_url
+
+    @property
+    def graph_url(self) -> str:
+        """``https://127.0.0.1:PORT`` (no version segment): the Graph side, same server."""
+        return self.base_url
+
+    @property
+    def graph_scope(self) -> str:
+        return f"{self.graph_url}/.default"
+
+    @property
+    def ca_bundle(self) -> str:
+        """Path of the PEM CA certificate to trust (``verify=emu.ca_bundle``)."""
+        self._need_server()
+        assert self._ca_bundle is not None
+        return self._ca_bundle
+
+    def authority(self, tenant: Tenant | str | None = None) -> str:
+        """``{authority_host}/{tenant id}``: what msal's ``authority=`` takes."""
+        if tenant is None:
+            ident = self.backend.default_tenant_id
+        else:
+            ident = tenant.id if isinstance(tenant, Tenant) else str(tenant)
+        return f"{self.authority_host}/{ident}"
+
+    # ---------------------------------------------------------------- state
+
+    @property
+    def default_tenant(self) -> Tenant:
+        return self.backend.tenant(self.backend.default_tenant_id).public()
+
+    @property
+    def default_app(self) -> App:
+        return self.backend.app(self.backend.default_client_id).public()
+
+    def create_tenant(
+        self, domain: str, *, display_name: str | None = None, users: int = 0
+    ) -> Tenant:
+        return self.backend.create_tenant(domain, display_name=display_name, users=users).public()
+
+    def create_app(
+        self,
+        tenant: Tenant | str | None = None,
+        display_name: str = "app",
+        roles: list[str] | tuple[str, ...] = (),
+    ) -> App:
+        """Register an app (and its service principal) in ``tenant`` (id or domain)."""
+        if tenant is None:
+            ident = self.backend.default_tenant_id
+        else:
+            ident = tenant.id if isinstance(tenant, Tenant) else str(tenant)
+        return self.backend.create_app(ident, display_name, roles).public()
+
+    def upload_certificate(self, app: App | str, cert: Any) -> dict[str, Any]:
+        """Append a certificate to the app's keyCredentials (the portal's upload).
+
+        ``cert`` is an ``x509.Certificate`` or PEM/DER bytes. Returns the keyCredential.
+        """
+        kc = self.backend.upload_certificate(_client_id(app), cert)
+        return kc.to_graph(with_key=True)
+
+    def key_credentials(self, app: App | str) -> list[dict[str, Any]]:
+        with self.backend.lock:
+            return [k.to_graph(with_key=True) for k in self.backend.app(_client_id(app)).keys]
+
+    def grant(self, app: App | str, role: str) -> None:
+        self.backend.grant(_client_id(app), role)
+
+    def revoke(self, app: App | str, role: str) -> None:
+        self.backend.revoke(_client_id(app), role)
+
+    def roles(self, app: App | str) -> list[str]:
+        with self.backend.lock:
+            return sorted(self.backend.app(_client_id(app)).roles)
+
+    def issue_token(self, app: App | str | None = None, *, resource: str | None = None) -> str:
+        """An access token minted directly (no client assertion), for Graph-only tests."""
+        client_id = _client_id(app) if app is not None else self.backend.default_client_id
+        service = self._tokens or TokenService(self.backend, tls.material())
+        return service.mint(self.backend.app(client_id), resource or self.graph_url)
+
+    @property
+    def propagation_delay(self) -> float:
+        return self.backend.propagation_delay
+
+    @propagation_delay.setter
+    def propagation_delay(self, seconds: float) -> None:
+        if seconds < 0:
+            raise ValueError("propagation_delay cannot be negative")
+        self.backend.propagation_delay = float(seconds)
+
+    @property
+    def token_lifetime(self) -> int:
+        return self.backend.token_lifetime
+
+    @token_lifetime.setter
+    def token_lifetime(self, seconds: int) -> None:
+        if seconds < 1:
+            raise ValueError("token_lifetime must be positive")
+        self.backend.token_lifetime = int(seconds)
+
+    def advance(self, seconds: float) -> float:
+        """Move the emulator's clock forward (or back); returns its new time."""
+        return self.backend.clock.advance(seconds)
+
+    def now(self) -> float:
+        return self.backend.now()
+
+    # ---------------------------------------------------------------- faults, log
+
+    def add_fault(
+        self,
+        kind: str,
+        endpoint: str = "graph",
+        *,
+        every: int | None = None,
+        probability: float | None = None,
+        seed: int | None = None,
+        times: int | None = None,
+        retry_after: float | None = None,
+        delay: float | None = None,
+    ) -> int:
+        """Inject ``kind`` ("429", "503", "504", "reset", "latency", "truncate") into
+        ``endpoint`` ("graph", "token", "any") every Nth request or at probability p.
+        Returns the fault's id."""
+        fault = self._faults.add(
+            kind,
+            endpoint=endpoint,
+            every=every,
+            probability=probability,
+            seed=seed,
+            times=times,
+            retry_after=retry_after,
+            delay=delay,
+        )
+        return fault.id
+
+    def remove_fault(self, fault_id: int) -> None:
+        self._faults.remove(fault_id)
+
+    def clear_faults(self) -> None:
+        self._faults.clear()
+
+    def faults(self) -> list[dict[str, Any]]:
+        """The configured faults with their counters (``matched``, ``injected``)."""
+        return self._faults.list()
+
+    def requests(self) -> list[dict[str, Any]]:
+        """The request log: dicts with method, path, target, status, kind, fault, ..."""
+        return self._log.entries()
+
+    def clear_requests(self) -> None:
+        self._log.clear()
+
+    def reset(self) -> None:
+        """Back to the start state: same default tenant and app ids, no faults, empty log,
+        clock and settings as constructed."""
+        self.backend.reset()
+        self._faults.clear()
+        self._log.clear()
+
+    # ---------------------------------------------------------------- helpers
+
+    def environ(self, app: App | str | None = None) -> dict[str, str]:
+        """Environment variables that point graphkit and azure-identity at this emulator."""
+        client_id = _client_id(app) if app is not None else self.backend.default_client_id
+        tenant_id = self.backend.app(client_id).tenant_id
+        return {
+            "AZURE_TENANT_ID": tenant_id,
+            "AZURE_CLIENT_ID": client_id,
+            "AZURE_AUTHORITY_HOST": self.authority_host,
+            "GRAPHKIT_GRAPH_URL": self.graph_url,
+            "GRAPHKIT_CA_BUNDLE": self.ca_bundle,
+            "REQUESTS_CA_BUNDLE": self.ca_bundle,
+        }
+
+    def session(self) -> Any:
+        """A ``requests.Session`` that trusts the emulator's CA.
+
+        ``trust_env`` is off so that REQUESTS_CA_BUNDLE/CURL_CA_BUNDLE in the environment
+        cannot override ``verify``.
+        """
+        import requests
+
+        s = requests.Session()
+        s.trust_env = False
+        s.verify = self.ca_bundle
+        return s
+
+    def info(self) -> dict[str, Any]:
+        """What `graphkit emulator serve` prints and `GET /_emulator/` returns."""
+        tenant = self.default_tenant
+        app = self.default_app
+        return {
+            "authority_host": self.authority_host,
+            "graph_url": self.graph_url,
+            "ca_bundle": self.ca_bundle,
+            "tenant": {"id": tenant.id, "domain": tenant.domain},
+            "app": {
+                "client_id": app.client_id,
+                "object_id": app.object_id,
+                "display_name": app.display_name,
+                "roles": self.roles(app),
+                "certificates": len(self.key_credentials(app)),
+            },
+            "authority": self.authority(),
+            "scope": self.graph_scope,
+            "graph_resource_aliases": [GRAPH_RESOURCE],
+            "environment": self.environ(),
+        }
+
+    def __repr__(self) -> str:
+        where = self.base_url if self.running else "stopped"
+        users = len(self.backend.tenant(self.backend.default_tenant_id).users)
+        return f"<Emulator {where} users={users}>"
