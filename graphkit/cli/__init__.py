@@ -84,6 +84,10 @@ from graphkit.cli import token as _token  # noqa: E402
 _token.register(app)
 _config_cli.register(app)
 
+from graphkit.cli import emulator as _emulator  # noqa: E402
+
+_emulator.register(app)
+
 
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point."""

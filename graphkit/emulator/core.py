@@ -15,6 +15,7 @@ import os
 import shutil
 import ssl
 import tempfile
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -114,6 +115,8 @@ class Emulator:
             info=self.info,
         )
         self._tmp, self._ca_bundle, self._server = tmp, str(ca), server
+        # Removes the directory even if stop() is never called (at exit, at the latest).
+        self._cleanup = weakref.finalize(self, shutil.rmtree, tmp, ignore_errors=True)
         server.start()
         return self
 
@@ -123,7 +126,7 @@ class Emulator:
         if server is not None:
             server.stop()
         if self._tmp is not None:
-            shutil.rmtree(self._tmp, ignore_errors=True)
+            self._cleanup()
             self._tmp = None
 
     def __enter__(self) -> Emulator:

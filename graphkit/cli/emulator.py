@@ -1,0 +1,183 @@
+"""`graphkit emulator serve`: the local Entra ID + Graph emulator in the foreground."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+emulator_app = typer.Typer(
+    name="emulator",
+    help="A local Entra ID + Microsoft Graph emulator over HTTPS, for tests and demos.",
+    no_args_is_help=True,
+)
+
+
+def _get_emulator(
+    port: int,
+    users: int,
+    seed: int,
+    token_lifetime: int,
+    propagation_delay: float,
+) -> Any:
+    from graphkit.emulator import Emulator
+    from graphkit.errors import InputError, NetworkError
+
+    if not 0 <= port <= 65535:
+        raise InputError(f"--port {port} is out of range", "use 1-65535, or 0 for a free port")
+    if users < 0:
+        raise InputError("--users cannot be negative", "use 0 or more")
+    if token_lifetime < 1:
+        raise InputError("--token-lifetime must be positive", "use e.g. 3599 seconds")
+    if propagation_delay < 0:
+        raise InputError("--propagation-delay cannot be negative", "use 0 or more seconds")
+    emu = Emulator(
+        users=users,
+        seed=seed,
+        port=port,
+        token_lifetime=token_lifetime,
+        propagation_delay=propagation_delay,
+    )
+    try:
+        return emu.start()
+    except OSError as exc:
+        raise NetworkError(
+            f"cannot listen on 127.0.0.1:{port} ({exc.strerror or exc})",
+            "choose another --port, or --port 0 for any free one",
+        ) from None
+
+
+def _upload(emu: Any, certificate: Path) -> dict[str, Any]:
+    from graphkit import crypto
+    from graphkit.files import read_bytes
+
+    bundle = crypto.load_certificate_bundle(
+        read_bytes(certificate, "certificate"), source=f"certificate {certificate}"
+    )
+    result: dict[str, Any] = emu.upload_certificate(emu.default_app, bundle.certificate)
+    return result
+
+
+def _render(info: dict[str, Any], uploaded: dict[str, Any] | None) -> str:
+    app = info["app"]
+    base = info["graph_url"]
+    ca = info["ca_bundle"]
+    upload_url = f"{base}/_emulator/apps/{app['client_id']}/certificates"
+    lines = [
+        "graphkit emulator running (Ctrl-C to stop)",
+        "",
+        f"  Entra ID (authority host)  {info['authority_host']}",
+        f"  Microsoft Graph            {base}/v1.0  (and {base}/beta)",
+        f"  Admin API                  {base}/_emulator/",
+        f"  CA bundle (trust this)     {ca}",
+        "",
+        f"  Tenant   {info['tenant']['domain']}  id {info['tenant']['id']}",
+        f"  App      {app['display_name']}  client id {app['client_id']}",
+        f"           roles: {', '.join(app['roles']) or '(none)'}",
+    ]
+    if uploaded is not None:
+        lines.append(f"           certificate uploaded: {uploaded['displayName']}")
+    else:
+        lines += [
+            "           no certificate yet: tokens are refused (AADSTS700027) until you",
+            "           upload one (the public .crt/.pem, never the key):",
+            f"             curl --cacert {ca} --data-binary @my.crt \\",
+            f"               {upload_url}",
+            "           or from Python:",
+            f'             requests.post("{upload_url}",',
+            f'                 data=open("my.crt", "rb").read(), verify="{ca}")',
+            "           or start with --certificate my.crt",
+        ]
+    lines += ["", "Environment for graphkit and azure-identity:"]
+    lines += [f"  export {name}={value}" for name, value in info["environment"].items()]
+    lines += [
+        "",
+        "Then, for example:",
+        "  graphkit token --certificate my.crt --private-key my.key",
+        "  graphkit query /users --certificate my.crt --private-key my.key",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _wait_forever() -> None:
+    import contextlib
+    import signal
+    import threading
+
+    def _stop(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    # Outside the main thread (embedded use) signal() refuses: Ctrl-C still works there.
+    with contextlib.suppress(ValueError):
+        signal.signal(signal.SIGTERM, _stop)
+    threading.Event().wait()
+
+
+def serve(
+    port: Annotated[
+        int, typer.Option("--port", help="TCP port on 127.0.0.1; 0 picks a free one.")
+    ] = 0,
+    users: Annotated[
+        int, typer.Option("--users", help="Seeded users in the default tenant.")
+    ] = 250,
+    seed: Annotated[int, typer.Option("--seed", help="Seed for ids and users.")] = 0,
+    certificate: Annotated[
+        Path | None,
+        typer.Option(
+            "--certificate",
+            help="Upload this certificate (PEM/DER, or a PFX/combined PEM's certificate) "
+            "to the ready-made app at start.",
+            show_default=False,
+        ),
+    ] = None,
+    token_lifetime: Annotated[
+        int, typer.Option("--token-lifetime", help="Access-token lifetime in seconds.")
+    ] = 3599,
+    propagation_delay: Annotated[
+        float,
+        typer.Option(
+            "--propagation-delay",
+            help="Refuse a newly uploaded certificate (AADSTS700027) for this many seconds.",
+        ),
+    ] = 0.0,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the connection details as one JSON line.")
+    ] = False,
+) -> None:
+    """Run the emulator in the foreground until Ctrl-C."""
+    import json
+    import sys
+
+    from graphkit.cli._common import say
+
+    emu = _get_emulator(port, users, seed, token_lifetime, propagation_delay)
+    try:
+        uploaded = _upload(emu, certificate) if certificate is not None else None
+        info = emu.info()
+        if as_json:
+            info["upload_url"] = (
+                f"{info['graph_url']}/_emulator/apps/{info['app']['client_id']}/certificates"
+            )
+            sys.stdout.write(json.dumps(info) + "\n")
+        else:
+            sys.stdout.write(_render(info, uploaded) + "\n")
+        sys.stdout.flush()
+        _wait_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        emu.stop()
+    say("graphkit emulator stopped")
+
+
+def register(app: typer.Typer) -> None:
+    from graphkit.cli import _common
+
+    kwargs: dict[str, Any] = {}
+    lean = getattr(_common, "LeanCommand", None)
+    if lean is not None:
+        kwargs["cls"] = lean
+    emulator_app.command("serve", **kwargs)(serve)
+    app.add_typer(emulator_app, name="emulator")
