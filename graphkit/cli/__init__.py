@@ -84,6 +84,12 @@ from graphkit.cli import token as _token  # noqa: E402
 _token.register(app)
 _config_cli.register(app)
 
+from graphkit.cli import doctor as _doctor  # noqa: E402
+from graphkit.cli import init as _init  # noqa: E402
+
+_init.register(app)
+_doctor.register(app)
+
 from graphkit.cli import emulator as _emulator  # noqa: E402
 
 _emulator.register(app)

@@ -1,0 +1,113 @@
+"""`graphkit doctor`: check a configuration end to end and say how to fix what fails."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from graphkit.cli import _connection
+
+if TYPE_CHECKING:  # pragma: no cover
+    from rich.console import Console
+
+    from graphkit.doctor import Check, Report
+
+_BADGES = {
+    "pass": "[green]PASS[/]",
+    "warn": "[yellow]WARN[/]",
+    "fail": "[bold red]FAIL[/]",
+    "skip": "[dim]SKIP[/]",
+}
+
+
+def _print_check(console: Console, check: Check) -> None:
+    from rich.markup import escape
+
+    console.print(
+        f" {_BADGES[check.status]}  {check.name:<13} {escape(check.detail)}", soft_wrap=True
+    )
+    if check.fix and check.status in ("warn", "fail"):
+        console.print(f"{'':20}[bold]fix:[/] {escape(check.fix)}", soft_wrap=True)
+
+
+def _print_summary(console: Console, report: Report) -> None:
+    n = report.counts()
+    parts = [f"{n['pass']} passed", f"{n['warn']} warning(s)", f"{n['fail']} failed"]
+    if n["skip"]:
+        parts.append(f"{n['skip']} skipped")
+    verdict = "[green]OK[/]" if report.ok else "[bold red]PROBLEMS FOUND[/]"
+    console.print(f"{verdict}: {', '.join(parts)}")
+
+
+def doctor(
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the report as JSON (for monitoring).")
+    ] = False,
+    graph_path: Annotated[
+        str | None,
+        typer.Option(
+            "--path",
+            help="The Graph call to try, e.g. /users. Default: /organization, or when the "
+            "app lacks Organization.Read.All, a read its roles allow.",
+            show_default=False,
+        ),
+    ] = None,
+    profile: _connection.ProfileOpt = None,
+    tenant: _connection.TenantOpt = None,
+    client_id: _connection.ClientIdOpt = None,
+    certificate: _connection.CertificateOpt = None,
+    private_key: _connection.PrivateKeyOpt = None,
+    cloud: _connection.CloudOpt = None,
+    authority_host: _connection.AuthorityHostOpt = None,
+    graph_url: _connection.GraphUrlOpt = None,
+    ca_bundle: _connection.CaBundleOpt = None,
+    passphrase_file: _connection.PassphraseFileOpt = None,
+) -> None:
+    """Check the configuration, key, certificate, clock, discovery, token, roles and Graph.
+
+    Each check passes, warns or fails with the fix. Exits 1 when any check fails
+    (warnings alone exit 0).
+    """
+    from rich.console import Console
+
+    from graphkit.doctor import run_doctor
+
+    def resolve() -> Any:
+        return _connection.settings_from_flags(
+            profile=profile,
+            validate=False,
+            tenant=tenant,
+            client_id=client_id,
+            certificate=certificate,
+            private_key=private_key,
+            cloud=cloud,
+            authority_host=authority_host,
+            graph_url=graph_url,
+            ca_bundle=ca_bundle,
+            passphrase_file=passphrase_file,
+        )
+
+    console = Console(highlight=False)
+    on_check = None if as_json else (lambda check: _print_check(console, check))
+    if not as_json:
+        console.print("[bold]graphkit doctor[/]")
+    report = run_doctor(resolve, graph_path=graph_path, on_check=on_check)
+    if as_json:
+        from graphkit.cli._common import emit_json
+
+        emit_json(report.as_dict())
+    else:
+        _print_summary(console, report)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    from graphkit.cli import _common
+
+    kwargs: dict[str, Any] = {}
+    lean = getattr(_common, "LeanCommand", None)
+    if lean is not None:
+        kwargs["cls"] = lean
+    app.command("doctor", **kwargs)(doctor)
