@@ -132,7 +132,14 @@ def load_private_key(data: bytes, passphrase: bytes | None = None, *, source: st
     Raises:
         CryptoError: not a key, truncated, encrypted without passphrase, wrong passphrase.
     """
+    if not data.strip():
+        raise CryptoError(f"{source} is empty", "give the .key file from `graphkit keygen`")
     pem = b"-----BEGIN" in data
+    if not pem and looks_like_pfx(data):
+        raise CryptoError(
+            f"{source} is a PFX, not a key file",
+            "give the PEM key (`openssl pkcs12 -in FILE -nocerts -out key.pem` extracts it)",
+        )
     if pem and b"PRIVATE KEY-----" not in data:
         raise CryptoError(f"{source} holds no private key", "give the .key file from keygen")
     if pem:
@@ -166,27 +173,29 @@ def load_private_key(data: bytes, passphrase: bytes | None = None, *, source: st
             raise CryptoError(f"wrong passphrase for {source}", "check the passphrase") from None
         raise CryptoError(
             f"{source} is not a readable private key ({_reason(exc)})",
-            "check that the file is complete and is a PEM or DER key",
+            "check that the file is complete and is a PEM or DER private key",
         ) from None
     except UnsupportedAlgorithm:
-        raise CryptoError(f"{source} uses an unsupported key algorithm") from None
+        raise CryptoError(
+            f"{source} uses an unsupported key algorithm",
+            "make an RSA key with `graphkit keygen`",
+        ) from None
 
 
 def _reason(exc: Exception) -> str:
+    """What a parser's exception says, short and free of its internal detail."""
     text = str(exc).split("\n")[0].strip()
-    return text[:120] if text else type(exc).__name__
-
-
-def _short_because(exc: Exception) -> str:
-    """Like :func:`_because` but without the parser's internal detail (Rust debug text)."""
-    text = str(exc).split("\n")[0].split(":")[0].strip()
-    return f" ({text[:80]})" if text else ""
+    if "Unable to load PEM" in text or "base64" in text.lower():
+        return "bad base64 in the PEM block"
+    if "asn1" in text.lower() or "ParseError" in text or "deserialize" in text:
+        return "malformed or cut-short data"
+    return text[:80] if text else type(exc).__name__
 
 
 def _because(exc: Exception) -> str:
     """`` (reason)`` when the exception says something, else nothing."""
     text = str(exc).split("\n")[0].strip()
-    return f" ({text[:120]})" if text else ""
+    return f" ({_reason(exc)})" if text else ""
 
 
 def _pem_block(data: bytes, label_suffix: str, source: str) -> bytes:
@@ -202,7 +211,9 @@ def _pem_block(data: bytes, label_suffix: str, source: str) -> bytes:
             start, label = line_start, candidate
             break
     if start < 0:
-        raise CryptoError(f"{source} holds no {label_suffix} PEM block")
+        raise CryptoError(
+            f"{source} holds no {label_suffix} PEM block", "check that you gave the right file"
+        )
     footer = b"-----END " + label + b"-----"
     stop = data.find(footer, start)
     if stop < 0:
@@ -240,7 +251,9 @@ def key_matches_certificate(key: Any, cert: x509.Certificate) -> bool:
 def parse_subject(subject: str | None = None, cn: str | None = None) -> x509.Name:
     """Build a subject from an RFC 4514 string (``CN=app,O=Contoso,C=US``) or a bare CN."""
     if subject and cn:
-        raise CryptoError("give either --subject or --cn, not both")
+        raise CryptoError(
+            "both --subject and --cn given", "give either --subject or --cn, not both"
+        )
     if cn is not None:
         if not cn.strip():
             raise CryptoError("the common name is empty", "give --cn NAME")
@@ -304,7 +317,9 @@ def parse_san(value: str) -> x509.GeneralName:
     try:
         return x509.IPAddress(ipaddress.ip_address(rest))
     except ValueError:
-        raise CryptoError(f"invalid IP address in --san {value!r}") from None
+        raise CryptoError(
+            f"invalid IP address in --san {value!r}", "use IP:192.0.2.10 or IP:2001:db8::1"
+        ) from None
 
 
 # ------------------------------------------------------------------ CSR and certs
@@ -634,7 +649,7 @@ def _load_pem_bundle(
             certs.append(x509.load_pem_x509_certificate(block))
         except ValueError as exc:
             raise CryptoError(
-                f"{source} holds a corrupted certificate{_short_because(exc)}",
+                f"{source} holds a corrupted certificate ({_reason(exc)})",
                 "copy the file again or regenerate it",
             ) from None
         pos = stop + len(end)
@@ -675,7 +690,9 @@ def _load_pfx(data: bytes, passphrase: bytes | None, source: str) -> Certificate
                     "check the passphrase",
                 ) from None
     if loaded.cert is None:
-        raise CryptoError(f"{source} is a PFX without a certificate")
+        raise CryptoError(
+            f"{source} is a PFX without a certificate", "export it again with its certificate"
+        )
     return CertificateBundle(
         loaded.cert.certificate,
         loaded.key,

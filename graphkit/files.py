@@ -42,7 +42,7 @@ def read_bytes(path: str | os.PathLike[str], what: str = "file") -> bytes:
             f"cannot read {what} {p}: permission denied", "check its permissions"
         ) from None
     except OSError as exc:
-        raise InputError(f"cannot read {what} {p}: {exc.strerror}") from None
+        raise InputError(f"cannot read {what} {p}", f"{exc.strerror}; check the file") from None
 
 
 def ensure_private_dir(path: str | os.PathLike[str]) -> Path:
@@ -72,7 +72,9 @@ def ensure_private_dir(path: str | os.PathLike[str]) -> Path:
                     f"{directory} exists and is not a directory", "choose another path"
                 ) from None
         except OSError as exc:
-            raise InputError(f"cannot create directory {directory}: {exc.strerror}") from None
+            raise InputError(
+                f"cannot create directory {directory}", f"{exc.strerror}; choose another path"
+            ) from None
     return p
 
 
@@ -104,7 +106,9 @@ def atomic_write(
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), mode)
     except OSError as exc:
-        raise InputError(f"cannot write in {target.parent}: {exc.strerror}") from None
+        raise InputError(
+            f"cannot write in {target.parent}", f"{exc.strerror}; check its permissions"
+        ) from None
     try:
         try:
             view = memoryview(data)

@@ -143,7 +143,9 @@ def _prompt_passphrase(confirm: bool) -> str:
     if sys.stdin is None or not sys.stdin.isatty():
         # Piped input (scripts, tests): read lines; getpass would warn and echo.
         if sys.stdin is None:
-            raise InputError("--prompt-passphrase needs a terminal or piped input")
+            raise InputError(
+                "--prompt-passphrase needs a terminal", f"use --passphrase-file or {PASSPHRASE_ENV}"
+            )
         first = sys.stdin.readline().rstrip("\r\n")
         second = sys.stdin.readline().rstrip("\r\n") if confirm else first
     else:

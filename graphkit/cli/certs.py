@@ -205,7 +205,9 @@ def thumbprint(
 
 def export(
     key: KeyOpt,
-    cert: Annotated[Path, typer.Option("--cert", help="The certificate (PEM or DER).")],
+    cert: Annotated[
+        Path, typer.Option("--cert", help="The certificate: PEM, DER, key+cert PEM or PFX.")
+    ],
     pfx: Annotated[Path | None, typer.Option("--pfx", help="Write PKCS#12 here.")] = None,
     pem: Annotated[
         Path | None, typer.Option("--pem", help="Write key + certificate in one PEM here.")

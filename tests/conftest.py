@@ -1,0 +1,85 @@
+"""Shared fixtures. Each block belongs to one area; add yours in a block of its own."""
+
+from __future__ import annotations
+
+# ===================================================================================
+# Certificates (issue 2: tests/test_crypto.py, test_cli_certs.py, test_files.py).
+# Keys are made once per session (RSA generation is the slow part); files are written
+# fresh into each test's tmp_path. Names start with ``certs_`` to stay out of the way.
+# ===================================================================================
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+CERTS_PASSPHRASE = b"correct horse battery staple"
+
+
+@pytest.fixture(scope="session")
+def certs_rsa_key() -> Any:
+    from graphkit import crypto
+
+    return crypto.generate_private_key(2048)
+
+
+@pytest.fixture(scope="session")
+def certs_other_key() -> Any:
+    """A second RSA key: the wrong half for mismatch tests."""
+    from graphkit import crypto
+
+    return crypto.generate_private_key(2048)
+
+
+@dataclass
+class CertsDir:
+    """A directory holding one key (plain and encrypted), its certificate, passphrases."""
+
+    path: Path
+    key: Path  # unencrypted PKCS#8 PEM
+    enc_key: Path  # the same key, encrypted with CERTS_PASSPHRASE
+    cert: Path  # PEM, self-signed, CN=certs-test
+    passfile: Path  # CERTS_PASSPHRASE on line 1
+    wrongfile: Path  # another passphrase
+
+
+@pytest.fixture
+def certs_dir(tmp_path: Path, certs_rsa_key: Any) -> CertsDir:
+    from graphkit import crypto
+
+    key = tmp_path / "test.key"
+    key.write_bytes(crypto.dump_private_key(certs_rsa_key))
+    enc = tmp_path / "test-enc.key"
+    enc.write_bytes(crypto.dump_private_key(certs_rsa_key, CERTS_PASSPHRASE))
+    cert = tmp_path / "test.crt"
+    name = crypto.parse_subject("CN=certs-test,O=Contoso,C=US")
+    cert.write_bytes(crypto.dump_certificate(crypto.self_sign(certs_rsa_key, name)))
+    passfile = tmp_path / "pass.txt"
+    passfile.write_bytes(CERTS_PASSPHRASE + b"\n")
+    wrongfile = tmp_path / "wrong.txt"
+    wrongfile.write_bytes(b"not the passphrase\n")
+    return CertsDir(tmp_path, key, enc, cert, passfile, wrongfile)
+
+
+@pytest.fixture
+def certs_cli() -> Callable[..., Any]:
+    """Run ``graphkit ARGS`` through Typer's CliRunner with GRAPHKIT_KEY_PASSPHRASE unset
+    (unless ``env`` sets it). Returns the Result (stdout and stderr kept apart)."""
+    from typer.testing import CliRunner
+
+    from graphkit.cli import app
+
+    runner = CliRunner()
+
+    def run(
+        args: Sequence[str | Path], *, input: str | None = None, env: dict[str, str] | None = None
+    ) -> Any:
+        full_env: dict[str, str | None] = {"GRAPHKIT_KEY_PASSPHRASE": None}
+        full_env.update(env or {})
+        return runner.invoke(app, [str(a) for a in args], input=input, env=full_env)
+
+    return run
+
+
+# ============================================================ end of certificates block
