@@ -19,7 +19,6 @@ Example::
 
 from __future__ import annotations
 
-import email.utils
 import json
 import random
 import re
@@ -202,6 +201,8 @@ def _retry_after(value: str | None) -> float | None:
     try:
         seconds = float(value)
     except ValueError:
+        import email.utils
+
         try:
             when = email.utils.parsedate_to_datetime(value)
         except (TypeError, ValueError):
