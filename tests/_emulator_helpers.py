@@ -1,0 +1,222 @@
+"""Helpers shared by tests/test_emulator_*.py: client identities and small HTTP wrappers.
+
+Keys are made once per process (RSA generation is the slow part).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jwt
+import requests
+
+PASSPHRASE = b"emulator test passphrase"
+
+
+@functools.cache
+def rsa_key(label: str = "main", bits: int = 2048) -> Any:
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    return rsa.generate_private_key(public_exponent=65537, key_size=bits)
+
+
+def self_signed(key: Any, cn: str = "emulator-test") -> Any:
+    """A self-signed certificate built with cryptography directly (any key size)."""
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.x509.oid import NameOID
+
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+    now = dt.datetime.now(dt.UTC)
+    return (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=30))
+        .sign(key, hashes.SHA256())
+    )
+
+
+@dataclass
+class Identity:
+    key: Any
+    cert: Any
+    key_pem: str
+    cert_pem: str
+    sha1: str  # uppercase hex, as the portal shows it
+    combined: Path  # key + certificate PEM
+    pfx: Path  # PKCS#12 protected by PASSPHRASE
+
+
+@functools.cache
+def _cert_for(label: str, bits: int) -> Any:
+    return self_signed(rsa_key(label, bits), cn=f"emulator-{label}")
+
+
+def identity(tmp_path: Path, label: str = "main", bits: int = 2048) -> Identity:
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.serialization import pkcs12
+
+    key = rsa_key(label, bits)
+    cert = _cert_for(label, bits)
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+    cert_pem = cert.public_bytes(serialization.Encoding.PEM).decode()
+    combined = tmp_path / f"{label}-{bits}.pem"
+    combined.write_text(key_pem + cert_pem)
+    pfx = tmp_path / f"{label}-{bits}.pfx"
+    pfx.write_bytes(
+        pkcs12.serialize_key_and_certificates(
+            b"test", key, cert, None, serialization.BestAvailableEncryption(PASSPHRASE)
+        )
+    )
+    return Identity(
+        key, cert, key_pem, cert_pem, cert.fingerprint(hashes.SHA1()).hex().upper(), combined, pfx
+    )
+
+
+def msal_app(
+    emu: Any, client_id: str, credential: dict[str, Any], authority: str | None = None
+) -> Any:
+    """A fresh msal app (msal memoises 400 answers per app for 60 s)."""
+    import msal
+
+    return msal.ConfidentialClientApplication(
+        client_id,
+        authority=authority or emu.authority(),
+        client_credential=credential,
+        instance_discovery=False,
+        verify=emu.ca_bundle,
+    )
+
+
+def pem_credential(ident: Identity) -> dict[str, Any]:
+    return {"private_key": ident.key_pem, "public_certificate": ident.cert_pem}
+
+
+def token_requests(emu: Any) -> list[dict[str, Any]]:
+    return [e for e in emu.requests() if e["kind"] == "token"]
+
+
+def graph(
+    emu: Any,
+    path: str,
+    token: str | None,
+    *,
+    method: str = "GET",
+    headers: dict[str, str] | None = None,
+    **kwargs: Any,
+) -> requests.Response:
+    """One Graph call with requests (verify= per request beats REQUESTS_CA_BUNDLE)."""
+    h = dict(headers or {})
+    if token is not None:
+        h["Authorization"] = f"Bearer {token}"
+    url = path if path.startswith("https://") else f"{emu.graph_url}{path}"
+    return requests.request(method, url, headers=h, verify=emu.ca_bundle, timeout=30, **kwargs)
+
+
+def admin(emu: Any, method: str, path: str, **kwargs: Any) -> requests.Response:
+    return requests.request(
+        method, f"{emu.base_url}/_emulator{path}", verify=emu.ca_bundle, timeout=30, **kwargs
+    )
+
+
+def page_all(emu: Any, token: str, first: str, headers: dict[str, str] | None = None) -> list[Any]:
+    """Follow @odata.nextLink until it is absent; return every item."""
+    items: list[Any] = []
+    url: str | None = first
+    while url:
+        r = graph(emu, url, token, headers=headers)
+        assert r.status_code == 200, r.text
+        body = r.json()
+        items.extend(body["value"])
+        url = body.get("@odata.nextLink")
+    return items
+
+
+def assertion(
+    emu: Any,
+    ident: Identity,
+    client_id: str,
+    *,
+    alg: str = "RS256",
+    aud: str | None = None,
+    iss: str | None = None,
+    sub: str | None = None,
+    exp: float | None = None,
+    nbf: float | None = None,
+    iat: float | None = None,
+    headers: dict[str, Any] | None = None,
+    key: Any = None,
+) -> str:
+    """A client assertion crafted by hand, with every knob msal does not expose."""
+    import base64
+
+    from cryptography.hazmat.primitives import hashes
+
+    now = time.time()
+    claims: dict[str, Any] = {
+        "aud": aud or f"{emu.authority()}/oauth2/v2.0/token",
+        "iss": iss or client_id,
+        "sub": sub or client_id,
+        "jti": str(uuid.uuid4()),
+        "exp": exp if exp is not None else now + 600,
+        "iat": iat if iat is not None else now,
+    }
+    if nbf is not None:
+        claims["nbf"] = nbf
+    hdr: dict[str, Any]
+    if headers is not None:
+        hdr = headers
+    elif alg == "PS256":
+        digest = ident.cert.fingerprint(hashes.SHA256())
+        hdr = {"x5t#S256": base64.urlsafe_b64encode(digest).decode().rstrip("=")}
+    else:
+        digest = ident.cert.fingerprint(hashes.SHA1())
+        hdr = {"x5t": base64.urlsafe_b64encode(digest).decode().rstrip("=")}
+    return jwt.encode(claims, key or ident.key, algorithm=alg, headers=hdr)
+
+
+def post_token(emu: Any, tenant: str, form: dict[str, str]) -> requests.Response:
+    return requests.post(
+        f"{emu.authority_host}/{tenant}/oauth2/v2.0/token",
+        data=form,
+        verify=emu.ca_bundle,
+        timeout=30,
+    )
+
+
+def assertion_form(client_id: str, client_assertion: str, scope: str) -> dict[str, str]:
+    return {
+        "client_id": client_id,
+        "scope": scope,
+        "grant_type": "client_credentials",
+        "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+        "client_assertion": client_assertion,
+    }
+
+
+def claims_of(token: str) -> dict[str, Any]:
+    return dict(jwt.decode(token, options={"verify_signature": False}))
+
+
+def header_of(token: str) -> dict[str, Any]:
+    return dict(jwt.get_unverified_header(token))
+
+
+def dumps(obj: Any) -> str:
+    return json.dumps(obj, indent=1)
