@@ -151,8 +151,17 @@ def _make_session(ca_bundle: str | None, timeout: tuple[float, float]) -> Any:
 
     session = _Session()
     # Connection failures are retried briefly; a token POST is safe to repeat.
+    # Statuses are not retried here: msal reads 429/5xx (and its Retry-After) itself.
     retry = Retry(
-        total=3, connect=3, read=1, status=0, other=0, allowed_methods=None, backoff_factor=0.3
+        total=3,
+        connect=3,
+        read=1,
+        status=0,
+        other=0,
+        allowed_methods=None,
+        backoff_factor=0.3,
+        respect_retry_after_header=False,
+        raise_on_status=False,
     )
     adapter = HTTPAdapter(max_retries=retry)
     session.mount("https://", adapter)
@@ -274,7 +283,8 @@ def _build_token_cache(directory: Path) -> tuple[Any, bool]:
         persistence = _file_persistence(directory / TOKEN_CACHE_FILE)
 
     class _TokenCache(PersistedTokenCache):
-        """If the cache lock cannot be had, keep the token in memory, don't fail."""
+        """A lock held too long (e.g. left by a killed process) is cleared once; if the
+        lock still cannot be had, the token is kept in memory for this run, not lost."""
 
         def modify(
             self, credential_type: Any, old_entry: Any, new_key_value_pairs: Any = None
@@ -282,16 +292,41 @@ def _build_token_cache(directory: Path) -> tuple[Any, bool]:
             from msal import SerializableTokenCache
             from msal_extensions import LockError
 
+            _remove_stale_lock(Path(self._lock_location))
             try:
                 super().modify(credential_type, old_entry, new_key_value_pairs)
+                return
             except LockError:
-                log.warning(
-                    "token cache %s is locked by another process; this token is not saved",
-                    self._lock_location,
-                )
-                SerializableTokenCache.modify(self, credential_type, old_entry, new_key_value_pairs)
+                pass
+            log.warning(
+                "token cache lock %s is held by another process; this token is not saved",
+                self._lock_location,
+            )
+            SerializableTokenCache.modify(self, credential_type, old_entry, new_key_value_pairs)
 
     return _TokenCache(persistence), encrypted
+
+
+# A cache write takes milliseconds; a lock file older than this was left behind.
+STALE_LOCK_SECONDS = 30.0
+
+
+def _remove_stale_lock(lock: Path) -> bool:
+    """Remove ``lock`` if it is older than STALE_LOCK_SECONDS; True if removed."""
+    try:
+        age = time.time() - lock.stat().st_mtime
+    except OSError:
+        return False
+    if age < STALE_LOCK_SECONDS:
+        return False
+    try:
+        lock.unlink()
+    except FileNotFoundError:
+        pass
+    except OSError:
+        return False
+    log.info("removed stale token cache lock %s (%.0f s old)", lock, age)
+    return True
 
 
 def _plaintext_notice(directory: Path) -> str | None:

@@ -729,7 +729,10 @@ def validate(settings: Settings, *, now: dt.datetime | None = None) -> None:
             "does not exist",
             "give the PEM file of the CA that signed the servers' certificates",
         )
-    load_client_certificate(settings, now=now)
+    cert = load_client_certificate(settings, now=now)
+    from graphkit import crypto
+
+    crypto.require_rsa(cert.certificate.public_key(), f"the key of certificate {cert.path}")
 
 
 # ------------------------------------------------------------------ certificate
@@ -760,6 +763,51 @@ class ClientCertificate:
 
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
+
+
+_KEY_BLOCK = re.compile(
+    rb"-----BEGIN ((?:RSA |EC |DSA |ENCRYPTED )?PRIVATE KEY)-----.*?-----END \1-----\r?\n?",
+    re.DOTALL,
+)
+
+
+def _split_key_block(data: bytes) -> tuple[bytes, bytes | None]:
+    """(the PEM without its private key block, that block) when there is one."""
+    if b"-----BEGIN" not in data:
+        return data, None
+    match = _KEY_BLOCK.search(data)
+    if match is None:
+        return data, None
+    return data[: match.start()] + data[match.end() :], match.group(0)
+
+
+def _load_key(data: bytes, passphrase: bytes | None, source: str) -> Any:
+    """Load a private key, fast.
+
+    cryptography's RSA consistency check costs ~40 ms on every run; it guards against
+    hostile or corrupted keys, and this is the user's own key, whose public half is
+    compared with the certificate's below (a corrupt key is refused by the identity
+    platform anyway). Anything unusual goes through ``crypto.load_private_key`` for its
+    precise messages (encrypted without passphrase, wrong passphrase, DER...).
+    """
+    from cryptography.hazmat.primitives import serialization
+
+    from graphkit import crypto
+
+    match = _KEY_BLOCK.search(data) if b"-----BEGIN" in data else None
+    if match is not None:
+        block = match.group(0)
+        encrypted = b"ENCRYPTED" in block
+        if passphrase or not encrypted:
+            try:
+                return serialization.load_pem_private_key(
+                    block,
+                    password=passphrase if encrypted else None,
+                    unsafe_skip_rsa_key_validation=True,
+                )
+            except Exception:
+                pass
+    return crypto.load_private_key(data, passphrase, source=source)
 
 
 def _passphrase_advice(exc: CryptoError, settings: Settings) -> CryptoError:
@@ -810,14 +858,19 @@ def load_client_certificate(
             f"certificate file {cert_path} (set by {src}) cannot be read: {exc.message}",
             exc.hint or "check the path",
         ) from None
+    cert_part, key_block = _split_key_block(data)
+    if b"-----BEGIN CERTIFICATE-----" not in cert_part:
+        cert_part, key_block = data, None  # let crypto explain what the file holds
     try:
         bundle = crypto.load_certificate_bundle(
-            data, settings.passphrase, source=f"certificate {cert_path}"
+            cert_part, settings.passphrase, source=f"certificate {cert_path}"
         )
+        key = bundle.key
+        if key_block is not None and settings.private_key is None:
+            key = _load_key(key_block, settings.passphrase, f"certificate {cert_path}")
     except CryptoError as exc:
         raise _passphrase_advice(exc, settings) from None
-    cert = bundle.certificate
-    key = bundle.key
+    holds_key = key is not None
     if settings.private_key is not None:
         key_src = settings.source("private_key")
         try:
@@ -829,11 +882,13 @@ def load_client_certificate(
                 exc.hint or "check the path",
             ) from None
         try:
-            key = crypto.load_private_key(
-                key_data, settings.passphrase, source=f"private key {settings.private_key}"
-            )
+            key = _load_key(key_data, settings.passphrase, f"private key {settings.private_key}")
         except CryptoError as exc:
             raise _passphrase_advice(exc, settings) from None
+    cert = bundle.certificate
+    if key is not None and not crypto.key_matches_certificate(key, cert):
+        # In a combined file the leaf is the certificate matching the key.
+        cert = next((c for c in bundle.chain if crypto.key_matches_certificate(key, c)), cert)
     if key is None:
         raise ConfigError(
             f"certificate {cert_path} holds no private key",
@@ -847,7 +902,12 @@ def load_client_certificate(
             f"private key {key_file} does not match certificate {cert_path} (SHA-1 {tp['sha1']})",
             "give the key the certificate was made from",
         )
-    crypto.require_rsa(key, f"the key for certificate {cert_path}")
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    if not isinstance(key, rsa.RSAPrivateKey):
+        crypto.require_rsa(key, f"the key for certificate {cert_path}")  # raises
+    # The size is checked by validate(): loaded alone, a short key is left for the
+    # identity platform to refuse (AADSTS50032), as it would.
     when = now or _now()
     if when > cert.not_valid_after_utc:
         raise ConfigError(
@@ -870,7 +930,7 @@ def load_client_certificate(
             sha1=tp["sha1"],
             key_bits=int(key.key_size),
             form=bundle.form,
-            holds_key=bundle.key is not None,
+            holds_key=holds_key or key_block is not None,
         )
     except ValueError as exc:  # pragma: no cover - cryptography refusing to serialise
         raise CryptoError(f"cannot use the key for {cert_path}: {exc}") from None

@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import pickle
 import socket
 import stat
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-from _auth_helpers import Identity, clean_env, make_identity
+from _auth_helpers import PASSPHRASE, Identity, clean_env, make_identity
 
 from graphkit import auth, config
 from graphkit.config import Settings
-from graphkit.errors import AuthError, ExitCode, NetworkError
+from graphkit.errors import AuthError, ExitCode, NetworkError, ThrottledError
 
 TENANT = "0c5a7e0d-9f0b-4a57-a3a4-3f3e1f7b8c11"
 CLIENT = "8d2f4c71-3b6e-4f0e-9a51-0b4c1d2e3f40"
@@ -207,3 +209,254 @@ def test_notice_handler_default_is_logging(home: Path, tmp_path: Path) -> None:
     assert len(got) == 1
     auth.CertificateCredential(_settings(soon))  # logged, not raised, not printed
     assert len(got) == 1
+
+
+# ------------------------------------------------------------ against the emulator
+
+
+def _emu_settings(emu: Any, ident: Identity, **kw: Any) -> Settings:
+    values: dict[str, Any] = {
+        "tenant": emu.default_tenant.id,
+        "client_id": emu.default_app.client_id,
+        "certificate": ident.combined,
+        "authority_host": emu.authority_host,
+        "graph_url": emu.graph_url,
+        "ca_bundle": emu.ca_bundle,
+    }
+    values.update(kw)
+    return Settings(**values)
+
+
+def _kinds(emu: Any) -> list[str]:
+    return [r["kind"] for r in emu.requests()]
+
+
+@pytest.mark.parametrize("form", ["key+crt", "combined", "pfx", "encrypted-pem"])
+def test_each_key_form_gets_a_token(
+    graphkit_emulator: Any, ident: Identity, home: Path, form: str
+) -> None:
+    emu = graphkit_emulator
+    emu.upload_certificate(emu.default_app.client_id, ident.cert)
+    overrides = {
+        "tenant": emu.default_tenant.domain,
+        "client_id": emu.default_app.client_id,
+        "authority_host": emu.authority_host,
+        "graph_url": emu.graph_url,
+        "ca_bundle": emu.ca_bundle,
+        **ident.forms()[form],
+    }
+    settings = config.resolve_settings(overrides=overrides)
+    config.validate(settings)
+    with auth.CertificateCredential(settings) as credential:
+        token = credential.get_token()
+        assert token.from_cache is False
+        assert token.claims["aud"] == emu.graph_url
+        assert token.claims["tid"] == emu.default_tenant.id
+        assert token.claims["appid"] == emu.default_app.client_id
+        assert token.roles == ["User.Read.All"]
+        assert token.expires_in > 3000
+        again = credential.get_token()
+    assert again.from_cache is True and again.token == token.token
+    assert sorted(_kinds(emu)) == ["discovery", "token"]
+
+
+def test_msal_signs_ps256_with_x5t_s256(
+    graphkit_emulator: Any, ident: Identity, home: Path
+) -> None:
+    emu = graphkit_emulator
+    emu.upload_certificate(emu.default_app.client_id, ident.cert)
+    auth.CertificateCredential(
+        _emu_settings(emu, ident, certificate=ident.pfx, passphrase=PASSPHRASE)
+    ).get_token()
+    (token_request,) = [r for r in emu.requests() if r["kind"] == "token"]
+    assert token_request["alg"] == "PS256"
+    assert token_request["thumbprint_header"] == "x5t#S256"
+
+
+def test_persisted_caches_serve_a_new_credential_without_requests(
+    graphkit_emulator: Any, ident: Identity, home: Path
+) -> None:
+    emu = graphkit_emulator
+    emu.upload_certificate(emu.default_app.client_id, ident.cert)
+    notices: list[str] = []
+    first = auth.CertificateCredential(_emu_settings(emu, ident), on_notice=notices.append)
+    token = first.get_token()
+    emu.clear_requests()
+    second = auth.CertificateCredential(_emu_settings(emu, ident), on_notice=notices.append)
+    cached = second.get_token()
+    assert cached.from_cache is True and cached.token == token.token
+    assert emu.requests() == []
+    if first.cache_encrypted is False:
+        assert len(notices) == 1 and "0600" in notices[0]
+        cache_file = home / auth.TOKEN_CACHE_FILE
+        assert stat.S_IMODE(cache_file.stat().st_mode) == 0o600
+        assert token.token in cache_file.read_text()
+    assert stat.S_IMODE(home.stat().st_mode) == 0o700
+    http_cache = home / auth.HTTP_CACHE_FILE
+    assert stat.S_IMODE(http_cache.stat().st_mode) == 0o600
+    assert token.token not in http_cache.read_bytes().decode("latin-1")
+
+
+def test_force_refresh_goes_to_the_token_endpoint(
+    graphkit_emulator: Any, ident: Identity, home: Path
+) -> None:
+    emu = graphkit_emulator
+    emu.upload_certificate(emu.default_app.client_id, ident.cert)
+    credential = auth.CertificateCredential(_emu_settings(emu, ident))
+    token = credential.get_token()
+    emu.clear_requests()
+    emu.advance(5)  # a new token differs (iat) from the one in the cache
+    fresh = credential.get_token(force_refresh=True)
+    assert fresh.from_cache is False and fresh.token != token.token
+    assert _kinds(emu) == ["token"]
+    emu.clear_requests()
+    assert auth.CertificateCredential(_emu_settings(emu, ident)).get_token().token == fresh.token
+    assert emu.requests() == []
+
+
+def test_no_persistence_leaves_no_files(
+    graphkit_emulator: Any, ident: Identity, home: Path
+) -> None:
+    emu = graphkit_emulator
+    emu.upload_certificate(emu.default_app.client_id, ident.cert)
+    credential = auth.CertificateCredential(_emu_settings(emu, ident), persist_cache=False)
+    assert credential.get_token().from_cache is False
+    assert credential.get_token().from_cache is True
+    assert not home.exists()
+
+
+def test_untrusted_tls_is_a_network_error(
+    graphkit_emulator: Any, ident: Identity, home: Path
+) -> None:
+    emu = graphkit_emulator
+    credential = auth.CertificateCredential(_emu_settings(emu, ident, ca_bundle=None))
+    with pytest.raises(NetworkError, match="TLS verification failed") as err:
+        credential.get_token()
+    assert "--ca-bundle" in str(err.value)
+
+
+def test_stale_cache_lock_is_cleared(graphkit_emulator: Any, ident: Identity, home: Path) -> None:
+    emu = graphkit_emulator
+    emu.upload_certificate(emu.default_app.client_id, ident.cert)
+    probe = auth.CertificateCredential(_emu_settings(emu, ident))
+    probe.get_token()
+    lock = next(home.glob("*.lockfile"), None) or home / (auth.TOKEN_CACHE_FILE + ".lockfile")
+    lock.write_text("12345 killed-process")
+    old = time.time() - 3600
+    os.utime(lock, (old, old))
+    credential = auth.CertificateCredential(_emu_settings(emu, ident))
+    token = credential.get_token(force_refresh=True)
+    emu.clear_requests()
+    again = auth.CertificateCredential(_emu_settings(emu, ident)).get_token()
+    assert again.from_cache is True and again.token == token.token  # it was saved
+    assert emu.requests() == []
+
+
+def test_token_endpoint_reset_is_retried(
+    graphkit_emulator: Any, ident: Identity, home: Path
+) -> None:
+    emu = graphkit_emulator
+    emu.upload_certificate(emu.default_app.client_id, ident.cert)
+    emu.add_fault(kind="reset", endpoint="token", every=1, times=1)
+    token = auth.CertificateCredential(_emu_settings(emu, ident)).get_token()
+    assert token.from_cache is False
+
+
+def test_token_endpoint_503_and_429(graphkit_emulator: Any, ident: Identity, home: Path) -> None:
+    emu = graphkit_emulator
+    emu.upload_certificate(emu.default_app.client_id, ident.cert)
+    emu.add_fault(kind="503", endpoint="token", every=1, times=1)
+    with pytest.raises(NetworkError, match="token endpoint"):
+        auth.CertificateCredential(_emu_settings(emu, ident)).get_token()
+    emu.clear_faults()
+    emu.add_fault(kind="429", endpoint="token", every=1, times=1, retry_after=1)
+    with pytest.raises(ThrottledError, match="throttling"):
+        auth.CertificateCredential(_emu_settings(emu, ident), persist_cache=False).get_token()
+
+
+# Each token-endpoint (or discovery) error, provoked for real, gives its advice.
+
+
+def _error_of(settings: Settings) -> AuthError:
+    with pytest.raises(AuthError) as err:
+        auth.CertificateCredential(settings, persist_cache=False).get_token()
+    assert "\n" not in str(err.value)
+    return err.value
+
+
+def test_advice_700027_not_uploaded(graphkit_emulator: Any, ident: Identity, home: Path) -> None:
+    emu = graphkit_emulator
+    settings = _emu_settings(emu, ident, certificate=ident.crt, private_key=ident.key_pem)
+    err = _error_of(settings)
+    assert err.code == 700027
+    assert str(err) == (
+        f"certificate {ident.sha1} is not registered on app {emu.default_app.client_id}: "
+        f"upload {ident.crt} under Certificates & secrets, or wait a few minutes after uploading"
+    )
+
+
+def test_advice_700027_not_yet_propagated(
+    graphkit_emulator: Any, ident: Identity, home: Path
+) -> None:
+    emu = graphkit_emulator
+    emu.propagation_delay = 600.0
+    emu.upload_certificate(emu.default_app.client_id, ident.cert)
+    assert "wait a few minutes after uploading" in str(_error_of(_emu_settings(emu, ident)))
+
+
+def test_advice_700016_unknown_client(graphkit_emulator: Any, ident: Identity, home: Path) -> None:
+    emu = graphkit_emulator
+    err = _error_of(_emu_settings(emu, ident, client_id=CLIENT))
+    assert err.code == 700016
+    assert f"application {CLIENT} was not found in tenant" in str(err)
+
+
+def test_advice_90002_unknown_tenant(graphkit_emulator: Any, ident: Identity, home: Path) -> None:
+    emu = graphkit_emulator
+    err = _error_of(_emu_settings(emu, ident, tenant=TENANT))
+    assert err.code == 90002 and f"tenant {TENANT} was not found" in str(err)
+
+
+def test_advice_900023_malformed_tenant(
+    graphkit_emulator: Any, ident: Identity, home: Path
+) -> None:
+    emu = graphkit_emulator
+    err = _error_of(_emu_settings(emu, ident, tenant="not_a_tenant"))
+    assert err.code == 900023 and "'not_a_tenant' is not a valid tenant identifier" in str(err)
+
+
+def test_advice_700024_clock(graphkit_emulator: Any, ident: Identity, home: Path) -> None:
+    emu = graphkit_emulator
+    emu.upload_certificate(emu.default_app.client_id, ident.cert)
+    emu.advance(3600)  # the emulator's clock is an hour ahead of ours
+    err = _error_of(_emu_settings(emu, ident))
+    assert err.code == 700024 and "check this computer's clock" in str(err)
+
+
+@pytest.mark.filterwarnings("ignore::jwt.warnings.InsecureKeyLengthWarning")
+def test_advice_50032_weak_key(graphkit_emulator: Any, home: Path, tmp_path: Path) -> None:
+    emu = graphkit_emulator
+    weak = make_identity(tmp_path / "weak", bits=1024)
+    emu.upload_certificate(emu.default_app.client_id, weak.cert)
+    # config.validate refuses such a key up front; the credential alone lets the
+    # identity platform say so.
+    settings = _emu_settings(emu, weak)
+    err = _error_of(settings)
+    assert err.code == 50032 and "too short (1024 bits)" in str(err)
+
+
+def test_advice_invalid_scope(graphkit_emulator: Any, ident: Identity, home: Path) -> None:
+    emu = graphkit_emulator
+    emu.upload_certificate(emu.default_app.client_id, ident.cert)
+    settings = _emu_settings(emu, ident, graph_url=f"{emu.graph_url}/.default {emu.graph_url}")
+    err = _error_of(settings)
+    assert err.code in (70011, 1002012) and "was refused" in str(err)
+
+
+def test_advice_500011_unknown_resource(
+    graphkit_emulator: Any, ident: Identity, home: Path
+) -> None:
+    emu = graphkit_emulator
+    emu.upload_certificate(emu.default_app.client_id, ident.cert)
+    err = _error_of(_emu_settings(emu, ident, graph_url="https://graph.example.org"))
+    assert err.code == 500011 and "https://graph.example.org is not known" in str(err)

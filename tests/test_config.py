@@ -491,3 +491,14 @@ def test_config_file_and_home_are_private(home: Path) -> None:
     assert runner.invoke(app, ["config", "set", "a", "--tenant", TENANT]).exit_code == 0
     assert stat.S_IMODE(os.stat(config.config_path()).st_mode) == 0o600
     assert stat.S_IMODE(os.stat(home).st_mode) == 0o700
+
+
+def test_corrupt_key_block_is_explained(home: Path, ident: Identity, tmp_path: Path) -> None:
+    text = ident.combined.read_text()
+    lines = text.splitlines(keepends=True)
+    lines[3] = "!!!!" + lines[3][4:]  # damage the key's base64
+    bad = tmp_path / "bad.pem"
+    bad.write_text("".join(lines))
+    s = config.resolve_settings(overrides=_flags({"certificate": str(bad)}), env=_env(home))
+    with pytest.raises(CryptoError, match="not a readable private key"):
+        config.validate(s)
