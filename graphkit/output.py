@@ -403,7 +403,9 @@ def _write_table(items: list[Any], out: TextIO, *, select: str | None, resource:
     cols = columns_for(first, select=select, resource=resource) or []
     table = Table(box=box.SIMPLE_HEAD, header_style="bold")
     for col in cols:
-        table.add_column(col, overflow="fold")
+        # Ids are unreadable when folded: keep them whole, let the other columns wrap.
+        is_id = col == "id" or col.endswith("Id")
+        table.add_column(col, overflow="fold", no_wrap=is_id)
     for item in items:
         row = item if isinstance(item, dict) else {}
         table.add_row(*(cell(row.get(c)) for c in cols))

@@ -14,6 +14,7 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -406,3 +407,110 @@ def test_redirect_to_foreign_host_carries_no_token(server_factory: Callable[[], 
         assert c.get("/reports/x", headers={"X-Extra": "1"}) == {"ok": True}
     assert "authorization" in graph.seen[0].headers
     assert "authorization" not in foreign.seen[0].headers
+
+
+# ------------------------------------------------------------------ against the emulator
+
+
+@pytest.fixture(scope="module")
+def client_pem(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Any]:
+    from graphkit import crypto
+
+    key = crypto.generate_private_key(2048)
+    cert = crypto.self_sign(key, crypto.parse_subject(cn="graphkit-graph-tests"))
+    pem = tmp_path_factory.mktemp("pem") / "client.pem"
+    pem.write_bytes(crypto.dump_combined_pem(key, cert))
+    pem.chmod(0o600)
+    return pem, cert
+
+
+@pytest.fixture
+def emu_env(
+    graphkit_emulator: Any,
+    client_pem: tuple[Path, Any],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Any:
+    import os
+
+    import certifi
+
+    emu = graphkit_emulator
+    pem, cert = client_pem
+    emu.upload_certificate(emu.default_app, cert)
+    for name in list(os.environ):
+        if name.startswith(("AZURE_", "GRAPHKIT_")):
+            monkeypatch.delenv(name)
+    for k, v in {
+        "AZURE_TENANT_ID": emu.default_tenant.id,
+        "AZURE_CLIENT_ID": emu.default_app.client_id,
+        "AZURE_CLIENT_CERTIFICATE_PATH": str(pem),
+        "AZURE_AUTHORITY_HOST": emu.authority_host,
+        "GRAPHKIT_GRAPH_URL": emu.graph_url,
+        "GRAPHKIT_CA_BUNDLE": emu.ca_bundle,
+        "GRAPHKIT_HOME": str(tmp_path / "home"),
+        # Not the emulator's CA: GraphClient must pass verify= on each request.
+        "REQUESTS_CA_BUNDLE": certifi.where(),
+    }.items():
+        monkeypatch.setenv(k, v)
+    return emu
+
+
+@pytest.mark.graphkit_emulator(users=1200, token_lifetime=400)
+def test_token_expiring_mid_paging_is_refreshed_once(emu_env: Any) -> None:
+    emu = emu_env
+    with GraphClient.from_env() as graph:
+        items = graph.iter("/users", {"$select": "id"})
+        ids = [next(items)["id"] for _ in range(100)]  # the whole first page
+        emu.advance(401)  # the token is now expired, as far as the emulator knows
+        ids += [u["id"] for u in items]
+        assert graph.token_refreshes == 1
+    assert len(ids) == len(set(ids)) == 1200
+    log = emu.requests()
+    assert [e["kind"] for e in log].count("token") == 2
+    assert [e["status"] for e in log if e["kind"] == "graph"].count(401) == 1
+    assert [e["status"] for e in log if e["kind"] == "graph"].count(200) == 12
+
+
+def test_library_get_iter_and_errors(emu_env: Any) -> None:
+    emu = emu_env
+    with GraphClient.from_env(api="beta") as graph:
+        first = graph.get("/users", {"$top": "5", "$select": "id,displayName"})
+        assert len(first["value"]) == 5 and "@odata.nextLink" in first
+        some = list(graph.iter("users", {"$top": "7"}, max_items=10))
+        assert len(some) == 10
+        one = graph.get(f"users/{some[3]['id']}")
+        assert one["id"] == some[3]["id"]
+        with pytest.raises(NotFoundError) as info:
+            graph.get("users/00000000-0000-0000-0000-000000000000")
+        assert info.value.request_id and info.value.client_request_id
+        assert info.value.client_request_id in str(info.value)
+        with pytest.raises(ForeignHostError):
+            graph.get("https://localhost:" + emu.graph_url.rsplit(":", 1)[1] + "/beta/users")
+    paths = [e["path"] for e in emu.requests() if e["kind"] == "graph"]
+    assert paths[0] == "/beta/users" and len(paths) == 5  # get, 2 pages, get, the 404
+
+
+def test_emulator_429_with_fractional_retry_after(emu_env: Any) -> None:
+    emu = emu_env
+    emu.add_fault("429", endpoint="graph", every=1, times=2, retry_after=0.15)
+    waits: list[float] = []
+    with GraphClient.from_env(on_wait=lambda s, r: waits.append(s)) as graph:
+        assert len(graph.get("/users")["value"]) == 100
+    assert waits == [0.15, 0.15]
+
+
+def test_emulator_exhausted_retries(emu_env: Any) -> None:
+    emu = emu_env
+    emu.add_fault("503", endpoint="graph", every=1)
+    with GraphClient.from_env(max_attempts=3) as graph, pytest.raises(ThrottledError) as info:
+        graph.get("/users")
+    assert info.value.status == 503 and info.value.exit_code == ExitCode.THROTTLED
+    assert [e["status"] for e in emu.requests() if e["kind"] == "graph"] == [503] * 3
+
+
+def test_emulator_truncated_body_is_retried(emu_env: Any) -> None:
+    emu = emu_env
+    emu.add_fault("truncate", endpoint="graph", every=1, times=1)
+    with GraphClient.from_env() as graph:
+        assert len(list(graph.iter("/users"))) == 250
