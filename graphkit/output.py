@@ -52,7 +52,8 @@ MAX_AUTO_COLUMNS = 6
 
 
 def no_color() -> bool:
-    """NO_COLOR (https://no-color.org): set and non-empty disables colour."""
+    """NO_COLOR (https://no-color.org): set and non-empty disables colour (and, in
+    tables, bold too: plain text only)."""
     return bool(os.environ.get("NO_COLOR"))
 
 
@@ -401,7 +402,7 @@ def _write_table(items: list[Any], out: TextIO, *, select: str | None, resource:
         console.print(table)
         return len(items)
     cols = columns_for(first, select=select, resource=resource) or []
-    table = Table(box=box.SIMPLE_HEAD, header_style="bold")
+    table = Table(box=box.SIMPLE_HEAD, header_style=None if no_color() else "bold")
     for col in cols:
         # Ids are unreadable when folded: keep them whole, let the other columns wrap.
         is_id = col == "id" or col.endswith("Id")
@@ -440,8 +441,9 @@ def write_object(obj: Any, fmt: str, out: TextIO) -> None:
             from rich import box
             from rich.table import Table
 
-            table = Table(box=box.SIMPLE_HEAD, header_style="bold")
-            table.add_column("field", style="bold" if not no_color() else None)
+            plain = no_color()
+            table = Table(box=box.SIMPLE_HEAD, header_style=None if plain else "bold")
+            table.add_column("field", style=None if plain else "bold")
             table.add_column("value", overflow="fold")
             for key, value in obj.items():
                 if key == "@odata.context":

@@ -441,3 +441,30 @@ def test_query_from_each_configuration_source(
     r = conn.run("/users", "--top", "3", "-o", "jsonl", *args)
     assert r.exit_code == 0, r.stderr
     assert len(r.stdout.splitlines()) == 3
+
+
+@pytest.mark.parametrize("no_color", [False, True])
+def test_on_a_terminal_table_progress_and_no_color(conn: Conn, no_color: bool) -> None:
+    pexpect = pytest.importorskip("pexpect")
+    env = {**os.environ, **conn.env}
+    env.pop("NO_COLOR", None)
+    if no_color:
+        env["NO_COLOR"] = "1"
+    child = pexpect.spawn(
+        sys.executable,
+        ["-m", "graphkit", "query", "/users", "--all", "--select", "displayName,id"],
+        env=env,
+        encoding="utf-8",
+        dimensions=(50, 200),
+        timeout=60,
+    )
+    child.expect(pexpect.EOF)
+    child.close()
+    text = child.before
+    assert child.exitstatus == 0, text
+    # Progress on stderr while paging, then the table (the default on a terminal).
+    assert "graphkit: fetched 100 items (1 page)" in text
+    assert "graphkit: fetched 250 items (3 pages)" in text
+    assert len(set(GUID.findall(text))) == 250 and "displayName" in text
+    sgr = re.findall(r"\x1b\[[0-9;]*m", text)  # colour and bold; \x1b[K only erases
+    assert (sgr == []) is no_color
