@@ -89,6 +89,14 @@ def identity(tmp_path: Path, label: str = "main", bits: int = 2048) -> Identity:
     )
 
 
+def no_ca_env(monkeypatch: Any) -> None:
+    """This machine sets REQUESTS_CA_BUNDLE/CURL_CA_BUNDLE, which override msal's
+    Session.verify (requests merges the environment over it): tests that pass
+    verify=emu.ca_bundle to msal run without them. Wrap with pytest.fixture(autouse=True)."""
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
+    monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
+
+
 def msal_app(
     emu: Any, client_id: str, credential: dict[str, Any], authority: str | None = None
 ) -> Any:

@@ -24,20 +24,15 @@ from _emulator_helpers import (
     header_of,
     identity,
     msal_app,
+    no_ca_env,
     pem_credential,
     post_token,
     token_requests,
 )
 from cryptography.hazmat.primitives import hashes
 
-
-@pytest.fixture(autouse=True)
-def _no_ca_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    # This machine sets REQUESTS_CA_BUNDLE/CURL_CA_BUNDLE, which override msal's
-    # Session.verify (requests merges the environment over it). Tests that pass
-    # verify=emu.ca_bundle to msal therefore run without them.
-    monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
-    monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
+# msal is given verify=emu.ca_bundle, which REQUESTS_CA_BUNDLE would override.
+_no_ca_env = pytest.fixture(autouse=True)(no_ca_env)
 
 
 @pytest.fixture
