@@ -441,6 +441,9 @@ def test_query_from_each_configuration_source(
     r = conn.run("/users", "--top", "3", "-o", "jsonl", *args)
     assert r.exit_code == 0, r.stderr
     assert len(r.stdout.splitlines()) == 3
+    if source == "profile":  # the library, from the same profile
+        with GraphClient.from_profile("emu") as graph:
+            assert len(graph.get("/users", {"$top": "2"})["value"]) == 2
 
 
 @pytest.mark.parametrize("no_color", [False, True])
