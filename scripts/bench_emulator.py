@@ -1,0 +1,120 @@
+"""Page every user through the emulator with requests ($top=999): wall time and memory.
+
+The emulator runs as its own process (`graphkit emulator serve --json`), so the peak RSS
+reported (from its /_emulator/stats) is the server's alone, not this client's. A token is
+obtained the real way: a certificate uploaded at start, msal signing the assertion.
+
+    .venv/bin/python scripts/bench_emulator.py            # 10,000 and 100,000 users
+    .venv/bin/python scripts/bench_emulator.py 250000     # any sizes
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import msal
+import requests
+
+from graphkit import crypto
+
+
+def _serve(users: int, certificate: Path) -> tuple[subprocess.Popen[str], dict[str, Any]]:
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "graphkit",
+            "emulator",
+            "serve",
+            "--json",
+            "--users",
+            str(users),
+            "--certificate",
+            str(certificate),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    return proc, json.loads(proc.stdout.readline())
+
+
+def _session(ca: str) -> requests.Session:
+    s = requests.Session()
+    s.trust_env = False  # REQUESTS_CA_BUNDLE would override verify
+    s.verify = ca
+    return s
+
+
+def bench(users: int, key: Any, cert: Any, workdir: Path) -> dict[str, Any]:
+    crt = workdir / "bench.crt"
+    crt.write_bytes(crypto.dump_certificate(cert))
+    proc, info = _serve(users, crt)
+    try:
+        session = _session(info["ca_bundle"])
+        app = msal.ConfidentialClientApplication(
+            info["app"]["client_id"],
+            authority=info["authority"],
+            client_credential={
+                "private_key": crypto.dump_private_key(key).decode(),
+                "public_certificate": crypto.dump_certificate(cert).decode(),
+            },
+            instance_discovery=False,
+            http_client=session,
+        )
+        token = app.acquire_token_for_client([info["scope"]])["access_token"]
+        stats_url = f"{info['graph_url']}/_emulator/stats"
+        rss_start = session.get(stats_url).json()["peak_rss_bytes"]
+        headers = {"Authorization": f"Bearer {token}"}
+        url: str | None = f"{info['graph_url']}/v1.0/users?$top=999"
+        seen: set[str] = set()
+        pages = 0
+        start = time.perf_counter()
+        while url:
+            r = session.get(url, headers=headers)
+            r.raise_for_status()
+            body = r.json()
+            seen.update(u["id"] for u in body["value"])
+            pages += 1
+            url = body.get("@odata.nextLink")
+        elapsed = time.perf_counter() - start
+        rss_peak = session.get(stats_url).json()["peak_rss_bytes"]
+        if len(seen) != users:
+            raise SystemExit(f"paged {len(seen)} distinct users, expected {users}")
+        return {
+            "users": users,
+            "pages": pages,
+            "seconds": round(elapsed, 2),
+            "users_per_second": round(users / elapsed),
+            "server_peak_rss_mib_at_start": round(rss_start / 2**20, 1),
+            "server_peak_rss_mib_after": round(rss_peak / 2**20, 1),
+        }
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=30)
+
+
+def main(argv: list[str]) -> None:
+    sizes = [int(a) for a in argv] or [10_000, 100_000]
+    key = crypto.generate_private_key()
+    cert = crypto.self_sign(key, crypto.parse_subject(cn="bench"))
+    with tempfile.TemporaryDirectory() as tmp:
+        for n in sizes:
+            result = bench(n, key, cert, Path(tmp))
+            print(
+                f"{result['users']:>7} users  {result['pages']:>4} pages  "
+                f"{result['seconds']:>6.2f} s  {result['users_per_second']:>6} users/s  "
+                f"server peak RSS {result['server_peak_rss_mib_at_start']} MiB at start, "
+                f"{result['server_peak_rss_mib_after']} MiB after paging"
+            )
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
