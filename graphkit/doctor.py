@@ -363,7 +363,11 @@ def _check_clock(date_header: str | None, local: float, round_trip: float) -> Ch
     detail = f"local clock is {_fmt_delta(skew)} {way} the server's"
     if off >= CLOCK_FAIL_SECONDS:
         return Check(
-            "clock", FAIL, f"{detail}: tokens will be refused (AADSTS700024)", _CLOCK_FIX, data
+            "clock",
+            FAIL,
+            f"{detail}: Entra ID may refuse the client assertion (AADSTS700024)",
+            _CLOCK_FIX,
+            data,
         )
     if off >= CLOCK_WARN_SECONDS:
         return Check("clock", WARN, detail, _CLOCK_FIX, data)
@@ -422,7 +426,8 @@ def _check_graph(settings: Settings, credential: Any, token: Any, graph_path: st
             # The default: /organization, or another read the roles allow (see init).
             probe = probe_graph(client, roles)
             if not probe.ok:
-                return Check("graph", FAIL, f"GET {probe.path} was refused", probe.permission_error)
+                detail = probe.refused or f"GET {probe.path} was refused"
+                return Check("graph", FAIL, detail, probe.permission_error)
             detail = f"GET {probe.path} works"
             if probe.organization:
                 detail += f" ({probe.organization})"

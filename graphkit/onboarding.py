@@ -27,12 +27,11 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import re
-import socket
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from graphkit.errors import (
     AuthError,
@@ -51,6 +50,7 @@ __all__ = [
     "DEFAULT_PROFILE",
     "DEFAULT_WAIT",
     "Credentials",
+    "Hooks",
     "InitHooks",
     "InitRequest",
     "InitResult",
@@ -280,6 +280,7 @@ class GraphProbe:
     organization: str | None = None  # display name, when /organization answered
     note: str | None = None  # /organization refused but another granted read worked
     permission_error: str | None = None  # every call refused: what to add, admin consent
+    refused: str | None = None  # Graph's own words for the refusal (code, request ids)
 
 
 @dataclass
@@ -336,6 +337,19 @@ class InitResult:
                 "attempts": self.smoke.attempts,
             }
         return out
+
+
+class Hooks(Protocol):
+    """What :func:`run_init` asks and reports (see :class:`InitHooks` for each method)."""
+
+    def step(self, message: str) -> None: ...
+    def warn(self, message: str) -> None: ...
+    def confirm_reuse(self, existing: Credentials) -> bool: ...
+    def show_upload(self, credentials: Credentials, instructions: UploadInstructions) -> None: ...
+    def saved(self, profile: str, config_path: Path | None, made_default: bool) -> None: ...
+    def confirm_upload(self, instructions: UploadInstructions) -> bool: ...
+    def waiting(self, retry_in: float, left: float, attempt: int) -> None: ...
+    def token(self, smoke: SmokeResult) -> None: ...
 
 
 class InitHooks:
@@ -479,6 +493,8 @@ def _free_stem(directory: Path, base: str, suffixes: tuple[str, ...]) -> str:
 
 def _subject_cn(profile: str) -> str:
     # The portal lists a certificate by its subject: say what made it and where.
+    import socket
+
     host = socket.gethostname().split(".")[0] or "localhost"
     return f"graphkit {profile} ({host})"[:64]
 
@@ -493,7 +509,7 @@ def create_credentials(
     passphrase: bytes | None,
     write_cer: bool = False,
     write_pfx: bool = False,
-    hooks: InitHooks | None = None,
+    hooks: Hooks | None = None,
     now: dt.datetime | None = None,
 ) -> Credentials:
     """Generate a key and a self-signed certificate and write them under ``directory``.
@@ -545,7 +561,9 @@ def _write_extras(
 
     if not (cer or pfx):
         return
-    bundle = crypto.load_certificate_bundle(read_bytes(creds.cert_path, "certificate"))
+    bundle = crypto.load_certificate_bundle(
+        read_bytes(creds.cert_path, "certificate"), passphrase, source=str(creds.cert_path)
+    )
     stem = creds.cert_path.with_suffix("")
     if cer:
         target = stem.with_suffix(".cer")
@@ -555,9 +573,11 @@ def _write_extras(
     if pfx:
         target = stem.with_suffix(".pfx")
         if not target.exists():
-            key = crypto.load_private_key(
-                read_bytes(creds.key_path, "private key"), passphrase, source=str(creds.key_path)
-            )
+            key_data = read_bytes(creds.key_path, "private key")
+            if creds.key_path == creds.cert_path:  # a combined PEM or a PFX holds the key
+                key = crypto.load_certificate_bundle(key_data, passphrase).key
+            else:
+                key = crypto.load_private_key(key_data, passphrase, source=str(creds.key_path))
             txn.write(target, crypto.dump_pfx(key, bundle.certificate, passphrase), PRIVATE)
         creds.extra["pfx"] = target
 
@@ -567,7 +587,7 @@ def find_existing(
     stored: Mapping[str, Any] | None,
     directory: Path,
     passphrase: bytes | None,
-    hooks: InitHooks,
+    hooks: Hooks,
 ) -> Credentials | None:
     """The pair a previous init left: the profile's files, else the canonical names."""
     candidates: list[tuple[Path, Path]] = []
@@ -649,7 +669,7 @@ def stored_profile(name: str) -> dict[str, Any] | None:
     return dict(found) if isinstance(found, dict) else None
 
 
-def run_init(request: InitRequest, hooks: InitHooks | None = None) -> InitResult:
+def run_init(request: InitRequest, hooks: Hooks | None = None) -> InitResult:
     """Run the whole init flow; see the module docstring for the steps.
 
     Raises:
@@ -749,7 +769,7 @@ def acquire_with_wait(
     make_credential: Callable[[], Any],
     *,
     wait: float = DEFAULT_WAIT,
-    hooks: InitHooks | None = None,
+    hooks: Hooks | None = None,
     first_delay: float = FIRST_DELAY,
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
@@ -834,14 +854,15 @@ def probe_graph(client: Any, roles: list[str], path: str = "/organization") -> G
     try:
         body = client.get(path)
     except PermissionDeniedError as exc:
-        refused = str(exc) if exc.hint else f"{exc}: {permission_advice(path)}"
+        advice = exc.hint or permission_advice(path)
+        refused = GraphProbe(path, ok=False, permission_error=advice, refused=exc.message)
         fallback = next((p for role, p in _PROBES if role in roles and p != path), None)
         if fallback is None:
-            return GraphProbe(path, ok=False, permission_error=refused)
+            return refused
         try:
             client.get(fallback, {"$top": "1"})
         except PermissionDeniedError:
-            return GraphProbe(path, ok=False, permission_error=refused)
+            return refused
         from graphkit.graph import required_role
 
         needed = required_role("https://graph/v1.0/" + path.lstrip("/")) or "its permission"
@@ -862,7 +883,7 @@ def smoke_test(
     settings: Settings,
     *,
     wait: float = DEFAULT_WAIT,
-    hooks: InitHooks | None = None,
+    hooks: Hooks | None = None,
     path: str = "/organization",
     first_delay: float = FIRST_DELAY,
 ) -> SmokeResult:

@@ -15,7 +15,6 @@ import typer
 
 from graphkit.cli._common import PassphraseFileOpt
 from graphkit.errors import ExitCode, InputError
-from graphkit.onboarding import InitHooks
 
 if TYPE_CHECKING:  # pragma: no cover
     from rich.console import Console
@@ -121,7 +120,7 @@ def _stderr_console() -> Console:
     return Console(stderr=True, highlight=False)
 
 
-class RichHooks(InitHooks):
+class RichHooks:
     """Prompts and progress for :func:`graphkit.onboarding.run_init`, on stderr."""
 
     def __init__(self, console: Console, *, interactive: bool, yes: bool, profile: str) -> None:
@@ -284,10 +283,8 @@ def show_smoke(console: Console, result: InitResult) -> None:
         return
     probe = smoke.probe
     if not probe.ok:
-        console.print(
-            f"[red]✗[/] GET {_esc(probe.path)} was refused: {_esc(probe.permission_error or '')}",
-            soft_wrap=True,
-        )
+        console.print(f"[red]✗[/] {_esc(probe.refused or 'GET ' + probe.path)}", soft_wrap=True)
+        console.print(f"  [bold]To fix:[/] {_esc(probe.permission_error or '')}", soft_wrap=True)
         return
     org = f" ({_esc(probe.organization)})" if probe.organization else ""
     console.print(f"[green]✓[/] GET {_esc(probe.path)} works{org}.", soft_wrap=True)
@@ -368,7 +365,8 @@ def build_request(
             "a profile, and a test. Press Ctrl-C at any time: nothing is left half-done."
         )
     name = profile
-    if name is None and interactive:
+    # Asked only in a fully interactive run: given IDs as flags, the default name is fine.
+    if name is None and interactive and not (tenant or client_id):
         name = _ask(
             console, "Profile name", onboarding.DEFAULT_PROFILE, onboarding.check_profile_name
         )
@@ -396,6 +394,9 @@ def build_request(
         days = 365
         if interactive and not has_pair:
             days = _ask_int(console, "Certificate validity in days", 365, onboarding._check_days)
+    if passphrase_file is None and stored.get("passphrase_file") and not new_key:
+        # The profile's key is encrypted: reuse it with the passphrase the profile names.
+        passphrase_file = Path(stored["passphrase_file"])
     passphrase = read_passphrase(passphrase_file, False)
     if pfx and not passphrase:
         console.print(
