@@ -1367,3 +1367,47 @@ def test_help_sys_modules_check() -> None:
     loaded = set(proc.stdout.split())
     assert "graphkit" in loaded
     assert not loaded & {"cryptography", "msal", "requests"}
+
+
+def test_thumbprint_skips_pydantic(certs_dir: CertsDir) -> None:
+    """Typer would convert values through pydantic (~80 ms); LeanParams avoids it."""
+    assert "pydantic" not in _imported("thumbprint", str(certs_dir.cert))
+
+
+# ------------------------------------------------------------ the lazy runner
+
+
+def _eager(*args: str) -> tuple[int, str, str]:
+    """What Typer prints when it builds the whole command tree."""
+    code = f"from graphkit.cli import app\napp(args={list(args)!r}, prog_name='graphkit')\n"
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
+    )
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+@pytest.mark.parametrize(
+    "args", [["--help"], [], ["keygen", "--help"], ["config", "--help"], ["--version"]]
+)
+def test_lazy_help_is_identical_to_full_tree(tmp_path: Path, args: list[str]) -> None:
+    proc = _graphkit(*args, cwd=tmp_path)
+    assert (proc.returncode, proc.stdout, proc.stderr) == _eager(*args)
+    assert "Usage: graphkit" in proc.stdout + proc.stderr or args == ["--version"]
+
+
+def test_lazy_runner_restores_the_tree_and_handles_unknown_commands(
+    certs_dir: CertsDir, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from graphkit.cli import _common, app
+
+    before = (list(app.registered_commands), list(app.registered_groups))
+    with pytest.raises(SystemExit) as done:
+        _common.run(app, ["thumbprint", "--sha1", str(certs_dir.cert)])
+    assert done.value.code in (0, None)
+    assert len(capsys.readouterr().out.strip()) == 40
+    assert (app.registered_commands, app.registered_groups) == before
+
+    with pytest.raises(SystemExit) as unknown:
+        _common.run(app, ["no-such-command"])
+    assert unknown.value.code == 2
+    assert (app.registered_commands, app.registered_groups) == before

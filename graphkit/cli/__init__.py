@@ -97,4 +97,4 @@ _emulator.register(app)
 
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point."""
-    app(args=argv if argv is not None else sys.argv[1:], prog_name="graphkit")
+    _common.run(app, argv if argv is not None else sys.argv[1:])

@@ -187,6 +187,20 @@ class LeanParams:
             _install_plain_coercion(param)
         return params
 
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        """(Groups) Sub-commands, however they were declared, get lean conversion too."""
+        command = super().get_command(ctx, cmd_name)  # type: ignore[misc]
+        if command is not None:
+            _make_lean(command, ctx)
+        return command
+
+
+def _make_lean(command: Any, ctx: Any) -> None:
+    for param in command.get_params(ctx):
+        _install_plain_coercion(param)
+    for sub in getattr(command, "commands", {}).values():
+        _make_lean(sub, ctx)
+
 
 class LeanCommand(LeanParams, TyperCommand):
     """A Typer command with lean parameter conversion: ``app.command(cls=LeanCommand)``."""
@@ -306,4 +320,91 @@ def _install_plain_coercion(param: Any) -> None:
         annotation=desc.annotation,
         convert=convert,
         many=bool(desc.is_list),
+    )
+
+
+# ------------------------------------------------------------- lazy command tree
+#
+# Typer builds every command (signature inspection, one option object per parameter)
+# before it runs any. With a dozen commands that is most of `graphkit --help`'s own
+# time. ``run`` builds only what the invocation needs: the one command named on the
+# command line, or, for the root help, listing-only stand-ins that carry each
+# command's name and help text. Anything it cannot recognise runs the full tree.
+
+
+def run(app: typer.Typer, argv: list[str], prog_name: str = "graphkit") -> None:
+    """Run ``app`` with ``argv``, building only the part of the command tree used."""
+    from typer.models import CommandInfo
+
+    commands = list(app.registered_commands)
+    groups = list(app.registered_groups)
+    word = _command_word(argv)
+    if word is None:  # `graphkit`, `graphkit --help`, `graphkit --version`
+        selected = [_listing_stub(info, CommandInfo) for info in commands] + [
+            _listing_stub(info, CommandInfo, group=True) for info in groups
+        ]
+        app.registered_commands, app.registered_groups = selected, []
+    else:
+        chosen = [info for info in commands if _command_name(info) == word]
+        chosen_groups = [info for info in groups if _group_name(info) == word]
+        if chosen or chosen_groups:
+            app.registered_commands, app.registered_groups = chosen, chosen_groups
+    try:
+        from typer.main import get_command
+
+        command = get_command(app)
+    finally:
+        # Restored before anything runs: a command may itself run graphkit commands.
+        app.registered_commands, app.registered_groups = commands, groups
+    # What ``app(...)`` does, minus Typer's pretty-exception hook (disabled for graphkit).
+    command(args=argv, prog_name=prog_name)
+
+
+def _command_word(argv: list[str]) -> str | None:
+    """The sub-command named in ``argv`` (root options are all flags), or None."""
+    for arg in argv:
+        if arg == "--":
+            return None
+        if not arg.startswith("-"):
+            return arg
+    return None
+
+
+def _command_name(info: Any) -> str:
+    from typer.main import get_command_name
+
+    return str(info.name or get_command_name(info.callback.__name__))
+
+
+def _group_name(info: Any) -> str | None:
+    from typer.main import solve_typer_info_defaults
+
+    name = solve_typer_info_defaults(info).name
+    return str(name) if name else None
+
+
+def _listed_only() -> None:
+    """Stand-in callback: listing-only commands are never invoked."""
+
+
+def _listing_stub(info: Any, command_info: Any, *, group: bool = False) -> Any:
+    """A parameterless command with the name and help ``info`` would be listed with."""
+    import inspect
+
+    from typer.main import solve_typer_info_defaults
+
+    if group:
+        solved = solve_typer_info_defaults(info)
+        name, text = solved.name, solved.help
+    else:
+        solved = info
+        name = _command_name(info)
+        text = info.help if info.help is not None else inspect.getdoc(info.callback)
+    return command_info(
+        name=name,
+        callback=_listed_only,
+        help=text or "",
+        short_help=solved.short_help,
+        hidden=solved.hidden,
+        deprecated=solved.deprecated,
     )
