@@ -181,6 +181,19 @@ def test_faults_through_the_admin_api(emu: Any, token: str) -> None:
     assert sum(1 for e in log if e["fault"] == "429") == 2
 
 
+def test_batch_items_throttled_one_by_one(emu: Any, token: str) -> None:
+    emu.add_fault(kind="429", endpoint="batch", every=2, retry_after=3)
+    items = [{"id": str(i), "method": "GET", "url": "/users?$top=1"} for i in range(1, 5)]
+    r = graph(emu, "/v1.0/$batch", token, method="POST", json={"requests": items})
+    assert r.status_code == 200  # the batch itself is fine; items carry their own status
+    by_id = {x["id"]: x for x in r.json()["responses"]}
+    assert [by_id[str(i)]["status"] for i in range(1, 5)] == [200, 429, 200, 429]
+    assert by_id["2"]["headers"]["Retry-After"] == "3"
+    assert emu.faults()[0]["injected"] == 2
+    assert _faulted(emu) == []  # no HTTP request was faulted
+    assert graph(emu, USERS, token).status_code == 200
+
+
 @pytest.mark.parametrize(
     "bad",
     [
@@ -189,6 +202,7 @@ def test_faults_through_the_admin_api(emu: Any, token: str) -> None:
         {"kind": "429", "every": 1, "probability": 0.5},
         {"kind": "429", "every": 0},
         {"kind": "429", "every": 1, "endpoint": "admin"},
+        {"kind": "reset", "every": 1, "endpoint": "batch"},
         {"kind": "latency", "every": 1},
         {"kind": "429", "every": 1, "colour": "red"},
     ],

@@ -281,8 +281,8 @@ class Emulator:
         delay: float | None = None,
     ) -> int:
         """Inject ``kind`` ("429", "503", "504", "reset", "latency", "truncate") into
-        ``endpoint`` ("graph", "token", "any") every Nth request or at probability p.
-        Returns the fault's id."""
+        ``endpoint`` ("graph", "token", "any"; or "batch": the items of a Graph $batch, for
+        429/503/504/latency) every Nth request or at probability p. Returns the fault's id."""
         fault = self._faults.add(
             kind,
             endpoint=endpoint,

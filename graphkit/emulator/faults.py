@@ -1,6 +1,8 @@
 """Faults injected on request: throttling, outages, resets, latency, truncated bodies.
 
-A fault applies to one endpoint kind (``graph``, ``token`` or ``any``), and fires on
+A fault applies to one endpoint kind (``graph``, ``token``, ``any``, or ``batch`` for the
+items inside a Graph ``$batch``: each item may be throttled with its own Retry-After), and
+fires on
 every Nth matching request (``every=N``) or at a seeded probability
 (``probability=p, seed=s``), optionally at most ``times`` times. Counting is exact and
 thread-safe, so a test can assert precisely which requests were hit.
@@ -16,7 +18,9 @@ from typing import Any
 __all__ = ["ENDPOINTS", "KINDS", "Fault", "FaultInjector"]
 
 KINDS = ("429", "503", "504", "reset", "latency", "truncate")
-ENDPOINTS = ("graph", "token", "any")
+ENDPOINTS = ("graph", "token", "any", "batch")
+# Inside a $batch there is no connection to reset or body to cut: statuses and latency only.
+BATCH_KINDS = ("429", "503", "504", "latency")
 STATUS = {"429": 429, "503": 503, "504": 504}
 
 
@@ -38,9 +42,9 @@ class Fault:
     _rng: random.Random = field(default_factory=random.Random, repr=False)
 
     def applies_to(self, kind: str) -> bool:
-        # "any" covers the services, not the admin API.
-        if kind == "admin":
-            return False
+        # "any" covers the services' HTTP requests: not the admin API, not $batch items.
+        if kind in ("admin", "batch"):
+            return self.endpoint == kind
         if self.endpoint == "any":
             return True
         return self.endpoint == kind
@@ -103,6 +107,8 @@ class FaultInjector:
             raise ValueError(f"unknown fault kind {kind!r}; use one of {', '.join(KINDS)}")
         if endpoint not in ENDPOINTS:
             raise ValueError(f"unknown endpoint {endpoint!r}; use one of {', '.join(ENDPOINTS)}")
+        if endpoint == "batch" and kind not in BATCH_KINDS:
+            raise ValueError(f"a $batch item fault must be one of {', '.join(BATCH_KINDS)}")
         if (every is None) == (probability is None):
             raise ValueError("give exactly one trigger: every=N or probability=p")
         if every is not None and (isinstance(every, bool) or int(every) < 1):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 from graphkit.emulator import odata
 from graphkit.emulator.backend import AppState, Backend, TenantState
 from graphkit.emulator.errors import EntraError, GraphApiError
-from graphkit.emulator.faults import FaultInjector
+from graphkit.emulator.faults import FaultInjector, retry_after_header
 from graphkit.emulator.log import RequestLog
 from graphkit.emulator.tokens import TokenService
 
@@ -621,6 +622,22 @@ def _batch_item(
             {"error": {"code": "BadRequest", "message": "Batch request URLs must be relative."}},
         )
         return {"id": key, "status": sub_status, "headers": {}, "body": sub_body}
+    delay, fault = svc.faults.select("batch")
+    if delay > 0:
+        time.sleep(delay)
+    if fault is not None and fault.status is not None:
+        message = "Too many requests (emulated)." if fault.status == 429 else "Unavailable."
+        return {
+            "id": key,
+            "status": fault.status,
+            "headers": {"Content-Type": JSON_TYPE, **retry_after_header(fault)},
+            "body": {
+                "error": {
+                    "code": "TooManyRequests" if fault.status == 429 else "serviceNotAvailable",
+                    "message": message,
+                }
+            },
+        }
     headers = Headers((str(k), str(v)) for k, v in (item.get("headers") or {}).items())
     auth = outer.headers.get("authorization")
     if auth:
