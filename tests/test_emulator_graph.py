@@ -526,3 +526,75 @@ def test_requests_are_logged_with_their_kind(emu: Any, token: str) -> None:
     ]
     assert log[0]["target"] == "/v1.0/users?$top=1"
     assert time.time() - 60 < log[0]["time"] < time.time() + 60
+
+
+def _proof(key: Any, iss: str, *, lifetime: int = 600, aud: str | None = None) -> str:
+    import jwt
+
+    now = int(time.time())
+    claims = {
+        "aud": aud or "00000002-0000-0000-c000-000000000000",
+        "iss": iss,
+        "nbf": now,
+        "exp": now + lifetime,
+    }
+    return jwt.encode(claims, key, algorithm="RS256")
+
+
+def test_add_key_and_remove_key_with_proof(emu: Any, tmp_path: Path) -> None:
+    one, two = identity(tmp_path, "one"), identity(tmp_path, "two")
+    app = emu.default_app
+    token = emu.issue_token()  # an app may roll its own keys without any permission
+    url = f"/v1.0/applications/{app.object_id}"
+    new_key = {"type": "AsymmetricX509Cert", "usage": "Verify", "key": _b64der(two.cert)}
+    body = {
+        "keyCredential": new_key,
+        "passwordCredential": None,
+        "proof": _proof(one.key, app.object_id),
+    }
+    # No valid certificate yet: addKey is refused (PATCH must add the first one).
+    r = graph(emu, f"{url}/addKey", token, method="POST", json=body)
+    assert r.status_code == 400 and "PATCH" in r.json()["error"]["message"]
+    emu.upload_certificate(app, one.cert)
+
+    bad_proofs = {
+        "appId as iss": _proof(one.key, app.client_id),
+        "over 10 minutes": _proof(one.key, app.object_id, lifetime=601),
+        "wrong aud": _proof(one.key, app.object_id, aud="https://graph.microsoft.com"),
+        "unknown signer": _proof(two.key, app.object_id),
+    }
+    for why, proof in bad_proofs.items():
+        r = graph(emu, f"{url}/addKey", token, method="POST", json={**body, "proof": proof})
+        assert r.status_code == 400, why
+    assert len(emu.key_credentials(app)) == 1
+
+    r = graph(emu, f"{url}/addKey", token, method="POST", json=body)
+    assert r.status_code == 200, r.text
+    added = r.json()
+    assert added["key"] is None and added["customKeyIdentifier"]
+    assert [k["key"] for k in emu.key_credentials(app)] == [_b64der(one.cert), _b64der(two.cert)]
+
+    old_id = emu.key_credentials(app)[0]["keyId"]
+    r = graph(
+        emu,
+        f"/v1.0/applications(appId='{app.client_id}')/removeKey",
+        token,
+        method="POST",
+        json={"keyId": old_id, "proof": _proof(two.key, app.object_id)},
+    )
+    assert r.status_code == 204
+    assert [k["keyId"] for k in emu.key_credentials(app)] == [added["keyId"]]
+
+
+def test_add_key_for_another_app_needs_permission(emu: Any, tmp_path: Path) -> None:
+    one = identity(tmp_path, "one")
+    other = emu.create_app(display_name="other")
+    emu.upload_certificate(other, one.cert)
+    body = {
+        "keyCredential": {"key": _b64der(identity(tmp_path, "two").cert)},
+        "proof": _proof(one.key, other.object_id),
+    }
+    url = f"/v1.0/applications/{other.object_id}/addKey"
+    assert graph(emu, url, emu.issue_token(), method="POST", json=body).status_code == 403
+    emu.grant(emu.default_app, "Application.ReadWrite.All")
+    assert graph(emu, url, emu.issue_token(), method="POST", json=body).status_code == 200

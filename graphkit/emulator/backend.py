@@ -500,6 +500,32 @@ class Backend:
                 )
             app.keys = new
 
+    def add_key(self, app: AppState, entry: Any) -> KeyCredential:
+        """``addKey``: append one certificate (a Graph keyCredential dict with ``key``).
+
+        Raises:
+            GraphApiError: 400 for a malformed entry or a certificate already present.
+        """
+        if not isinstance(entry, dict) or not entry.get("key"):
+            raise GraphApiError(400, "BadRequest", "keyCredential with a 'key' is required.")
+        with self.lock:
+            kc = self._key_from_entry(app, {**entry, "keyId": None}, {})
+            if any(k.sha1_hex == kc.sha1_hex for k in app.keys):
+                raise GraphApiError(
+                    400, "BadRequest", "This certificate is already on the application."
+                )
+            app.keys.append(kc)
+            return kc
+
+    def remove_key(self, app: AppState, key_id: str) -> None:
+        with self.lock:
+            kept = [k for k in app.keys if k.key_id != str(key_id).lower()]
+            if len(kept) == len(app.keys):
+                raise GraphApiError(
+                    404, "Request_ResourceNotFound", f"No key credential with keyId '{key_id}'."
+                )
+            app.keys = kept
+
     def _key_from_entry(
         self, app: AppState, entry: Any, existing: Mapping[str, KeyCredential]
     ) -> KeyCredential:

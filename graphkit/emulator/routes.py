@@ -538,6 +538,42 @@ def h_application_patch(svc: Services, req: Request, m: re.Match[str]) -> Respon
     return Response(204, b"", _graph_headers(req))
 
 
+def _may_roll_keys(svc: Services, req: Request, app: AppState) -> bool:
+    # No permission is needed for an app to roll its own keys; others need write access.
+    caller = _caller(svc, req)
+    return (caller is not None and caller.client_id == app.client_id) or _may_write_app(
+        svc, req, app
+    )
+
+
+def h_add_key(svc: Services, req: Request, m: re.Match[str]) -> Response:
+    app = _find_application(svc, req, m)
+    if not _may_roll_keys(svc, req, app):
+        raise _denied()
+    data = _json_body(req)
+    if not isinstance(data, dict):
+        raise GraphApiError(400, "BadRequest", "The request body must be a JSON object.")
+    if data.get("passwordCredential"):
+        raise GraphApiError(400, "BadRequest", "The emulator supports certificates only.")
+    svc.tokens.verify_proof(app, data.get("proof"))
+    kc = svc.backend.add_key(app, data.get("keyCredential"))
+    body = {"@odata.context": _context(req, m["version"], "microsoft.graph.keyCredential")}
+    body.update(kc.to_graph(with_key=False))
+    return graph_json(req, 200, body)
+
+
+def h_remove_key(svc: Services, req: Request, m: re.Match[str]) -> Response:
+    app = _find_application(svc, req, m)
+    if not _may_roll_keys(svc, req, app):
+        raise _denied()
+    data = _json_body(req)
+    if not isinstance(data, dict) or not data.get("keyId"):
+        raise GraphApiError(400, "BadRequest", "'keyId' is required.")
+    svc.tokens.verify_proof(app, data.get("proof"))
+    svc.backend.remove_key(app, str(data["keyId"]))
+    return Response(204, b"", _graph_headers(req))
+
+
 # ------------------------------------------------------------------------- $batch
 
 
@@ -900,6 +936,8 @@ ROUTES: list[Route] = [
     _r("GET", f"{_V}/applications", h_applications, "graph"),
     _r("GET", f"{_V}{_APP}", h_application, "graph"),
     _r("PATCH", f"{_V}{_APP}", h_application_patch, "graph"),
+    _r("POST", f"{_V}{_APP}/addKey", h_add_key, "graph"),
+    _r("POST", f"{_V}{_APP}/removeKey", h_remove_key, "graph"),
     _r("POST", f"{_V}/\\$batch", h_batch, "graph"),
     _r("GET", "/_emulator/?", a_info, "admin"),
     _r("GET", "/_emulator/requests", a_requests, "admin"),
@@ -967,7 +1005,7 @@ def dispatch(svc: Services, req: Request) -> Response:
         if route.method != req.method:
             continue
         match: Any = m
-        if route.handler in (h_application, h_application_patch):
+        if route.handler in (h_application, h_application_patch, h_add_key, h_remove_key):
             match = _Match(m, _application_match(m))
         return _run(svc, req, route, match)
     if kind == "graph":

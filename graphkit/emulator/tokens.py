@@ -383,6 +383,51 @@ class TokenService:
                 f"{valid_from}, expiry time of assertion {_when(exp)}. {_CERT_DOCS}",
             )
 
+    # ------------------------------------------------------- addKey/removeKey proofs
+
+    def verify_proof(self, app: AppState, proof: Any) -> None:
+        """Check an addKey/removeKey proof: a JWT signed by one of the app's current
+        certificates, ``aud`` 00000002-0000-0000-c000-000000000000, ``iss`` the application
+        OBJECT id, ``nbf`` and ``exp`` at most 10 minutes apart (PROTOCOL.md §6).
+
+        Raises:
+            GraphApiError: 400 naming what is wrong with the proof.
+        """
+
+        def bad(why: str) -> GraphApiError:
+            return GraphApiError(400, "Request_BadRequest", f"Invalid proof: {why}.")
+
+        if not isinstance(proof, str) or not proof:
+            raise bad("'proof' (a JWT signed by one of the application's certificates) is required")
+        try:
+            header, claims, signing_input, signature = _parse_jwt(proof)
+        except EntraError:
+            raise bad("not a JWT") from None
+        alg = header.get("alg")
+        if alg not in ("RS256", "PS256"):
+            raise bad(f"unsupported signing algorithm '{alg}'")
+        now = self.backend.now()
+        with self.backend.lock:
+            valid = [k for k in app.keys if k.start <= now <= k.end]
+        if not valid:
+            raise bad(
+                "the application has no valid certificate; use PATCH /applications/{id} "
+                "to add the first one"
+            )
+        if not any(_verify(k.public_key, alg, signing_input, signature) for k in valid):
+            raise bad("it is not signed by any of the application's current certificates")
+        if claims.get("aud") != "00000002-0000-0000-c000-000000000000":
+            raise bad("'aud' must be 00000002-0000-0000-c000-000000000000")
+        if str(claims.get("iss", "")).lower() != app.object_id:
+            raise bad("'iss' must be the application's object id (not its appId)")
+        nbf, exp = claims.get("nbf"), claims.get("exp")
+        if not isinstance(nbf, int | float) or not isinstance(exp, int | float):
+            raise bad("'nbf' and 'exp' are required")
+        if exp - nbf > 600:
+            raise bad("'exp' must be at most 10 minutes after 'nbf'")
+        if now < nbf - CLOCK_SKEW or now > exp + CLOCK_SKEW:
+            raise bad("it is outside its validity period")
+
     # ---------------------------------------------------------------- access tokens
 
     def mint(self, app: AppState, resource: str, *, lifetime: int | None = None) -> str:
