@@ -9,7 +9,7 @@ __all__ = ["RequestLog"]
 
 # Enough for any test or demo; the oldest entries go first beyond it, so a long-running
 # `graphkit emulator serve` does not grow without bound.
-MAX_ENTRIES = 100_000
+MAX_ENTRIES = 20_000
 
 
 class RequestLog:
