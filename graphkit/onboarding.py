@@ -695,6 +695,12 @@ def run_init(request: InitRequest, hooks: Hooks | None = None) -> InitResult:
     creds: Credentials | None = None
     if not request.new_key:
         existing = find_existing(request.profile, stored, directory, request.passphrase, hooks)
+        if existing is not None and existing.not_after <= dt.datetime.now(dt.UTC):
+            hooks.warn(
+                f"the existing certificate {existing.cert_path} expired on "
+                f"{existing.not_after:%Y-%m-%d}: making a new pair (the old one is kept)"
+            )
+            existing = None
         if existing is not None and hooks.confirm_reuse(existing):
             creds = existing
             hooks.step(

@@ -177,6 +177,25 @@ def test_rerun_keeps_the_key_and_new_key_never_overwrites(
     assert saved is not None and saved["private_key"] == new["private_key"]
 
 
+def test_rerun_replaces_an_expired_certificate_without_deleting_it(
+    graphkit_emulator: Any, home: Path
+) -> None:
+    import datetime as dt
+
+    from graphkit.files import PUBLIC, atomic_write
+
+    first = run_cli(init_args(graphkit_emulator, "--no-test", "--json")).json()
+    key = crypto.load_private_key(Path(first["private_key"]).read_bytes())
+    past = dt.datetime.now(dt.UTC) - dt.timedelta(days=30)
+    old = crypto.self_sign(key, crypto.parse_subject(cn="old"), days=2, now=past)
+    atomic_write(first["certificate"], crypto.dump_certificate(old), mode=PUBLIC, force=True)
+    again = run_cli(init_args(graphkit_emulator, "--no-test", "--json"))
+    assert again.exit_code == 0, again.stderr
+    assert "expired" in again.stderr
+    assert not again.json()["reused"]
+    assert Path(first["certificate"]).exists() and Path(first["private_key"]).exists()
+
+
 def test_init_extra_formats_and_passphrase(
     graphkit_emulator: Any, home: Path, tmp_path: Path
 ) -> None:
@@ -448,8 +467,8 @@ def test_interactive_rerun_asks_before_reusing(graphkit_emulator: Any, home: Pat
     sha1 = _sha1(saved["certificate"])
     child = _spawn(emu, home, "--profile", "work", "--no-test")
     try:
-        child.expect("Reuse them")
-        child.sendline("")  # default: yes
+        child.expect(r"Reuse them\?.*\(n\)")  # expiring soon: the default is a new pair
+        child.sendline("y")
         child.expect("expires in")  # a 10-day certificate: init warns
         child.expect(pexpect.EOF)
     finally:

@@ -155,7 +155,8 @@ class RichHooks:
             f"(SHA-1 {existing.thumbprint}, expires {existing.not_after:%Y-%m-%d}). "
             "Reuse them?",
             console=self.console,
-            default=True,
+            # A certificate about to expire is better replaced than reused.
+            default=existing.days_left >= 30,
         )
 
     def show_upload(self, credentials: Credentials, instructions: UploadInstructions) -> None:
