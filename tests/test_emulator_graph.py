@@ -260,6 +260,11 @@ def test_organization_and_groups(emu: Any) -> None:
     assert {g["id"] for g in security} == {g["id"] for g in groups if g["securityEnabled"]}
 
 
+def test_trailing_slash_and_case_are_tolerated(emu: Any, token: str) -> None:
+    assert graph(emu, "/v1.0/users/?$top=1", token).status_code == 200
+    assert graph(emu, "/V1.0/Users?$top=1", token).status_code == 200
+
+
 def test_unknown_segment_is_400(emu: Any, token: str) -> None:
     r = graph(emu, "/v1.0/widgets", token)
     assert r.status_code == 400
@@ -598,3 +603,25 @@ def test_add_key_for_another_app_needs_permission(emu: Any, tmp_path: Path) -> N
     assert graph(emu, url, emu.issue_token(), method="POST", json=body).status_code == 403
     emu.grant(emu.default_app, "Application.ReadWrite.All")
     assert graph(emu, url, emu.issue_token(), method="POST", json=body).status_code == 200
+
+
+@pytest.mark.graphkit_emulator(users=1000)
+def test_concurrent_clients_each_page_everything(emu: Any, token: str) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    def crawl(top: int) -> list[str]:
+        session = emu.session()
+        headers = {"Authorization": f"Bearer {token}"}
+        url: str | None = f"{emu.graph_url}/v1.0/users?$top={top}&$select=id"
+        ids: list[str] = []
+        while url:
+            body = session.get(url, headers=headers).json()
+            ids += [u["id"] for u in body["value"]]
+            url = body.get("@odata.nextLink")
+        session.close()
+        return ids
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(crawl, [50, 61, 77, 100, 128, 250, 333, 999]))
+    assert all(len(r) == 1000 and len(set(r)) == 1000 for r in results)
+    assert all(set(r) == set(results[0]) for r in results)

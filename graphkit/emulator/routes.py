@@ -98,7 +98,8 @@ class Request:
 
     def __post_init__(self) -> None:
         parts = urlsplit(self.target)
-        self.path = unquote(parts.path) or "/"
+        # A trailing slash names the same resource (/v1.0/users/ is /v1.0/users).
+        self.path = unquote(parts.path).rstrip("/") or "/"
         self.query = dict(parse_qsl(parts.query, keep_blank_values=True))
 
     @property
