@@ -42,9 +42,7 @@ class _Info:
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
 def test_serve_json_then_stop(tmp_path: Path, stop: signal.Signals) -> None:
     ident = identity(tmp_path)
-    crt = tmp_path / "app.crt"
-    crt.write_text(ident.cert_pem)
-    proc = _serve("--json", "--users", "5", "--certificate", str(crt))
+    proc = _serve("--json", "--users", "5", "--certificate", str(ident.combined))
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()
@@ -170,10 +168,16 @@ def test_port_in_use_is_a_network_error() -> None:
     assert len(result.stderr.strip().splitlines()) == 1
 
 
-def test_missing_certificate_file_is_an_input_error(tmp_path: Path) -> None:
+def test_missing_or_bad_certificate_file_is_an_input_error(tmp_path: Path) -> None:
     result = _run(["emulator", "serve", "--certificate", str(tmp_path / "nope.crt")])
     assert result.exit_code == 3
     assert "nope.crt" in result.stderr
+    key_only = tmp_path / "only.key"
+    key_only.write_text(identity(tmp_path).key_pem)
+    result = _run(["emulator", "serve", "--certificate", str(key_only)])
+    assert result.exit_code == 3
+    assert "holds no PEM or DER certificate" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
 
 
 def test_help_does_not_import_the_emulator() -> None:

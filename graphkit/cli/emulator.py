@@ -49,13 +49,20 @@ def _get_emulator(
 
 
 def _upload(emu: Any, certificate: Path) -> dict[str, Any]:
-    from graphkit import crypto
+    from graphkit.emulator.backend import load_certificate
+    from graphkit.errors import InputError
     from graphkit.files import read_bytes
 
-    bundle = crypto.load_certificate_bundle(
-        read_bytes(certificate, "certificate"), source=f"certificate {certificate}"
-    )
-    result: dict[str, Any] = emu.upload_certificate(emu.default_app, bundle.certificate)
+    data = read_bytes(certificate, "certificate")
+    try:
+        # Only the (first) certificate is read: a combined PEM's key is never touched.
+        cert = load_certificate(data)
+    except ValueError:
+        raise InputError(
+            f"{certificate} holds no PEM or DER certificate",
+            "give the public .crt/.pem (a PFX is not accepted here)",
+        ) from None
+    result: dict[str, Any] = emu.upload_certificate(emu.default_app, cert)
     return result
 
 
@@ -127,8 +134,8 @@ def serve(
         Path | None,
         typer.Option(
             "--certificate",
-            help="Upload this certificate (PEM/DER, or a PFX/combined PEM's certificate) "
-            "to the ready-made app at start.",
+            help="Upload this certificate (PEM or DER; a combined key+certificate PEM works: "
+            "only the certificate is read) to the ready-made app at start.",
             show_default=False,
         ),
     ] = None,
