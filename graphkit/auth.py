@@ -15,6 +15,14 @@ within the token's lifetime does not talk to the identity platform at all:
 - msal's ``http_cache`` (OIDC discovery answers and msal's throttling memos; never
   tokens): a pickled dict written atomically; a corrupt or foreign file is ignored.
 
+The warm path: when the token cache is the plain 0600 file, :meth:`CertificateCredential.get_token`
+first looks for the token itself, exactly as msal's ``acquire_token_for_client``
+would (:func:`find_cached_token`), before the certificate's key is parsed or msal is
+even imported. It needs the tenant msal's authority resolved to (the ``realm`` of its
+cache entries), which an index file records each time msal builds its application.
+Anything else (no index, an encrypted store, no usable token, ``force_refresh``)
+goes through msal as before.
+
 The library never prints. Notices (the plaintext-cache notice, shown once per state
 directory, and certificate expiry) go to an ``on_notice`` callback when given,
 otherwise to the ``graphkit.auth`` logger. Errors are raised as
@@ -42,6 +50,7 @@ from urllib.parse import urlsplit
 from graphkit.config import (
     ClientCertificate,
     Settings,
+    certificate_facts,
     expiry_warning,
     load_client_certificate,
     state_dir,
@@ -52,6 +61,7 @@ __all__ = [
     "AccessToken",
     "CertificateCredential",
     "decode_claims",
+    "find_cached_token",
     "set_notice_handler",
     "token_error",
 ]
@@ -71,6 +81,13 @@ def set_notice_handler(handler: Callable[[str], None] | None) -> None:
 TOKEN_CACHE_FILE = "msal_token_cache.json"  # plaintext fallback (mode 0600)
 ENCRYPTED_CACHE_FILE = "msal_token_cache.bin"  # signal/data file of the encrypted store
 HTTP_CACHE_FILE = "msal_http_cache.pickle"
+# What msal's application resolved (authority -> cache environment and realm) and which
+# token store it used: lets the warm path read the token cache without msal.
+AUTHORITY_INDEX_FILE = "msal_authorities.json"
+_INDEX_VERSION = 1
+_MAX_AUTHORITIES = 32
+# msal treats an access token with less than this many seconds left as expired.
+MSAL_EXPIRY_MARGIN = 5 * 60
 PLAINTEXT_NOTICE_MARKER = ".plaintext-token-cache-notice"
 
 # (connect, read) seconds for calls to the identity platform.
@@ -346,6 +363,121 @@ def _plaintext_notice(directory: Path) -> str | None:
     )
 
 
+# ------------------------------------------------------------ the warm path
+
+
+def _matches(entry: Mapping[str, Any], query: Mapping[str, Any]) -> bool:
+    """msal's ``is_subdict_of(query, entry)``: each queried key present and equal."""
+    return all(k in entry and entry[k] == v for k, v in query.items())
+
+
+def find_cached_token(
+    cache: Mapping[str, Any],
+    *,
+    client_id: str,
+    environment: str,
+    realm: str,
+    scopes: list[str],
+    now: float | None = None,
+) -> dict[str, Any] | None:
+    """The access-token entry msal's ``acquire_token_for_client(scopes)`` would serve
+    from ``cache`` (msal's serialised token cache, parsed), or None when msal would
+    call the token endpoint instead.
+
+    A transcription of msal 1.39's cache lookup for client credentials
+    (``ClientApplication._acquire_token_silent_from_cache_and_possibly_refresh_it``
+    with no account, and ``TokenCache.search``): first the entry under its exact
+    key, then any other unexpired entry of this client, cache environment and realm,
+    with no ``home_account_id`` and no ``ext_cache_key``, whose target includes every
+    requested scope; the first with at least five minutes left wins, unless its
+    ``refresh_on`` has passed (msal would then ask for a new one). ``environment`` and
+    ``realm`` are msal's ``authority.instance`` and ``authority.tenant``. Anything
+    malformed returns None: msal then decides. tests/test_fast_path.py checks this
+    against msal itself.
+    """
+    try:
+        entries = cache.get("AccessToken")
+        if not isinstance(entries, dict):
+            return None
+        now = time.time() if now is None else now
+        query = {
+            "client_id": client_id,
+            "environment": environment.lower(),
+            "realm": realm,
+            "home_account_id": None,
+        }
+        target = sorted(scopes)
+        key = "-".join(["", environment, "AccessToken", client_id, realm, " ".join(target)])
+        preferred = entries.get(key.lower())
+        candidates: list[Mapping[str, Any]] = []
+        if isinstance(preferred, dict) and _matches(preferred, query):
+            candidates.append(preferred)
+        wanted = set(target)
+        for entry in entries.values():
+            if int(entry["expires_on"]) < int(now):
+                continue
+            if (
+                entry != preferred
+                and _matches(entry, query)
+                and wanted <= set(entry.get("target", "").split())
+                and "ext_cache_key" not in entry
+            ):
+                candidates.append(entry)
+        for entry in candidates:
+            if int(entry["expires_on"]) - now < MSAL_EXPIRY_MARGIN:
+                continue
+            if "refresh_on" in entry and int(entry["refresh_on"]) < now:
+                return None  # msal would refresh it now (keeping it only as a fallback)
+            if not isinstance(entry.get("secret"), str):
+                return None
+            return dict(entry)
+    except (AttributeError, KeyError, TypeError, ValueError):
+        return None
+    return None
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return None
+
+
+def _read_index(directory: Path) -> dict[str, Any]:
+    data = _read_json(directory / AUTHORITY_INDEX_FILE)
+    if not isinstance(data, dict) or data.get("version") != _INDEX_VERSION:
+        return {}
+    return data
+
+
+def _record_authority(
+    directory: Path, authority: str, environment: str, realm: str, store: str
+) -> None:
+    """Remember what msal resolved ``authority`` to, and the token store it used."""
+    from graphkit.files import PRIVATE, atomic_write
+
+    index = _read_index(directory)
+    known = index.get("authorities")
+    known = known if isinstance(known, dict) else {}
+    entry = {"environment": environment, "realm": realm}
+    if index.get("token_cache") == store and known.get(authority) == entry:
+        return
+    authorities: dict[str, Any] = {authority: entry}
+    for key, value in known.items():
+        if key != authority and len(authorities) < _MAX_AUTHORITIES:
+            authorities[key] = value
+    data = {"version": _INDEX_VERSION, "token_cache": store, "authorities": authorities}
+    try:
+        atomic_write(
+            directory / AUTHORITY_INDEX_FILE,
+            json.dumps(data, indent=1).encode("utf-8"),
+            mode=PRIVATE,
+            force=True,
+        )
+    except Exception:
+        log.debug("could not save %s", AUTHORITY_INDEX_FILE, exc_info=True)
+
+
 # ----------------------------------------------------------------- token errors
 
 _CODE = re.compile(r"AADSTS(\d+)")
@@ -523,7 +655,9 @@ class CertificateCredential:
             (it must then apply ``ca_bundle`` itself).
 
     Raises:
-        ConfigError, CryptoError: the settings or certificate cannot be used.
+        ConfigError, CryptoError: the settings or certificate cannot be used (checked
+            here; the key itself is parsed only when msal needs it, see
+            :func:`graphkit.config.certificate_facts`).
     """
 
     def __init__(
@@ -543,10 +677,11 @@ class CertificateCredential:
                     f"give --{key.replace('_', '-')} or set it in the profile",
                 )
         self.settings = settings
-        self.certificate = load_client_certificate(settings)
         self._on_notice = on_notice if on_notice is not None else _notice_handler
         self._persist = persist_cache
         self._cache_dir = cache_dir
+        # Checked now (as a full load would); loaded in full when msal needs the key.
+        facts = certificate_facts(settings, cache_dir=self.cache_dir if persist_cache else None)
         self._timeout = timeout
         self._http_client = http_client
         self._own_session = http_client is None
@@ -554,9 +689,14 @@ class CertificateCredential:
         self._http_cache: PersistentHttpCache | None = None
         self.cache_encrypted: bool | None = None
         self._lock = threading.Lock()
-        warning = expiry_warning(self.certificate)
+        warning = expiry_warning(facts)
         if warning:
             self._notice(warning)
+
+    @property
+    def certificate(self) -> ClientCertificate:
+        """The certificate and key, loaded (once) when first needed."""
+        return load_client_certificate(self.settings)
 
     # -- notices
 
@@ -580,6 +720,7 @@ class CertificateCredential:
         settings = self.settings
         token_cache: Any
         http_cache: Any
+        directory: Path | None = None
         if self._persist:
             directory = _private_dir(self.cache_dir)
             token_cache, encrypted = _build_token_cache(directory)
@@ -599,7 +740,7 @@ class CertificateCredential:
         if host not in _PUBLIC_LOGIN_HOSTS:
             kwargs["instance_discovery"] = False
         try:
-            return msal.ConfidentialClientApplication(
+            app = msal.ConfidentialClientApplication(
                 settings.client_id,
                 authority=settings.authority,
                 client_credential={
@@ -618,6 +759,15 @@ class CertificateCredential:
             raise _discovery_error(exc, settings) from None
         finally:
             self._save_http_cache()
+        if directory is not None:
+            _record_authority(
+                directory,
+                settings.authority,
+                app.authority.instance,
+                app.authority.tenant,
+                "encrypted" if self.cache_encrypted else "file",
+            )
+        return app
 
     def _save_http_cache(self) -> None:
         if self._http_cache is not None:
@@ -637,10 +787,14 @@ class CertificateCredential:
             NetworkError: connection, TLS or timeout problems, or a 5xx answer.
             ThrottledError: the token endpoint answered 429.
         """
-        import requests
-        from msal.exceptions import MsalServiceError
-
         with self._lock:
+            if self._app is None and self._persist and not force_refresh:
+                cached = self._cached_token()
+                if cached is not None:
+                    return cached
+            import requests
+            from msal.exceptions import MsalServiceError
+
             if self._app is None:
                 self._app = self._build_app()
             app = self._app
@@ -670,16 +824,45 @@ class CertificateCredential:
             if self._last_status() == 429 or result.get("error") == "temporarily_unavailable":
                 raise _throttled()
             raise token_error(result, self.settings, self.certificate)
-        token = str(result["access_token"])
-        claims = decode_claims(token)
-        expires_in = int(result.get("expires_in") or 0)
-        exp = claims.get("exp")
-        expires_on = int(exp) if isinstance(exp, int | float) else int(time.time()) + expires_in
-        return AccessToken(
-            token=token,
-            expires_on=expires_on,
-            from_cache=result.get("token_source") == "cache",
-            claims=claims,
+        return _access_token(result)
+
+    def _cached_token(self) -> AccessToken | None:
+        """The token msal would serve from the plain-file cache, found without msal
+        (see :func:`find_cached_token`); None if msal must be asked."""
+        directory = self.cache_dir
+        index = _read_index(directory)
+        authorities = index.get("authorities")
+        entry = authorities.get(self.settings.authority) if isinstance(authorities, dict) else None
+        if index.get("token_cache") != "file" or not isinstance(entry, dict):
+            return None
+        environment, realm = entry.get("environment"), entry.get("realm")
+        cache = _read_json(directory / TOKEN_CACHE_FILE)
+        if not isinstance(environment, str) or not isinstance(realm, str):
+            return None
+        if not isinstance(cache, dict) or self.settings.client_id is None:
+            return None
+        now = time.time()
+        found = find_cached_token(
+            cache,
+            client_id=self.settings.client_id,
+            environment=environment,
+            realm=realm,
+            scopes=[self.settings.scope],
+            now=now,
+        )
+        if found is None:
+            return None
+        self.cache_encrypted = False
+        if self._on_notice is not None:
+            notice = _plaintext_notice(directory)
+            if notice:
+                self._notice(notice)
+        return _access_token(
+            {
+                "access_token": found["secret"],
+                "expires_in": int(int(found["expires_on"]) - now),
+                "token_source": "cache",
+            }
         )
 
     def _last_status(self) -> int | None:
@@ -710,6 +893,21 @@ class CertificateCredential:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _access_token(result: Mapping[str, Any]) -> AccessToken:
+    """An AccessToken from msal's answer (or one shaped like it)."""
+    token = str(result["access_token"])
+    claims = decode_claims(token)
+    expires_in = int(result.get("expires_in") or 0)
+    exp = claims.get("exp")
+    expires_on = int(exp) if isinstance(exp, int | float) else int(time.time()) + expires_in
+    return AccessToken(
+        token=token,
+        expires_on=expires_on,
+        from_cache=result.get("token_source") == "cache",
+        claims=claims,
+    )
 
 
 def _throttled() -> ThrottledError:

@@ -5,7 +5,9 @@ variables (azure-identity's names, so existing setups work unchanged), and a pro
 in ``config.toml``. :func:`resolve_settings` merges them and records where each value
 came from; :func:`validate` turns anything unusable into a one-line
 :class:`~graphkit.errors.ConfigError`; :func:`load_client_certificate` opens the
-certificate (and key) the settings point to.
+certificate (and key) the settings point to, and :func:`certificate_facts` reuses
+what a full check of those very files established before (so that a warm run parses
+no key and does not even import cryptography).
 
 ``GRAPHKIT_HOME`` moves everything (the config file, the token cache and msal's
 HTTP cache) into one directory; otherwise the config file lives in the platform's
@@ -33,7 +35,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 from graphkit.errors import ConfigError, CryptoError, InputError
@@ -42,8 +44,10 @@ __all__ = [
     "CLOUDS",
     "ENV_VARS",
     "PROFILE_KEYS",
+    "CertificateFacts",
     "ClientCertificate",
     "Settings",
+    "certificate_facts",
     "config_dir",
     "config_path",
     "delete_profile",
@@ -118,10 +122,20 @@ _RANK = {"flag": 3, "env": 2, "profile": 1, "default": 0}
 # Warn this many days before the client certificate expires (issue 5).
 EXPIRY_WARNING_DAYS = 30
 
+# Shortest RSA key validate() accepts: crypto.MIN_RSA_BITS, repeated here so that a
+# check served by certificate_facts() does not import cryptography (a test keeps them equal).
+MIN_RSA_BITS = 2048
+
+# Results of full certificate checks, keyed by a digest of the files checked (in the
+# state directory, mode 0600). Newest first; older entries are dropped.
+CERTIFICATE_CHECKS_FILE = "certificate_checks.json"
+_CHECKS_VERSION = 1
+_MAX_CHECKS = 16
+
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
-_DOMAIN = re.compile(
-    r"^(?=.{4,253}$)(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]{0,61}[a-z0-9]$",
-    re.IGNORECASE,
+# Compiled on first use (a millisecond): tenants are usually GUIDs.
+_DOMAIN_PATTERN = (
+    r"^(?=.{4,253}$)(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]{0,61}[a-z0-9]$"
 )
 _PROFILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
@@ -131,7 +145,7 @@ def is_guid(value: str) -> bool:
 
 
 def is_domain(value: str) -> bool:
-    return bool(_DOMAIN.match(value))
+    return bool(re.match(_DOMAIN_PATTERN, value, re.IGNORECASE))
 
 
 # ------------------------------------------------------------------ directories
@@ -183,8 +197,6 @@ def read_config(path: Path | None = None) -> dict[str, Any]:
     Raises:
         ConfigError: the file is not valid TOML or has the wrong shape.
     """
-    import tomllib
-
     path = path or config_path()
     try:
         raw = path.read_bytes()
@@ -192,6 +204,8 @@ def read_config(path: Path | None = None) -> dict[str, Any]:
         return {}
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    import tomllib  # only when there is a file to parse
+
     try:
         data = tomllib.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
@@ -394,8 +408,10 @@ class Settings:
     ca_bundle: str | None = None
     sources: dict[str, str] = field(default_factory=dict)
     config_file: Path | None = None
-    # The certificate once loaded (load_client_certificate memoises it here).
+    # The certificate once loaded (load_client_certificate memoises it here), or what
+    # an earlier full check of the same files established (certificate_facts).
     _certificate: ClientCertificate | None = field(default=None, repr=False, compare=False)
+    _facts: CertificateFacts | None = field(default=None, repr=False, compare=False)
 
     @property
     def scope(self) -> str:
@@ -691,9 +707,18 @@ def resolve_settings(
     return settings
 
 
-def validate(settings: Settings, *, now: dt.datetime | None = None) -> None:
+def validate(
+    settings: Settings, *, now: dt.datetime | None = None, cache_dir: Path | None = None
+) -> None:
     """Check that ``settings`` can authenticate: everything present and well-formed,
     the certificate readable, current, RSA, and matching its key.
+
+    Args:
+        settings: resolved settings.
+        now: check the certificate's dates against this time (always a full check).
+        cache_dir: where earlier full checks are recorded (normally
+            :func:`state_dir`): files byte-identical to ones checked before are not
+            parsed again (see :func:`certificate_facts`). None: always a full check.
 
     Raises:
         ConfigError: with a one-line message naming the setting and its source.
@@ -729,6 +754,10 @@ def validate(settings: Settings, *, now: dt.datetime | None = None) -> None:
             "does not exist",
             "give the PEM file of the CA that signed the servers' certificates",
         )
+    if cache_dir is not None and now is None:
+        facts = certificate_facts(settings, cache_dir=cache_dir)
+        if facts.key_bits >= MIN_RSA_BITS:
+            return
     cert = load_client_certificate(settings, now=now)
     from graphkit import crypto
 
@@ -752,9 +781,34 @@ class ClientCertificate:
     holds_key: bool  # the certificate file itself carries the key (combined PEM / PFX)
 
     @property
+    def not_before(self) -> dt.datetime:
+        value: dt.datetime = self.certificate.not_valid_before_utc
+        return value
+
+    @property
     def not_after(self) -> dt.datetime:
         value: dt.datetime = self.certificate.not_valid_after_utc
         return value
+
+    def days_left(self, now: dt.datetime | None = None) -> float:
+        now = now or dt.datetime.now(dt.UTC)
+        return (self.not_after - now).total_seconds() / 86400
+
+
+class CertificateFacts(NamedTuple):
+    """What a full check (:func:`load_client_certificate`) established about the
+    certificate and key files: enough to check them again and to warn of expiry.
+
+    Holds nothing secret: no key material, no passphrase. (A NamedTuple: making a
+    frozen dataclass costs a millisecond at import, on every run.)
+    """
+
+    path: Path
+    sha1: str
+    not_before: dt.datetime
+    not_after: dt.datetime
+    key_bits: int
+    holds_key: bool
 
     def days_left(self, now: dt.datetime | None = None) -> float:
         now = now or dt.datetime.now(dt.UTC)
@@ -939,8 +993,138 @@ def load_client_certificate(
     return loaded
 
 
+def _files_digest(settings: Settings) -> str | None:
+    """SHA-256 over the certificate file and the separate key file (if any), or None
+    when one cannot be read (the full check then says why)."""
+    import hashlib
+
+    digest = hashlib.sha256(b"graphkit certificate check v1\0")
+    try:
+        for path in (settings.certificate, settings.private_key):
+            if path is None:
+                digest.update(b"-")
+                continue
+            data = Path(path).read_bytes()
+            digest.update(b"F%d:" % len(data))
+            digest.update(data)
+    except OSError:
+        return None
+    return digest.hexdigest()
+
+
+def _private_file(path: Path) -> bool:
+    """True when ``path`` belongs to this user and others cannot write it."""
+    if os.name != "posix":
+        return True
+    try:
+        st = path.stat()
+    except OSError:
+        return False
+    return st.st_uid == os.getuid() and not st.st_mode & 0o022
+
+
+def _read_checks(path: Path) -> dict[str, Any]:
+    import json
+
+    if not _private_file(path):
+        return {}
+    try:
+        data = json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(data, dict) or data.get("version") != _CHECKS_VERSION:
+        return {}
+    checks = data.get("checks")
+    return checks if isinstance(checks, dict) else {}
+
+
+def _facts_from_record(record: Any, path: Path) -> CertificateFacts | None:
+    if not isinstance(record, dict):
+        return None
+    try:
+        return CertificateFacts(
+            path=path,
+            sha1=str(record["sha1"]),
+            not_before=dt.datetime.fromtimestamp(float(record["not_before"]), dt.UTC),
+            not_after=dt.datetime.fromtimestamp(float(record["not_after"]), dt.UTC),
+            key_bits=int(record["key_bits"]),
+            holds_key=bool(record["holds_key"]),
+        )
+    except (KeyError, TypeError, ValueError, OverflowError, OSError):
+        return None
+
+
+def _record_check(cache_dir: Path, digest: str, cert: ClientCertificate) -> None:
+    """Add ``cert``'s facts under ``digest``; failures are ignored (it is a cache)."""
+    import json
+
+    from graphkit.files import PRIVATE, atomic_write, ensure_private_dir
+
+    path = cache_dir / CERTIFICATE_CHECKS_FILE
+    record = {
+        "sha1": cert.sha1,
+        "not_before": cert.not_before.timestamp(),
+        "not_after": cert.not_after.timestamp(),
+        "key_bits": cert.key_bits,
+        "holds_key": cert.holds_key,
+    }
+    checks: dict[str, Any] = {digest: record}
+    for key, value in _read_checks(path).items():
+        if key != digest and len(checks) < _MAX_CHECKS:
+            checks[key] = value
+    text = json.dumps({"version": _CHECKS_VERSION, "checks": checks}, indent=1)
+    try:
+        ensure_private_dir(cache_dir)
+        atomic_write(path, text.encode("utf-8"), mode=PRIVATE, force=True)
+    except Exception:  # a lost record costs one full check next time
+        pass
+
+
+def certificate_facts(
+    settings: Settings, *, cache_dir: Path | None = None
+) -> ClientCertificate | CertificateFacts:
+    """The settings' certificate, checked as :func:`load_client_certificate` checks it.
+
+    When the certificate file (and the separate key file, if any) are byte for byte
+    the ones an earlier full check recorded in ``cache_dir``, and the certificate's
+    dates still hold, that check's facts are returned and nothing is parsed.
+    Otherwise the files are loaded in full (raising as
+    :func:`load_client_certificate` does) and, unless they changed meanwhile, the
+    result is recorded. A configured passphrase always means a full load: only
+    decrypting the key tells whether it is right, and no verifier of it is stored.
+
+    Args:
+        settings: resolved settings.
+        cache_dir: where checks are recorded (None: always a full load, no files).
+
+    Raises:
+        ConfigError, CryptoError: as :func:`load_client_certificate`.
+    """
+    if settings._certificate is not None:
+        return settings._certificate
+    if cache_dir is None or settings.passphrase is not None or settings.certificate is None:
+        return load_client_certificate(settings)
+    facts = settings._facts
+    if facts is not None and facts.not_before <= _now() <= facts.not_after:
+        return facts
+    digest = _files_digest(settings)
+    if digest is not None:
+        path = cache_dir / CERTIFICATE_CHECKS_FILE
+        facts = _facts_from_record(_read_checks(path).get(digest), settings.certificate)
+        if facts is not None and facts.not_before <= _now() <= facts.not_after:
+            settings._facts = facts
+            return facts
+    cert = load_client_certificate(settings)
+    if digest is not None and _files_digest(settings) == digest:
+        _record_check(cache_dir, digest, cert)
+    return cert
+
+
 def expiry_warning(
-    cert: ClientCertificate, *, now: dt.datetime | None = None, days: int = EXPIRY_WARNING_DAYS
+    cert: ClientCertificate | CertificateFacts,
+    *,
+    now: dt.datetime | None = None,
+    days: int = EXPIRY_WARNING_DAYS,
 ) -> str | None:
     """A warning when ``cert`` expires within ``days`` days, else None."""
     left = cert.days_left(now)

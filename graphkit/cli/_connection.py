@@ -150,7 +150,8 @@ def settings_from_flags(
     settings = config.resolve_settings(profile=profile, overrides=overrides)
     auth.set_notice_handler(warn)
     if validate:
-        config.validate(settings)
+        # Certificate files checked in full before (byte for byte) are not parsed again.
+        config.validate(settings, cache_dir=config.state_dir())
     return settings
 
 
