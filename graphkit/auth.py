@@ -444,7 +444,8 @@ def _read_json(path: Path) -> Any:
 
 
 def _read_index(directory: Path) -> dict[str, Any]:
-    data = _read_json(directory / AUTHORITY_INDEX_FILE)
+    path = directory / AUTHORITY_INDEX_FILE
+    data = _read_json(path) if _trustworthy(path) else None
     if not isinstance(data, dict) or data.get("version") != _INDEX_VERSION:
         return {}
     return data

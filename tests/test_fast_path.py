@@ -354,7 +354,9 @@ def test_other_client_or_scope_is_not_served_from_another_entry(
     assert _kinds(emu) == ["token"]  # discovery came from the persisted http cache
 
 
-@pytest.mark.parametrize("problem", ["no index", "encrypted store", "expired", "lifetime"])
+@pytest.mark.parametrize(
+    "problem", ["no index", "index others could write", "encrypted store", "expired", "lifetime"]
+)
 def test_msal_decides_whenever_the_warm_path_is_unsure(
     graphkit_emulator: Any, ident: Identity, home: Path, problem: str
 ) -> None:
@@ -364,6 +366,8 @@ def test_msal_decides_whenever_the_warm_path_is_unsure(
     cache_file = home / auth.TOKEN_CACHE_FILE
     if problem == "no index":
         index_file.unlink()
+    elif problem == "index others could write":
+        index_file.chmod(0o666)
     elif problem == "encrypted store":
         index = json.loads(index_file.read_text())
         index["token_cache"] = "encrypted"
@@ -377,14 +381,15 @@ def test_msal_decides_whenever_the_warm_path_is_unsure(
     credential = auth.CertificateCredential(_emu_settings(emu, ident))
     token = credential.get_token()
     assert credential._app is not None  # msal was asked
-    if problem in ("no index", "encrypted store"):
+    if problem in ("no index", "index others could write", "encrypted store"):
         assert token.from_cache is True and token.token == first.token
         assert emu.requests() == []
     else:
         assert token.from_cache is False
         assert _kinds(emu) == ["token"]
-    if problem == "no index":
-        assert index_file.exists()  # written again by msal's path
+    if problem in ("no index", "index others could write"):
+        # Written again by msal's path, privately.
+        assert stat.S_IMODE(index_file.stat().st_mode) == 0o600
 
 
 def test_plaintext_notice_is_still_shown_once_on_the_warm_path(
@@ -707,7 +712,8 @@ def test_warm_cli_run_still_warns_of_expiry_and_refuses_a_replaced_certificate(
     for _ in range(2):  # cold, then warm
         r = runner.invoke(cli_app, ["token", "--raw"])
         assert r.exit_code == 0, r.stderr
-        assert "graphkit: warning: certificate" in r.stderr and "expires in 1" in r.stderr
+        assert r.stderr.count("graphkit: warning: certificate") == 1
+        assert "expires in 1" in r.stderr
     emu.clear_requests()
     # The file now holds a certificate that does not match its key: refused, even
     # though a token for the app is still cached.
