@@ -38,7 +38,9 @@ FORMATS = ("table", "json", "jsonl", "csv", "yaml")
 
 # Table columns when --select is not given, per collection (from @odata.context).
 DEFAULT_COLUMNS: dict[str, list[str]] = {
-    "users": ["displayName", "userPrincipalName", "mail", "id"],
+    # mail usually repeats userPrincipalName; leaving it out keeps a users table within
+    # 100 columns without folding addresses (--select mail brings it back).
+    "users": ["displayName", "userPrincipalName", "id"],
     "groups": ["displayName", "mail", "securityEnabled", "mailEnabled", "id"],
     "applications": ["displayName", "appId", "signInAudience", "id"],
     "serviceprincipals": ["displayName", "appId", "servicePrincipalType", "id"],

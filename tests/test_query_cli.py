@@ -114,7 +114,7 @@ def test_table_uses_resource_defaults_and_select() -> None:
     output.write_items(iter([user]), "table", buf, resource="users")
     text = buf.getvalue()
     header = text.splitlines()[1]
-    assert header.split() == ["displayName", "userPrincipalName", "mail", "id"]
+    assert header.split() == ["displayName", "userPrincipalName", "id"]
     assert "Engineer" not in text and "\x1b[" not in text  # not a terminal: no escapes
     buf = io.StringIO()
     output.write_items(iter([user]), "table", buf, select="jobTitle,id", resource="users")
