@@ -1,16 +1,18 @@
-"""Shared by the config/auth/token tests: a clean environment and certificate files."""
+"""Shared by the config/auth/token tests: a clean environment, certificate files, and
+settings that point at the emulator."""
 
 from __future__ import annotations
 
 import datetime as dt
-import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+from _x509_helpers import rsa_key, self_signed
 
 from graphkit import crypto
+from graphkit.config import Settings
 
 PASSPHRASE = b"correct horse battery staple"
 
@@ -36,6 +38,20 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, home: Path) -> Path:
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("GRAPHKIT_HOME", str(home))
     return home
+
+
+def emulator_env(emu: Any, certificate: Path, home: Path) -> dict[str, str]:
+    """The variables (azure-identity's names, and graphkit's) that point the settings at
+    ``emu``'s default app, signing in with ``certificate``."""
+    return {
+        "GRAPHKIT_HOME": str(home),
+        "AZURE_TENANT_ID": emu.default_tenant.id,
+        "AZURE_CLIENT_ID": emu.default_app.client_id,
+        "AZURE_CLIENT_CERTIFICATE_PATH": str(certificate),
+        "AZURE_AUTHORITY_HOST": emu.authority_host,
+        "GRAPHKIT_GRAPH_URL": emu.graph_url,
+        "GRAPHKIT_CA_BUNDLE": emu.ca_bundle,
+    }
 
 
 @dataclass
@@ -80,10 +96,11 @@ def make_identity(
 ) -> Identity:
     """Write key/cert files into ``directory`` (keys are cached: RSA generation is slow)."""
     directory.mkdir(parents=True, exist_ok=True)
-    key = _key_n(key_index, bits)
+    key = rsa_key(f"identity-{key_index}", bits)
     name = crypto.parse_subject(cn=cn)
-    if bits < crypto.MIN_RSA_BITS:
-        cert = _weak_self_sign(key, name, days)
+    if bits < crypto.MIN_RSA_BITS:  # crypto.self_sign rightly refuses to make one
+        start = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
+        cert = self_signed(key, name, not_before=start, not_after=start + dt.timedelta(days=days))
     else:
         cert = crypto.self_sign(key, name, days=days, now=now)
     paths = {
@@ -111,29 +128,15 @@ def make_identity(
     return Identity(key=key, cert=cert, **out)
 
 
-@functools.cache
-def _key_n(index: int, bits: int) -> Any:
-    del index  # distinct cache entries give distinct keys
-    if bits < 2048:
-        from cryptography.hazmat.primitives.asymmetric import rsa
-
-        return rsa.generate_private_key(public_exponent=65537, key_size=bits)
-    return crypto.generate_private_key(bits)
-
-
-def _weak_self_sign(key: Any, name: Any, days: int) -> Any:
-    """A certificate on a short key (crypto.self_sign rightly refuses to make one)."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes
-
-    now = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
-    return (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now)
-        .not_valid_after(now + dt.timedelta(days=days))
-        .sign(key, hashes.SHA256())
-    )
+def emu_settings(emu: Any, ident: Identity, **kw: Any) -> Settings:
+    """Settings for ``emu``'s default app with ``ident``'s combined PEM; ``kw`` overrides."""
+    values: dict[str, Any] = {
+        "tenant": emu.default_tenant.id,
+        "client_id": emu.default_app.client_id,
+        "certificate": ident.combined,
+        "authority_host": emu.authority_host,
+        "graph_url": emu.graph_url,
+        "ca_bundle": emu.ca_bundle,
+    }
+    values.update(kw)
+    return Settings(**values)

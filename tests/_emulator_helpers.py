@@ -5,6 +5,7 @@ Keys are made once per process (RSA generation is the slow part).
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import json
 import time
@@ -15,37 +16,9 @@ from typing import Any
 
 import jwt
 import requests
+from _x509_helpers import rsa_key, self_signed
 
 PASSPHRASE = b"emulator test passphrase"
-
-
-@functools.cache
-def rsa_key(label: str = "main", bits: int = 2048) -> Any:
-    from cryptography.hazmat.primitives.asymmetric import rsa
-
-    return rsa.generate_private_key(public_exponent=65537, key_size=bits)
-
-
-def self_signed(key: Any, cn: str = "emulator-test") -> Any:
-    """A self-signed certificate built with cryptography directly (any key size)."""
-    import datetime as dt
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes
-    from cryptography.x509.oid import NameOID
-
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-    now = dt.datetime.now(dt.UTC)
-    return (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(days=1))
-        .not_valid_after(now + dt.timedelta(days=30))
-        .sign(key, hashes.SHA256())
-    )
 
 
 @dataclass
@@ -61,7 +34,13 @@ class Identity:
 
 @functools.cache
 def _cert_for(label: str, bits: int) -> Any:
-    return self_signed(rsa_key(label, bits), cn=f"emulator-{label}")
+    now = dt.datetime.now(dt.UTC)
+    return self_signed(
+        rsa_key(label, bits),
+        f"emulator-{label}",
+        not_before=now - dt.timedelta(days=1),
+        not_after=now + dt.timedelta(days=30),
+    )
 
 
 def identity(tmp_path: Path, label: str = "main", bits: int = 2048) -> Identity:

@@ -11,30 +11,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import _auth_helpers
 import pytest
+from _auth_helpers import ENV_VARS
 
-# Every variable graphkit's settings read: a test must not inherit them.
-ENV_VARS = (
-    "GRAPHKIT_HOME",
-    "GRAPHKIT_PROFILE",
-    "GRAPHKIT_CLOUD",
-    "GRAPHKIT_GRAPH_URL",
-    "GRAPHKIT_CA_BUNDLE",
-    "GRAPHKIT_KEY_PASSPHRASE",
-    "AZURE_TENANT_ID",
-    "AZURE_CLIENT_ID",
-    "AZURE_CLIENT_CERTIFICATE_PATH",
-    "AZURE_CLIENT_CERTIFICATE_PASSWORD",
-    "AZURE_AUTHORITY_HOST",
-)
+from graphkit import onboarding
 
 
 def clean_env(monkeypatch: pytest.MonkeyPatch, home: Path) -> Path:
-    for var in ENV_VARS:
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("GRAPHKIT_HOME", str(home))
+    """:func:`_auth_helpers.clean_env`, and no colour."""
     monkeypatch.setenv("NO_COLOR", "1")
-    return home
+    return _auth_helpers.clean_env(monkeypatch, home)
 
 
 def child_env(home: Path, **extra: str) -> dict[str, str]:
@@ -90,6 +77,23 @@ def init_args(emu: Any, *more: str, profile: str = "work") -> list[str]:
         *emulator_flags(emu),
         *more,
     ]
+
+
+def init_request(emu: Any, **kw: Any) -> onboarding.InitRequest:
+    """Profile "work" for ``emu``'s default app, stopping before the test (``kw`` adds
+    fields)."""
+    return onboarding.InitRequest(
+        tenant=emu.default_tenant.domain,
+        client_id=emu.default_app.client_id,
+        profile="work",
+        connection={
+            "authority_host": emu.authority_host,
+            "graph_url": emu.graph_url,
+            "ca_bundle": str(emu.ca_bundle),
+        },
+        test=False,
+        **kw,
+    )
 
 
 def closed_port() -> int:

@@ -32,6 +32,22 @@ def certs_other_key() -> Any:
     return crypto.generate_private_key(2048)
 
 
+@pytest.fixture(scope="session")
+def certs_ec_key() -> Any:
+    """An EC key: graphkit refuses it (Entra ID accepts only RSA)."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+@pytest.fixture(scope="session")
+def certs_small_key() -> Any:
+    """A 1024-bit RSA key: graphkit refuses it (Entra ID wants 2048 bits or more)."""
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    return rsa.generate_private_key(public_exponent=65537, key_size=1024)
+
+
 @dataclass
 class CertsDir:
     """A directory holding one key (plain and encrypted), its certificate, passphrases."""

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _auth_helpers import PASSPHRASE, Identity, clean_env, make_identity
+from _auth_helpers import PASSPHRASE, Identity, clean_env, emu_settings, make_identity
 
 from graphkit import auth, config
 from graphkit.config import Settings
@@ -214,19 +214,6 @@ def test_notice_handler_default_is_logging(home: Path, tmp_path: Path) -> None:
 # ------------------------------------------------------------ against the emulator
 
 
-def _emu_settings(emu: Any, ident: Identity, **kw: Any) -> Settings:
-    values: dict[str, Any] = {
-        "tenant": emu.default_tenant.id,
-        "client_id": emu.default_app.client_id,
-        "certificate": ident.combined,
-        "authority_host": emu.authority_host,
-        "graph_url": emu.graph_url,
-        "ca_bundle": emu.ca_bundle,
-    }
-    values.update(kw)
-    return Settings(**values)
-
-
 def _kinds(emu: Any) -> list[str]:
     return [r["kind"] for r in emu.requests()]
 
@@ -266,7 +253,7 @@ def test_msal_signs_ps256_with_x5t_s256(
     emu = graphkit_emulator
     emu.upload_certificate(emu.default_app.client_id, ident.cert)
     auth.CertificateCredential(
-        _emu_settings(emu, ident, certificate=ident.pfx, passphrase=PASSPHRASE)
+        emu_settings(emu, ident, certificate=ident.pfx, passphrase=PASSPHRASE)
     ).get_token()
     (token_request,) = [r for r in emu.requests() if r["kind"] == "token"]
     assert token_request["alg"] == "PS256"
@@ -279,10 +266,10 @@ def test_persisted_caches_serve_a_new_credential_without_requests(
     emu = graphkit_emulator
     emu.upload_certificate(emu.default_app.client_id, ident.cert)
     notices: list[str] = []
-    first = auth.CertificateCredential(_emu_settings(emu, ident), on_notice=notices.append)
+    first = auth.CertificateCredential(emu_settings(emu, ident), on_notice=notices.append)
     token = first.get_token()
     emu.clear_requests()
-    second = auth.CertificateCredential(_emu_settings(emu, ident), on_notice=notices.append)
+    second = auth.CertificateCredential(emu_settings(emu, ident), on_notice=notices.append)
     cached = second.get_token()
     assert cached.from_cache is True and cached.token == token.token
     assert emu.requests() == []
@@ -302,7 +289,7 @@ def test_force_refresh_goes_to_the_token_endpoint(
 ) -> None:
     emu = graphkit_emulator
     emu.upload_certificate(emu.default_app.client_id, ident.cert)
-    credential = auth.CertificateCredential(_emu_settings(emu, ident))
+    credential = auth.CertificateCredential(emu_settings(emu, ident))
     token = credential.get_token()
     emu.clear_requests()
     emu.advance(5)  # a new token differs (iat) from the one in the cache
@@ -310,7 +297,7 @@ def test_force_refresh_goes_to_the_token_endpoint(
     assert fresh.from_cache is False and fresh.token != token.token
     assert _kinds(emu) == ["token"]
     emu.clear_requests()
-    assert auth.CertificateCredential(_emu_settings(emu, ident)).get_token().token == fresh.token
+    assert auth.CertificateCredential(emu_settings(emu, ident)).get_token().token == fresh.token
     assert emu.requests() == []
 
 
@@ -319,7 +306,7 @@ def test_no_persistence_leaves_no_files(
 ) -> None:
     emu = graphkit_emulator
     emu.upload_certificate(emu.default_app.client_id, ident.cert)
-    credential = auth.CertificateCredential(_emu_settings(emu, ident), persist_cache=False)
+    credential = auth.CertificateCredential(emu_settings(emu, ident), persist_cache=False)
     assert credential.get_token().from_cache is False
     assert credential.get_token().from_cache is True
     assert not home.exists()
@@ -329,7 +316,7 @@ def test_untrusted_tls_is_a_network_error(
     graphkit_emulator: Any, ident: Identity, home: Path
 ) -> None:
     emu = graphkit_emulator
-    credential = auth.CertificateCredential(_emu_settings(emu, ident, ca_bundle=None))
+    credential = auth.CertificateCredential(emu_settings(emu, ident, ca_bundle=None))
     with pytest.raises(NetworkError, match="TLS verification failed") as err:
         credential.get_token()
     assert "--ca-bundle" in str(err.value)
@@ -338,16 +325,16 @@ def test_untrusted_tls_is_a_network_error(
 def test_stale_cache_lock_is_cleared(graphkit_emulator: Any, ident: Identity, home: Path) -> None:
     emu = graphkit_emulator
     emu.upload_certificate(emu.default_app.client_id, ident.cert)
-    probe = auth.CertificateCredential(_emu_settings(emu, ident))
+    probe = auth.CertificateCredential(emu_settings(emu, ident))
     probe.get_token()
     lock = next(home.glob("*.lockfile"), None) or home / (auth.TOKEN_CACHE_FILE + ".lockfile")
     lock.write_text("12345 killed-process")
     old = time.time() - 3600
     os.utime(lock, (old, old))
-    credential = auth.CertificateCredential(_emu_settings(emu, ident))
+    credential = auth.CertificateCredential(emu_settings(emu, ident))
     token = credential.get_token(force_refresh=True)
     emu.clear_requests()
-    again = auth.CertificateCredential(_emu_settings(emu, ident)).get_token()
+    again = auth.CertificateCredential(emu_settings(emu, ident)).get_token()
     assert again.from_cache is True and again.token == token.token  # it was saved
     assert emu.requests() == []
 
@@ -358,7 +345,7 @@ def test_token_endpoint_reset_is_retried(
     emu = graphkit_emulator
     emu.upload_certificate(emu.default_app.client_id, ident.cert)
     emu.add_fault(kind="reset", endpoint="token", every=1, times=1)
-    token = auth.CertificateCredential(_emu_settings(emu, ident)).get_token()
+    token = auth.CertificateCredential(emu_settings(emu, ident)).get_token()
     assert token.from_cache is False
 
 
@@ -367,11 +354,11 @@ def test_token_endpoint_503_and_429(graphkit_emulator: Any, ident: Identity, hom
     emu.upload_certificate(emu.default_app.client_id, ident.cert)
     emu.add_fault(kind="503", endpoint="token", every=1, times=1)
     with pytest.raises(NetworkError, match="token endpoint"):
-        auth.CertificateCredential(_emu_settings(emu, ident)).get_token()
+        auth.CertificateCredential(emu_settings(emu, ident)).get_token()
     emu.clear_faults()
     emu.add_fault(kind="429", endpoint="token", every=1, times=1, retry_after=1)
     with pytest.raises(ThrottledError, match="throttling"):
-        auth.CertificateCredential(_emu_settings(emu, ident), persist_cache=False).get_token()
+        auth.CertificateCredential(emu_settings(emu, ident), persist_cache=False).get_token()
 
 
 # Each token-endpoint (or discovery) error, provoked for real, gives its advice.
@@ -386,7 +373,7 @@ def _error_of(settings: Settings) -> AuthError:
 
 def test_advice_700027_not_uploaded(graphkit_emulator: Any, ident: Identity, home: Path) -> None:
     emu = graphkit_emulator
-    settings = _emu_settings(emu, ident, certificate=ident.crt, private_key=ident.key_pem)
+    settings = emu_settings(emu, ident, certificate=ident.crt, private_key=ident.key_pem)
     err = _error_of(settings)
     assert err.code == 700027
     assert str(err) == (
@@ -401,19 +388,19 @@ def test_advice_700027_not_yet_propagated(
     emu = graphkit_emulator
     emu.propagation_delay = 600.0
     emu.upload_certificate(emu.default_app.client_id, ident.cert)
-    assert "wait a few minutes after uploading" in str(_error_of(_emu_settings(emu, ident)))
+    assert "wait a few minutes after uploading" in str(_error_of(emu_settings(emu, ident)))
 
 
 def test_advice_700016_unknown_client(graphkit_emulator: Any, ident: Identity, home: Path) -> None:
     emu = graphkit_emulator
-    err = _error_of(_emu_settings(emu, ident, client_id=CLIENT))
+    err = _error_of(emu_settings(emu, ident, client_id=CLIENT))
     assert err.code == 700016
     assert f"application {CLIENT} was not found in tenant" in str(err)
 
 
 def test_advice_90002_unknown_tenant(graphkit_emulator: Any, ident: Identity, home: Path) -> None:
     emu = graphkit_emulator
-    err = _error_of(_emu_settings(emu, ident, tenant=TENANT))
+    err = _error_of(emu_settings(emu, ident, tenant=TENANT))
     assert err.code == 90002 and f"tenant {TENANT} was not found" in str(err)
 
 
@@ -421,7 +408,7 @@ def test_advice_900023_malformed_tenant(
     graphkit_emulator: Any, ident: Identity, home: Path
 ) -> None:
     emu = graphkit_emulator
-    err = _error_of(_emu_settings(emu, ident, tenant="not_a_tenant"))
+    err = _error_of(emu_settings(emu, ident, tenant="not_a_tenant"))
     assert err.code == 900023 and "'not_a_tenant' is not a valid tenant identifier" in str(err)
 
 
@@ -429,7 +416,7 @@ def test_advice_700024_clock(graphkit_emulator: Any, ident: Identity, home: Path
     emu = graphkit_emulator
     emu.upload_certificate(emu.default_app.client_id, ident.cert)
     emu.advance(3600)  # the emulator's clock is an hour ahead of ours
-    err = _error_of(_emu_settings(emu, ident))
+    err = _error_of(emu_settings(emu, ident))
     assert err.code == 700024 and "check this computer's clock" in str(err)
 
 
@@ -440,7 +427,7 @@ def test_advice_50032_weak_key(graphkit_emulator: Any, home: Path, tmp_path: Pat
     emu.upload_certificate(emu.default_app.client_id, weak.cert)
     # config.validate refuses such a key up front; the credential alone lets the
     # identity platform say so.
-    settings = _emu_settings(emu, weak)
+    settings = emu_settings(emu, weak)
     err = _error_of(settings)
     assert err.code == 50032 and "too short (1024 bits)" in str(err)
 
@@ -448,7 +435,7 @@ def test_advice_50032_weak_key(graphkit_emulator: Any, home: Path, tmp_path: Pat
 def test_advice_invalid_scope(graphkit_emulator: Any, ident: Identity, home: Path) -> None:
     emu = graphkit_emulator
     emu.upload_certificate(emu.default_app.client_id, ident.cert)
-    settings = _emu_settings(emu, ident, graph_url=f"{emu.graph_url}/.default {emu.graph_url}")
+    settings = emu_settings(emu, ident, graph_url=f"{emu.graph_url}/.default {emu.graph_url}")
     err = _error_of(settings)
     assert err.code in (70011, 1002012) and "was refused" in str(err)
 
@@ -458,5 +445,5 @@ def test_advice_500011_unknown_resource(
 ) -> None:
     emu = graphkit_emulator
     emu.upload_certificate(emu.default_app.client_id, ident.cert)
-    err = _error_of(_emu_settings(emu, ident, graph_url="https://graph.example.org"))
+    err = _error_of(emu_settings(emu, ident, graph_url="https://graph.example.org"))
     assert err.code == 500011 and "https://graph.example.org is not known" in str(err)

@@ -23,12 +23,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _x509_helpers import self_signed
 from conftest import CERTS_PASSPHRASE, CertsDir
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from graphkit import crypto, files
 from graphkit.errors import GraphkitError
@@ -102,29 +103,14 @@ def mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
 
 
-@pytest.fixture(scope="module")
-def ec_key() -> Any:
-    return ec.generate_private_key(ec.SECP256R1())
-
-
-@pytest.fixture(scope="module")
-def small_key() -> Any:
-    return rsa.generate_private_key(public_exponent=65537, key_size=1024)
-
-
 def foreign_certificate(key: Any, *, cn: str = "foreign") -> x509.Certificate:
     """A certificate graphkit would refuse to make (EC or small RSA), built directly."""
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
     now = dt.datetime.now(dt.UTC)
-    return (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=30 * 12))
-        .sign(key, hashes.SHA256())
+    return self_signed(
+        key,
+        cn,
+        not_before=now - dt.timedelta(minutes=5),
+        not_after=now + dt.timedelta(days=30 * 12),
     )
 
 
@@ -563,8 +549,8 @@ def test_thumbprint_warnings(
     certs_cli: Cli,
     tmp_path: Path,
     certs_rsa_key: Any,
-    ec_key: Any,
-    small_key: Any,
+    certs_ec_key: Any,
+    certs_small_key: Any,
     case: str,
     warning: str,
 ) -> None:
@@ -577,9 +563,9 @@ def test_thumbprint_warnings(
     elif case == "expiring":
         cert = crypto.self_sign(certs_rsa_key, name, days=10)
     elif case == "ec":
-        cert = foreign_certificate(ec_key)
+        cert = foreign_certificate(certs_ec_key)
     else:
-        cert = foreign_certificate(small_key)
+        cert = foreign_certificate(certs_small_key)
     path = tmp_path / "warn.crt"
     path.write_bytes(crypto.dump_certificate(cert))
     result = certs_cli(["thumbprint", path, "--json"])
@@ -1170,7 +1156,11 @@ bad("export-prompt-mismatch")(
 
 @pytest.fixture
 def bad_material(
-    certs_dir: CertsDir, ec_key: Any, small_key: Any, certs_other_key: Any, certs_rsa_key: Any
+    certs_dir: CertsDir,
+    certs_ec_key: Any,
+    certs_small_key: Any,
+    certs_other_key: Any,
+    certs_rsa_key: Any,
 ) -> dict[str, Any]:
     """Files the bad-input cases point at, written before the directory is snapshotted."""
     d = certs_dir
@@ -1181,8 +1171,8 @@ def bad_material(
     der[-10] ^= 0xFF  # inside the signature: still parses, no longer verifies
     cert = x509.load_pem_x509_certificate(d.cert.read_bytes())
     return {
-        "ec_key": _write(d, "ec.key", pem_key(ec_key)),
-        "small_key": _write(d, "small.key", pem_key(small_key)),
+        "ec_key": _write(d, "ec.key", pem_key(certs_ec_key)),
+        "small_key": _write(d, "small.key", pem_key(certs_small_key)),
         "other_key": _write(d, "other.key", pem_key(certs_other_key)),
         "other_csr": _write(d, "other.csr", crypto.dump_csr(other_csr)),
         "csr": _write(d, "good.csr", crypto.dump_csr(good_csr)),

@@ -15,10 +15,11 @@ import subprocess
 from typing import Any
 
 import pytest
+from _x509_helpers import self_signed
 from conftest import CERTS_PASSPHRASE
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
@@ -28,16 +29,6 @@ from graphkit.errors import CryptoError, ExitCode
 OPENSSL = shutil.which("openssl")
 NOW = dt.datetime(2030, 6, 15, 12, 0, tzinfo=dt.UTC)
 NAME = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "reports-app")])
-
-
-@pytest.fixture(scope="module")
-def ec_key() -> Any:
-    return ec.generate_private_key(ec.SECP256R1())
-
-
-@pytest.fixture(scope="module")
-def small_key() -> Any:
-    return rsa.generate_private_key(public_exponent=65537, key_size=1024)
 
 
 @pytest.fixture(scope="module")
@@ -69,15 +60,15 @@ def test_generate_refuses_unoffered_sizes(size: int) -> None:
         crypto.generate_private_key(size)
 
 
-def test_require_rsa(certs_rsa_key: Any, ec_key: Any, small_key: Any) -> None:
+def test_require_rsa(certs_rsa_key: Any, certs_ec_key: Any, certs_small_key: Any) -> None:
     assert crypto.require_rsa(certs_rsa_key) is certs_rsa_key
     assert crypto.require_rsa(certs_rsa_key.public_key())
     with pytest.raises(CryptoError, match=r"EC \(secp256r1\).*only RSA"):
-        crypto.require_rsa(ec_key)
+        crypto.require_rsa(certs_ec_key)
     with pytest.raises(CryptoError, match="1024 bits"):
-        crypto.require_rsa(small_key)
+        crypto.require_rsa(certs_small_key)
     with pytest.raises(CryptoError, match="1024 bits"):
-        crypto.require_rsa(small_key.public_key())
+        crypto.require_rsa(certs_small_key.public_key())
 
 
 @pytest.mark.parametrize(
@@ -233,11 +224,11 @@ def test_build_csr(certs_rsa_key: Any) -> None:
         no_san.extensions.get_extension_for_class(x509.SubjectAlternativeName)
 
 
-def test_build_csr_refuses_non_rsa(ec_key: Any, small_key: Any) -> None:
+def test_build_csr_refuses_non_rsa(certs_ec_key: Any, certs_small_key: Any) -> None:
     with pytest.raises(CryptoError, match="only RSA"):
-        crypto.build_csr(ec_key, NAME)
+        crypto.build_csr(certs_ec_key, NAME)
     with pytest.raises(CryptoError, match="1024"):
-        crypto.build_csr(small_key, NAME)
+        crypto.build_csr(certs_small_key, NAME)
 
 
 def test_load_csr_pem_der_and_garbage(certs_rsa_key: Any) -> None:
@@ -309,11 +300,11 @@ def test_self_sign_days_bounds(certs_rsa_key: Any, days: int) -> None:
     assert cert.not_valid_after_utc - NOW == dt.timedelta(days=days)
 
 
-def test_self_sign_refuses_non_rsa(ec_key: Any, small_key: Any) -> None:
+def test_self_sign_refuses_non_rsa(certs_ec_key: Any, certs_small_key: Any) -> None:
     with pytest.raises(CryptoError, match="only RSA"):
-        crypto.self_sign(ec_key, NAME)
+        crypto.self_sign(certs_ec_key, NAME)
     with pytest.raises(CryptoError, match="1024"):
-        crypto.self_sign(small_key, NAME)
+        crypto.self_sign(certs_small_key, NAME)
 
 
 def test_self_sign_csr(certs_rsa_key: Any, certs_other_key: Any) -> None:
@@ -393,19 +384,6 @@ def test_thumbprints_equal_openssl(cert: x509.Certificate, tmp_path: Any) -> Non
         assert out.strip().split("=", 1)[1].replace(":", "") == tp[key]
 
 
-def _foreign(key: Any, *, not_before: dt.datetime, not_after: dt.datetime) -> x509.Certificate:
-    return (
-        x509.CertificateBuilder()
-        .subject_name(NAME)
-        .issuer_name(NAME)
-        .public_key(key.public_key())
-        .serial_number(1)
-        .not_valid_before(not_before)
-        .not_valid_after(not_after)
-        .sign(key, hashes.SHA256())
-    )
-
-
 def test_certificate_info(cert: x509.Certificate) -> None:
     info = crypto.certificate_info(cert, now=NOW + dt.timedelta(days=100, hours=1))
     assert info["days_left"] == crypto.DEFAULT_DAYS - 101  # floored, not rounded up
@@ -430,14 +408,16 @@ def test_certificate_info_time_warnings(
         assert info["days_left"] == -(400 - crypto.DEFAULT_DAYS) - 1
 
 
-def test_certificate_info_key_warnings(ec_key: Any, small_key: Any) -> None:
+def test_certificate_info_key_warnings(certs_ec_key: Any, certs_small_key: Any) -> None:
     ec_info = crypto.certificate_info(
-        _foreign(ec_key, not_before=NOW, not_after=NOW + dt.timedelta(days=90)), now=NOW
+        self_signed(certs_ec_key, NAME, not_before=NOW, not_after=NOW + dt.timedelta(days=90)),
+        now=NOW,
     )
     assert ec_info["key_type"] == "EC (secp256r1)"
     assert ec_info["warnings"] == ["key is EC (secp256r1): Entra ID accepts only RSA"]
     small_info = crypto.certificate_info(
-        _foreign(small_key, not_before=NOW, not_after=NOW + dt.timedelta(days=90)), now=NOW
+        self_signed(certs_small_key, NAME, not_before=NOW, not_after=NOW + dt.timedelta(days=90)),
+        now=NOW,
     )
     assert small_info["key_size"] == 1024
     assert any("1024 bits" in w for w in small_info["warnings"])

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _onboarding_helpers import clean_env, closed_port, run_cli
+from _onboarding_helpers import clean_env, closed_port, init_request, run_cli
 
 from graphkit import crypto, doctor, onboarding
 from graphkit.files import PRIVATE, PUBLIC, atomic_write
@@ -22,19 +22,7 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def profile(graphkit_emulator: Any, home: Path) -> onboarding.InitResult:
     """A complete profile "work" whose certificate is uploaded to the default app."""
     emu = graphkit_emulator
-    result = onboarding.run_init(
-        onboarding.InitRequest(
-            tenant=emu.default_tenant.domain,
-            client_id=emu.default_app.client_id,
-            profile="work",
-            connection={
-                "authority_host": emu.authority_host,
-                "graph_url": emu.graph_url,
-                "ca_bundle": str(emu.ca_bundle),
-            },
-            test=False,
-        )
-    )
+    result = onboarding.run_init(init_request(emu))
     emu.upload_certificate(emu.default_app.client_id, result.credentials.cert_path.read_bytes())
     return result
 

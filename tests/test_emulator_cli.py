@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,13 +20,21 @@ from _emulator_helpers import identity, msal_app, no_ca_env, pem_credential
 _no_ca_env = pytest.fixture(autouse=True)(no_ca_env)
 
 
-def _serve(*args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
+@contextlib.contextmanager
+def _serving(*args: str) -> Iterator[subprocess.Popen[str]]:
+    """`graphkit emulator serve ARGS` as a subprocess, killed on the way out if it still runs."""
+    proc = subprocess.Popen(
         [sys.executable, "-m", "graphkit", "emulator", "serve", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
 
 
 class _Info:
@@ -42,8 +52,7 @@ class _Info:
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
 def test_serve_json_then_stop(tmp_path: Path, stop: signal.Signals) -> None:
     ident = identity(tmp_path)
-    proc = _serve("--json", "--users", "5", "--certificate", str(ident.combined))
-    try:
+    with _serving("--json", "--users", "5", "--certificate", str(ident.combined)) as proc:
         assert proc.stdout is not None
         line = proc.stdout.readline()
         info = _Info(json.loads(line))
@@ -64,10 +73,6 @@ def test_serve_json_then_stop(tmp_path: Path, stop: signal.Signals) -> None:
         assert count.text == "5"
         proc.send_signal(stop)
         _out, err = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
     assert proc.returncode == 0, err
     assert "graphkit emulator stopped" in err
     assert "Traceback" not in err
@@ -75,9 +80,8 @@ def test_serve_json_then_stop(tmp_path: Path, stop: signal.Signals) -> None:
 
 
 def test_serve_prints_urls_env_and_upload_help(tmp_path: Path) -> None:
-    proc = _serve("--users", "3")
     lines: list[str] = []
-    try:
+    with _serving("--users", "3") as proc:
         assert proc.stdout is not None
         for line in proc.stdout:
             lines.append(line.rstrip("\n"))
@@ -85,10 +89,6 @@ def test_serve_prints_urls_env_and_upload_help(tmp_path: Path) -> None:
                 break
         proc.send_signal(signal.SIGINT)
         proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
     text = "\n".join(lines)
     assert "https://127.0.0.1:" in text
     assert "CA bundle" in text
@@ -110,8 +110,7 @@ def test_the_printed_upload_command_works(tmp_path: Path) -> None:
     # The Python form printed for the upload, run as printed (with a real certificate).
     ident = identity(tmp_path)
     (tmp_path / "my.crt").write_text(ident.cert_pem)
-    proc = _serve("--json", "--users", "1")
-    try:
+    with _serving("--json", "--users", "1") as proc:
         assert proc.stdout is not None
         data = json.loads(proc.stdout.readline())
         r = requests.post(
@@ -127,10 +126,6 @@ def test_the_printed_upload_command_works(tmp_path: Path) -> None:
         assert info["app"]["certificates"] == 1
         proc.send_signal(signal.SIGINT)
         proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
 
 
 def _run(args: list[str]) -> Any:

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _auth_helpers import PASSPHRASE, Identity, clean_env, make_identity
+from _auth_helpers import PASSPHRASE, Identity, clean_env, emu_settings, emulator_env, make_identity
 from typer.testing import CliRunner
 
 from graphkit import auth, config, crypto
@@ -271,23 +271,10 @@ def test_find_cached_token_tolerates_garbage() -> None:
 # ------------------------------------------------------- the credential's warm path
 
 
-def _emu_settings(emu: Any, ident: Identity, **kw: Any) -> Settings:
-    values: dict[str, Any] = {
-        "tenant": emu.default_tenant.id,
-        "client_id": emu.default_app.client_id,
-        "certificate": ident.combined,
-        "authority_host": emu.authority_host,
-        "graph_url": emu.graph_url,
-        "ca_bundle": emu.ca_bundle,
-    }
-    values.update(kw)
-    return Settings(**values)
-
-
 def _warm(emu: Any, ident: Identity, **kw: Any) -> auth.AccessToken:
     """A first token through msal, persisted; the request log cleared after it."""
     emu.upload_certificate(emu.default_app.client_id, ident.cert)
-    credential = auth.CertificateCredential(_emu_settings(emu, ident, **kw))
+    credential = auth.CertificateCredential(emu_settings(emu, ident, **kw))
     token = credential.get_token()
     if credential.cache_encrypted:
         pytest.skip("this machine has an encrypted token store: the warm path is not used")
@@ -302,7 +289,7 @@ def test_warm_credential_serves_the_cached_token_without_msal(
     emu = graphkit_emulator
     kw = {"tenant": emu.default_tenant.domain} if tenant == "domain" else {}
     first = _warm(emu, ident, **kw)
-    credential = auth.CertificateCredential(_emu_settings(emu, ident, **kw))
+    credential = auth.CertificateCredential(emu_settings(emu, ident, **kw))
     token = credential.get_token()
     assert credential._app is None  # msal's application was never built
     assert token.from_cache is True and token.token == first.token
@@ -310,7 +297,7 @@ def test_warm_credential_serves_the_cached_token_without_msal(
     assert credential.cache_encrypted is False
     assert emu.requests() == []
     # msal, asked from the same files, serves the very same token.
-    through_msal = auth.CertificateCredential(_emu_settings(emu, ident, **kw))
+    through_msal = auth.CertificateCredential(emu_settings(emu, ident, **kw))
     msal_app = through_msal._build_app()
     answer = msal_app.acquire_token_for_client(scopes=[f"{emu.graph_url}/.default"])
     assert answer["token_source"] == "cache" and answer["access_token"] == token.token
@@ -330,12 +317,12 @@ def test_force_refresh_still_goes_to_the_token_endpoint(
     emu = graphkit_emulator
     first = _warm(emu, ident)
     emu.advance(5)  # the next token differs (iat)
-    credential = auth.CertificateCredential(_emu_settings(emu, ident))
+    credential = auth.CertificateCredential(emu_settings(emu, ident))
     fresh = credential.get_token(force_refresh=True)
     assert fresh.from_cache is False and fresh.token != first.token
     assert _kinds(emu) == ["token"]
     emu.clear_requests()
-    again = auth.CertificateCredential(_emu_settings(emu, ident))
+    again = auth.CertificateCredential(emu_settings(emu, ident))
     assert again.get_token().token == fresh.token  # the refreshed token was saved
     assert again._app is None and emu.requests() == []
 
@@ -347,7 +334,7 @@ def test_other_client_or_scope_is_not_served_from_another_entry(
     first = _warm(emu, ident)
     other = emu.create_app(emu.default_tenant, "second app")
     emu.upload_certificate(other.client_id, ident.cert)
-    credential = auth.CertificateCredential(_emu_settings(emu, ident, client_id=other.client_id))
+    credential = auth.CertificateCredential(emu_settings(emu, ident, client_id=other.client_id))
     token = credential.get_token()
     assert token.from_cache is False and token.token != first.token
     assert token.claims["appid"] == other.client_id
@@ -378,7 +365,7 @@ def test_msal_decides_whenever_the_warm_path_is_unsure(
             left = -10 if problem == "expired" else 120
             entry["expires_on"] = str(int(time.time()) + left)
         cache_file.write_text(json.dumps(cache))
-    credential = auth.CertificateCredential(_emu_settings(emu, ident))
+    credential = auth.CertificateCredential(emu_settings(emu, ident))
     token = credential.get_token()
     assert credential._app is not None  # msal was asked
     if problem in ("no index", "index others could write", "encrypted store"):
@@ -398,9 +385,9 @@ def test_plaintext_notice_is_still_shown_once_on_the_warm_path(
     emu = graphkit_emulator
     _warm(emu, ident)  # made without on_notice: the notice is still due
     notices: list[str] = []
-    credential = auth.CertificateCredential(_emu_settings(emu, ident), on_notice=notices.append)
+    credential = auth.CertificateCredential(emu_settings(emu, ident), on_notice=notices.append)
     credential.get_token()
-    auth.CertificateCredential(_emu_settings(emu, ident), on_notice=notices.append).get_token()
+    auth.CertificateCredential(emu_settings(emu, ident), on_notice=notices.append).get_token()
     assert credential._app is None
     assert len(notices) == 1 and "0600" in notices[0]
 
@@ -617,17 +604,7 @@ def _probe(env: dict[str, str], *args: str) -> tuple[subprocess.CompletedProcess
 
 def _process_env(emu: Any, home: Path, certificate: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AZURE_", "GRAPHKIT_"))}
-    env.update(
-        GRAPHKIT_HOME=str(home),
-        AZURE_TENANT_ID=emu.default_tenant.id,
-        AZURE_CLIENT_ID=emu.default_app.client_id,
-        AZURE_CLIENT_CERTIFICATE_PATH=str(certificate),
-        AZURE_AUTHORITY_HOST=emu.authority_host,
-        GRAPHKIT_GRAPH_URL=emu.graph_url,
-        GRAPHKIT_CA_BUNDLE=emu.ca_bundle,
-        NO_COLOR="1",
-        **extra,
-    )
+    env.update(emulator_env(emu, certificate, home), NO_COLOR="1", **extra)
     return env
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _auth_helpers import emulator_env
 
 from graphkit import graph as graph_mod
 from graphkit.errors import (
@@ -442,13 +443,7 @@ def emu_env(
         if name.startswith(("AZURE_", "GRAPHKIT_")):
             monkeypatch.delenv(name)
     for k, v in {
-        "AZURE_TENANT_ID": emu.default_tenant.id,
-        "AZURE_CLIENT_ID": emu.default_app.client_id,
-        "AZURE_CLIENT_CERTIFICATE_PATH": str(pem),
-        "AZURE_AUTHORITY_HOST": emu.authority_host,
-        "GRAPHKIT_GRAPH_URL": emu.graph_url,
-        "GRAPHKIT_CA_BUNDLE": emu.ca_bundle,
-        "GRAPHKIT_HOME": str(tmp_path / "home"),
+        **emulator_env(emu, pem, tmp_path / "home"),
         # Not the emulator's CA: GraphClient must pass verify= on each request.
         "REQUESTS_CA_BUNDLE": certifi.where(),
     }.items():

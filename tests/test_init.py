@@ -14,6 +14,7 @@ from _onboarding_helpers import (
     clean_env,
     emulator_flags,
     init_args,
+    init_request,
     python,
     run_cli,
 )
@@ -268,21 +269,6 @@ class _Interrupting(onboarding.InitHooks):
             raise KeyboardInterrupt
 
 
-def _request(emu: Any, **kw: Any) -> onboarding.InitRequest:
-    return onboarding.InitRequest(
-        tenant=emu.default_tenant.domain,
-        client_id=emu.default_app.client_id,
-        profile="work",
-        connection={
-            "authority_host": emu.authority_host,
-            "graph_url": emu.graph_url,
-            "ca_bundle": str(emu.ca_bundle),
-        },
-        test=False,
-        **kw,
-    )
-
-
 def test_interrupt_while_writing_the_certificate_leaves_nothing(
     graphkit_emulator: Any, home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -299,7 +285,7 @@ def test_interrupt_while_writing_the_certificate_leaves_nothing(
 
     monkeypatch.setattr(files, "_fsync", fsync)
     with pytest.raises(KeyboardInterrupt):
-        onboarding.run_init(_request(graphkit_emulator, write_cer=True))
+        onboarding.run_init(init_request(graphkit_emulator, write_cer=True))
     assert len(calls) == 2
     assert all_files(home) == []
     assert not (home / "credentials").exists()
@@ -310,7 +296,7 @@ def test_interrupt_before_the_profile_is_saved_leaves_nothing(
 ) -> None:
     with pytest.raises(KeyboardInterrupt):
         onboarding.run_init(
-            _request(graphkit_emulator, write_pfx=True), _Interrupting("show_upload")
+            init_request(graphkit_emulator, write_pfx=True), _Interrupting("show_upload")
         )
     assert all_files(home) == []
     assert _profile(home) is None
@@ -318,11 +304,11 @@ def test_interrupt_before_the_profile_is_saved_leaves_nothing(
 
 def test_interrupt_on_rerun_keeps_the_existing_pair(graphkit_emulator: Any, home: Path) -> None:
     emu = graphkit_emulator
-    first = onboarding.run_init(_request(emu))
+    first = onboarding.run_init(init_request(emu))
     before = all_files(home)
     # A --new-key run interrupted after writing its pair: only its own files go.
     with pytest.raises(KeyboardInterrupt):
-        onboarding.run_init(_request(emu, new_key=True), _Interrupting("show_upload"))
+        onboarding.run_init(init_request(emu, new_key=True), _Interrupting("show_upload"))
     assert all_files(home) == before
     saved = _profile(home)
     assert saved is not None and saved["private_key"] == str(first.credentials.key_path)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _auth_helpers import emulator_env
 from typer.testing import CliRunner
 
 from graphkit import crypto, output
@@ -202,13 +203,7 @@ def conn(
         if name.startswith(("AZURE_", "GRAPHKIT_")) or name == "NO_COLOR":
             monkeypatch.delenv(name)
     env = {
-        "AZURE_TENANT_ID": emu.default_tenant.id,
-        "AZURE_CLIENT_ID": emu.default_app.client_id,
-        "AZURE_CLIENT_CERTIFICATE_PATH": str(pem),
-        "AZURE_AUTHORITY_HOST": emu.authority_host,
-        "GRAPHKIT_GRAPH_URL": emu.graph_url,
-        "GRAPHKIT_CA_BUNDLE": emu.ca_bundle,
-        "GRAPHKIT_HOME": str(tmp_path / "home"),
+        **emulator_env(emu, pem, tmp_path / "home"),
         "REQUESTS_CA_BUNDLE": certifi.where(),  # does not hold the emulator's CA
         "COLUMNS": "200",
     }

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _auth_helpers import PASSPHRASE, Identity, clean_env, make_identity
+from _auth_helpers import PASSPHRASE, Identity, clean_env, emulator_env, make_identity
 from typer.testing import CliRunner
 
 from graphkit import auth
@@ -82,14 +82,8 @@ def _upload(emu: Any, ident: Identity) -> Any:
 
 def _env_vars(emu: Any, ident: Identity, home: Path) -> dict[str, str]:
     return {
-        "GRAPHKIT_HOME": str(home),
-        "AZURE_TENANT_ID": emu.default_tenant.id,
-        "AZURE_CLIENT_ID": emu.default_app.client_id,
-        "AZURE_CLIENT_CERTIFICATE_PATH": str(ident.pfx),
+        **emulator_env(emu, ident.pfx, home),
         "AZURE_CLIENT_CERTIFICATE_PASSWORD": PASSPHRASE.decode(),
-        "AZURE_AUTHORITY_HOST": emu.authority_host,
-        "GRAPHKIT_GRAPH_URL": emu.graph_url,
-        "GRAPHKIT_CA_BUNDLE": emu.ca_bundle,
     }
 
 
