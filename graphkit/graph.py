@@ -126,6 +126,41 @@ def _origin(url: str) -> tuple[str, str, int | None]:
     return scheme, (parts.hostname or "").lower(), port or _DEFAULT_PORTS.get(scheme)
 
 
+def _wire_url(url: str) -> str:
+    """``url`` exactly as requests will send it (host, port and path normalised).
+
+    requests re-parses every URL with urllib3, which reads some URLs differently from
+    ``urllib.parse``: in ``https://evil.example\\@graph.microsoft.com/`` urllib.parse
+    sees the host graph.microsoft.com (after a user name) while requests connects to
+    evil.example. Origins are therefore judged on the URL requests will really use.
+    """
+    from requests.exceptions import RequestException
+    from requests.models import PreparedRequest
+
+    prepared = PreparedRequest()
+    try:
+        prepared.prepare_url(url, None)
+    except (RequestException, ValueError, UnicodeError):
+        raise UsageError(f"{url!r} is not a valid URL", "check the URL") from None
+    return str(prepared.url)
+
+
+def _target(url: str) -> tuple[tuple[str, str, int | None], bool]:
+    """(the origin a request for ``url`` really goes to, whether ``url`` says so plainly).
+
+    Not plain: a user name or password before the host, or a URL whose host
+    ``urllib.parse`` and requests read differently. No token goes to such a URL.
+    """
+    wire = _wire_url(url)
+    origin = _origin(wire)
+    plain = (
+        _origin(url) == origin
+        and "@" not in urlsplit(url).netloc
+        and "@" not in urlsplit(wire).netloc
+    )
+    return origin, plain
+
+
 def _show_origin(origin: tuple[str, str, int | None]) -> str:
     scheme, host, port = origin
     if ":" in host:
@@ -259,8 +294,8 @@ class GraphClient:
         if api not in API_VERSIONS:
             raise UsageError(f"unknown Graph API version {api!r}", "use v1.0 or beta")
         graph_url = graph_url.strip().rstrip("/")
-        origin = _origin(graph_url)
-        if origin[0] not in _DEFAULT_PORTS or not origin[1]:
+        origin, plain = _target(graph_url)
+        if origin[0] not in _DEFAULT_PORTS or not origin[1] or not plain:
             raise UsageError(
                 f"the Graph URL {graph_url!r} is not an http(s) URL with a host",
                 "set graph_url like https://graph.microsoft.com",
@@ -368,13 +403,22 @@ class GraphClient:
         return f"{self.graph_url}/{rel}"
 
     def is_graph_url(self, url: str) -> bool:
+        """True when a request for ``url`` goes to the Graph origin, and plainly so."""
         try:
-            return _origin(url) == self._origin
+            origin, plain = _target(url)
         except UsageError:
             return False
+        return plain and origin == self._origin
 
     def _check_origin(self, url: str, what: str) -> None:
-        origin = _origin(url)
+        origin, plain = _target(url)
+        if not plain:
+            raise ForeignHostError(
+                f"refusing to send the Graph token to {_show_origin(origin)}: {what} names "
+                "its host ambiguously (a user name, or a character such as '\\' that HTTP "
+                "libraries read differently)",
+                "use a path such as /users, or a plain URL on the configured Graph host",
+            )
         if origin != self._origin:
             raise ForeignHostError(
                 f"refusing to send the Graph token to {_show_origin(origin)}: {what} is not "
@@ -508,7 +552,9 @@ class GraphClient:
             if attempt > 1:
                 hdrs["Retry-Attempt"] = str(attempt - 1)
             # A caller's own Authorization header is never sent: only ours, only to Graph.
-            hdrs.update((k, v) for k, v in (headers or {}).items() if k.lower() != "authorization")
+            hdrs.update(
+                (k, v) for k, v in (headers or {}).items() if k.strip().lower() != "authorization"
+            )
             authorized = self.is_graph_url(url)
             if authorized:
                 hdrs["Authorization"] = f"Bearer {self._bearer(force_refresh=False)}"

@@ -1,0 +1,317 @@
+"""Security review: secrets stay secret, tokens go only to the Graph host, files stay private.
+
+Each block tests one fix from the review. Servers run on 127.0.0.1 only; the Graph
+side is either the emulator or a small HTTPS capture server that records what it
+received (so a test can show that a token did NOT arrive somewhere).
+"""
+
+from __future__ import annotations
+
+import json
+import ssl
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+
+from graphkit import crypto
+from graphkit.errors import ForeignHostError
+
+SECRET_TOKEN = "SECRET-TOKEN-must-not-travel"
+
+
+# ----------------------------------------------------------------- capture servers
+
+
+@dataclass
+class Tls:
+    ca_bundle: Path
+    server_pem: Path
+
+
+@pytest.fixture(scope="module")
+def tls(tmp_path_factory: pytest.TempPathFactory) -> Tls:
+    """A CA and a server certificate for 127.0.0.1 and localhost."""
+    directory = tmp_path_factory.mktemp("tls")
+    ca_key, ca_cert = crypto.make_ca("graphkit security tests CA")
+    key, cert = crypto.issue_server_certificate(ca_key, ca_cert, ("127.0.0.1", "localhost"))
+    ca = directory / "ca.pem"
+    ca.write_bytes(crypto.dump_certificate(ca_cert))
+    pem = directory / "server.pem"
+    pem.write_bytes(crypto.dump_certificate(cert) + crypto.dump_private_key(key))
+    return Tls(ca, pem)
+
+
+@dataclass
+class Seen:
+    method: str
+    path: str
+    headers: list[tuple[str, str]]
+
+    def authorization(self) -> list[str]:
+        """Every header value whose name is Authorization, however it was spelled."""
+        return [v for k, v in self.headers if k.strip().lower() == "authorization"]
+
+
+@dataclass
+class Capture:
+    """An HTTPS server that records each request and answers from ``answers`` (by path,
+    without the query) or with an empty collection."""
+
+    httpd: ThreadingHTTPServer
+    seen: list[Seen] = field(default_factory=list)
+    answers: dict[str, tuple[int, dict[str, str], Any]] = field(default_factory=dict)
+
+    @property
+    def port(self) -> int:
+        return int(self.httpd.server_address[1])
+
+    def origin(self, host: str = "127.0.0.1") -> str:
+        return f"https://{host}:{self.port}"
+
+
+def _start_capture(tls: Tls) -> Capture:
+    holder: dict[str, Capture] = {}
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def _answer(self) -> None:
+            cap = holder["cap"]
+            length = int(self.headers.get("Content-Length") or 0)
+            if length:
+                self.rfile.read(length)
+            cap.seen.append(Seen(self.command, self.path, list(self.headers.items())))
+            status, headers, body = cap.answers.get(
+                self.path.split("?", 1)[0], (200, {}, {"value": []})
+            )
+            raw = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(raw)))
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(raw)
+
+        do_GET = do_POST = _answer
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    httpd.daemon_threads = True
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(str(tls.server_pem))
+    httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
+    cap = Capture(httpd)
+    holder["cap"] = cap
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    return cap
+
+
+@pytest.fixture
+def servers(tls: Tls) -> Iterator[tuple[Capture, Capture]]:
+    """(the Graph host, another host): two capture servers."""
+    graph, other = _start_capture(tls), _start_capture(tls)
+    yield graph, other
+    for cap in (graph, other):
+        cap.httpd.shutdown()
+        cap.httpd.server_close()
+
+
+@dataclass
+class _Token:
+    token: str = SECRET_TOKEN
+    expires_on: int = 4_000_000_000
+    claims: dict[str, Any] = field(default_factory=dict)
+
+
+class _FixedCredential:
+    """A TokenCredential handing out one known token (the token source is not under test)."""
+
+    def get_token(self, *, force_refresh: bool = False) -> Any:
+        return _Token()
+
+
+def _client(graph: Capture, tls: Tls) -> Any:
+    from graphkit.graph import GraphClient
+
+    return GraphClient(graph.origin(), _FixedCredential(), ca_bundle=str(tls.ca_bundle))
+
+
+# ------------------------------------------- the token goes only to the Graph host
+
+
+def _ambiguous(other: Capture, graph: Capture) -> str:
+    """A URL urllib.parse reads as the Graph host but requests sends to ``other``."""
+    return f"https://localhost:{other.port}\\@127.0.0.1:{graph.port}/v1.0/users"
+
+
+def test_the_ambiguous_url_really_goes_elsewhere(
+    servers: tuple[Capture, Capture], tls: Tls
+) -> None:
+    """Control for the tests below: the parser differential exists in this requests."""
+    from graphkit.graph import _wire_url
+
+    graph, other = servers
+    url = _ambiguous(other, graph)
+    assert urlsplit(url).port == graph.port  # what a urllib.parse-only check sees
+    assert urlsplit(_wire_url(url)).port == other.port  # where requests connects
+
+
+def test_ambiguous_url_is_refused_before_any_request(
+    servers: tuple[Capture, Capture], tls: Tls
+) -> None:
+    graph, other = servers
+    with _client(graph, tls) as client, pytest.raises(ForeignHostError) as info:
+        client.get(_ambiguous(other, graph))
+    assert f"localhost:{other.port}" in str(info.value)
+    assert "ambiguous" in str(info.value)
+    assert graph.seen == [] and other.seen == []
+
+
+def test_ambiguous_next_link_is_refused(servers: tuple[Capture, Capture], tls: Tls) -> None:
+    graph, other = servers
+    graph.answers["/v1.0/users"] = (
+        200,
+        {},
+        {"value": [{"id": "1"}], "@odata.nextLink": _ambiguous(other, graph) + "?page=2"},
+    )
+    with _client(graph, tls) as client:
+        pages = client.pages("/users")
+        assert next(pages)["value"] == [{"id": "1"}]
+        with pytest.raises(ForeignHostError):
+            next(pages)
+    assert len(graph.seen) == 1 and graph.seen[0].authorization() == [f"Bearer {SECRET_TOKEN}"]
+    assert other.seen == []
+
+
+@pytest.mark.parametrize("form", ["ambiguous", "other-origin"])
+def test_redirect_off_the_graph_host_is_followed_without_the_token(
+    servers: tuple[Capture, Capture], tls: Tls, form: str
+) -> None:
+    graph, other = servers
+    if form == "ambiguous":
+        location = _ambiguous(other, graph).replace("/v1.0/users", "/landed")
+    else:
+        location = other.origin("localhost") + "/landed"
+    graph.answers["/v1.0/users"] = (302, {"Location": location}, {})
+    with _client(graph, tls) as client:
+        client.get(
+            "/users",
+            # A caller's own Authorization header, in any spelling, is never sent either.
+            headers={"Authorization ": "Bearer caller", " authorization": "Bearer caller2"},
+        )
+    assert [s.authorization() for s in graph.seen] == [[f"Bearer {SECRET_TOKEN}"]]
+    assert len(other.seen) == 1  # the redirect was followed...
+    assert other.seen[0].authorization() == []  # ...without any token
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://user:password@127.0.0.1:{port}/v1.0/users",
+        "https://user@127.0.0.1:{port}/v1.0/users",
+    ],
+)
+def test_url_with_a_user_name_is_refused(
+    servers: tuple[Capture, Capture], tls: Tls, url: str
+) -> None:
+    graph, _ = servers
+    with _client(graph, tls) as client, pytest.raises(ForeignHostError):
+        client.get(url.format(port=graph.port))
+    assert graph.seen == []
+
+
+def test_plain_graph_urls_still_work(servers: tuple[Capture, Capture], tls: Tls) -> None:
+    graph, _ = servers
+    with _client(graph, tls) as client:
+        client.get(f"{graph.origin()}/v1.0/users?$filter=mail eq 'a@b.example'")
+        client.get(f"https://127.0.0.1:{graph.port}/beta/users/ada@contoso.example")
+        assert client.is_graph_url(f"{graph.origin()}/v1.0/users")
+        assert not client.is_graph_url(f"https://localhost:{graph.port}/v1.0/users")
+    assert [s.authorization() for s in graph.seen] == [[f"Bearer {SECRET_TOKEN}"]] * 2
+
+
+def test_graph_client_refuses_an_ambiguous_graph_url(tls: Tls) -> None:
+    from graphkit.errors import UsageError
+    from graphkit.graph import GraphClient
+
+    with pytest.raises(UsageError):
+        GraphClient("https://evil.example\\@graph.microsoft.com", _FixedCredential())
+
+
+# The command line, against the emulator (real msal, real requests).
+
+
+@pytest.fixture(scope="module")
+def client_identity() -> tuple[Any, Any]:
+    key = crypto.generate_private_key(2048)
+    return key, crypto.self_sign(key, crypto.parse_subject(cn="graphkit-security-tests"))
+
+
+@dataclass
+class Env:
+    emu: Any
+    home: Path
+    vars: dict[str, str]
+
+
+@pytest.fixture
+def emu_env(
+    graphkit_emulator: Any,
+    client_identity: tuple[Any, Any],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Env:
+    """The environment variables a user of the emulator would set; GRAPHKIT_HOME is new."""
+    import os
+
+    emu = graphkit_emulator
+    key, cert = client_identity
+    emu.upload_certificate(emu.default_app, cert)
+    pem = tmp_path / "client.pem"
+    pem.write_bytes(crypto.dump_combined_pem(key, cert))
+    pem.chmod(0o600)
+    for name in list(os.environ):
+        if name.startswith(("AZURE_", "GRAPHKIT_")):
+            monkeypatch.delenv(name)
+    home = tmp_path / "home"
+    env = {
+        "AZURE_TENANT_ID": emu.default_tenant.id,
+        "AZURE_CLIENT_ID": emu.default_app.client_id,
+        "AZURE_CLIENT_CERTIFICATE_PATH": str(pem),
+        "AZURE_AUTHORITY_HOST": emu.authority_host,
+        "GRAPHKIT_GRAPH_URL": emu.graph_url,
+        "GRAPHKIT_CA_BUNDLE": emu.ca_bundle,
+        "GRAPHKIT_HOME": str(home),
+    }
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    return Env(emu, home, env)
+
+
+def _cli(*args: str) -> Any:
+    from typer.testing import CliRunner
+
+    from graphkit.cli import app
+
+    return CliRunner().invoke(app, list(args))
+
+
+def test_query_refuses_an_ambiguous_url(emu_env: Env) -> None:
+    from graphkit.errors import ExitCode
+
+    port = urlsplit(emu_env.emu.graph_url).port
+    # requests would connect to localhost:PORT (the emulator itself, so the request
+    # would succeed if the token were sent) while urllib.parse reads 127.0.0.1.
+    r = _cli("query", f"https://localhost:{port}\\@127.0.0.1:{port}/v1.0/users", "-o", "json")
+    assert r.exit_code == ExitCode.USAGE, r.output
+    assert "refusing to send the Graph token" in r.stderr
+    assert emu_env.emu.requests() == []  # not even a token was fetched
