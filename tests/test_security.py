@@ -315,3 +315,35 @@ def test_query_refuses_an_ambiguous_url(emu_env: Env) -> None:
     assert r.exit_code == ExitCode.USAGE, r.output
     assert "refusing to send the Graph token" in r.stderr
     assert emu_env.emu.requests() == []  # not even a token was fetched
+
+
+# ------------------------------------------------ secrets typed on the command line
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        # unquoted: the token becomes extra arguments
+        ["query", "/users", "-H", "Authorization:", "Bearer", "eyJSECRET.part.two"],
+        # no colon: a malformed header
+        ["query", "/users", "-H", "Authorization=Bearer eyJSECRET.part.two"],
+        ["query", "/users", "--header", "Authorization Bearer eyJSECRET.part.two"],
+        ["token", "--passphrase=eyJSECRET.part.two"],
+    ],
+)
+def test_usage_errors_do_not_echo_what_may_be_a_secret(args: list[str]) -> None:
+    from graphkit.errors import ExitCode
+
+    r = _cli(*args)
+    assert r.exit_code == ExitCode.USAGE
+    assert "eyJSECRET" not in r.output
+    assert len(r.stderr.strip().splitlines()) == 1 and r.stderr.startswith("graphkit: error:")
+
+
+def test_header_named_authorization_is_refused_in_any_spelling() -> None:
+    from graphkit.errors import ExitCode
+
+    for spelling in ("Authorization: Bearer x", "  authorization : Bearer x", "AUTHORIZATION:x"):
+        r = _cli("query", "/users", "-H", spelling)
+        assert r.exit_code == ExitCode.USAGE
+        assert "Authorization is not allowed" in r.stderr

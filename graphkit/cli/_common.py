@@ -62,6 +62,13 @@ def report_exception(exc: BaseException) -> int:
         ctx = getattr(exc, "ctx", None)
         where = f"`{ctx.command_path} --help`" if ctx is not None else "`graphkit --help`"
         message = _one_line(exc.format_message()).rstrip(".")  # type: ignore[attr-defined]
+        if message.startswith("Got unexpected extra argument"):
+            # Not echoed: typically an unquoted value split at a space, such as
+            # -H Authorization: Bearer eyJ..., and the rest may be a secret.
+            message = (
+                "unexpected extra argument(s), not shown as they may hold a secret "
+                "(quote a value that contains spaces)"
+            )
         error_line(f"{message}: see {where}")
         return int(ExitCode.USAGE)
     if isinstance(exc, BrokenPipeError):

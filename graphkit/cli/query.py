@@ -144,7 +144,11 @@ def _headers(values: list[str] | None) -> dict[str, str]:
         name, sep, value = raw.partition(":")
         name = name.strip()
         if not sep or not name or any(c.isspace() for c in name):
-            raise UsageError(f"--header {raw!r} is not 'Name: value'", "e.g. -H 'Prefer: x'")
+            # Not echoed: a malformed header may well be a credential (-H 'Authorization x').
+            raise UsageError(
+                "a --header value is not 'Name: value' (not shown: it may hold a secret)",
+                "e.g. -H 'Prefer: x'",
+            )
         if name.lower() == "authorization":
             raise UsageError(
                 "--header Authorization is not allowed", "graphkit sends its own token"
