@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import typer
 
 from graphkit.cli import _connection
-from graphkit.cli._common import say, warn
+from graphkit.cli._common import LeanCommand, say, warn
 from graphkit.errors import GraphkitError, InputError, UsageError
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
@@ -269,21 +269,15 @@ def set_profile(
 
 
 def register(app: typer.Typer) -> None:
-    from graphkit.cli import _common
-
-    kwargs: dict[str, Any] = {}
-    lean = getattr(_common, "LeanCommand", None)
-    if lean is not None:
-        kwargs["cls"] = lean
     group = typer.Typer(
         name="config",
         help="Connection profiles: show the resolved settings, list, choose, create.",
         no_args_is_help=True,
         rich_markup_mode=None,
     )
-    group.command("show", **kwargs)(show)
-    group.command("list", **kwargs)(list_profiles)
-    group.command("use", **kwargs)(use)
-    group.command("set", **kwargs)(set_profile)
-    group.command("delete", **kwargs)(delete)
+    group.command("show", cls=LeanCommand)(show)
+    group.command("list", cls=LeanCommand)(list_profiles)
+    group.command("use", cls=LeanCommand)(use)
+    group.command("set", cls=LeanCommand)(set_profile)
+    group.command("delete", cls=LeanCommand)(delete)
     app.add_typer(group, name="config")

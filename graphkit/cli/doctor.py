@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from graphkit.cli import _connection
+from graphkit.cli._common import LeanCommand
 
 if TYPE_CHECKING:  # pragma: no cover
     from rich.console import Console
@@ -104,10 +105,4 @@ def doctor(
 
 
 def register(app: typer.Typer) -> None:
-    from graphkit.cli import _common
-
-    kwargs: dict[str, Any] = {}
-    lean = getattr(_common, "LeanCommand", None)
-    if lean is not None:
-        kwargs["cls"] = lean
-    app.command("doctor", **kwargs)(doctor)
+    app.command("doctor", cls=LeanCommand)(doctor)

@@ -7,6 +7,8 @@ from typing import Annotated, Any
 
 import typer
 
+from graphkit.cli._common import LeanCommand
+
 emulator_app = typer.Typer(
     name="emulator",
     help="A local Entra ID + Microsoft Graph emulator over HTTPS, for tests and demos.",
@@ -180,11 +182,5 @@ def serve(
 
 
 def register(app: typer.Typer) -> None:
-    from graphkit.cli import _common
-
-    kwargs: dict[str, Any] = {}
-    lean = getattr(_common, "LeanCommand", None)
-    if lean is not None:
-        kwargs["cls"] = lean
-    emulator_app.command("serve", **kwargs)(serve)
+    emulator_app.command("serve", cls=LeanCommand)(serve)
     app.add_typer(emulator_app, name="emulator")

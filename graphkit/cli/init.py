@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
-from graphkit.cli._common import PassphraseFileOpt
+from graphkit.cli._common import LeanCommand, PassphraseFileOpt
 from graphkit.errors import ExitCode, InputError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -702,11 +702,5 @@ def _run_command(args: list[str]) -> int:
 
 
 def register(app: typer.Typer) -> None:
-    from graphkit.cli import _common
-
-    kwargs: dict[str, Any] = {}
-    lean = getattr(_common, "LeanCommand", None)
-    if lean is not None:
-        kwargs["cls"] = lean
-    app.command("init", **kwargs)(init)
-    app.command("demo", **kwargs)(demo)
+    app.command("init", cls=LeanCommand)(init)
+    app.command("demo", cls=LeanCommand)(demo)

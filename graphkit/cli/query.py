@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from graphkit.cli import _connection
-from graphkit.cli._common import stderr_line, warn
+from graphkit.cli._common import LeanCommand, stderr_line, warn
 from graphkit.errors import UsageError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -358,10 +358,4 @@ def query(
 
 
 def register(app: typer.Typer) -> None:
-    kwargs: dict[str, Any] = {}
-    from graphkit.cli import _common
-
-    lean = getattr(_common, "LeanCommand", None)
-    if lean is not None:
-        kwargs["cls"] = lean
-    app.command("query", **kwargs)(query)
+    app.command("query", cls=LeanCommand)(query)

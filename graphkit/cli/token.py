@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from graphkit.cli import _connection
+from graphkit.cli._common import LeanCommand
 from graphkit.errors import UsageError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -173,10 +174,4 @@ def token(
 
 
 def register(app: typer.Typer) -> None:
-    from graphkit.cli import _common
-
-    kwargs: dict[str, Any] = {}
-    lean = getattr(_common, "LeanCommand", None)
-    if lean is not None:
-        kwargs["cls"] = lean
-    app.command("token", **kwargs)(token)
+    app.command("token", cls=LeanCommand)(token)
