@@ -140,6 +140,61 @@ def decode_claims(token: str) -> dict[str, Any]:
     return claims if isinstance(claims, dict) else {}
 
 
+# ----------------------------------------------------------------- msal's logs
+
+# What must never reach a log: JWTs (client assertions, access tokens) and the form or
+# JSON fields that carry credentials.
+_JWT = re.compile(r"eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*")
+_SECRET_FIELD = re.compile(
+    r"(client_assertion|client_secret|access_token|refresh_token|id_token)"
+    r"([\"']?\s*[=:]\s*[\"']?)([^&\s\"'<>,;}]+)",
+    re.IGNORECASE,
+)
+# msal's loggers that exist only once their module is used (the rest are found by name).
+_MSAL_LOGGERS = ("msal", "msal.oauth2cli.oauth2", "msal.oauth2cli.assertion", "msal.application")
+
+
+def redact(text: str) -> str:
+    """``text`` with JWTs and credential fields replaced by ``[redacted]``."""
+    return _SECRET_FIELD.sub(r"\1\2[redacted]", _JWT.sub("[redacted]", text))
+
+
+class _RedactSecrets(logging.Filter):
+    """Scrubs credentials from msal's log records, whatever handler prints them.
+
+    msal logs a token endpoint's non-JSON answer at ERROR ("Token response is not in
+    json format: <body>"), which Python prints even with logging unconfigured; a proxy
+    or error page that echoes the request puts our client assertion in that body.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a malformed record: let logging report it as usual
+            return True
+        cleaned = redact(message)
+        if cleaned != message:
+            record.msg, record.args = cleaned, ()
+        return True
+
+
+_REDACT_FILTER = _RedactSecrets()
+
+
+def _guard_msal_logs() -> None:
+    """Attach the redacting filter to every msal logger (idempotent)."""
+    names = set(_MSAL_LOGGERS)
+    names.update(
+        name
+        for name in list(logging.Logger.manager.loggerDict)
+        if name.startswith(("msal.", "msal_extensions"))
+    )
+    for name in names:
+        logger = logging.getLogger(name)
+        if _REDACT_FILTER not in logger.filters:
+            logger.addFilter(_REDACT_FILTER)
+
+
 # ----------------------------------------------------------------- HTTP session
 
 
@@ -718,6 +773,7 @@ class CertificateCredential:
         import msal
         import requests
 
+        _guard_msal_logs()
         settings = self.settings
         token_cache: Any
         http_cache: Any

@@ -52,6 +52,7 @@ class Seen:
     method: str
     path: str
     headers: list[tuple[str, str]]
+    body: bytes = b""
 
     def authorization(self) -> list[str]:
         """Every header value whose name is Authorization, however it was spelled."""
@@ -61,11 +62,12 @@ class Seen:
 @dataclass
 class Capture:
     """An HTTPS server that records each request and answers from ``answers`` (by path,
-    without the query) or with an empty collection."""
+    without the query; a JSON body, or bytes sent as HTML, or a function of the request
+    returning such a tuple) or with an empty collection."""
 
     httpd: ThreadingHTTPServer
     seen: list[Seen] = field(default_factory=list)
-    answers: dict[str, tuple[int, dict[str, str], Any]] = field(default_factory=dict)
+    answers: dict[str, Any] = field(default_factory=dict)
 
     @property
     def port(self) -> int:
@@ -84,15 +86,15 @@ def _start_capture(tls: Tls) -> Capture:
         def _answer(self) -> None:
             cap = holder["cap"]
             length = int(self.headers.get("Content-Length") or 0)
-            if length:
-                self.rfile.read(length)
-            cap.seen.append(Seen(self.command, self.path, list(self.headers.items())))
-            status, headers, body = cap.answers.get(
-                self.path.split("?", 1)[0], (200, {}, {"value": []})
-            )
-            raw = json.dumps(body).encode()
+            body = self.rfile.read(length) if length else b""
+            seen = Seen(self.command, self.path, list(self.headers.items()), body)
+            cap.seen.append(seen)
+            answer = cap.answers.get(self.path.split("?", 1)[0], (200, {}, {"value": []}))
+            status, headers, content = answer(seen) if callable(answer) else answer
+            html = isinstance(content, bytes)
+            raw = content if html else json.dumps(content).encode()
             self.send_response(status)
-            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Type", "text/html" if html else "application/json")
             self.send_header("Content-Length", str(len(raw)))
             for name, value in headers.items():
                 self.send_header(name, value)
@@ -347,3 +349,130 @@ def test_header_named_authorization_is_refused_in_any_spelling() -> None:
         r = _cli("query", "/users", "-H", spelling)
         assert r.exit_code == ExitCode.USAGE
         assert "Authorization is not allowed" in r.stderr
+
+
+# ---------------------------------------------------------- msal's own log records
+
+TENANT = "contoso.onmicrosoft.com"
+CLIENT_ID = "11111111-2222-4333-8444-555555555555"
+
+
+@pytest.fixture
+def echoing_authority(
+    servers: tuple[Capture, Capture], tls: Tls, tmp_path: Path, client_identity: tuple[Any, Any]
+) -> tuple[Capture, dict[str, str]]:
+    """An identity server whose token endpoint answers with an HTML page echoing the
+    request (as some proxies' block pages do), and the environment pointing at it."""
+    import os
+
+    server, _ = servers
+    base = server.origin()
+    server.answers[f"/{TENANT}/v2.0/.well-known/openid-configuration"] = (
+        200,
+        {},
+        {
+            "token_endpoint": f"{base}/{TENANT}/oauth2/v2.0/token",
+            "authorization_endpoint": f"{base}/{TENANT}/oauth2/v2.0/authorize",
+            "issuer": f"{base}/{TENANT}/v2.0",
+        },
+    )
+    server.answers[f"/{TENANT}/oauth2/v2.0/token"] = lambda seen: (
+        200,
+        {},
+        b"<html><body>Blocked by policy. You sent: " + seen.body + b"</body></html>",
+    )
+    key, cert = client_identity
+    pem = tmp_path / "client.pem"
+    pem.write_bytes(crypto.dump_combined_pem(key, cert))
+    pem.chmod(0o600)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AZURE_", "GRAPHKIT_"))}
+    env.update(
+        AZURE_TENANT_ID=TENANT,
+        AZURE_CLIENT_ID=CLIENT_ID,
+        AZURE_CLIENT_CERTIFICATE_PATH=str(pem),
+        AZURE_AUTHORITY_HOST=base,
+        GRAPHKIT_CA_BUNDLE=str(tls.ca_bundle),
+        GRAPHKIT_HOME=str(tmp_path / "home"),
+    )
+    return server, env
+
+
+def _assertion_sent(server: Capture) -> str:
+    """The client assertion msal posted (proves the echoed page really held it)."""
+    from urllib.parse import parse_qs
+
+    posts = [s for s in server.seen if s.method == "POST"]
+    assert len(posts) == 1
+    assertion = parse_qs(posts[0].body.decode())["client_assertion"][0]
+    assert assertion.startswith("eyJ") and assertion.count(".") == 2
+    return assertion
+
+
+@pytest.mark.parametrize("debug", [False, True])
+def test_cli_never_prints_the_client_assertion(
+    echoing_authority: tuple[Capture, dict[str, str]], debug: bool
+) -> None:
+    import subprocess
+    import sys
+
+    from graphkit.errors import ExitCode
+
+    server, env = echoing_authority
+    args = [sys.executable, "-m", "graphkit", *(["--debug"] if debug else []), "token"]
+    proc = subprocess.run(args, env=env, capture_output=True, text=True, timeout=120)
+    assertion = _assertion_sent(server)
+    signature = assertion.rsplit(".", 1)[1]
+    assert signature not in proc.stdout + proc.stderr
+    assert "eyJ" not in proc.stdout + proc.stderr
+    if debug:
+        # msal's record is shown in full with --debug, scrubbed.
+        assert "client_assertion=[redacted]" in proc.stderr
+    else:
+        assert proc.returncode == ExitCode.AUTH
+        errors = [ln for ln in proc.stderr.splitlines() if "plaintext" not in ln]
+        errors = [ln for ln in errors if not ln.startswith("graphkit: warning: no encrypted")]
+        assert errors == [
+            "graphkit: error: the token endpoint answered with something that is not JSON: "
+            "check the authority host; rerun with --debug for details"
+        ]
+
+
+def test_library_with_unconfigured_logging_never_prints_the_client_assertion(
+    echoing_authority: tuple[Capture, dict[str, str]],
+) -> None:
+    """No CLI: Python's last-resort handler prints msal's ERROR record; it is scrubbed."""
+    import subprocess
+    import sys
+
+    server, env = echoing_authority
+    code = (
+        "import os\n"
+        "from graphkit.auth import CertificateCredential\n"
+        "from graphkit.config import resolve_settings\n"
+        "from graphkit.errors import AuthError\n"
+        "try:\n"
+        "    CertificateCredential(resolve_settings(env=os.environ)).get_token()\n"
+        "except AuthError:\n"
+        "    pass\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    _assertion_sent(server)
+    assert "Token response is not in json format" in proc.stderr  # msal's record, shown
+    assert "client_assertion=[redacted]" in proc.stderr
+    assert "eyJ" not in proc.stderr
+
+
+def test_redact() -> None:
+    from graphkit.auth import redact
+
+    text = (
+        "client_assertion=abc.def-ghi&x=1 Bearer eyJhbGciOi.eyJzdWIi.c2ln_-x "
+        '{"access_token": "opaque123", "token_type": "Bearer"} client_secret=s3cr'
+    )
+    assert redact(text) == (
+        "client_assertion=[redacted]&x=1 Bearer [redacted] "
+        '{"access_token": "[redacted]", "token_type": "Bearer"} client_secret=[redacted]'
+    )

@@ -81,6 +81,44 @@ def report_exception(exc: BaseException) -> int:
     return int(ExitCode.ERROR)
 
 
+def install_log_handler() -> None:
+    """Print log records the graphkit way, from now on in this process (idempotent).
+
+    Unconfigured, Python prints any library's WARNING+ records raw, tracebacks
+    included: msal logs a token endpoint's non-JSON answer (possibly an error page
+    echoing the request) that way. Without --debug only graphkit's own records are
+    shown, one line each and without traceback; with --debug every record is, in full.
+    Called by commands that authenticate (logging is not imported before that).
+    """
+    import logging
+
+    root = logging.getLogger()
+    handler_class = _log_handler_class()
+    if not any(isinstance(h, handler_class) for h in root.handlers):
+        root.addHandler(handler_class(logging.WARNING))
+
+
+@functools.cache
+def _log_handler_class() -> Any:
+    import logging
+
+    class OneLineHandler(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            try:
+                if STATE.debug:
+                    text = logging.Formatter("%(name)s: %(levelname)s: %(message)s").format(record)
+                elif record.name == "graphkit" or record.name.startswith("graphkit."):
+                    level = "error" if record.levelno >= logging.ERROR else "warning"
+                    text = f"graphkit: {level}: {_one_line(record.getMessage())}"
+                else:
+                    return  # msal, urllib3...: graphkit reports the failure itself
+                stderr_line(text)
+            except Exception:
+                self.handleError(record)
+
+    return OneLineHandler
+
+
 def _is_usage_error(exc: BaseException) -> bool:
     """True for click's (or Typer's vendored click's) UsageError and BadParameter."""
     return any(cls.__name__ == "UsageError" for cls in type(exc).__mro__) and hasattr(

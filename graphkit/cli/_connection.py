@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from graphkit.cli._common import PassphraseFileOpt as _PassphraseFileOpt
-from graphkit.cli._common import warn
+from graphkit.cli._common import install_log_handler, warn
 
 if TYPE_CHECKING:  # pragma: no cover
     from graphkit.auth import CertificateCredential
@@ -139,7 +139,8 @@ def settings_from_flags(
             ``graph_url``, ``ca_bundle``, ``passphrase_file``); None means not given.
 
     Also routes the library's notices (plaintext token cache, expiring certificate)
-    to stderr for this process.
+    and log records (see :func:`~graphkit.cli._common.install_log_handler`) to stderr
+    for this process.
     """
     from graphkit import auth, config
 
@@ -149,6 +150,7 @@ def settings_from_flags(
     overrides = {k: (str(v) if isinstance(v, Path) else v) for k, v in flags.items()}
     settings = config.resolve_settings(profile=profile, overrides=overrides)
     auth.set_notice_handler(warn)
+    install_log_handler()
     if validate:
         # Certificate files checked in full before (byte for byte) are not parsed again.
         config.validate(settings, cache_dir=config.state_dir())
