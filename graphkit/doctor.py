@@ -96,7 +96,8 @@ class Report:
 def _fail(name: str, exc: BaseException, fix: str | None = None) -> Check:
     if isinstance(exc, GraphkitError):
         return Check(name, FAIL, exc.message, fix or exc.hint)
-    return Check(name, FAIL, f"{type(exc).__name__}: {str(exc)[:200]}", fix)
+    # Not str(exc): an unexpected exception's text may hold a secret (a key, a token).
+    return Check(name, FAIL, f"unexpected {type(exc).__name__}", fix)
 
 
 def _skip(name: str, why: str) -> Check:

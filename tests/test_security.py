@@ -476,3 +476,28 @@ def test_redact() -> None:
         "client_assertion=[redacted]&x=1 Bearer [redacted] "
         '{"access_token": "[redacted]", "token_type": "Bearer"} client_secret=[redacted]'
     )
+
+
+# ------------------------------------------- exception texts never reach the user
+
+
+def test_doctor_reports_an_unexpected_exception_by_type_only() -> None:
+    from graphkit.doctor import FAIL, _fail
+    from graphkit.errors import ConfigError
+
+    check = _fail("key", RuntimeError("-----BEGIN PRIVATE KEY----- MIIEv..."))
+    assert check.status == FAIL
+    assert check.detail == "unexpected RuntimeError"
+    # graphkit's own errors keep their (secret-free) message and hint.
+    mine = _fail("key", ConfigError("no certificate configured", "give --certificate"))
+    assert (mine.detail, mine.fix) == ("no certificate configured", "give --certificate")
+
+
+def test_cli_reports_an_unexpected_exception_by_type_only(capsys: Any) -> None:
+    from graphkit.cli._common import report_exception
+    from graphkit.errors import ExitCode
+
+    code = report_exception(ValueError("passphrase was hunter2"))
+    err = capsys.readouterr().err
+    assert code == ExitCode.ERROR
+    assert "hunter2" not in err and "ValueError" in err and len(err.splitlines()) == 1
