@@ -177,11 +177,13 @@ class Emulator:
 
     def authority(self, tenant: Tenant | str | None = None) -> str:
         """``{authority_host}/{tenant id}``: what msal's ``authority=`` takes."""
+        return f"{self.authority_host}/{self._tenant_id(tenant)}"
+
+    def _tenant_id(self, tenant: Tenant | str | None) -> str:
+        """The tenant's id (or domain, as given); the default tenant for None."""
         if tenant is None:
-            ident = self.backend.default_tenant_id
-        else:
-            ident = tenant.id if isinstance(tenant, Tenant) else str(tenant)
-        return f"{self.authority_host}/{ident}"
+            return self.backend.default_tenant_id
+        return tenant.id if isinstance(tenant, Tenant) else str(tenant)
 
     # ---------------------------------------------------------------- state
 
@@ -205,11 +207,7 @@ class Emulator:
         roles: list[str] | tuple[str, ...] = (),
     ) -> App:
         """Register an app (and its service principal) in ``tenant`` (id or domain)."""
-        if tenant is None:
-            ident = self.backend.default_tenant_id
-        else:
-            ident = tenant.id if isinstance(tenant, Tenant) else str(tenant)
-        return self.backend.create_app(ident, display_name, roles).public()
+        return self.backend.create_app(self._tenant_id(tenant), display_name, roles).public()
 
     def upload_certificate(self, app: App | str, cert: Any) -> dict[str, Any]:
         """Append a certificate to the app's keyCredentials (the portal's upload).

@@ -445,21 +445,14 @@ def _caller(svc: Services, req: Request) -> AppState | None:
     return svc.backend.find_app(str(req.claims.get("appid", "")))
 
 
-def _may_read_app(svc: Services, req: Request, app: AppState) -> bool:
+def _may_access_app(svc: Services, req: Request, app: AppState, granted: frozenset[str]) -> bool:
+    """The caller holds a role in ``granted`` (APPS_READ or APPS_WRITE), or OwnedBy on ``app``."""
     roles = _roles(req)
-    if roles & APPS_READ:
+    if roles & granted:
         return True
     caller = _caller(svc, req)
     # OwnedBy: we treat an app as owning itself (its own registration), the case that
     # matters for certificate rotation.
-    return OWNED_BY in roles and caller is not None and caller.client_id == app.client_id
-
-
-def _may_write_app(svc: Services, req: Request, app: AppState) -> bool:
-    roles = _roles(req)
-    if roles & APPS_WRITE:
-        return True
-    caller = _caller(svc, req)
     return OWNED_BY in roles and caller is not None and caller.client_id == app.client_id
 
 
@@ -491,7 +484,7 @@ def _app_view(svc: Services, app: AppState, select: list[str] | None) -> dict[st
 
 def h_applications(svc: Services, req: Request, m: re.Match[str]) -> Response:
     tenant = _tenant(svc, req)
-    visible = [a for a in svc.backend.apps_in(tenant.id) if _may_read_app(svc, req, a)]
+    visible = [a for a in svc.backend.apps_in(tenant.id) if _may_access_app(svc, req, a, APPS_READ)]
     if not visible and not (_roles(req) & APPS_READ):
         raise _denied()
     items = [svc.backend.application_resource(a, with_keys=False) for a in visible]
@@ -509,7 +502,7 @@ def h_applications(svc: Services, req: Request, m: re.Match[str]) -> Response:
 
 def h_application(svc: Services, req: Request, m: re.Match[str]) -> Response:
     app = _find_application(svc, req, m)
-    if not _may_read_app(svc, req, app):
+    if not _may_access_app(svc, req, app, APPS_READ):
         raise _denied()
     opts = odata.parse_options(APP_SCHEMA, req.query, eventual=req.eventual, collection=False)
     body = {"@odata.context": _context(req, m["version"], "applications/$entity")}
@@ -519,7 +512,7 @@ def h_application(svc: Services, req: Request, m: re.Match[str]) -> Response:
 
 def h_application_patch(svc: Services, req: Request, m: re.Match[str]) -> Response:
     app = _find_application(svc, req, m)
-    if not _may_write_app(svc, req, app):
+    if not _may_access_app(svc, req, app, APPS_WRITE):
         raise _denied()
     data = _json_body(req)
     if not isinstance(data, dict):
@@ -542,8 +535,8 @@ def h_application_patch(svc: Services, req: Request, m: re.Match[str]) -> Respon
 def _may_roll_keys(svc: Services, req: Request, app: AppState) -> bool:
     # No permission is needed for an app to roll its own keys; others need write access.
     caller = _caller(svc, req)
-    return (caller is not None and caller.client_id == app.client_id) or _may_write_app(
-        svc, req, app
+    return (caller is not None and caller.client_id == app.client_id) or _may_access_app(
+        svc, req, app, APPS_WRITE
     )
 
 
