@@ -12,11 +12,20 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import stat
 from pathlib import Path
 
 from graphkit.errors import InputError, OutputExistsError
 
-__all__ = ["PRIVATE", "PUBLIC", "atomic_write", "ensure_private_dir", "read_bytes"]
+__all__ = [
+    "PRIVATE",
+    "PUBLIC",
+    "atomic_write",
+    "ensure_private_dir",
+    "not_private",
+    "read_bytes",
+    "read_private",
+]
 
 PRIVATE = 0o600  # private keys, PFX, combined PEM, token caches
 PUBLIC = 0o644  # certificates and CSRs: meant to be shared
@@ -43,6 +52,68 @@ def read_bytes(path: str | os.PathLike[str], what: str = "file") -> bytes:
         ) from None
     except OSError as exc:
         raise InputError(f"cannot read {what} {p}", f"{exc.strerror}; check the file") from None
+
+
+def _trusted_owner(uid: int) -> bool:
+    return uid in (os.getuid(), 0)
+
+
+def not_private(path: str | os.PathLike[str]) -> str | None:
+    """Why others could change what ``path`` holds, or None when they cannot.
+
+    A file or directory is private when it belongs to this user (or root) and neither
+    its group nor other users may write it. For a directory that also means nobody
+    else can add, replace or remove the files in it. A missing path is private (there
+    is nothing to trust yet). Always None outside POSIX, where modes mean little.
+
+    Returns:
+        e.g. ``"writable by other users (mode 0777)"`` or ``"owned by uid 1001"``.
+    """
+    if os.name != "posix":
+        return None
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        return f"not checkable ({exc.strerror})"
+    mode = stat.S_IMODE(st.st_mode)
+    if not _trusted_owner(st.st_uid):
+        return f"owned by another user (uid {st.st_uid})"
+    if mode & 0o022:
+        who = "other users" if mode & 0o002 else "its group"
+        return f"writable by {who} (mode {mode:04o})"
+    return None
+
+
+def read_private(path: str | os.PathLike[str]) -> bytes | None:
+    """The bytes of a file only this user can have written, else None.
+
+    For caches whose content is trusted (a pickle is code; a token cache decides which
+    token is sent): the file must be a regular file, not a symbolic link, owned by this
+    user (or root) and not writable by group or others. The checks are made on the
+    opened file, so it cannot be swapped between check and read. Missing, unreadable
+    or untrusted files all give None: a cache is then rebuilt, never trusted.
+    """
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+    try:
+        fd = os.open(path, flags | getattr(os, "O_BINARY", 0))
+    except OSError:  # missing, a symbolic link (ELOOP), unreadable
+        return None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):  # a FIFO would block, a device never end
+            return None
+        if os.name == "posix" and (not _trusted_owner(st.st_uid) or st.st_mode & 0o022):
+            return None
+        chunks = []
+        while chunk := os.read(fd, 1 << 20):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
 
 
 def ensure_private_dir(path: str | os.PathLike[str]) -> Path:
@@ -158,7 +229,8 @@ def _link_no_clobber(tmp: Path, target: Path) -> None:
         raise OutputExistsError(f"{target} already exists", _EXISTS_HINT) from None
     except OSError:
         # Filesystems without hard links: check-then-rename is the best we can do.
-        if target.exists():
+        # lexists: a dangling symbolic link is an existing name too.
+        if os.path.lexists(target):
             raise OutputExistsError(f"{target} already exists", _EXISTS_HINT) from None
         os.replace(tmp, target)
         return

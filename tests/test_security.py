@@ -501,3 +501,131 @@ def test_cli_reports_an_unexpected_exception_by_type_only(capsys: Any) -> None:
     err = capsys.readouterr().err
     assert code == ExitCode.ERROR
     assert "hunter2" not in err and "ValueError" in err and len(err.splitlines()) == 1
+
+
+# ------------------------------------------------------- files: links, owners, modes
+
+needs_posix = pytest.mark.skipif(
+    __import__("os").name != "posix", reason="POSIX permissions and symbolic links"
+)
+needs_root = pytest.mark.skipif(
+    not hasattr(__import__("os"), "geteuid") or __import__("os").geteuid() != 0,
+    reason="only root can give a file to another user",
+)
+OTHER_UID = 65534  # nobody
+
+
+@needs_posix
+def test_atomic_write_with_force_replaces_a_link_never_what_it_points_to(tmp_path: Path) -> None:
+    """Decision: a symbolic link at the target name is replaced by the new file (with
+    --force); the file it pointed to is untouched, so a link planted by someone else
+    cannot redirect where a key is written, nor clobber another file."""
+    from graphkit.files import PRIVATE, atomic_write
+
+    elsewhere = tmp_path / "important.txt"
+    elsewhere.write_bytes(b"keep me")
+    link = tmp_path / "out.key"
+    link.symlink_to(elsewhere)
+    atomic_write(link, b"new key", mode=PRIVATE, force=True)
+    assert not link.is_symlink()
+    assert link.read_bytes() == b"new key"
+    assert (link.stat().st_mode & 0o777) == PRIVATE
+    assert elsewhere.read_bytes() == b"keep me"
+
+
+@needs_posix
+@pytest.mark.parametrize("dangling", [False, True])
+@pytest.mark.parametrize("hard_links", [True, False])
+def test_atomic_write_without_force_treats_any_link_as_existing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, dangling: bool, hard_links: bool
+) -> None:
+    import os
+
+    from graphkit.errors import OutputExistsError
+    from graphkit.files import atomic_write
+
+    if not hard_links:  # a filesystem without hard links: the check-then-rename path
+
+        def no_link(src: Any, dst: Any, *args: Any, **kwargs: Any) -> None:
+            raise OSError(1, "Operation not permitted")
+
+        monkeypatch.setattr(os, "link", no_link)
+    pointee = tmp_path / "pointee"
+    if not dangling:
+        pointee.write_bytes(b"keep me")
+    link = tmp_path / "out.key"
+    link.symlink_to(pointee)
+    with pytest.raises(OutputExistsError):
+        atomic_write(link, b"new key")
+    assert link.is_symlink()
+    assert pointee.exists() is not dangling
+    if not dangling:
+        assert pointee.read_bytes() == b"keep me"
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
+
+
+@needs_posix
+def test_read_private_trusts_only_plain_files_of_ours(tmp_path: Path) -> None:
+    from graphkit.files import read_private
+
+    mine = tmp_path / "cache"
+    mine.write_bytes(b"data")
+    mine.chmod(0o600)
+    assert read_private(mine) == b"data"
+    assert read_private(tmp_path / "missing") is None
+    link = tmp_path / "link"
+    link.symlink_to(mine)
+    assert read_private(link) is None  # a link is never followed
+    mine.chmod(0o620)
+    assert read_private(mine) is None  # group-writable
+    mine.chmod(0o606)
+    assert read_private(mine) is None  # world-writable
+    mine.chmod(0o644)
+    assert read_private(mine) == b"data"  # readable by others is not our concern here
+    assert read_private(tmp_path) is None  # a directory
+
+
+@needs_root
+def test_read_private_refuses_another_users_file(tmp_path: Path) -> None:
+    import os
+
+    from graphkit.files import read_private
+
+    theirs = tmp_path / "cache"
+    theirs.write_bytes(b"data")
+    theirs.chmod(0o600)
+    os.chown(theirs, OTHER_UID, OTHER_UID)
+    assert read_private(theirs) is None
+
+
+@needs_posix
+def test_read_private_does_not_hang_on_a_fifo(tmp_path: Path) -> None:
+    """Someone who can write the directory could put a FIFO where a cache was: opening
+    it for reading would wait forever for a writer."""
+    import os
+    import subprocess
+    import sys
+
+    fifo = tmp_path / "msal_http_cache.pickle"
+    os.mkfifo(fifo)
+    code = "import sys; from graphkit.files import read_private; print(read_private(sys.argv[1]))"
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(fifo)], capture_output=True, text=True, timeout=60
+    )
+    assert proc.stdout.strip() == "None", proc.stderr
+
+
+@needs_posix
+def test_not_private(tmp_path: Path) -> None:
+    from graphkit.files import not_private
+
+    d = tmp_path / "d"
+    d.mkdir(mode=0o700)
+    assert not_private(d) is None
+    assert not_private(tmp_path / "missing") is None
+    d.chmod(0o755)
+    assert not_private(d) is None
+    d.chmod(0o770)
+    assert not_private(d) == "writable by its group (mode 0770)"
+    d.chmod(0o1777)
+    assert not_private(d) == "writable by other users (mode 1777)"
