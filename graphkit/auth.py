@@ -50,6 +50,7 @@ from urllib.parse import urlsplit
 from graphkit.config import (
     ClientCertificate,
     Settings,
+    _private_file,
     certificate_facts,
     expiry_warning,
     load_client_certificate,
@@ -256,17 +257,6 @@ def _private_dir(path: Path) -> Path:
         ) from exc
 
 
-def _trustworthy(path: Path) -> bool:
-    """True when ``path`` is ours and not writable by others (safe to unpickle)."""
-    if os.name != "posix":
-        return True
-    try:
-        st = path.stat()
-    except OSError:
-        return False
-    return st.st_uid == os.getuid() and not st.st_mode & 0o022
-
-
 class PersistentHttpCache(dict):
     """msal's ``http_cache``, loaded from and saved to one file.
 
@@ -289,7 +279,7 @@ class PersistentHttpCache(dict):
         import pickle
 
         try:
-            if not _trustworthy(self.path):
+            if not _private_file(self.path):  # others could plant what pickle runs
                 return
             raw = self.path.read_bytes()
             data = pickle.loads(raw)
@@ -500,7 +490,7 @@ def _read_json(path: Path) -> Any:
 
 def _read_index(directory: Path) -> dict[str, Any]:
     path = directory / AUTHORITY_INDEX_FILE
-    data = _read_json(path) if _trustworthy(path) else None
+    data = _read_json(path) if _private_file(path) else None
     if not isinstance(data, dict) or data.get("version") != _INDEX_VERSION:
         return {}
     return data

@@ -112,18 +112,6 @@ CaBundleOpt = Annotated[
 ]
 PassphraseFileOpt = _PassphraseFileOpt
 
-_FLAG_NAMES = (
-    "tenant",
-    "client_id",
-    "certificate",
-    "private_key",
-    "cloud",
-    "authority_host",
-    "graph_url",
-    "ca_bundle",
-    "passphrase_file",
-)
-
 
 def settings_from_flags(
     profile: str | None = None, *, validate: bool = True, **flags: Any
@@ -144,7 +132,7 @@ def settings_from_flags(
     """
     from graphkit import auth, config
 
-    unknown = sorted(set(flags) - set(_FLAG_NAMES))
+    unknown = sorted(set(flags) - set(config.PROFILE_KEYS))  # one flag per profile key
     if unknown:
         raise TypeError(f"unknown connection flag {unknown[0]!r}")
     overrides = {k: (str(v) if isinstance(v, Path) else v) for k, v in flags.items()}
