@@ -204,6 +204,7 @@ def read_config(path: Path | None = None) -> dict[str, Any]:
         return {}
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    _check_private_config(path)
     import tomllib  # only when there is a file to parse
 
     try:
@@ -222,6 +223,32 @@ def read_config(path: Path | None = None) -> dict[str, Any]:
     if default is not None and not isinstance(default, str):
         raise ConfigError(f"config file {path}: default_profile must be a string")
     return data
+
+
+def _check_private_config(path: Path) -> None:
+    """Refuse a config file others could change: its graph_url decides where tokens go.
+
+    The file (a symbolic link is followed: dotfiles are often linked) and the directory
+    holding it must belong to this user (or root) and not be writable by group or others.
+
+    Raises:
+        ConfigError: with the chmod that fixes it.
+    """
+    from graphkit.files import not_private
+
+    problem = not_private(path)
+    if problem:
+        raise ConfigError(
+            f"config file {path} is {problem}: others could send your tokens elsewhere",
+            f"run chmod 600 {path} (it must be yours)",
+        )
+    directory = path.parent
+    problem = not_private(directory)
+    if problem:
+        raise ConfigError(
+            f"the directory of config file {path} is {problem}: others could replace it",
+            f"run chmod 700 {directory} (it must be yours), or set {HOME_ENV} elsewhere",
+        )
 
 
 def _toml_string(value: str) -> str:
@@ -294,10 +321,16 @@ def dump_config(data: Mapping[str, Any]) -> str:
 
 def write_config(data: Mapping[str, Any], path: Path | None = None) -> Path:
     """Write the config file atomically (mode 0600, directory 0700)."""
-    from graphkit.files import PRIVATE, atomic_write
+    from graphkit.files import PRIVATE, atomic_write, not_private
 
     path = path or config_path()
     text = dump_config(data)
+    problem = not_private(path.parent)
+    if problem:
+        raise ConfigError(
+            f"not writing config file {path}: its directory is {problem}",
+            f"run chmod 700 {path.parent} (it must be yours), or set {HOME_ENV} elsewhere",
+        )
     return atomic_write(path, text.encode("utf-8"), mode=PRIVATE, force=True)
 
 
@@ -1026,11 +1059,14 @@ def _private_file(path: Path) -> bool:
 def _read_checks(path: Path) -> dict[str, Any]:
     import json
 
-    if not _private_file(path):
+    from graphkit.files import read_private
+
+    raw = read_private(path)  # planted records would vouch for a certificate unchecked
+    if raw is None:
         return {}
     try:
-        data = json.loads(path.read_bytes())
-    except (OSError, ValueError):
+        data = json.loads(raw)
+    except ValueError:
         return {}
     if not isinstance(data, dict) or data.get("version") != _CHECKS_VERSION:
         return {}

@@ -629,3 +629,108 @@ def test_not_private(tmp_path: Path) -> None:
     assert not_private(d) == "writable by its group (mode 0770)"
     d.chmod(0o1777)
     assert not_private(d) == "writable by other users (mode 1777)"
+
+
+# ------------------------------------------- a config file others could change
+
+_PROFILE_TOML = b"""default_profile = "work"
+
+[profiles.work]
+tenant = "contoso.onmicrosoft.com"
+client_id = "11111111-2222-4333-8444-555555555555"
+graph_url = "https://graph.microsoft.com"
+"""
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh GRAPHKIT_HOME (mode 0700) holding a config file (mode 0600)."""
+    import os
+
+    for name in list(os.environ):
+        if name.startswith(("AZURE_", "GRAPHKIT_")):
+            monkeypatch.delenv(name)
+    directory = tmp_path / "home"
+    directory.mkdir(mode=0o700)
+    monkeypatch.setenv("GRAPHKIT_HOME", str(directory))
+    cfg = directory / "config.toml"
+    cfg.write_bytes(_PROFILE_TOML)
+    cfg.chmod(0o600)
+    return directory
+
+
+@needs_posix
+@pytest.mark.parametrize(
+    ("what", "mode", "expected"),
+    [
+        ("file", 0o666, "config file {cfg} is writable by other users (mode 0666)"),
+        ("file", 0o620, "config file {cfg} is writable by its group (mode 0620)"),
+        ("dir", 0o777, "config file {cfg} is writable by other users (mode 0777)"),
+        ("dir", 0o1777, "config file {cfg} is writable by other users (mode 1777)"),
+    ],
+)
+def test_config_file_others_can_change_is_refused(
+    home: Path, what: str, mode: int, expected: str
+) -> None:
+    """Whoever can write the config chooses graph_url, i.e. where the token goes."""
+    from graphkit import config
+    from graphkit.errors import ConfigError, ExitCode
+
+    cfg = home / "config.toml"
+    (cfg if what == "file" else home).chmod(mode)
+    with pytest.raises(ConfigError) as info:
+        config.read_config()
+    message = str(info.value)
+    if what == "file":
+        assert message.startswith(expected.format(cfg=cfg))
+        assert f"chmod 600 {cfg}" in message
+    else:
+        assert f"the directory of config file {cfg} is writable by" in message
+        assert f"chmod 700 {home}" in message
+    r = _cli("config", "show")
+    assert r.exit_code == ExitCode.CONFIG
+    assert r.stderr.count("\n") == 1 and "chmod" in r.stderr
+
+
+@needs_root
+@pytest.mark.parametrize("what", ["file", "dir"])
+def test_config_owned_by_another_user_is_refused(home: Path, what: str) -> None:
+    import os
+
+    from graphkit import config
+    from graphkit.errors import ConfigError
+
+    os.chown(home / "config.toml" if what == "file" else home, OTHER_UID, OTHER_UID)
+    with pytest.raises(ConfigError, match=r"owned by another user \(uid 65534\)"):
+        config.read_config()
+
+
+@needs_posix
+def test_config_private_or_linked_is_read(home: Path, tmp_path: Path) -> None:
+    from graphkit import config
+
+    assert config.read_config()["default_profile"] == "work"
+    (home / "config.toml").chmod(0o644)  # readable by others: not a way to redirect tokens
+    home.chmod(0o755)
+    assert config.read_config()["default_profile"] == "work"
+    # A config kept elsewhere (dotfiles) and linked in: the file linked to is judged.
+    dotfiles = tmp_path / "dotfiles"
+    dotfiles.mkdir()
+    (home / "config.toml").rename(dotfiles / "graphkit.toml")
+    (home / "config.toml").symlink_to(dotfiles / "graphkit.toml")
+    assert config.read_config()["default_profile"] == "work"
+    (dotfiles / "graphkit.toml").chmod(0o666)
+    with pytest.raises(Exception, match="writable by other users"):
+        config.read_config()
+
+
+@needs_posix
+def test_config_is_not_written_into_a_directory_others_can_write(home: Path) -> None:
+    from graphkit import config
+    from graphkit.errors import ConfigError
+
+    (home / "config.toml").unlink()
+    home.chmod(0o777)
+    with pytest.raises(ConfigError, match=r"its directory is writable by other users"):
+        config.save_profile("work", {"tenant": "contoso.onmicrosoft.com"})
+    assert not (home / "config.toml").exists()
