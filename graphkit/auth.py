@@ -50,7 +50,6 @@ from urllib.parse import urlsplit
 from graphkit.config import (
     ClientCertificate,
     Settings,
-    _private_file,
     certificate_facts,
     expiry_warning,
     load_client_certificate,
@@ -246,15 +245,27 @@ def _make_session(ca_bundle: str | None, timeout: tuple[float, float]) -> Any:
 
 
 def _private_dir(path: Path) -> Path:
-    from graphkit.files import ensure_private_dir
+    """The state directory, created 0700 if missing; refused if others can write it.
+
+    Others who can write it could plant a token cache or a pickle, swap our files, or
+    put a link where msal-extensions opens its lock file for writing.
+    """
+    from graphkit.files import ensure_private_dir, not_private
 
     try:
-        return ensure_private_dir(path)
+        ensure_private_dir(path)
     except Exception as exc:  # InputError with a one-line message
         raise ConfigError(
             f"cannot create graphkit's state directory {path}",
             "check GRAPHKIT_HOME and its permissions",
         ) from exc
+    problem = not_private(path)
+    if problem:
+        raise ConfigError(
+            f"graphkit's state directory {path} is {problem}: tokens are not kept there",
+            f"run chmod 700 {path} (it must be yours), or set GRAPHKIT_HOME elsewhere",
+        )
+    return path
 
 
 class PersistentHttpCache(dict):
@@ -278,13 +289,13 @@ class PersistentHttpCache(dict):
     def load(self) -> None:
         import pickle
 
-        try:
-            if not _private_file(self.path):  # others could plant what pickle runs
-                return
-            raw = self.path.read_bytes()
-            data = pickle.loads(raw)
-        except FileNotFoundError:
+        from graphkit.files import read_private
+
+        raw = read_private(self.path)  # others could plant what pickle runs
+        if raw is None:
             return
+        try:
+            data = pickle.loads(raw)
         except Exception:  # corrupt, truncated, from another msal version...
             log.debug("ignoring unreadable http cache %s", self.path)
             return
@@ -322,6 +333,19 @@ def _file_persistence(location: Path) -> Any:
     class _AtomicFilePersistence(FilePersistence):
         def save(self, content: str) -> None:
             atomic_write(self._location, content.encode("utf-8"), mode=PRIVATE, force=True)
+
+        def load(self) -> str:
+            """The cache, only from a file we wrote (see read_private): a planted
+            cache would choose the token sent to Graph. Otherwise msal starts empty
+            and the next save replaces the file."""
+            from msal_extensions.persistence import PersistenceNotFound
+
+            from graphkit.files import read_private
+
+            raw = read_private(self._location)
+            if raw is None:
+                raise PersistenceNotFound(location=self._location)
+            return raw.decode("utf-8", errors="replace")
 
     return _AtomicFilePersistence(str(location))
 
@@ -482,15 +506,20 @@ def find_cached_token(
 
 
 def _read_json(path: Path) -> Any:
+    """The JSON in ``path`` if it is a file we wrote (see read_private), else None."""
+    from graphkit.files import read_private
+
+    raw = read_private(path)
+    if raw is None:
+        return None
     try:
-        return json.loads(path.read_bytes())
-    except (OSError, ValueError):
+        return json.loads(raw)
+    except ValueError:
         return None
 
 
 def _read_index(directory: Path) -> dict[str, Any]:
-    path = directory / AUTHORITY_INDEX_FILE
-    data = _read_json(path) if _private_file(path) else None
+    data = _read_json(directory / AUTHORITY_INDEX_FILE)
     if not isinstance(data, dict) or data.get("version") != _INDEX_VERSION:
         return {}
     return data
@@ -876,7 +905,11 @@ class CertificateCredential:
     def _cached_token(self) -> AccessToken | None:
         """The token msal would serve from the plain-file cache, found without msal
         (see :func:`find_cached_token`); None if msal must be asked."""
+        from graphkit.files import not_private
+
         directory = self.cache_dir
+        if not_private(directory):
+            return None  # msal's path refuses the directory, saying why
         index = _read_index(directory)
         authorities = index.get("authorities")
         entry = authorities.get(self.settings.authority) if isinstance(authorities, dict) else None

@@ -1045,17 +1045,6 @@ def _files_digest(settings: Settings) -> str | None:
     return digest.hexdigest()
 
 
-def _private_file(path: Path) -> bool:
-    """True when ``path`` belongs to this user and others cannot write it."""
-    if os.name != "posix":
-        return True
-    try:
-        st = path.stat()
-    except OSError:
-        return False
-    return st.st_uid == os.getuid() and not st.st_mode & 0o022
-
-
 def _read_checks(path: Path) -> dict[str, Any]:
     import json
 
@@ -1094,8 +1083,10 @@ def _record_check(cache_dir: Path, digest: str, cert: ClientCertificate) -> None
     """Add ``cert``'s facts under ``digest``; failures are ignored (it is a cache)."""
     import json
 
-    from graphkit.files import PRIVATE, atomic_write, ensure_private_dir
+    from graphkit.files import PRIVATE, atomic_write, ensure_private_dir, not_private
 
+    if not_private(cache_dir):
+        return  # the credential refuses this directory (see auth._private_dir)
     path = cache_dir / CERTIFICATE_CHECKS_FILE
     record = {
         "sha1": cert.sha1,

@@ -734,3 +734,187 @@ def test_config_is_not_written_into_a_directory_others_can_write(home: Path) -> 
     with pytest.raises(ConfigError, match=r"its directory is writable by other users"):
         config.save_profile("work", {"tenant": "contoso.onmicrosoft.com"})
     assert not (home / "config.toml").exists()
+
+
+# ------------------------------------ caches: only files we wrote are ever trusted
+
+
+class _RunsCode:
+    """Unpickling this runs os.mkdir(marker): what a planted pickle could do."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> Any:
+        import os
+
+        return (os.mkdir, (self.marker,))
+
+
+def _hostile_pickle(marker: Path) -> bytes:
+    import pickle
+
+    return pickle.dumps({"planted": _RunsCode(str(marker))})
+
+
+@needs_posix
+@pytest.mark.parametrize("form", ["link", "group-writable", "world-writable"])
+def test_http_cache_pickle_is_loaded_only_from_our_own_file(tmp_path: Path, form: str) -> None:
+    from graphkit.auth import HTTP_CACHE_FILE, PersistentHttpCache
+
+    state = tmp_path / "state"
+    state.mkdir(mode=0o700)
+    marker = tmp_path / "pickle-ran"
+    path = state / HTTP_CACHE_FILE
+    if form == "link":
+        target = tmp_path / "elsewhere.pickle"  # ours, 0600: only the link is wrong
+        target.write_bytes(_hostile_pickle(marker))
+        target.chmod(0o600)
+        path.symlink_to(target)
+    else:
+        path.write_bytes(_hostile_pickle(marker))
+        path.chmod(0o620 if form == "group-writable" else 0o606)
+    cache = PersistentHttpCache(path)
+    assert not marker.exists()
+    assert dict(cache) == {}
+    cache["discovery"] = "answer"
+    cache.save()  # replaces the planted file (or the link), never writes through it
+    assert not path.is_symlink() and (path.stat().st_mode & 0o777) == 0o600
+    assert dict(PersistentHttpCache(path)) == {"discovery": "answer"}
+    if form == "link":
+        assert target.read_bytes() == _hostile_pickle(marker)
+    assert not marker.exists()
+
+
+@needs_posix
+def test_http_cache_of_ours_is_loaded(tmp_path: Path) -> None:
+    """Control: the same code path does load a cache we wrote."""
+    from graphkit.auth import HTTP_CACHE_FILE, PersistentHttpCache
+
+    path = tmp_path / HTTP_CACHE_FILE
+    first = PersistentHttpCache(path)
+    first["k"] = "v"
+    first.save()
+    assert dict(PersistentHttpCache(path)) == {"k": "v"}
+
+
+@needs_posix
+def test_certificate_checks_are_read_only_from_our_own_file(tmp_path: Path) -> None:
+    from graphkit.config import CERTIFICATE_CHECKS_FILE, _read_checks
+
+    real = tmp_path / "real.json"
+    real.write_text(json.dumps({"version": 1, "checks": {"digest": {"sha1": "AB"}}}))
+    real.chmod(0o600)
+    assert _read_checks(real) == {"digest": {"sha1": "AB"}}
+    link = tmp_path / CERTIFICATE_CHECKS_FILE
+    link.symlink_to(real)
+    assert _read_checks(link) == {}
+    real.chmod(0o666)
+    assert _read_checks(real) == {}
+
+
+def _token_raw() -> Any:
+    return _cli("token", "--raw")
+
+
+def _plant_token(cache_file: Path, token: str, how: str, tmp_path: Path) -> Path | None:
+    """Put a token cache serving ``token`` where ours was; return a link's target."""
+    import os
+
+    data = json.loads(cache_file.read_text())
+    for entry in data["AccessToken"].values():
+        entry["secret"] = token
+    text = json.dumps(data)
+    cache_file.unlink()
+    if how == "link":
+        target = tmp_path / "planted-cache.json"
+        target.write_text(text)
+        target.chmod(0o600)
+        cache_file.symlink_to(target)
+        return target
+    cache_file.write_text(text)
+    if how == "other-user":
+        cache_file.chmod(0o600)
+        os.chown(cache_file, OTHER_UID, OTHER_UID)
+    else:
+        cache_file.chmod(0o622)
+    return None
+
+
+@needs_posix
+@pytest.mark.parametrize(
+    "how",
+    [
+        "link",
+        "writable",
+        pytest.param("other-user", marks=needs_root),
+    ],
+)
+def test_planted_token_cache_is_never_served(emu_env: Env, tmp_path: Path, how: str) -> None:
+    """Tokens come only from a cache file we wrote: neither the warm path nor msal
+    serves a token from a linked, shared or foreign file."""
+    from graphkit.auth import TOKEN_CACHE_FILE
+
+    first = _token_raw()
+    assert first.exit_code == 0, first.stderr
+    cache_file = emu_env.home / TOKEN_CACHE_FILE
+    # Control: our own cache serves the same token without asking the emulator.
+    emu_env.emu.clear_requests()
+    assert _token_raw().stdout == first.stdout and emu_env.emu.requests() == []
+    target = _plant_token(cache_file, "PLANTED-TOKEN", how, tmp_path)
+    r = _token_raw()
+    assert r.exit_code == 0, r.stderr
+    assert "PLANTED-TOKEN" not in r.stdout
+    assert r.stdout.startswith("eyJ")
+    assert [e["kind"] for e in emu_env.emu.requests()] == ["token"]  # a fresh one
+    # The planted file was replaced by ours (a link is replaced, its target untouched).
+    assert not cache_file.is_symlink()
+    st = cache_file.stat()
+    assert (st.st_mode & 0o777) == 0o600 and st.st_uid == __import__("os").getuid()
+    if target is not None:
+        assert "PLANTED-TOKEN" in target.read_text()
+
+
+@needs_posix
+@pytest.mark.parametrize("mode", [0o777, 0o1777, 0o770])
+def test_state_directory_others_can_write_is_refused(emu_env: Env, mode: int) -> None:
+    """In a directory others can write they could plant caches, swap files, or put a
+    link where msal-extensions opens its lock file for writing."""
+    from graphkit.errors import ExitCode
+
+    emu_env.home.mkdir()
+    emu_env.home.chmod(mode)
+    r = _token_raw()
+    assert r.exit_code == ExitCode.CONFIG, r.output
+    assert r.stdout == ""
+    assert f"state directory {emu_env.home} is writable by" in r.stderr
+    assert f"chmod 700 {emu_env.home}" in r.stderr
+    assert len(r.stderr.splitlines()) == 1
+    assert emu_env.emu.requests() == []
+    assert sorted(p.name for p in emu_env.home.iterdir()) == []
+
+
+@needs_root
+def test_state_directory_of_another_user_is_refused(emu_env: Env) -> None:
+    import os
+
+    from graphkit.errors import ExitCode
+
+    emu_env.home.mkdir(mode=0o700)
+    os.chown(emu_env.home, OTHER_UID, OTHER_UID)
+    r = _token_raw()
+    assert r.exit_code == ExitCode.CONFIG
+    assert "owned by another user (uid 65534)" in r.stderr
+    assert emu_env.emu.requests() == []
+
+
+@needs_posix
+def test_state_directory_readable_by_others_is_used(emu_env: Env) -> None:
+    """Control: 0755 (what mkdir gives with umask 022) is fine; the files are 0600."""
+    emu_env.home.mkdir(mode=0o755)
+    emu_env.home.chmod(0o755)
+    r = _token_raw()
+    assert r.exit_code == 0, r.stderr
+    for path in emu_env.home.iterdir():
+        if path.name.endswith((".json", ".pickle")):
+            assert (path.stat().st_mode & 0o777) == 0o600, path
