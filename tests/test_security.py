@@ -918,3 +918,17 @@ def test_state_directory_readable_by_others_is_used(emu_env: Env) -> None:
     for path in emu_env.home.iterdir():
         if path.name.endswith((".json", ".pickle")):
             assert (path.stat().st_mode & 0o777) == 0o600, path
+
+
+# ------------------------------------------------------------------ token masking
+
+
+def test_mask_shows_nothing_of_a_token_that_is_not_a_jwt() -> None:
+    from graphkit.cli.token import mask
+
+    jwt_like = "eyJ0eXAiOiJKV1QiLCJhbGciOiJSUzI1NiJ9.eyJhdWQiOiJ4In0.c2ln"
+    assert mask(jwt_like).startswith("eyJ0eXAiOiJK…")
+    for opaque in ("EwBwA8l6BAAUO9chh8cJscQLmU+LSWpbnr", "abc.def", "short.a.b"):
+        shown = mask(opaque)
+        assert shown.startswith("…") and opaque[:4] not in shown
+        assert f"({len(opaque)} characters" in shown

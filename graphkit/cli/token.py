@@ -49,7 +49,11 @@ def _iso(epoch: Any) -> str | None:
 
 
 def mask(token: str) -> str:
-    return f"{token[:_SHOWN_PREFIX]}… ({len(token)} characters; --show-token prints it)"
+    """A JWT's first characters (its header: public) and its length; nothing of a
+    token that is not a JWT, where those characters would be part of the secret."""
+    header = token.split(".", 1)[0] if token.count(".") == 2 else ""
+    shown = token[:_SHOWN_PREFIX] if len(header) > _SHOWN_PREFIX else ""
+    return f"{shown}… ({len(token)} characters; --show-token prints it)"
 
 
 def _get_token(settings: Settings, force_refresh: bool) -> AccessToken:
