@@ -932,3 +932,59 @@ def test_mask_shows_nothing_of_a_token_that_is_not_a_jwt() -> None:
         shown = mask(opaque)
         assert shown.startswith("…") and opaque[:4] not in shown
         assert f"({len(opaque)} characters" in shown
+
+
+# ------------------------------------------------------ keys are never overwritten
+
+
+@needs_posix
+@pytest.mark.parametrize("existing", ["file", "link", "dangling-link"])
+def test_keygen_never_replaces_an_existing_name_without_force(
+    tmp_path: Path, existing: str
+) -> None:
+    from graphkit.errors import ExitCode
+
+    out = tmp_path / "app.key"
+    old_key = tmp_path / "old.key"
+    if existing == "file":
+        out.write_bytes(b"the old key")
+    else:
+        if existing == "link":
+            old_key.write_bytes(b"the old key")
+        out.symlink_to(old_key)
+    r = _cli("keygen", "--out", str(out))
+    assert r.exit_code == ExitCode.INPUT
+    assert "already exists" in r.stderr and "--force" in r.stderr
+    if existing == "file":
+        assert out.read_bytes() == b"the old key"
+    else:
+        assert out.is_symlink()
+        assert old_key.exists() is (existing == "link")
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
+
+
+# ------------------------------------------------------- the emulator: loopback only
+
+
+def _listening_addresses(port: int) -> list[str]:
+    """Local addresses of the TCP sockets listening on ``port`` (Linux /proc)."""
+    found = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            address, hex_port = fields[1].rsplit(":", 1)
+            if int(hex_port, 16) == port and fields[3] == "0A":  # LISTEN
+                found.append(address)
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="reads Linux /proc/net/tcp")
+def test_emulator_listens_on_loopback_only(graphkit_emulator: Any) -> None:
+    """Its admin API has no authentication: nothing beyond this machine may reach it."""
+    port = urlsplit(graphkit_emulator.graph_url).port
+    assert port
+    assert _listening_addresses(port) == ["0100007F"]  # 127.0.0.1, and nothing else
