@@ -23,6 +23,7 @@ __all__ = [
     "atomic_write",
     "ensure_private_dir",
     "not_private",
+    "not_private_location",
     "read_bytes",
     "read_private",
 ]
@@ -83,6 +84,32 @@ def not_private(path: str | os.PathLike[str]) -> str | None:
     if mode & 0o022:
         who = "other users" if mode & 0o002 else "its group"
         return f"writable by {who} (mode {mode:04o})"
+    return None
+
+
+def not_private_location(directory: str | os.PathLike[str]) -> str | None:
+    """Why others could swap the files in ``directory`` (say, the certificate a user is
+    about to upload), or None when they cannot.
+
+    The directory itself must be private (:func:`not_private`); above it, no directory
+    may be writable by other users without the sticky bit (that bit, as on /tmp, stops
+    them renaming what is ours). Always None outside POSIX.
+    """
+    if os.name != "posix":
+        return None
+    problem = not_private(directory)
+    if problem:
+        return f"{directory} is {problem}"
+    for parent in Path(directory).resolve().parents:
+        try:
+            mode = os.stat(parent).st_mode
+        except OSError:
+            continue
+        if mode & 0o002 and not mode & stat.S_ISVTX:
+            return (
+                f"{parent} is writable by other users without the sticky bit "
+                f"(mode {stat.S_IMODE(mode):04o}), so they could replace {directory}"
+            )
     return None
 
 

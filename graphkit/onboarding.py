@@ -499,6 +499,20 @@ def _subject_cn(profile: str) -> str:
     return f"graphkit {profile} ({host})"[:64]
 
 
+def _check_key_directory(directory: Path) -> None:
+    """Refuse a directory where others could read nothing but swap everything: a key
+    replaced by theirs, or the certificate the user uploads replaced by theirs (which
+    would let them sign in as the app)."""
+    from graphkit.files import not_private_location
+
+    problem = not_private_location(directory)
+    if problem:
+        raise InputError(
+            f"not writing keys in {directory}: {problem}",
+            "choose a directory only you can write with --dir (graphkit creates it 0700)",
+        )
+
+
 def create_credentials(
     txn: _Transaction,
     directory: Path,
@@ -522,6 +536,7 @@ def create_credentials(
 
     hooks = hooks or InitHooks()
     txn.mkdir(directory)
+    _check_key_directory(directory)
     suffixes = (".key", ".crt", ".cer", ".pfx")
     stem = _free_stem(directory, profile, suffixes)
     hooks.step(f"Generating a {size}-bit RSA key")
@@ -573,6 +588,7 @@ def _write_extras(
     if pfx:
         target = stem.with_suffix(".pfx")
         if not target.exists():
+            _check_key_directory(target.parent)
             key_data = read_bytes(creds.key_path, "private key")
             if creds.key_path == creds.cert_path:  # a combined PEM or a PFX holds the key
                 key = crypto.load_certificate_bundle(key_data, passphrase).key

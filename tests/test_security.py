@@ -988,3 +988,69 @@ def test_emulator_listens_on_loopback_only(graphkit_emulator: Any) -> None:
     port = urlsplit(graphkit_emulator.graph_url).port
     assert port
     assert _listening_addresses(port) == ["0100007F"]  # 127.0.0.1, and nothing else
+
+
+# ---------------------------------------- init writes keys only where others cannot
+
+
+def _init_no_test(directory: Path) -> Any:
+    return _cli(
+        "init",
+        "--tenant",
+        TENANT,
+        "--client-id",
+        CLIENT_ID,
+        "--profile",
+        "work",
+        "--dir",
+        str(directory),
+        "--no-test",
+        "--json",
+    )
+
+
+@needs_posix
+@pytest.mark.parametrize(
+    ("layout", "refused_because"),
+    [
+        ("shared-dir", "writable by other users (mode 0777)"),
+        ("sticky-shared-dir", "writable by other users (mode 1777)"),
+        ("group-dir", "writable by its group (mode 0770)"),
+        ("under-shared-parent", "writable by other users without the sticky bit"),
+    ],
+)
+def test_init_refuses_a_key_directory_others_could_swap(
+    home: Path, tmp_path: Path, layout: str, refused_because: str
+) -> None:
+    """There others could replace the certificate the user is about to upload with
+    their own, and then sign in as the app."""
+    from graphkit.errors import ExitCode
+
+    (home / "config.toml").unlink()
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    modes = {"shared-dir": 0o777, "sticky-shared-dir": 0o1777, "group-dir": 0o770}
+    shared.chmod(modes.get(layout, 0o777))
+    target = shared / "keys" if layout == "under-shared-parent" else shared
+    r = _init_no_test(target)
+    assert r.exit_code == ExitCode.INPUT, r.output
+    assert f"not writing keys in {target}" in r.stderr and refused_because in r.stderr
+    assert list(shared.iterdir()) == []  # nothing left behind, not even the new directory
+    assert not (home / "config.toml").exists()
+
+
+@needs_posix
+def test_init_writes_keys_under_a_sticky_shared_parent(home: Path, tmp_path: Path) -> None:
+    """Control: below a sticky world-writable directory (like /tmp) a 0700 directory of
+    ours is safe: nobody else may rename it."""
+    (home / "config.toml").unlink()
+    parent = tmp_path / "tmp-like"
+    parent.mkdir()
+    parent.chmod(0o1777)
+    r = _init_no_test(parent / "keys")
+    assert r.exit_code == 0, r.stderr
+    made = json.loads(r.stdout)
+    key = Path(made["private_key"])
+    assert key.parent == parent / "keys"
+    assert (key.stat().st_mode & 0o777) == 0o600
+    assert (key.parent.stat().st_mode & 0o777) == 0o700
