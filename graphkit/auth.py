@@ -55,7 +55,7 @@ from graphkit.config import (
     load_client_certificate,
     state_dir,
 )
-from graphkit.errors import AuthError, ConfigError, NetworkError, ThrottledError
+from graphkit.errors import AuthError, ConfigError, NetworkError, ThrottledError, redact
 
 __all__ = [
     "AccessToken",
@@ -142,21 +142,8 @@ def decode_claims(token: str) -> dict[str, Any]:
 
 # ----------------------------------------------------------------- msal's logs
 
-# What must never reach a log: JWTs (client assertions, access tokens) and the form or
-# JSON fields that carry credentials.
-_JWT = re.compile(r"eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*")
-_SECRET_FIELD = re.compile(
-    r"(client_assertion|client_secret|access_token|refresh_token|id_token)"
-    r"([\"']?\s*[=:]\s*[\"']?)([^&\s\"'<>,;}]+)",
-    re.IGNORECASE,
-)
 # msal's loggers that exist only once their module is used (the rest are found by name).
 _MSAL_LOGGERS = ("msal", "msal.oauth2cli.oauth2", "msal.oauth2cli.assertion", "msal.application")
-
-
-def redact(text: str) -> str:
-    """``text`` with JWTs and credential fields replaced by ``[redacted]``."""
-    return _SECRET_FIELD.sub(r"\1\2[redacted]", _JWT.sub("[redacted]", text))
 
 
 class _RedactSecrets(logging.Filter):
@@ -586,7 +573,7 @@ def token_error(
     error = str(result.get("error") or "error")
     codes = _error_codes(result)
     code = codes[0] if codes else None
-    description = _first_line(str(result.get("error_description") or ""))
+    description = _first_line(redact(str(result.get("error_description") or "")))
     client_id = settings.client_id
     tenant = settings.tenant
     if code == 700027:
@@ -884,7 +871,7 @@ class CertificateCredential:
             except MsalServiceError as exc:  # 5xx from the token endpoint
                 raise NetworkError(
                     f"the token endpoint at {urlsplit(self.settings.authority_host).netloc} "
-                    f"failed ({_first_line(str(exc))})",
+                    f"failed ({_first_line(redact(str(exc)))})",
                     "retry later",
                 ) from None
             except ValueError as exc:  # not JSON

@@ -9,6 +9,7 @@ a passphrase or a token.
 from __future__ import annotations
 
 import enum
+import re
 
 __all__ = [
     "AuthError",
@@ -27,7 +28,29 @@ __all__ = [
     "ThrottledError",
     "UnauthorizedError",
     "UsageError",
+    "redact",
 ]
+
+
+# JWTs (client assertions, access tokens) and the form or JSON fields carrying credentials.
+_JWT = re.compile(r"eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*")
+_SECRET_FIELD = re.compile(
+    r"(client_assertion|client_secret|access_token|refresh_token|id_token)"
+    r"([\"']?\s*[=:]\s*[\"']?)([^&\s\"'<>,;}]+)",
+    re.IGNORECASE,
+)
+_BEARER = re.compile(r"\b(Bearer)(\s+)[A-Za-z0-9._~+/-]+=*", re.IGNORECASE)
+
+
+def redact(text: str) -> str:
+    """``text`` with JWTs and credential fields replaced by ``[redacted]``.
+
+    For text a server sent back (an error description, a log record): a proxy or a
+    misbehaving endpoint may echo the request, client assertion or token included.
+    """
+    text = _JWT.sub("[redacted]", text)
+    text = _BEARER.sub(r"\1\2[redacted]", text)
+    return _SECRET_FIELD.sub(r"\1\2[redacted]", text)
 
 
 class ExitCode(enum.IntEnum):

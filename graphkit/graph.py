@@ -38,6 +38,7 @@ from graphkit.errors import (
     ThrottledError,
     UnauthorizedError,
     UsageError,
+    redact,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -692,7 +693,8 @@ class GraphClient:
         status = resp.status_code
         err = self._error_body(resp)
         code = str(err.get("code") or "") or None
-        message = _one_line(err.get("message") or resp.reason or "no message")
+        # Graph's own text, with any echoed token removed: it ends up on stderr and in logs.
+        message = _one_line(redact(str(err.get("message") or resp.reason or "no message")))
         inner = err.get("innerError") or err.get("innererror") or {}
         if not isinstance(inner, dict):
             inner = {}

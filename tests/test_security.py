@@ -137,8 +137,11 @@ class _Token:
 class _FixedCredential:
     """A TokenCredential handing out one known token (the token source is not under test)."""
 
+    def __init__(self, token: str = SECRET_TOKEN) -> None:
+        self.token = token
+
     def get_token(self, *, force_refresh: bool = False) -> Any:
-        return _Token()
+        return _Token(token=self.token)
 
 
 def _client(graph: Capture, tls: Tls) -> Any:
@@ -466,15 +469,17 @@ def test_library_with_unconfigured_logging_never_prints_the_client_assertion(
 
 
 def test_redact() -> None:
-    from graphkit.auth import redact
+    from graphkit.errors import redact
 
     text = (
         "client_assertion=abc.def-ghi&x=1 Bearer eyJhbGciOi.eyJzdWIi.c2ln_-x "
-        '{"access_token": "opaque123", "token_type": "Bearer"} client_secret=s3cr'
+        '{"access_token": "opaque123", "token_type": "Bearer"} client_secret=s3cr '
+        "Authorization: bearer opaque/tok+en== end"
     )
     assert redact(text) == (
         "client_assertion=[redacted]&x=1 Bearer [redacted] "
-        '{"access_token": "[redacted]", "token_type": "Bearer"} client_secret=[redacted]'
+        '{"access_token": "[redacted]", "token_type": "Bearer"} client_secret=[redacted] '
+        "Authorization: bearer [redacted] end"
     )
 
 
@@ -1054,3 +1059,63 @@ def test_init_writes_keys_under_a_sticky_shared_parent(home: Path, tmp_path: Pat
     assert key.parent == parent / "keys"
     assert (key.stat().st_mode & 0o777) == 0o600
     assert (key.parent.stat().st_mode & 0o777) == 0o700
+
+
+# ------------------------------------- servers echoing a secret back in an error
+
+
+def test_token_endpoint_error_echoing_the_assertion_is_scrubbed(
+    echoing_authority: tuple[Capture, dict[str, str]],
+) -> None:
+    import subprocess
+    import sys
+
+    from graphkit.errors import ExitCode
+
+    server, env = echoing_authority
+    server.answers[f"/{TENANT}/oauth2/v2.0/token"] = lambda seen: (
+        400,
+        {},
+        {
+            "error": "invalid_request",
+            "error_description": "Bad request: " + seen.body.decode(),
+        },
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "graphkit", "token"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    _assertion_sent(server)
+    assert proc.returncode == ExitCode.AUTH, proc.stderr
+    assert "client_assertion=[redacted]" in proc.stderr  # the description is shown...
+    assert "eyJ" not in proc.stderr  # ...without the assertion
+
+
+def test_graph_error_echoing_the_token_is_scrubbed(
+    servers: tuple[Capture, Capture], tls: Tls
+) -> None:
+    from graphkit.errors import BadRequestError
+    from graphkit.graph import GraphClient
+
+    graph, _ = servers
+    jwt_like = "eyJ0eXAiOiJKV1QifQ.eyJhdWQiOiJ4In0.c2lnbmF0dXJl"
+    opaque = "opaque-token-0123456789"
+
+    def echo(seen: Seen) -> tuple[int, dict[str, str], Any]:
+        message = f"cannot use {seen.authorization()[0]} here"
+        return 400, {}, {"error": {"code": "BadRequest", "message": message}}
+
+    graph.answers["/v1.0/users"] = echo
+    for token in (jwt_like, opaque):
+        credential = _FixedCredential(token)
+        with (
+            GraphClient(graph.origin(), credential, ca_bundle=str(tls.ca_bundle)) as client,
+            pytest.raises(BadRequestError) as info,
+        ):
+            client.get("/users")
+        assert token not in str(info.value)
+        assert "cannot use Bearer [redacted] here" in str(info.value)
+    assert [s.authorization() for s in graph.seen] == [[f"Bearer {jwt_like}"], [f"Bearer {opaque}"]]
