@@ -1119,3 +1119,33 @@ def test_graph_error_echoing_the_token_is_scrubbed(
         assert token not in str(info.value)
         assert "cannot use Bearer [redacted] here" in str(info.value)
     assert [s.authorization() for s in graph.seen] == [[f"Bearer {jwt_like}"], [f"Bearer {opaque}"]]
+
+
+def test_init_smoke_test_shows_no_msal_record(
+    echoing_authority: tuple[Capture, dict[str, str]], tmp_path: Path, tls: Tls
+) -> None:
+    """init authenticates without the connection flags: it installs the handler too."""
+    import subprocess
+    import sys
+
+    from graphkit.errors import ExitCode
+
+    server, env = echoing_authority
+    env = {k: v for k, v in env.items() if not k.startswith("AZURE_")}
+    args = ["init", "--tenant", TENANT, "--client-id", CLIENT_ID, "--yes", "--wait", "0"]
+    args += ["--authority-host", server.origin(), "--ca-bundle", str(tls.ca_bundle)]
+    args += ["--dir", str(tmp_path / "keys")]
+    proc = subprocess.run(
+        [sys.executable, "-m", "graphkit", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    _assertion_sent(server)
+    assert proc.returncode == ExitCode.AUTH, proc.stderr[-2000:]
+    assert "eyJ" not in proc.stderr
+    assert "Token response is not in json format" not in proc.stderr
+    assert "Traceback" not in proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("graphkit: error: the token endpoint answered with something")

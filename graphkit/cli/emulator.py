@@ -159,8 +159,9 @@ def serve(
     import json
     import sys
 
-    from graphkit.cli._common import say
+    from graphkit.cli._common import install_log_handler, say
 
+    install_log_handler()  # a serving error is one line (with --debug, a traceback)
     emu = _get_emulator(port, users, seed, token_lifetime, propagation_delay)
     try:
         uploaded = _upload(emu, certificate) if certificate is not None else None

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
-from graphkit.cli._common import LeanCommand, PassphraseFileOpt
+from graphkit.cli._common import LeanCommand, PassphraseFileOpt, install_log_handler
 from graphkit.errors import ExitCode, InputError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -515,6 +515,7 @@ def init(
         return
     if wait < 0:
         raise InputError(f"--wait {wait} is negative", "give a number of seconds")
+    install_log_handler()
     console = _stderr_console()
     interactive = _interactive()
     try:
@@ -584,6 +585,7 @@ def demo(
     from graphkit.onboarding import check_profile_name
 
     profile = check_profile_name(profile)
+    install_log_handler()
     console = _stderr_console()
     console.print(
         "[bold]graphkit demo[/]: the whole setup, offline. graphkit's own emulator of "
