@@ -203,6 +203,10 @@ def _make_session(ca_bundle: str | None, timeout: tuple[float, float]) -> Any:
             if ca_bundle is not None and kwargs.get("verify") is None:
                 kwargs["verify"] = ca_bundle
             kwargs.setdefault("timeout", timeout)
+            if str(method).upper() == "POST":
+                # A token endpoint never redirects; following a 307/308 would re-send
+                # the form, client assertion included, wherever Location points.
+                kwargs["allow_redirects"] = False
             self.last_status = None
             response = super().request(method, url, **kwargs)
             self.last_status = response.status_code
@@ -877,6 +881,7 @@ class CertificateCredential:
             except ValueError as exc:  # not JSON
                 if self._last_status() == 429:
                     raise _throttled() from None
+                self._refuse_redirect()
                 raise AuthError(
                     "the token endpoint answered with something that is not JSON",
                     "check the authority host; rerun with --debug for details",
@@ -886,8 +891,20 @@ class CertificateCredential:
         if "access_token" not in result:
             if self._last_status() == 429 or result.get("error") == "temporarily_unavailable":
                 raise _throttled()
+            self._refuse_redirect()
             raise token_error(result, self.settings, self.certificate)
         return _access_token(result)
+
+    def _refuse_redirect(self) -> None:
+        """Raise when the token endpoint answered with a redirect (never followed)."""
+        status = self._last_status()
+        if status is not None and 300 <= status < 400:
+            host = urlsplit(self.settings.authority_host).netloc
+            raise AuthError(
+                f"the token endpoint at {host} answered with a redirect (HTTP {status}); "
+                "graphkit does not send the client assertion on to another address",
+                "check the authority host: it should be the login host of your cloud",
+            )
 
     def _cached_token(self) -> AccessToken | None:
         """The token msal would serve from the plain-file cache, found without msal

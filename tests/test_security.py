@@ -1149,3 +1149,33 @@ def test_init_smoke_test_shows_no_msal_record(
     assert "Traceback" not in proc.stderr
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("graphkit: error: the token endpoint answered with something")
+
+
+@pytest.mark.parametrize("status", [307, 308])
+def test_client_assertion_is_not_reposted_to_a_redirect_target(
+    echoing_authority: tuple[Capture, dict[str, str]],
+    servers: tuple[Capture, Capture],
+    status: int,
+) -> None:
+    """A token endpoint never redirects; a 307/308 would make requests re-send the
+    form, client assertion included, wherever the Location says."""
+    import subprocess
+    import sys
+
+    from graphkit.errors import ExitCode
+
+    server, env = echoing_authority
+    _, other = servers
+    location = other.origin("localhost") + "/stolen"
+    server.answers[f"/{TENANT}/oauth2/v2.0/token"] = (status, {"Location": location}, {})
+    proc = subprocess.run(
+        [sys.executable, "-m", "graphkit", "token"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    _assertion_sent(server)
+    assert proc.returncode == ExitCode.AUTH, proc.stderr[-2000:]
+    assert f"answered with a redirect (HTTP {status})" in proc.stderr
+    assert other.seen == []
