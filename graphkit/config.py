@@ -613,10 +613,10 @@ def _select_profile(
 
 
 def _read_passphrase_file(path: Path, source: str) -> bytes:
-    from graphkit.files import read_bytes
+    from graphkit.files import read_passphrase_file
 
     try:
-        raw = read_bytes(path, "passphrase file")
+        raw = read_passphrase_file(path)
     except InputError as exc:
         raise ConfigError(f"{exc.message} (set by {source})", exc.hint) from None
     lines = raw.splitlines()

@@ -25,6 +25,7 @@ __all__ = [
     "not_private",
     "not_private_location",
     "read_bytes",
+    "read_passphrase_file",
     "read_private",
 ]
 
@@ -53,6 +54,21 @@ def read_bytes(path: str | os.PathLike[str], what: str = "file") -> bytes:
         ) from None
     except OSError as exc:
         raise InputError(f"cannot read {what} {p}", f"{exc.strerror}; check the file") from None
+
+
+def read_passphrase_file(path: str | os.PathLike[str]) -> bytes:
+    """Read a passphrase file like :func:`read_bytes`, but never name a missing one.
+
+    ``--passphrase-file hunter2`` is a likely slip: the "file" is the passphrase itself,
+    and an error repeating it would put it on the screen and in logs.
+    """
+    if not os.path.lexists(path):
+        raise InputError(
+            "the passphrase file does not exist (its name is not repeated: it may be "
+            "the passphrase itself)",
+            "give the path of a file whose first line is the passphrase",
+        )
+    return read_bytes(path, "passphrase file")
 
 
 def _trusted_owner(uid: int) -> bool:

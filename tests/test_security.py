@@ -1179,3 +1179,24 @@ def test_client_assertion_is_not_reposted_to_a_redirect_target(
     assert proc.returncode == ExitCode.AUTH, proc.stderr[-2000:]
     assert f"answered with a redirect (HTTP {status})" in proc.stderr
     assert other.seen == []
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["token", "--passphrase-file", "hunter2-typed-here"],
+        ["keygen", "--out", "{tmp}/k.pem", "--passphrase-file", "hunter2-typed-here"],
+    ],
+)
+def test_a_missing_passphrase_file_is_not_named(
+    home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str]
+) -> None:
+    """`--passphrase-file hunter2` is a likely slip: the 'file' is the passphrase."""
+    from graphkit.errors import ExitCode
+
+    monkeypatch.chdir(tmp_path)
+    r = _cli(*(a.format(tmp=tmp_path) for a in args))
+    assert r.exit_code in (ExitCode.INPUT, ExitCode.CONFIG)
+    assert "hunter2" not in r.output
+    assert "the passphrase file does not exist" in r.stderr
+    assert not (tmp_path / "k.pem").exists()

@@ -168,9 +168,9 @@ def read_passphrase(
             "--passphrase-file and --prompt-passphrase both given", "choose one of them"
         )
     if passphrase_file is not None:
-        from graphkit.files import read_bytes
+        from graphkit.files import read_passphrase_file
 
-        lines = read_bytes(passphrase_file, "passphrase file").splitlines()
+        lines = read_passphrase_file(passphrase_file).splitlines()
         if not lines or not lines[0]:
             raise InputError(
                 f"passphrase file {passphrase_file} is empty", "put the passphrase on line 1"
