@@ -181,6 +181,9 @@ def _collection_items(
         progress.update(n, page_no)
         if max_items is not None and n >= max_items:
             return
+        # The page's items are written (the writer asks for the next item only after
+        # writing the last): push them out of stdout's buffer before a fetch that may wait.
+        sys.stdout.flush()
         body = next(pages, None)
         if body is None:
             return
