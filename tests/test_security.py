@@ -113,7 +113,7 @@ def _start_capture(tls: Tls) -> Capture:
     httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
     cap = Capture(httpd)
     holder["cap"] = cap
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True).start()
     return cap
 
 
