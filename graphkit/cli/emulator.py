@@ -121,7 +121,11 @@ def _wait_forever() -> None:
     # Outside the main thread (embedded use) signal() refuses: Ctrl-C still works there.
     with contextlib.suppress(ValueError):
         signal.signal(signal.SIGTERM, _stop)
-    threading.Event().wait()
+    # A timed wait: a signal that lands on a connection's thread only flags the main
+    # thread, which an endless lock wait would never notice (Ctrl-C would hang).
+    forever = threading.Event()
+    while not forever.wait(0.5):
+        pass
 
 
 def serve(
