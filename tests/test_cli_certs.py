@@ -155,6 +155,18 @@ def test_keygen_3072(certs_cli: Cli, tmp_path: Path) -> None:
     assert isinstance(key, rsa.RSAPrivateKey) and key.key_size == 3072
 
 
+def test_keygen_4096(certs_cli: Cli, tmp_path: Path) -> None:
+    out = tmp_path / "biggest.key"
+    result = certs_cli(["keygen", "--size", "4096", "--out", out])
+    assert result.exit_code == 0, result.output
+    key = serialization.load_pem_private_key(out.read_bytes(), None)
+    assert isinstance(key, rsa.RSAPrivateKey) and key.key_size == 4096
+    assert mode(out) == 0o600
+    if OPENSSL is not None:  # and as OpenSSL reads it
+        text = openssl("pkey", "-in", out, "-noout", "-text").stdout
+        assert "4096 bit" in text.splitlines()[0]
+
+
 def test_keygen_creates_missing_directories_0700(certs_cli: Cli, tmp_path: Path) -> None:
     out = tmp_path / "new" / "nested" / "app.key"
     result = certs_cli(["keygen", "--out", out])

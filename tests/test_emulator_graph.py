@@ -139,6 +139,22 @@ def test_filter_eq_and_startswith(emu: Any, token: str) -> None:
     }
 
 
+def test_filter_startswith_user_principal_name(emu: Any, token: str) -> None:
+    everyone = _all_users(emu, token)
+    prefix = everyone[42]["userPrincipalName"][:3]
+    expected = {
+        u["id"] for u in everyone if u["userPrincipalName"].lower().startswith(prefix.lower())
+    }
+    assert expected and len(expected) < len(everyone)
+    # Across pages ($top=5), and case-insensitively as Graph compares strings.
+    got = page_all(
+        emu, token, f"/v1.0/users?$filter=startswith(userPrincipalName,'{prefix.upper()}')&$top=5"
+    )
+    ids = [u["id"] for u in got]
+    assert len(ids) == len(set(ids))
+    assert set(ids) == expected
+
+
 def test_filter_account_enabled_and_combinations(emu: Any, token: str) -> None:
     everyone = _all_users(emu, token)
     disabled = {u["id"] for u in everyone if not u["accountEnabled"]}
