@@ -1,22 +1,20 @@
 """Where the emulator listens: `graphkit emulator serve --port N` listens on N, and the
 server answers on 127.0.0.1 only (its admin API has no authentication).
 
-"Another address" means another address of this machine (127.0.0.2, or an interface's
-own address): connecting to it never leaves the machine. Each such address is used only
-once a listener on all addresses proved it reachable, so the checks can fail.
+"Another address" means another loopback address (127.0.0.2): connecting to it never
+leaves the machine. It is used only once a listener bound to it proved it reachable, so
+the checks can fail.
 """
 
 from __future__ import annotations
 
 import contextlib
-import itertools
 import json
 import signal
 import socket
 import subprocess
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -24,21 +22,9 @@ import pytest
 import requests
 from _onboarding_helpers import closed_port
 
-
-def _own_ipv4_addresses() -> list[str]:
-    """127.0.0.2 and this machine's own IPv4 interface addresses (Linux /proc), but
-    not 127.0.0.1."""
-    found = ["127.0.0.2"]
-    try:
-        lines = Path("/proc/net/fib_trie").read_text().splitlines()
-    except OSError:
-        lines = []
-    for previous, line in itertools.pairwise(lines):
-        if line.strip() == "/32 host LOCAL":
-            address = previous.strip().removeprefix("|-- ")
-            if address not in found and address != "127.0.0.1":
-                found.append(address)
-    return found
+# Only the loopback range: tests never send traffic to any other address, not even
+# this machine's own interface addresses.
+_OTHER_LOOPBACK = "127.0.0.2"
 
 
 def _connects(address: str, port: int) -> bool:
@@ -51,15 +37,17 @@ def _connects(address: str, port: int) -> bool:
 
 @pytest.fixture(scope="module")
 def other_addresses() -> list[str]:
-    """The addresses that reach a listener bound to every address (0.0.0.0)."""
+    """Another loopback address, once a listener bound to it proved it usable."""
     with socket.socket() as probe:
-        probe.bind(("0.0.0.0", 0))
+        try:
+            probe.bind((_OTHER_LOOPBACK, 0))
+        except OSError:
+            pytest.skip(f"{_OTHER_LOOPBACK} is not usable on this machine")
         probe.listen(8)
         port = probe.getsockname()[1]
-        usable = [a for a in _own_ipv4_addresses() if _connects(a, port)]
-    if not usable:
-        pytest.skip("this machine has no local address other than 127.0.0.1")
-    return usable
+        if not _connects(_OTHER_LOOPBACK, port):
+            pytest.skip(f"{_OTHER_LOOPBACK} is not reachable on this machine")
+    return [_OTHER_LOOPBACK]
 
 
 def _assert_loopback_only(port: int, others: list[str]) -> None:
