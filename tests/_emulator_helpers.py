@@ -5,11 +5,15 @@ Keys are made once per process (RSA generation is the slow part).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import functools
 import json
+import subprocess
+import sys
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -207,3 +211,20 @@ def header_of(token: str) -> dict[str, Any]:
 
 def dumps(obj: Any) -> str:
     return json.dumps(obj, indent=1)
+
+
+@contextlib.contextmanager
+def serving(*args: str) -> Iterator[subprocess.Popen[str]]:
+    """`graphkit emulator serve ARGS` as a subprocess, killed on the way out if it still runs."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "graphkit", "emulator", "serve", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()

@@ -2,39 +2,20 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
-from _emulator_helpers import identity, msal_app, no_ca_env, pem_credential
+from _emulator_helpers import identity, msal_app, no_ca_env, pem_credential, serving
 
 _no_ca_env = pytest.fixture(autouse=True)(no_ca_env)
-
-
-@contextlib.contextmanager
-def _serving(*args: str) -> Iterator[subprocess.Popen[str]]:
-    """`graphkit emulator serve ARGS` as a subprocess, killed on the way out if it still runs."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "graphkit", "emulator", "serve", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        yield proc
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
 
 
 class _Info:
@@ -52,7 +33,7 @@ class _Info:
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
 def test_serve_json_then_stop(tmp_path: Path, stop: signal.Signals) -> None:
     ident = identity(tmp_path)
-    with _serving("--json", "--users", "5", "--certificate", str(ident.combined)) as proc:
+    with serving("--json", "--users", "5", "--certificate", str(ident.combined)) as proc:
         assert proc.stdout is not None
         line = proc.stdout.readline()
         info = _Info(json.loads(line))
@@ -81,7 +62,7 @@ def test_serve_json_then_stop(tmp_path: Path, stop: signal.Signals) -> None:
 
 def test_serve_prints_urls_env_and_upload_help(tmp_path: Path) -> None:
     lines: list[str] = []
-    with _serving("--users", "3") as proc:
+    with serving("--users", "3") as proc:
         assert proc.stdout is not None
         for line in proc.stdout:
             lines.append(line.rstrip("\n"))
@@ -110,7 +91,7 @@ def test_the_printed_upload_command_works(tmp_path: Path) -> None:
     # The Python form printed for the upload, run as printed (with a real certificate).
     ident = identity(tmp_path)
     (tmp_path / "my.crt").write_text(ident.cert_pem)
-    with _serving("--json", "--users", "1") as proc:
+    with serving("--json", "--users", "1") as proc:
         assert proc.stdout is not None
         data = json.loads(proc.stdout.readline())
         r = requests.post(

@@ -8,18 +8,16 @@ the checks can fail.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import signal
 import socket
 import subprocess
-import sys
-from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 import requests
+from _emulator_helpers import serving
 from _onboarding_helpers import closed_port
 
 # Only the loopback range: tests never send traffic to any other address, not even
@@ -64,25 +62,9 @@ def test_emulator_answers_on_127_0_0_1_only(
     _assert_loopback_only(port, other_addresses)
 
 
-@contextlib.contextmanager
-def _serving(*args: str) -> Iterator[subprocess.Popen[str]]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "graphkit", "emulator", "serve", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        yield proc
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-
-
 def test_serve_listens_on_the_port_given(other_addresses: list[str]) -> None:
     port = closed_port()  # free a moment ago
-    with _serving("--port", str(port), "--users", "3", "--json") as proc:
+    with serving("--port", str(port), "--users", "3", "--json") as proc:
         assert proc.stdout is not None
         info = json.loads(proc.stdout.readline())
         assert info["graph_url"] == info["authority_host"] == f"https://127.0.0.1:{port}"
@@ -100,7 +82,7 @@ def test_serve_listens_on_the_port_given(other_addresses: list[str]) -> None:
 def test_ctrl_c_right_after_clients_connected_stops_serve() -> None:
     # A signal arriving while connection threads run used to be noticed by nobody: the
     # server kept running after Ctrl-C. (communicate's timeout only guards a hang.)
-    with _serving("--users", "1", "--json") as proc:
+    with serving("--users", "1", "--json") as proc:
         assert proc.stdout is not None
         info = json.loads(proc.stdout.readline())
         port = urlsplit(info["graph_url"]).port
