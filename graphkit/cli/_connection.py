@@ -1,12 +1,17 @@
 """Connection flags shared by `token`, `query`, `init`, `doctor`...
 
-Declare them in a command with the ``*Opt`` aliases below and turn them into
-:class:`graphkit.config.Settings` with :func:`settings_from_flags` (flags >
-environment > profile). Nothing heavy is imported here.
+A command gets them all with :func:`with_connection_flags`, which adds the flags to
+its options and hands it one :class:`Connection`; ``connection.settings()`` resolves
+them (flags > environment > profile) with :func:`settings_from_flags`. The ``*Opt``
+aliases below declare single flags. Nothing heavy is imported here.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -25,6 +30,7 @@ __all__ = [
     "CertificateOpt",
     "ClientIdOpt",
     "CloudOpt",
+    "Connection",
     "GraphUrlOpt",
     "PassphraseFileOpt",
     "PrivateKeyOpt",
@@ -33,6 +39,7 @@ __all__ = [
     "credential_from_settings",
     "settings_from_flags",
     "warn_certificate_expiry",
+    "with_connection_flags",
 ]
 
 ProfileOpt = Annotated[
@@ -111,6 +118,59 @@ CaBundleOpt = Annotated[
     ),
 ]
 PassphraseFileOpt = _PassphraseFileOpt
+
+
+# Every connection flag, in the order `--help` lists them (after a command's own options).
+_CONNECTION_FLAGS: dict[str, Any] = {
+    "profile": ProfileOpt,
+    "tenant": TenantOpt,
+    "client_id": ClientIdOpt,
+    "certificate": CertificateOpt,
+    "private_key": PrivateKeyOpt,
+    "cloud": CloudOpt,
+    "authority_host": AuthorityHostOpt,
+    "graph_url": GraphUrlOpt,
+    "ca_bundle": CaBundleOpt,
+    "passphrase_file": PassphraseFileOpt,
+}
+
+
+@dataclass(frozen=True)
+class Connection:
+    """The connection flags one command was given (None: not given)."""
+
+    flags: dict[str, Any]
+
+    def settings(self, *, validate: bool = True) -> Settings:
+        """Resolve them: see :func:`settings_from_flags`."""
+        flags = dict(self.flags)
+        return settings_from_flags(flags.pop("profile", None), validate=validate, **flags)
+
+
+def with_connection_flags(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Give a Typer command every connection flag, as one ``connection`` argument.
+
+    ``func`` declares ``connection: Connection`` (no default) among its parameters;
+    the command Typer sees has ``func``'s other options followed by ``--profile``,
+    ``--tenant`` ... ``--passphrase-file``, and calls ``func`` with their values
+    gathered in a :class:`Connection`.
+    """
+    signature = inspect.signature(func, eval_str=True)
+    own = [p for p in signature.parameters.values() if p.name != "connection"]
+    added = [
+        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=hint)
+        for name, hint in _CONNECTION_FLAGS.items()
+    ]
+
+    @functools.wraps(func)
+    def command(*args: Any, **kwargs: Any) -> Any:
+        flags = {name: kwargs.pop(name, None) for name in _CONNECTION_FLAGS}
+        return func(*args, connection=Connection(flags), **kwargs)
+
+    parameters = own + added
+    command.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
+    command.__annotations__ = {p.name: p.annotation for p in parameters}
+    return command
 
 
 def settings_from_flags(

@@ -54,18 +54,11 @@ def _certificate_status(settings: Any) -> dict[str, Any]:
     }
 
 
+@_connection.with_connection_flags
 def show(
     as_json: JsonOpt = False,
-    profile: _connection.ProfileOpt = None,
-    tenant: _connection.TenantOpt = None,
-    client_id: _connection.ClientIdOpt = None,
-    certificate: _connection.CertificateOpt = None,
-    private_key: _connection.PrivateKeyOpt = None,
-    cloud: _connection.CloudOpt = None,
-    authority_host: _connection.AuthorityHostOpt = None,
-    graph_url: _connection.GraphUrlOpt = None,
-    ca_bundle: _connection.CaBundleOpt = None,
-    passphrase_file: _connection.PassphraseFileOpt = None,
+    *,
+    connection: _connection.Connection,
 ) -> None:
     """Show the resolved settings and where each came from (flag, env, profile).
 
@@ -73,19 +66,7 @@ def show(
     """
     from graphkit import config
 
-    settings = _connection.settings_from_flags(
-        profile=profile,
-        validate=False,
-        tenant=tenant,
-        client_id=client_id,
-        certificate=certificate,
-        private_key=private_key,
-        cloud=cloud,
-        authority_host=authority_host,
-        graph_url=graph_url,
-        ca_bundle=ca_bundle,
-        passphrase_file=passphrase_file,
-    )
+    settings = connection.settings(validate=False)
     rows = settings.describe()
     cert = _certificate_status(settings)
     cfg = settings.config_file or config.config_path()

@@ -41,6 +41,7 @@ def _print_summary(console: Console, report: Report) -> None:
     console.print(f"{verdict}: {', '.join(parts)}")
 
 
+@_connection.with_connection_flags
 def doctor(
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the report as JSON (for monitoring).")
@@ -54,16 +55,8 @@ def doctor(
             show_default=False,
         ),
     ] = None,
-    profile: _connection.ProfileOpt = None,
-    tenant: _connection.TenantOpt = None,
-    client_id: _connection.ClientIdOpt = None,
-    certificate: _connection.CertificateOpt = None,
-    private_key: _connection.PrivateKeyOpt = None,
-    cloud: _connection.CloudOpt = None,
-    authority_host: _connection.AuthorityHostOpt = None,
-    graph_url: _connection.GraphUrlOpt = None,
-    ca_bundle: _connection.CaBundleOpt = None,
-    passphrase_file: _connection.PassphraseFileOpt = None,
+    *,
+    connection: _connection.Connection,
 ) -> None:
     """Check the configuration, key, certificate, clock, discovery, token, roles and Graph.
 
@@ -75,19 +68,7 @@ def doctor(
     from graphkit.doctor import run_doctor
 
     def resolve() -> Any:
-        return _connection.settings_from_flags(
-            profile=profile,
-            validate=False,
-            tenant=tenant,
-            client_id=client_id,
-            certificate=certificate,
-            private_key=private_key,
-            cloud=cloud,
-            authority_host=authority_host,
-            graph_url=graph_url,
-            ca_bundle=ca_bundle,
-            passphrase_file=passphrase_file,
-        )
+        return connection.settings(validate=False)
 
     console = Console(highlight=False)
     on_check = None if as_json else (lambda check: _print_check(console, check))

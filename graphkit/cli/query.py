@@ -257,6 +257,7 @@ def _render(
 # ------------------------------------------------------------------ the command
 
 
+@_connection.with_connection_flags
 def query(
     path: Annotated[
         str,
@@ -278,16 +279,8 @@ def query(
     max_items: MaxItemsOpt = None,
     output_format: OutputOpt = None,
     expression: QueryOpt = None,
-    profile: _connection.ProfileOpt = None,
-    tenant: _connection.TenantOpt = None,
-    client_id: _connection.ClientIdOpt = None,
-    certificate: _connection.CertificateOpt = None,
-    private_key: _connection.PrivateKeyOpt = None,
-    cloud: _connection.CloudOpt = None,
-    authority_host: _connection.AuthorityHostOpt = None,
-    graph_url: _connection.GraphUrlOpt = None,
-    ca_bundle: _connection.CaBundleOpt = None,
-    passphrase_file: _connection.PassphraseFileOpt = None,
+    *,
+    connection: _connection.Connection,
 ) -> None:
     """GET a Graph path and print the result (all pages with --all).
 
@@ -320,18 +313,7 @@ def query(
         progress.clear()
         stderr_line(f"graphkit: {reason}: waiting {seconds:.1f} s")
 
-    settings = _connection.settings_from_flags(
-        profile=profile,
-        tenant=tenant,
-        client_id=client_id,
-        certificate=certificate,
-        private_key=private_key,
-        cloud=cloud,
-        authority_host=authority_host,
-        graph_url=graph_url,
-        ca_bundle=ca_bundle,
-        passphrase_file=passphrase_file,
-    )
+    settings = connection.settings()
     credential = _connection.credential_from_settings(settings)
     with GraphClient.from_settings(
         settings, credential=credential, validate=False, api=api, on_wait=on_wait

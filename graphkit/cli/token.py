@@ -118,6 +118,7 @@ def _render(token: AccessToken, settings: Settings, show_token: bool) -> None:
         console.print(grid)
 
 
+@_connection.with_connection_flags
 def token(
     show_token: Annotated[
         bool, typer.Option("--show-token", help="Print the whole token (it is a secret).")
@@ -130,16 +131,8 @@ def token(
     force_refresh: Annotated[
         bool, typer.Option("--force-refresh", help="Ignore the cache; get a new token.")
     ] = False,
-    profile: _connection.ProfileOpt = None,
-    tenant: _connection.TenantOpt = None,
-    client_id: _connection.ClientIdOpt = None,
-    certificate: _connection.CertificateOpt = None,
-    private_key: _connection.PrivateKeyOpt = None,
-    cloud: _connection.CloudOpt = None,
-    authority_host: _connection.AuthorityHostOpt = None,
-    graph_url: _connection.GraphUrlOpt = None,
-    ca_bundle: _connection.CaBundleOpt = None,
-    passphrase_file: _connection.PassphraseFileOpt = None,
+    *,
+    connection: _connection.Connection,
 ) -> None:
     """Get an app-only access token (from the cache while valid) and show its claims.
 
@@ -148,18 +141,7 @@ def token(
     """
     if raw and as_json:
         raise UsageError("--raw and --json cannot be combined", "choose one")
-    settings = _connection.settings_from_flags(
-        profile=profile,
-        tenant=tenant,
-        client_id=client_id,
-        certificate=certificate,
-        private_key=private_key,
-        cloud=cloud,
-        authority_host=authority_host,
-        graph_url=graph_url,
-        ca_bundle=ca_bundle,
-        passphrase_file=passphrase_file,
-    )
+    settings = connection.settings()
     access = _get_token(settings, force_refresh)
     if raw:
         sys.stdout.write(access.token + "\n")
