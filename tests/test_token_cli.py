@@ -87,6 +87,13 @@ def _env_vars(emu: Any, ident: Identity, home: Path) -> dict[str, str]:
     }
 
 
+def _use_env_vars(emu: Any, ident: Identity, home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Upload ident's certificate and point graphkit at the emulator by environment."""
+    _upload(emu, ident)
+    for k, v in _env_vars(emu, ident, home).items():
+        monkeypatch.setenv(k, v)
+
+
 def _kinds(emu: Any) -> list[str]:
     return [r["kind"] for r in emu.requests()]
 
@@ -135,9 +142,7 @@ def test_token_from_azure_identity_env_vars(
     graphkit_emulator: Any, ident: Identity, home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     emu = graphkit_emulator
-    _upload(emu, ident)
-    for k, v in _env_vars(emu, ident, home).items():
-        monkeypatch.setenv(k, v)
+    _use_env_vars(emu, ident, home, monkeypatch)
     data = _token_json(["--show-token"])
     assert data["from_cache"] is False and data["profile"] is None
     assert auth.decode_claims(data["access_token"])["appid"] == emu.default_app.client_id
@@ -176,9 +181,7 @@ def test_human_output_raw_and_show_token(
     graphkit_emulator: Any, ident: Identity, home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     emu = graphkit_emulator
-    _upload(emu, ident)
-    for k, v in _env_vars(emu, ident, home).items():
-        monkeypatch.setenv(k, v)
+    _use_env_vars(emu, ident, home, monkeypatch)
     r = runner.invoke(app, ["token", "--raw"])
     assert r.exit_code == 0, r.stderr
     token = r.stdout.strip()
@@ -225,9 +228,7 @@ def test_force_refresh_gets_a_new_token(
     graphkit_emulator: Any, ident: Identity, home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     emu = graphkit_emulator
-    _upload(emu, ident)
-    for k, v in _env_vars(emu, ident, home).items():
-        monkeypatch.setenv(k, v)
+    _use_env_vars(emu, ident, home, monkeypatch)
     first = _token_json(["--show-token"])
     emu.clear_requests()
     emu.advance(5)  # tokens carry whole-second iat: make the new one distinguishable
