@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from graphkit.errors import GraphkitError, NetworkError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from graphkit.config import Settings
+    from graphkit.settings import Settings
 
 __all__ = [
     "CHECKS",
@@ -376,10 +376,12 @@ def _check_clock(date_header: str | None, local: float, round_trip: float) -> Ch
 
 
 def _check_token(settings: Settings) -> tuple[Check, Any, Any]:
-    from graphkit.auth import CertificateCredential
+    from graphkit.tokens import CertificateCredential
 
     try:
-        credential = CertificateCredential(settings, persist_cache=False)
+        # A new token, stored in place of the cached one: later commands see the
+        # roles and certificate doctor checked, not an older token's.
+        credential = CertificateCredential(settings)
         token = credential.get_token(force_refresh=True)
     except GraphkitError as exc:
         return _fail("token", exc), None, None

@@ -106,7 +106,7 @@ _BROADER_ROLES = {
 
 
 class TokenCredential(Protocol):
-    """Anything that hands out access tokens (``graphkit.auth.CertificateCredential``)."""
+    """Anything that hands out access tokens (``graphkit.tokens.CertificateCredential``)."""
 
     def get_token(self, *, force_refresh: bool = False) -> Any:
         """Return an object with ``token`` (str) and ``expires_on`` (epoch seconds)."""
@@ -264,7 +264,7 @@ class GraphClient:
         graph_url: ``https://host[:port]`` without a version segment
             (``https://graph.microsoft.com``).
         credential: has ``get_token(force_refresh=False)`` returning an object with
-            ``token`` and ``expires_on`` (``graphkit.auth.CertificateCredential``).
+            ``token`` and ``expires_on`` (``graphkit.tokens.CertificateCredential``).
         api: ``v1.0`` or ``beta``, for relative paths.
         ca_bundle: a CA file to trust (``None``: requests' default, which honours
             ``REQUESTS_CA_BUNDLE``). Passed as ``verify=`` on every request because the
@@ -328,20 +328,20 @@ class GraphClient:
         validate: bool = True,
         **kw: Any,
     ) -> GraphClient:
-        """A client for resolved :class:`graphkit.config.Settings`.
+        """A client for resolved :class:`graphkit.settings.Settings`.
 
         Args:
-            settings: from :func:`graphkit.config.resolve_settings`.
+            settings: from :func:`graphkit.settings.resolve_settings`.
             credential: a ready credential (default: a ``CertificateCredential``).
             validate: check the settings first (certificate present, current...).
             **kw: passed to :class:`GraphClient` (``api``, ``on_wait``...).
         """
         if validate:
-            from graphkit.config import validate as check
+            from graphkit.settings import validate as check
 
             check(settings)
         if credential is None:
-            from graphkit.auth import CertificateCredential
+            from graphkit.tokens import CertificateCredential
 
             credential = CertificateCredential(settings)
         kw.setdefault("ca_bundle", settings.ca_bundle)
@@ -350,7 +350,7 @@ class GraphClient:
     @classmethod
     def from_profile(cls, name: str | None = None, **kw: Any) -> GraphClient:
         """A client for profile ``name`` (or the default), environment variables applied."""
-        from graphkit.config import resolve_settings
+        from graphkit.settings import resolve_settings
 
         return cls.from_settings(resolve_settings(profile=name), **kw)
 
@@ -359,7 +359,7 @@ class GraphClient:
         """A client configured from azure-identity's environment variables (AZURE_*)."""
         import os
 
-        from graphkit.config import resolve_settings
+        from graphkit.settings import resolve_settings
 
         return cls.from_settings(resolve_settings(env=os.environ), **kw)
 
@@ -428,6 +428,10 @@ class GraphClient:
             )
 
     # -------------------------------------------------------------- tokens
+
+    def refresh_token(self) -> None:
+        """Get a new token now, bypassing the credential's cache (``--force-refresh``)."""
+        self._bearer(force_refresh=True)
 
     def _bearer(self, *, force_refresh: bool = False) -> str:
         access = self._access
@@ -614,6 +618,18 @@ class GraphClient:
                     self._bearer(force_refresh=True)
                     attempt -= 1
                     continue
+                if (
+                    status == 403
+                    and authorized
+                    and not refreshed
+                    and getattr(self._access, "from_cache", False)
+                ):
+                    # A cached token carries the roles granted when it was issued: a
+                    # permission granted since then needs a fresh token. Once.
+                    refreshed = True
+                    self._bearer(force_refresh=True)
+                    attempt -= 1
+                    continue
                 if status in RETRY_STATUSES:
                     problem = f"Graph answered {status}" + (" (throttled)" if status == 429 else "")
                 elif status >= 400:
@@ -739,10 +755,12 @@ class GraphClient:
         roles = claims.get("roles") if isinstance(claims, dict) else None
         app = claims.get("appid") if isinstance(claims, dict) else None
         app_txt = f" app {app}" if app else " the app"
+        # A 403 to a cached token was retried with a new one: say which roles are quoted.
+        token = "the token" if getattr(self._access, "from_cache", False) else "a fresh token"
         have = (
-            f"the token's roles are {', '.join(roles)}"
+            f"{token}'s roles are {', '.join(roles)}"
             if roles
-            else "the token carries no roles"
+            else f"{token} carries no roles"
             if isinstance(claims, dict) and claims
             else None
         )

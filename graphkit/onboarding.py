@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import re
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -41,9 +40,10 @@ from graphkit.errors import (
     OutputExistsError,
     PermissionDeniedError,
 )
+from graphkit.settings import check_client_id, check_profile_name, check_tenant
 
 if TYPE_CHECKING:  # pragma: no cover
-    from graphkit.config import Settings
+    from graphkit.settings import Settings
 
 __all__ = [
     "CLOUD_PORTALS",
@@ -57,9 +57,6 @@ __all__ = [
     "SmokeResult",
     "UploadInstructions",
     "az_command",
-    "check_client_id",
-    "check_profile_name",
-    "check_tenant",
     "credentials_dir",
     "permission_advice",
     "portal_url",
@@ -96,60 +93,6 @@ _KNOWN_LOGIN_HOSTS = {
     "login.chinacloudapi.cn",
     "login.partner.microsoftonline.cn",
 }
-_GUID = re.compile(r"^[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
-_DOMAIN = re.compile(
-    r"^(?=.{4,253}$)(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]{0,61}[a-z0-9]$",
-    re.IGNORECASE,
-)
-_PROFILE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-
-
-# ------------------------------------------------------------------ validation
-
-
-def check_tenant(value: str | None) -> str:
-    """Return the tenant (GUID or domain) normalised, or raise ConfigError."""
-    text = (value or "").strip()
-    if not text:
-        raise ConfigError(
-            "no tenant given",
-            "give --tenant with the directory (tenant) ID "
-            "or a domain such as contoso.onmicrosoft.com",
-        )
-    if _GUID.match(text):
-        return text.lower()
-    if _DOMAIN.match(text):
-        return text.lower()
-    raise ConfigError(
-        f"tenant {text!r} is neither a GUID nor a domain",
-        "use the Directory (tenant) ID from the app's Overview page, "
-        "or a domain such as contoso.onmicrosoft.com",
-    )
-
-
-def check_client_id(value: str | None) -> str:
-    """Return the client (application) id, a GUID, lower-cased, or raise ConfigError."""
-    text = (value or "").strip()
-    if not text:
-        raise ConfigError(
-            "no client id given", "give --client-id with the Application (client) ID of the app"
-        )
-    if not _GUID.match(text):
-        raise ConfigError(
-            f"client id {text!r} is not a GUID",
-            "use the Application (client) ID from the app registration's Overview page",
-        )
-    return text.lower()
-
-
-def check_profile_name(value: str | None) -> str:
-    text = (value or "").strip()
-    if not _PROFILE.match(text):
-        raise ConfigError(
-            f"profile name {text!r} is not usable",
-            "use letters, digits, '.', '_' or '-' (up to 64 characters)",
-        )
-    return text
 
 
 def _check_days(days: int) -> int:
@@ -391,7 +334,7 @@ class InitHooks:
 
 def credentials_dir(profile: str) -> Path:
     """Where init keeps a profile's key and certificate: ``<state dir>/credentials/<profile>``."""
-    from graphkit.config import state_dir
+    from graphkit.settings import state_dir
 
     return Path(state_dir()) / "credentials" / profile
 
@@ -678,9 +621,9 @@ def _profile_values(
 
 def stored_profile(name: str) -> dict[str, Any] | None:
     """Profile ``name`` as stored in the config file, or None."""
-    from graphkit import config
+    from graphkit.settings import config_path, read_config
 
-    profiles = config.read_config(config.config_path()).get("profiles") or {}
+    profiles = read_config(config_path()).get("profiles") or {}
     found = profiles.get(name)
     return dict(found) if isinstance(found, dict) else None
 
@@ -693,7 +636,7 @@ def run_init(request: InitRequest, hooks: Hooks | None = None) -> InitResult:
         CryptoError: an existing key cannot be opened (e.g. encrypted, no passphrase).
         AuthError / GraphError / NetworkError: from the smoke test.
     """
-    from graphkit import config
+    from graphkit import settings as profiles
 
     hooks = hooks or InitHooks()
     request.tenant = check_tenant(request.tenant)
@@ -752,15 +695,15 @@ def run_init(request: InitRequest, hooks: Hooks | None = None) -> InitResult:
             _write_extras(txn, creds, request.passphrase, request.write_cer, request.write_pfx)
         instructions = upload_instructions(request.client_id, creds, request.connection)
         hooks.show_upload(creds, instructions)
-        path = config.config_path()
-        config.save_profile(
+        path = profiles.config_path()
+        profiles.save_profile(
             request.profile,
             _profile_values(request, creds, stored),
             make_default=request.make_default,
             path=path,
         )
         txn.committed = True
-    made_default = config.read_config(path).get("default_profile") == request.profile
+    made_default = profiles.read_config(path).get("default_profile") == request.profile
     hooks.saved(request.profile, path, made_default)
     result = InitResult(
         profile=request.profile,
@@ -771,7 +714,7 @@ def run_init(request: InitRequest, hooks: Hooks | None = None) -> InitResult:
     )
     if not request.test or not hooks.confirm_upload(instructions):
         return result
-    settings = config.resolve_settings(
+    settings = profiles.resolve_settings(
         profile=request.profile,
         overrides={"passphrase": request.passphrase} if request.passphrase else None,
     )
@@ -914,8 +857,8 @@ def smoke_test(
     A Graph 403 is not raised: the probe records the permission to add (and whether
     another read the app is granted works), since the credentials themselves work.
     """
-    from graphkit.auth import CertificateCredential
     from graphkit.graph import GraphClient
+    from graphkit.tokens import CertificateCredential
 
     hooks = hooks or InitHooks()
     credential, token, waited, attempts = acquire_with_wait(

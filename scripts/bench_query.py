@@ -82,9 +82,9 @@ def _verdict(ok: bool) -> str:
 
 def main() -> int:
     from graphkit import crypto
-    from graphkit.auth import CertificateCredential
-    from graphkit.config import resolve_settings
     from graphkit.emulator import Emulator
+    from graphkit.settings import resolve_settings
+    from graphkit.tokens import CertificateCredential
 
     graphkit_bin = str(Path(sys.executable).with_name("graphkit"))
     python = sys.executable

@@ -12,7 +12,7 @@ import pytest
 from _x509_helpers import rsa_key, self_signed
 
 from graphkit import crypto
-from graphkit.config import Settings
+from graphkit.settings import Settings
 
 PASSPHRASE = b"correct horse battery staple"
 
@@ -140,3 +140,15 @@ def emu_settings(emu: Any, ident: Identity, **kw: Any) -> Settings:
     }
     values.update(kw)
     return Settings(**values)
+
+
+def token_cache_files(home: Path, *, encrypted: bool = False) -> list[Path]:
+    """The token caches (one per authority and certificate) written in ``home``."""
+    return sorted(home.glob(f"msal_token_cache-*.{'bin' if encrypted else 'json'}"))
+
+
+def token_cache_file(home: Path) -> Path:
+    """The one plain-file token cache in ``home`` (a path that does not exist if none)."""
+    files = token_cache_files(home)
+    assert len(files) <= 1, files
+    return files[0] if files else home / "msal_token_cache-(none).json"

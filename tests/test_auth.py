@@ -14,11 +14,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _auth_helpers import PASSPHRASE, Identity, clean_env, emu_settings, make_identity
+from _auth_helpers import (
+    PASSPHRASE,
+    Identity,
+    clean_env,
+    emu_settings,
+    make_identity,
+    token_cache_file,
+)
 
-from graphkit import auth, config
-from graphkit.config import Settings
+from graphkit import certificates, errors, token_cache, token_errors, tokens
 from graphkit.errors import AuthError, ExitCode, NetworkError, ThrottledError
+from graphkit.settings import Settings, resolve_settings, validate
 
 TENANT = "0c5a7e0d-9f0b-4a57-a3a4-3f3e1f7b8c11"
 CLIENT = "8d2f4c71-3b6e-4f0e-9a51-0b4c1d2e3f40"
@@ -46,9 +53,9 @@ def _jwt(claims: dict[str, Any]) -> str:
 
 def test_decode_claims() -> None:
     claims = {"aud": "https://graph.microsoft.com", "roles": ["User.Read.All"], "exp": 5}
-    assert auth.decode_claims(_jwt(claims)) == claims
-    assert auth.decode_claims("opaque-token") == {}
-    assert auth.decode_claims("a.!!!.c") == {}
+    assert tokens.decode_claims(_jwt(claims)) == claims
+    assert tokens.decode_claims("opaque-token") == {}
+    assert tokens.decode_claims("a.!!!.c") == {}
 
 
 def _settings(ident: Identity | None = None, **kw: Any) -> Settings:
@@ -91,8 +98,8 @@ def test_token_error_advice(
     ident: Identity, home: Path, error: str, code: int, expected: str
 ) -> None:
     settings = _settings(ident)
-    cert = config.load_client_certificate(settings)
-    exc = auth.token_error(_entra_error(error, code), settings, cert)
+    cert = certificates.load(settings)
+    exc = token_errors.token_error(_entra_error(error, code), settings, cert)
     assert isinstance(exc, AuthError) and exc.exit_code == ExitCode.AUTH
     assert exc.code == code
     assert expected in str(exc)
@@ -101,16 +108,16 @@ def test_token_error_advice(
 
 def test_700027_names_thumbprint_app_and_file(ident: Identity, home: Path) -> None:
     settings = _settings(ident, certificate=ident.crt, private_key=ident.key_pem)
-    cert = config.load_client_certificate(settings)
-    exc = auth.token_error(_entra_error("invalid_client", 700027), settings, cert)
+    cert = certificates.load(settings)
+    exc = token_errors.token_error(_entra_error("invalid_client", 700027), settings, cert)
     assert str(exc) == (
         f"certificate {ident.sha1} is not registered on app {CLIENT}: upload {ident.crt} "
         "under Certificates & secrets, or wait a few minutes after uploading"
     )
     # A file holding the key is never what to upload.
     settings = _settings(ident)
-    cert = config.load_client_certificate(settings)
-    exc = auth.token_error(_entra_error("invalid_client", 700027), settings, cert)
+    cert = certificates.load(settings)
+    exc = token_errors.token_error(_entra_error("invalid_client", 700027), settings, cert)
     assert "the public certificate from" in str(exc) and "never the key" in str(exc)
 
 
@@ -118,34 +125,34 @@ def test_700027_names_thumbprint_app_and_file(ident: Identity, home: Path) -> No
 
 
 def test_http_cache_round_trip_and_corruption(tmp_path: Path) -> None:
-    path = tmp_path / "state" / auth.HTTP_CACHE_FILE
-    cache = auth.PersistentHttpCache(path)
+    path = tmp_path / "state" / token_cache.HTTP_CACHE_FILE
+    cache = token_cache.PersistentHttpCache(path)
     assert dict(cache) == {}
     cache.save()
     assert not path.exists()  # nothing to save
     cache["GET x"] = ("answer", 1.5)
     cache.save()
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    assert dict(auth.PersistentHttpCache(path)) == {"GET x": ("answer", 1.5)}
+    assert dict(token_cache.PersistentHttpCache(path)) == {"GET x": ("answer", 1.5)}
     for garbage in (b"", b"\x80\x05not a pickle", pickle.dumps(["a list"]), b"\x00" * 100):
         path.write_bytes(garbage)
-        assert dict(auth.PersistentHttpCache(path)) == {}
+        assert dict(token_cache.PersistentHttpCache(path)) == {}
     # A file others could have written is not unpickled.
     path.write_bytes(pickle.dumps({"k": "v"}))
     path.chmod(0o666)
-    assert dict(auth.PersistentHttpCache(path)) == {}
+    assert dict(token_cache.PersistentHttpCache(path)) == {}
     path.chmod(0o600)
-    assert dict(auth.PersistentHttpCache(path)) == {"k": "v"}
+    assert dict(token_cache.PersistentHttpCache(path)) == {"k": "v"}
 
 
 def test_http_cache_concurrent_writers_leave_a_readable_file(tmp_path: Path) -> None:
-    path = tmp_path / auth.HTTP_CACHE_FILE
+    path = tmp_path / token_cache.HTTP_CACHE_FILE
     errors: list[BaseException] = []
 
     def writer(n: int) -> None:
         try:
             for i in range(30):
-                c = auth.PersistentHttpCache(path)
+                c = token_cache.PersistentHttpCache(path)
                 c[f"w{n}-{i}"] = "x" * (i * 50)
                 c.save()
         except BaseException as exc:  # pragma: no cover - reported below
@@ -173,7 +180,7 @@ def _closed_port() -> int:
 
 def test_connection_refused_is_a_network_error(ident: Identity, home: Path) -> None:
     settings = _settings(ident, authority_host=f"https://127.0.0.1:{_closed_port()}")
-    credential = auth.CertificateCredential(settings)
+    credential = tokens.CertificateCredential(settings)
     with pytest.raises(NetworkError, match=r"cannot connect to 127\.0\.0\.1") as err:
         credential.get_token()
     assert err.value.exit_code == ExitCode.NETWORK
@@ -181,33 +188,33 @@ def test_connection_refused_is_a_network_error(ident: Identity, home: Path) -> N
 
 def test_certificate_checked_before_any_request(home: Path, tmp_path: Path) -> None:
     settings = _settings(None, certificate=tmp_path / "missing.pem")
-    with pytest.raises(config.ConfigError, match=r"missing\.pem"):
-        auth.CertificateCredential(settings)
-    assert not (home / auth.TOKEN_CACHE_FILE).exists()
+    with pytest.raises(errors.ConfigError, match=r"missing\.pem"):
+        tokens.CertificateCredential(settings)
+    assert not list(home.glob("msal_token_cache*"))
 
 
 def test_missing_tenant_is_a_config_error(ident: Identity, home: Path) -> None:
-    with pytest.raises(config.ConfigError, match="no tenant"):
-        auth.CertificateCredential(_settings(ident, tenant=None))
+    with pytest.raises(errors.ConfigError, match="no tenant"):
+        tokens.CertificateCredential(_settings(ident, tenant=None))
 
 
 def test_expiring_certificate_notice(home: Path, tmp_path: Path) -> None:
     soon = make_identity(tmp_path / "soon", days=10)
     notices: list[str] = []
-    auth.CertificateCredential(_settings(soon), on_notice=notices.append)
+    tokens.CertificateCredential(_settings(soon), on_notice=notices.append)
     assert len(notices) == 1 and "expires in" in notices[0] and soon.sha1 in notices[0]
 
 
 def test_notice_handler_default_is_logging(home: Path, tmp_path: Path) -> None:
     soon = make_identity(tmp_path / "soon", days=10)
     got: list[str] = []
-    auth.set_notice_handler(got.append)
+    tokens.set_notice_handler(got.append)
     try:
-        auth.CertificateCredential(_settings(soon))
+        tokens.CertificateCredential(_settings(soon))
     finally:
-        auth.set_notice_handler(None)
+        tokens.set_notice_handler(None)
     assert len(got) == 1
-    auth.CertificateCredential(_settings(soon))  # logged, not raised, not printed
+    tokens.CertificateCredential(_settings(soon))  # logged, not raised, not printed
     assert len(got) == 1
 
 
@@ -232,9 +239,9 @@ def test_each_key_form_gets_a_token(
         "ca_bundle": emu.ca_bundle,
         **ident.forms()[form],
     }
-    settings = config.resolve_settings(overrides=overrides)
-    config.validate(settings)
-    with auth.CertificateCredential(settings) as credential:
+    settings = resolve_settings(overrides=overrides)
+    validate(settings)
+    with tokens.CertificateCredential(settings) as credential:
         token = credential.get_token()
         assert token.from_cache is False
         assert token.claims["aud"] == emu.graph_url
@@ -252,7 +259,7 @@ def test_msal_signs_ps256_with_x5t_s256(
 ) -> None:
     emu = graphkit_emulator
     emu.upload_certificate(emu.default_app.client_id, ident.cert)
-    auth.CertificateCredential(
+    tokens.CertificateCredential(
         emu_settings(emu, ident, certificate=ident.pfx, passphrase=PASSPHRASE)
     ).get_token()
     (token_request,) = [r for r in emu.requests() if r["kind"] == "token"]
@@ -266,20 +273,20 @@ def test_persisted_caches_serve_a_new_credential_without_requests(
     emu = graphkit_emulator
     emu.upload_certificate(emu.default_app.client_id, ident.cert)
     notices: list[str] = []
-    first = auth.CertificateCredential(emu_settings(emu, ident), on_notice=notices.append)
+    first = tokens.CertificateCredential(emu_settings(emu, ident), on_notice=notices.append)
     token = first.get_token()
     emu.clear_requests()
-    second = auth.CertificateCredential(emu_settings(emu, ident), on_notice=notices.append)
+    second = tokens.CertificateCredential(emu_settings(emu, ident), on_notice=notices.append)
     cached = second.get_token()
     assert cached.from_cache is True and cached.token == token.token
     assert emu.requests() == []
     if first.cache_encrypted is False:
         assert len(notices) == 1 and "0600" in notices[0]
-        cache_file = home / auth.TOKEN_CACHE_FILE
+        cache_file = token_cache_file(home)
         assert stat.S_IMODE(cache_file.stat().st_mode) == 0o600
         assert token.token in cache_file.read_text()
     assert stat.S_IMODE(home.stat().st_mode) == 0o700
-    http_cache = home / auth.HTTP_CACHE_FILE
+    http_cache = home / token_cache.HTTP_CACHE_FILE
     assert stat.S_IMODE(http_cache.stat().st_mode) == 0o600
     assert token.token not in http_cache.read_bytes().decode("latin-1")
 
@@ -289,7 +296,7 @@ def test_force_refresh_goes_to_the_token_endpoint(
 ) -> None:
     emu = graphkit_emulator
     emu.upload_certificate(emu.default_app.client_id, ident.cert)
-    credential = auth.CertificateCredential(emu_settings(emu, ident))
+    credential = tokens.CertificateCredential(emu_settings(emu, ident))
     token = credential.get_token()
     emu.clear_requests()
     emu.advance(5)  # a new token differs (iat) from the one in the cache
@@ -297,7 +304,7 @@ def test_force_refresh_goes_to_the_token_endpoint(
     assert fresh.from_cache is False and fresh.token != token.token
     assert _kinds(emu) == ["token"]
     emu.clear_requests()
-    assert auth.CertificateCredential(emu_settings(emu, ident)).get_token().token == fresh.token
+    assert tokens.CertificateCredential(emu_settings(emu, ident)).get_token().token == fresh.token
     assert emu.requests() == []
 
 
@@ -306,7 +313,7 @@ def test_no_persistence_leaves_no_files(
 ) -> None:
     emu = graphkit_emulator
     emu.upload_certificate(emu.default_app.client_id, ident.cert)
-    credential = auth.CertificateCredential(emu_settings(emu, ident), persist_cache=False)
+    credential = tokens.CertificateCredential(emu_settings(emu, ident), persist_cache=False)
     assert credential.get_token().from_cache is False
     assert credential.get_token().from_cache is True
     assert not home.exists()
@@ -316,7 +323,7 @@ def test_untrusted_tls_is_a_network_error(
     graphkit_emulator: Any, ident: Identity, home: Path
 ) -> None:
     emu = graphkit_emulator
-    credential = auth.CertificateCredential(emu_settings(emu, ident, ca_bundle=None))
+    credential = tokens.CertificateCredential(emu_settings(emu, ident, ca_bundle=None))
     with pytest.raises(NetworkError, match="TLS verification failed") as err:
         credential.get_token()
     assert "--ca-bundle" in str(err.value)
@@ -325,16 +332,16 @@ def test_untrusted_tls_is_a_network_error(
 def test_stale_cache_lock_is_cleared(graphkit_emulator: Any, ident: Identity, home: Path) -> None:
     emu = graphkit_emulator
     emu.upload_certificate(emu.default_app.client_id, ident.cert)
-    probe = auth.CertificateCredential(emu_settings(emu, ident))
+    probe = tokens.CertificateCredential(emu_settings(emu, ident))
     probe.get_token()
-    lock = next(home.glob("*.lockfile"), None) or home / (auth.TOKEN_CACHE_FILE + ".lockfile")
+    lock = next(home.glob("*.lockfile"), None) or home / "msal_token_cache-(none).json.lockfile"
     lock.write_text("12345 killed-process")
     old = time.time() - 3600
     os.utime(lock, (old, old))
-    credential = auth.CertificateCredential(emu_settings(emu, ident))
+    credential = tokens.CertificateCredential(emu_settings(emu, ident))
     token = credential.get_token(force_refresh=True)
     emu.clear_requests()
-    again = auth.CertificateCredential(emu_settings(emu, ident)).get_token()
+    again = tokens.CertificateCredential(emu_settings(emu, ident)).get_token()
     assert again.from_cache is True and again.token == token.token  # it was saved
     assert emu.requests() == []
 
@@ -345,7 +352,7 @@ def test_token_endpoint_reset_is_retried(
     emu = graphkit_emulator
     emu.upload_certificate(emu.default_app.client_id, ident.cert)
     emu.add_fault(kind="reset", endpoint="token", every=1, times=1)
-    token = auth.CertificateCredential(emu_settings(emu, ident)).get_token()
+    token = tokens.CertificateCredential(emu_settings(emu, ident)).get_token()
     assert token.from_cache is False
 
 
@@ -354,11 +361,11 @@ def test_token_endpoint_503_and_429(graphkit_emulator: Any, ident: Identity, hom
     emu.upload_certificate(emu.default_app.client_id, ident.cert)
     emu.add_fault(kind="503", endpoint="token", every=1, times=1)
     with pytest.raises(NetworkError, match="token endpoint"):
-        auth.CertificateCredential(emu_settings(emu, ident)).get_token()
+        tokens.CertificateCredential(emu_settings(emu, ident)).get_token()
     emu.clear_faults()
     emu.add_fault(kind="429", endpoint="token", every=1, times=1, retry_after=1)
     with pytest.raises(ThrottledError, match="throttling"):
-        auth.CertificateCredential(emu_settings(emu, ident), persist_cache=False).get_token()
+        tokens.CertificateCredential(emu_settings(emu, ident), persist_cache=False).get_token()
 
 
 # Each token-endpoint (or discovery) error, provoked for real, gives its advice.
@@ -366,7 +373,7 @@ def test_token_endpoint_503_and_429(graphkit_emulator: Any, ident: Identity, hom
 
 def _error_of(settings: Settings) -> AuthError:
     with pytest.raises(AuthError) as err:
-        auth.CertificateCredential(settings, persist_cache=False).get_token()
+        tokens.CertificateCredential(settings, persist_cache=False).get_token()
     assert "\n" not in str(err.value)
     return err.value
 
@@ -425,7 +432,7 @@ def test_advice_50032_weak_key(graphkit_emulator: Any, home: Path, tmp_path: Pat
     emu = graphkit_emulator
     weak = make_identity(tmp_path / "weak", bits=1024)
     emu.upload_certificate(emu.default_app.client_id, weak.cert)
-    # config.validate refuses such a key up front; the credential alone lets the
+    # validate refuses such a key up front; the credential alone lets the
     # identity platform say so.
     settings = emu_settings(emu, weak)
     err = _error_of(settings)

@@ -1404,16 +1404,16 @@ def test_lazy_help_is_identical_to_full_tree(tmp_path: Path, args: list[str]) ->
 def test_lazy_runner_restores_the_tree_and_handles_unknown_commands(
     certs_dir: CertsDir, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from graphkit.cli import _common, app
+    from graphkit.cli import _typer_internals, app
 
     before = (list(app.registered_commands), list(app.registered_groups))
     with pytest.raises(SystemExit) as done:
-        _common.run(app, ["thumbprint", "--sha1", str(certs_dir.cert)])
+        _typer_internals.run(app, ["thumbprint", "--sha1", str(certs_dir.cert)])
     assert done.value.code in (0, None)
     assert len(capsys.readouterr().out.strip()) == 40
     assert (app.registered_commands, app.registered_groups) == before
 
     with pytest.raises(SystemExit) as unknown:
-        _common.run(app, ["no-such-command"])
+        _typer_internals.run(app, ["no-such-command"])
     assert unknown.value.code == 2
     assert (app.registered_commands, app.registered_groups) == before

@@ -14,9 +14,19 @@ import pytest
 from _auth_helpers import PASSPHRASE, Identity, clean_env, make_identity
 from typer.testing import CliRunner
 
-from graphkit import config
+from graphkit import certificates
 from graphkit.cli import app
 from graphkit.errors import ConfigError, CryptoError, ExitCode
+from graphkit.settings import (
+    config_dir,
+    config_path,
+    read_config,
+    resolve_settings,
+    save_profile,
+    state_dir,
+    validate,
+    write_config,
+)
 
 TENANT = "0c5a7e0d-9f0b-4a57-a3a4-3f3e1f7b8c11"
 CLIENT = "8d2f4c71-3b6e-4f0e-9a51-0b4c1d2e3f40"
@@ -41,18 +51,18 @@ def _env(home: Path, **extra: str) -> dict[str, str]:
 
 
 def test_graphkit_home_moves_config_and_state(home: Path) -> None:
-    assert config.config_path() == home / "config.toml"
-    assert config.state_dir() == home
-    assert config.config_dir() == home
+    assert config_path() == home / "config.toml"
+    assert state_dir() == home
+    assert config_dir() == home
 
 
 def test_without_graphkit_home_platform_dirs_are_used(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("GRAPHKIT_HOME", raising=False)
     env: dict[str, str] = {}
-    assert config.config_path(env).name == "config.toml"
-    assert "graphkit" in str(config.config_dir(env))
-    assert "graphkit" in str(config.state_dir(env))
-    assert config.config_dir({"GRAPHKIT_HOME": "/x/y"}) == Path("/x/y")
+    assert config_path(env).name == "config.toml"
+    assert "graphkit" in str(config_dir(env))
+    assert "graphkit" in str(state_dir(env))
+    assert config_dir({"GRAPHKIT_HOME": "/x/y"}) == Path("/x/y")
 
 
 # ------------------------------------------------------------------ TOML file
@@ -64,9 +74,9 @@ def test_toml_written_is_read_back_exactly(home: Path) -> None:
         "default_profile": "a.b-c",
         "profiles": {"a.b-c": {"tenant": TENANT, "certificate": tricky}, "plain": {}},
     }
-    path = config.write_config(data)
+    path = write_config(data)
     assert tomllib.loads(path.read_text("utf-8")) == data
-    assert config.read_config(path) == data
+    assert read_config(path) == data
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
 
 
@@ -74,45 +84,45 @@ def test_corrupt_config_is_a_one_line_config_error(home: Path) -> None:
     home.mkdir(parents=True)
     (home / "config.toml").write_text("[profiles\ntenant=")
     with pytest.raises(ConfigError, match="not valid TOML"):
-        config.resolve_settings()
+        resolve_settings()
 
 
 def test_unknown_profile_key_is_refused(home: Path) -> None:
-    config.write_config({"profiles": {"w": {"tenant": TENANT, "client-id": CLIENT}}})
+    write_config({"profiles": {"w": {"tenant": TENANT, "client-id": CLIENT}}})
     with pytest.raises(ConfigError, match="unknown key 'client-id'"):
-        config.resolve_settings(profile="w")
+        resolve_settings(profile="w")
 
 
 def test_save_profile_first_is_default_paths_absolute(
     home: Path, ident: Identity, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(ident.crt.parent)
-    config.save_profile("one", {"tenant": TENANT, "certificate": "app.pem"})
-    config.save_profile("two", {"tenant": "fabrikam.onmicrosoft.com"})
-    data = config.read_config()
+    save_profile("one", {"tenant": TENANT, "certificate": "app.pem"})
+    save_profile("two", {"tenant": "fabrikam.onmicrosoft.com"})
+    data = read_config()
     assert data["default_profile"] == "one"
     assert data["profiles"]["one"]["certificate"] == str(ident.combined)
-    config.save_profile("two", {"client_id": CLIENT}, make_default=True)
-    data = config.read_config()
+    save_profile("two", {"client_id": CLIENT}, make_default=True)
+    data = read_config()
     assert data["default_profile"] == "two"
     assert data["profiles"]["two"] == {"tenant": "fabrikam.onmicrosoft.com", "client_id": CLIENT}
-    config.save_profile("two", {}, unset=["client_id"])
-    assert config.read_config()["profiles"]["two"] == {"tenant": "fabrikam.onmicrosoft.com"}
+    save_profile("two", {}, unset=["client_id"])
+    assert read_config()["profiles"]["two"] == {"tenant": "fabrikam.onmicrosoft.com"}
 
 
 def test_save_profile_checks_values(home: Path) -> None:
     with pytest.raises(ConfigError, match="not a GUID"):
-        config.save_profile("x", {"client_id": "my-app"})
+        save_profile("x", {"client_id": "my-app"})
     with pytest.raises(ConfigError, match="unknown cloud"):
-        config.save_profile("x", {"cloud": "mars"})
+        save_profile("x", {"cloud": "mars"})
     with pytest.raises(ConfigError, match="invalid profile name"):
-        config.save_profile("../evil", {"tenant": TENANT})
-    assert not config.config_path().exists()
+        save_profile("../evil", {"tenant": TENANT})
+    assert not config_path().exists()
 
 
 def test_relative_profile_paths_are_relative_to_the_config_file(home: Path) -> None:
-    config.write_config({"profiles": {"w": {"certificate": "certs/app.pem"}}})
-    settings = config.resolve_settings(profile="w")
+    write_config({"profiles": {"w": {"certificate": "certs/app.pem"}}})
+    settings = resolve_settings(profile="w")
     assert settings.certificate == home / "certs" / "app.pem"
 
 
@@ -120,19 +130,19 @@ def test_relative_profile_paths_are_relative_to_the_config_file(home: Path) -> N
 
 
 def test_flags_beat_env_beat_profile(home: Path) -> None:
-    config.save_profile(
+    save_profile(
         "w", {"tenant": "fabrikam.onmicrosoft.com", "client_id": CLIENT, "certificate": "/p.pem"}
     )
-    s = config.resolve_settings(env=_env(home))
+    s = resolve_settings(env=_env(home))
     assert (s.profile, s.tenant, s.client_id) == ("w", "fabrikam.onmicrosoft.com", CLIENT)
     assert s.sources["tenant"].startswith("profile:w (")
     assert s.certificate == Path("/p.pem")
 
-    s = config.resolve_settings(env=_env(home, AZURE_TENANT_ID=TENANT))
+    s = resolve_settings(env=_env(home, AZURE_TENANT_ID=TENANT))
     assert s.tenant == TENANT and s.sources["tenant"] == "env:AZURE_TENANT_ID"
     assert s.client_id == CLIENT and s.sources["client_id"].startswith("profile:w")
 
-    s = config.resolve_settings(
+    s = resolve_settings(
         env=_env(home, AZURE_TENANT_ID=TENANT),
         overrides={"tenant": "contoso.com", "client_id": None},
     )
@@ -141,23 +151,23 @@ def test_flags_beat_env_beat_profile(home: Path) -> None:
 
 
 def test_profile_selection_flag_env_default(home: Path) -> None:
-    config.save_profile("a", {"tenant": "a.example.com"})
-    config.save_profile("b", {"tenant": "b.example.com"})
-    assert config.resolve_settings(env=_env(home)).tenant == "a.example.com"
-    s = config.resolve_settings(env=_env(home, GRAPHKIT_PROFILE="b"))
+    save_profile("a", {"tenant": "a.example.com"})
+    save_profile("b", {"tenant": "b.example.com"})
+    assert resolve_settings(env=_env(home)).tenant == "a.example.com"
+    s = resolve_settings(env=_env(home, GRAPHKIT_PROFILE="b"))
     assert (s.profile, s.tenant, s.sources["profile"]) == (
         "b",
         "b.example.com",
         "env:GRAPHKIT_PROFILE",
     )
-    s = config.resolve_settings(profile="a", env=_env(home, GRAPHKIT_PROFILE="b"))
+    s = resolve_settings(profile="a", env=_env(home, GRAPHKIT_PROFILE="b"))
     assert s.tenant == "a.example.com" and s.sources["profile"] == "flag"
     with pytest.raises(ConfigError, match=r"no profile named 'c'.*known profiles: a, b"):
-        config.resolve_settings(profile="c", env=_env(home))
+        resolve_settings(profile="c", env=_env(home))
 
 
 def test_no_config_file_env_only(home: Path, ident: Identity) -> None:
-    s = config.resolve_settings(
+    s = resolve_settings(
         env=_env(
             home,
             AZURE_TENANT_ID=TENANT,
@@ -174,7 +184,7 @@ def test_no_config_file_env_only(home: Path, ident: Identity) -> None:
     assert s.scope == "https://127.0.0.1:8443/.default"
     assert s.passphrase == PASSPHRASE
     assert s.sources["passphrase"] == "env:AZURE_CLIENT_CERTIFICATE_PASSWORD"
-    config.validate(s)
+    validate(s)
 
 
 @pytest.mark.parametrize(
@@ -188,7 +198,7 @@ def test_no_config_file_env_only(home: Path, ident: Identity) -> None:
     ],
 )
 def test_authority_host_forms(home: Path, value: str, expected: str) -> None:
-    s = config.resolve_settings(env=_env(home, AZURE_AUTHORITY_HOST=value))
+    s = resolve_settings(env=_env(home, AZURE_AUTHORITY_HOST=value))
     assert s.authority_host == expected
 
 
@@ -209,20 +219,20 @@ def test_bad_values_are_one_line_errors_naming_their_source(
     home: Path, var: str, value: str, match: str
 ) -> None:
     with pytest.raises(ConfigError, match=match) as err:
-        config.resolve_settings(env=_env(home, **{var: value}))
+        resolve_settings(env=_env(home, **{var: value}))
     text = str(err.value)
     assert "\n" not in text
     assert f"env:{var}" in text
 
 
 def test_clouds_set_both_hosts(home: Path) -> None:
-    s = config.resolve_settings(overrides={"cloud": "usgovdod"}, env=_env(home))
+    s = resolve_settings(overrides={"cloud": "usgovdod"}, env=_env(home))
     assert s.authority_host == "https://login.microsoftonline.us"
     assert s.graph_url == "https://dod-graph.microsoft.us"
     assert s.scope == "https://dod-graph.microsoft.us/.default"
-    s = config.resolve_settings(overrides={"cloud": "AzureChinaCloud"}, env=_env(home))
+    s = resolve_settings(overrides={"cloud": "AzureChinaCloud"}, env=_env(home))
     assert s.cloud == "china" and s.graph_url == "https://microsoftgraph.chinacloudapi.cn"
-    s = config.resolve_settings(env=_env(home))
+    s = resolve_settings(env=_env(home))
     assert (s.cloud, s.authority_host, s.graph_url) == (
         "global",
         "https://login.microsoftonline.com",
@@ -231,17 +241,17 @@ def test_clouds_set_both_hosts(home: Path) -> None:
 
 
 def test_azure_authority_host_of_a_cloud_implies_its_graph(home: Path) -> None:
-    s = config.resolve_settings(env=_env(home, AZURE_AUTHORITY_HOST="login.microsoftonline.us"))
+    s = resolve_settings(env=_env(home, AZURE_AUTHORITY_HOST="login.microsoftonline.us"))
     assert s.cloud == "usgov" and s.graph_url == "https://graph.microsoft.us"
     assert "derived from authority_host" in s.sources["cloud"]
 
 
 def test_cloud_flag_beats_authority_host_from_env(home: Path) -> None:
     env = _env(home, AZURE_AUTHORITY_HOST="https://127.0.0.1:9")
-    s = config.resolve_settings(overrides={"cloud": "china"}, env=env)
+    s = resolve_settings(overrides={"cloud": "china"}, env=env)
     assert s.authority_host == "https://login.chinacloudapi.cn"
     # ... but explicit hosts at the same level or above win over the cloud's.
-    s = config.resolve_settings(
+    s = resolve_settings(
         overrides={"cloud": "china", "authority_host": "https://127.0.0.1:9"}, env=env
     )
     assert s.authority_host == "https://127.0.0.1:9"
@@ -252,23 +262,23 @@ def test_passphrase_sources(home: Path, tmp_path: Path) -> None:
     pf = tmp_path / "pass.txt"
     pf.write_bytes(b"from-file\nignored second line\n")
     env = _env(home, GRAPHKIT_KEY_PASSPHRASE="gk", AZURE_CLIENT_CERTIFICATE_PASSWORD="az")
-    s = config.resolve_settings(env=env)
+    s = resolve_settings(env=env)
     assert s.passphrase == b"az"
-    s = config.resolve_settings(env=_env(home, GRAPHKIT_KEY_PASSPHRASE="gk"))
+    s = resolve_settings(env=_env(home, GRAPHKIT_KEY_PASSPHRASE="gk"))
     assert s.passphrase == b"gk" and s.sources["passphrase"] == "env:GRAPHKIT_KEY_PASSPHRASE"
-    s = config.resolve_settings(overrides={"passphrase_file": str(pf)}, env=env)
+    s = resolve_settings(overrides={"passphrase_file": str(pf)}, env=env)
     assert s.passphrase == b"from-file" and s.sources["passphrase"] == "flag"
-    config.save_profile("w", {"passphrase_file": str(pf)})
-    assert config.resolve_settings(env=env).passphrase == b"az"  # env beats profile
-    s = config.resolve_settings(env=_env(home))
+    save_profile("w", {"passphrase_file": str(pf)})
+    assert resolve_settings(env=env).passphrase == b"az"  # env beats profile
+    s = resolve_settings(env=_env(home))
     assert s.passphrase == b"from-file" and s.sources["passphrase"].startswith("profile:w")
     pf.unlink()
     with pytest.raises(ConfigError, match="passphrase file"):
-        config.resolve_settings(env=_env(home))
+        resolve_settings(env=_env(home))
 
 
 def test_describe_never_shows_the_passphrase(home: Path) -> None:
-    s = config.resolve_settings(env=_env(home, AZURE_CLIENT_CERTIFICATE_PASSWORD="s3cret-pw"))
+    s = resolve_settings(env=_env(home, AZURE_CLIENT_CERTIFICATE_PASSWORD="s3cret-pw"))
     assert "s3cret-pw" not in repr(s)
     assert "s3cret-pw" not in json.dumps(s.describe())
     assert ("passphrase", "(set)", "env:AZURE_CLIENT_CERTIFICATE_PASSWORD") in s.describe()
@@ -283,108 +293,98 @@ def _flags(ident_forms: dict[str, object], **more: object) -> dict[str, object]:
 
 @pytest.mark.parametrize("form", ["key+crt", "combined", "pfx", "encrypted-pem"])
 def test_every_key_form_validates(home: Path, ident: Identity, form: str) -> None:
-    s = config.resolve_settings(overrides=_flags(ident.forms()[form]), env=_env(home))
-    config.validate(s)
-    cert = config.load_client_certificate(s)
+    s = resolve_settings(overrides=_flags(ident.forms()[form]), env=_env(home))
+    validate(s)
+    cert = certificates.load(s)
     assert cert.sha1 == ident.sha1
     assert "BEGIN CERTIFICATE" in cert.certificate_pem
     assert "ENCRYPTED" not in cert.private_key_pem and "PRIVATE KEY" in cert.private_key_pem
     assert "PRIVATE" not in repr(cert)
-    assert config.load_client_certificate(s) is cert  # memoised
+    assert certificates.load(s) is cert  # memoised
 
 
 def test_encrypted_combined_pem_needs_the_passphrase(home: Path, ident: Identity) -> None:
     flags = _flags({"certificate": str(ident.enc_combined)})
-    s = config.resolve_settings(overrides=flags, env=_env(home))
+    s = resolve_settings(overrides=flags, env=_env(home))
     with pytest.raises(CryptoError, match="encrypted") as err:
-        config.validate(s)
+        validate(s)
     assert "AZURE_CLIENT_CERTIFICATE_PASSWORD" in str(err.value)
-    s = config.resolve_settings(overrides={**flags, "passphrase": b"wrong"}, env=_env(home))
+    s = resolve_settings(overrides={**flags, "passphrase": b"wrong"}, env=_env(home))
     with pytest.raises(CryptoError, match="wrong passphrase"):
-        config.validate(s)
-    s = config.resolve_settings(overrides={**flags, "passphrase": PASSPHRASE}, env=_env(home))
-    config.validate(s)
+        validate(s)
+    s = resolve_settings(overrides={**flags, "passphrase": PASSPHRASE}, env=_env(home))
+    validate(s)
 
 
 def test_missing_settings(home: Path, ident: Identity) -> None:
     with pytest.raises(ConfigError, match="no tenant configured"):
-        config.validate(config.resolve_settings(env=_env(home)))
-    s = config.resolve_settings(overrides={"tenant": TENANT}, env=_env(home))
+        validate(resolve_settings(env=_env(home)))
+    s = resolve_settings(overrides={"tenant": TENANT}, env=_env(home))
     with pytest.raises(ConfigError, match="no client_id configured"):
-        config.validate(s)
-    s = config.resolve_settings(overrides={"tenant": TENANT, "client_id": CLIENT}, env=_env(home))
+        validate(s)
+    s = resolve_settings(overrides={"tenant": TENANT, "client_id": CLIENT}, env=_env(home))
     with pytest.raises(ConfigError, match="no certificate configured"):
-        config.validate(s)
+        validate(s)
 
 
 def test_certificate_missing_names_source(home: Path, tmp_path: Path) -> None:
     env = _env(home, AZURE_CLIENT_CERTIFICATE_PATH=str(tmp_path / "gone.pem"))
-    s = config.resolve_settings(overrides={"tenant": TENANT, "client_id": CLIENT}, env=env)
+    s = resolve_settings(overrides={"tenant": TENANT, "client_id": CLIENT}, env=env)
     with pytest.raises(ConfigError, match=r"gone.pem.*env:AZURE_CLIENT_CERTIFICATE_PATH.*exist"):
-        config.validate(s)
+        validate(s)
 
 
 def test_certificate_without_key(home: Path, ident: Identity) -> None:
-    s = config.resolve_settings(overrides=_flags({"certificate": str(ident.crt)}), env=_env(home))
+    s = resolve_settings(overrides=_flags({"certificate": str(ident.crt)}), env=_env(home))
     with pytest.raises(ConfigError, match=r"holds no private key.*--private-key"):
-        config.validate(s)
+        validate(s)
 
 
 def test_certificate_not_matching_key(home: Path, ident: Identity, tmp_path: Path) -> None:
     other = make_identity(tmp_path / "other", key_index=1)
     flags = _flags({"certificate": str(ident.crt), "private_key": str(other.key_pem)})
-    s = config.resolve_settings(overrides=flags, env=_env(home))
+    s = resolve_settings(overrides=flags, env=_env(home))
     with pytest.raises(ConfigError, match=f"does not match certificate .*{ident.sha1}"):
-        config.validate(s)
+        validate(s)
 
 
 def test_expired_and_not_yet_valid_certificates(home: Path, tmp_path: Path) -> None:
     past = dt.datetime.now(dt.UTC) - dt.timedelta(days=40)
     old = make_identity(tmp_path / "old", days=10, now=past)
-    s = config.resolve_settings(
-        overrides=_flags({"certificate": str(old.combined)}), env=_env(home)
-    )
+    s = resolve_settings(overrides=_flags({"certificate": str(old.combined)}), env=_env(home))
     with pytest.raises(ConfigError, match="expired on") as err:
-        config.validate(s)
+        validate(s)
     assert "graphkit selfsign" in str(err.value)
     future = dt.datetime.now(dt.UTC) + dt.timedelta(days=3)
     new = make_identity(tmp_path / "new", days=10, now=future)
-    s = config.resolve_settings(
-        overrides=_flags({"certificate": str(new.combined)}), env=_env(home)
-    )
+    s = resolve_settings(overrides=_flags({"certificate": str(new.combined)}), env=_env(home))
     with pytest.raises(ConfigError, match="not valid until"):
-        config.validate(s)
+        validate(s)
 
 
 def test_short_rsa_key_is_refused(home: Path, tmp_path: Path) -> None:
     weak = make_identity(tmp_path / "weak", bits=1024)
-    s = config.resolve_settings(
-        overrides=_flags({"certificate": str(weak.combined)}), env=_env(home)
-    )
+    s = resolve_settings(overrides=_flags({"certificate": str(weak.combined)}), env=_env(home))
     with pytest.raises(CryptoError, match="1024"):
-        config.validate(s)
+        validate(s)
 
 
 def test_expiry_warning_within_30_days(home: Path, tmp_path: Path, ident: Identity) -> None:
     soon = make_identity(tmp_path / "soon", days=20)
-    s = config.resolve_settings(
-        overrides=_flags({"certificate": str(soon.combined)}), env=_env(home)
-    )
-    warning = config.expiry_warning(config.load_client_certificate(s))
+    s = resolve_settings(overrides=_flags({"certificate": str(soon.combined)}), env=_env(home))
+    warning = certificates.expiry_warning(certificates.load(s))
     assert warning is not None
     assert "expires in 19 days" in warning or "expires in 20 days" in warning
     assert soon.sha1 in warning
-    s = config.resolve_settings(
-        overrides=_flags({"certificate": str(ident.combined)}), env=_env(home)
-    )
-    assert config.expiry_warning(config.load_client_certificate(s)) is None
+    s = resolve_settings(overrides=_flags({"certificate": str(ident.combined)}), env=_env(home))
+    assert certificates.expiry_warning(certificates.load(s)) is None
 
 
 def test_missing_ca_bundle(home: Path, ident: Identity, tmp_path: Path) -> None:
     flags = _flags({"certificate": str(ident.combined)}, ca_bundle=str(tmp_path / "ca.pem"))
-    s = config.resolve_settings(overrides=flags, env=_env(home))
+    s = resolve_settings(overrides=flags, env=_env(home))
     with pytest.raises(ConfigError, match=r"CA bundle .*ca.pem.*does not exist"):
-        config.validate(s)
+        validate(s)
 
 
 # ------------------------------------------------------------------ the CLI
@@ -468,7 +468,7 @@ def test_cli_errors(home: Path, tmp_path: Path) -> None:
     r = runner.invoke(app, ["config", "show", "--tenant", "bad tenant!"])
     assert r.exit_code == ExitCode.CONFIG
     assert "neither a GUID nor a domain name (set by flag)" in r.stderr
-    assert not config.config_path().exists()
+    assert not config_path().exists()
 
 
 def test_cli_delete_and_unset(home: Path) -> None:
@@ -480,16 +480,16 @@ def test_cli_delete_and_unset(home: Path) -> None:
     )
     r = runner.invoke(app, ["config", "set", "a", "--unset", "client-id"])
     assert r.exit_code == 0, r.stderr
-    assert config.read_config()["profiles"]["a"] == {"tenant": TENANT}
+    assert read_config()["profiles"]["a"] == {"tenant": TENANT}
     r = runner.invoke(app, ["config", "delete", "a"])
     assert r.exit_code == 0
-    data = config.read_config()
+    data = read_config()
     assert not data.get("profiles") and "default_profile" not in data
 
 
 def test_config_file_and_home_are_private(home: Path) -> None:
     assert runner.invoke(app, ["config", "set", "a", "--tenant", TENANT]).exit_code == 0
-    assert stat.S_IMODE(os.stat(config.config_path()).st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(config_path()).st_mode) == 0o600
     assert stat.S_IMODE(os.stat(home).st_mode) == 0o700
 
 
@@ -499,6 +499,6 @@ def test_corrupt_key_block_is_explained(home: Path, ident: Identity, tmp_path: P
     lines[3] = "!!!!" + lines[3][4:]  # damage the key's base64
     bad = tmp_path / "bad.pem"
     bad.write_text("".join(lines))
-    s = config.resolve_settings(overrides=_flags({"certificate": str(bad)}), env=_env(home))
+    s = resolve_settings(overrides=_flags({"certificate": str(bad)}), env=_env(home))
     with pytest.raises(CryptoError, match="not a readable private key"):
-        config.validate(s)
+        validate(s)

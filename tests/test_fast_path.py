@@ -1,12 +1,12 @@
 """The warm path: a cached token found without msal, a certificate checked without
 cryptography, and nothing else changed.
 
-- :func:`graphkit.auth.find_cached_token` is compared with msal's own
+- :func:`graphkit.token_cache.find_cached_token` is compared with msal's own
   ``acquire_token_for_client`` on the same caches (hits, misses and near misses).
 - CertificateCredential serves from the persisted cache without building msal's
   application, falls back to msal whenever that is not certain, and ``force_refresh``
   still reaches the token endpoint.
-- ``config.certificate_facts`` reuses a full check only for byte-identical files,
+- ``certificates.check`` reuses a full check only for byte-identical files,
   never for a passphrase, and every failure a full check reports is still reported.
 - Real processes: a warm ``graphkit token`` makes no request and imports neither msal
   nor cryptography; a warm ``graphkit query`` makes exactly one Graph request.
@@ -26,13 +26,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _auth_helpers import PASSPHRASE, Identity, clean_env, emu_settings, emulator_env, make_identity
+from _auth_helpers import (
+    PASSPHRASE,
+    Identity,
+    clean_env,
+    emu_settings,
+    emulator_env,
+    make_identity,
+    token_cache_file,
+)
 from typer.testing import CliRunner
 
-from graphkit import auth, config, crypto
+from graphkit import certificates, crypto, token_cache, tokens
 from graphkit.cli import app as cli_app
-from graphkit.config import Settings
 from graphkit.errors import ConfigError, CryptoError, ExitCode
+from graphkit.settings import Settings, validate
 
 runner = CliRunner()
 
@@ -40,7 +48,7 @@ runner = CliRunner()
 @pytest.fixture
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("NO_COLOR", "1")
-    monkeypatch.setattr(auth, "_notice_handler", None)  # CLI tests leave theirs set
+    monkeypatch.setattr(tokens, "_notice_handler", None)  # CLI tests leave theirs set
     return clean_env(monkeypatch, tmp_path / "home")
 
 
@@ -64,7 +72,7 @@ class MsalOracle:
 
         self.emu = emu
         self.scopes = [f"{emu.graph_url}/.default"]
-        cert = config.load_client_certificate(
+        cert = certificates.load(
             Settings(
                 tenant=emu.default_tenant.id,
                 client_id=emu.default_app.client_id,
@@ -79,7 +87,7 @@ class MsalOracle:
                 "public_certificate": cert.certificate_pem,
             },
             token_cache=msal.SerializableTokenCache(),
-            http_client=auth._make_session(emu.ca_bundle, (10.0, 30.0)),
+            http_client=tokens._make_session(emu.ca_bundle, (10.0, 30.0)),
             instance_discovery=False,
         )
         first = self.app.acquire_token_for_client(scopes=self.scopes)
@@ -92,7 +100,7 @@ class MsalOracle:
         self.app.token_cache.deserialize(json.dumps(cache))
         self.emu.clear_requests()
         now = time.time()
-        fast = auth.find_cached_token(
+        fast = token_cache.find_cached_token(
             cache,
             client_id=self.app.client_id,
             environment=self.app.authority.instance,
@@ -265,16 +273,16 @@ def test_find_cached_token_tolerates_garbage() -> None:
         {"AccessToken": {"k": {"expires_on": "soon"}}},
         {"AccessToken": {"k": {"client_id": OTHER_CLIENT}}},
     ):
-        assert auth.find_cached_token(cache, **kw) is None
+        assert token_cache.find_cached_token(cache, **kw) is None
 
 
 # ------------------------------------------------------- the credential's warm path
 
 
-def _warm(emu: Any, ident: Identity, **kw: Any) -> auth.AccessToken:
+def _warm(emu: Any, ident: Identity, **kw: Any) -> tokens.AccessToken:
     """A first token through msal, persisted; the request log cleared after it."""
     emu.upload_certificate(emu.default_app.client_id, ident.cert)
-    credential = auth.CertificateCredential(emu_settings(emu, ident, **kw))
+    credential = tokens.CertificateCredential(emu_settings(emu, ident, **kw))
     token = credential.get_token()
     if credential.cache_encrypted:
         pytest.skip("this machine has an encrypted token store: the warm path is not used")
@@ -289,7 +297,7 @@ def test_warm_credential_serves_the_cached_token_without_msal(
     emu = graphkit_emulator
     kw = {"tenant": emu.default_tenant.domain} if tenant == "domain" else {}
     first = _warm(emu, ident, **kw)
-    credential = auth.CertificateCredential(emu_settings(emu, ident, **kw))
+    credential = tokens.CertificateCredential(emu_settings(emu, ident, **kw))
     token = credential.get_token()
     assert credential._app is None  # msal's application was never built
     assert token.from_cache is True and token.token == first.token
@@ -297,18 +305,18 @@ def test_warm_credential_serves_the_cached_token_without_msal(
     assert credential.cache_encrypted is False
     assert emu.requests() == []
     # msal, asked from the same files, serves the very same token.
-    through_msal = auth.CertificateCredential(emu_settings(emu, ident, **kw))
+    through_msal = tokens.CertificateCredential(emu_settings(emu, ident, **kw))
     msal_app = through_msal._build_app()
     answer = msal_app.acquire_token_for_client(scopes=[f"{emu.graph_url}/.default"])
     assert answer["token_source"] == "cache" and answer["access_token"] == token.token
     assert emu.requests() == []
-    index = json.loads((home / auth.AUTHORITY_INDEX_FILE).read_text())
+    index = json.loads((home / token_cache.AUTHORITY_INDEX_FILE).read_text())
     assert index["authorities"][through_msal.settings.authority] == {
         "environment": msal_app.authority.instance,
         "realm": msal_app.authority.tenant,
     }
     assert msal_app.authority.tenant == emu.default_tenant.id  # not the domain
-    assert stat.S_IMODE((home / auth.AUTHORITY_INDEX_FILE).stat().st_mode) == 0o600
+    assert stat.S_IMODE((home / token_cache.AUTHORITY_INDEX_FILE).stat().st_mode) == 0o600
 
 
 def test_force_refresh_still_goes_to_the_token_endpoint(
@@ -317,12 +325,12 @@ def test_force_refresh_still_goes_to_the_token_endpoint(
     emu = graphkit_emulator
     first = _warm(emu, ident)
     emu.advance(5)  # the next token differs (iat)
-    credential = auth.CertificateCredential(emu_settings(emu, ident))
+    credential = tokens.CertificateCredential(emu_settings(emu, ident))
     fresh = credential.get_token(force_refresh=True)
     assert fresh.from_cache is False and fresh.token != first.token
     assert _kinds(emu) == ["token"]
     emu.clear_requests()
-    again = auth.CertificateCredential(emu_settings(emu, ident))
+    again = tokens.CertificateCredential(emu_settings(emu, ident))
     assert again.get_token().token == fresh.token  # the refreshed token was saved
     assert again._app is None and emu.requests() == []
 
@@ -334,7 +342,7 @@ def test_other_client_or_scope_is_not_served_from_another_entry(
     first = _warm(emu, ident)
     other = emu.create_app(emu.default_tenant, "second app")
     emu.upload_certificate(other.client_id, ident.cert)
-    credential = auth.CertificateCredential(emu_settings(emu, ident, client_id=other.client_id))
+    credential = tokens.CertificateCredential(emu_settings(emu, ident, client_id=other.client_id))
     token = credential.get_token()
     assert token.from_cache is False and token.token != first.token
     assert token.claims["appid"] == other.client_id
@@ -349,8 +357,8 @@ def test_msal_decides_whenever_the_warm_path_is_unsure(
 ) -> None:
     emu = graphkit_emulator
     first = _warm(emu, ident)
-    index_file = home / auth.AUTHORITY_INDEX_FILE
-    cache_file = home / auth.TOKEN_CACHE_FILE
+    index_file = home / token_cache.AUTHORITY_INDEX_FILE
+    cache_file = token_cache_file(home)
     if problem == "no index":
         index_file.unlink()
     elif problem == "index others could write":
@@ -365,7 +373,7 @@ def test_msal_decides_whenever_the_warm_path_is_unsure(
             left = -10 if problem == "expired" else 120
             entry["expires_on"] = str(int(time.time()) + left)
         cache_file.write_text(json.dumps(cache))
-    credential = auth.CertificateCredential(emu_settings(emu, ident))
+    credential = tokens.CertificateCredential(emu_settings(emu, ident))
     token = credential.get_token()
     assert credential._app is not None  # msal was asked
     if problem in ("no index", "index others could write", "encrypted store"):
@@ -385,9 +393,9 @@ def test_plaintext_notice_is_still_shown_once_on_the_warm_path(
     emu = graphkit_emulator
     _warm(emu, ident)  # made without on_notice: the notice is still due
     notices: list[str] = []
-    credential = auth.CertificateCredential(emu_settings(emu, ident), on_notice=notices.append)
+    credential = tokens.CertificateCredential(emu_settings(emu, ident), on_notice=notices.append)
     credential.get_token()
-    auth.CertificateCredential(emu_settings(emu, ident), on_notice=notices.append).get_token()
+    tokens.CertificateCredential(emu_settings(emu, ident), on_notice=notices.append).get_token()
     assert credential._app is None
     assert len(notices) == 1 and "0600" in notices[0]
 
@@ -396,20 +404,21 @@ def test_plaintext_notice_is_still_shown_once_on_the_warm_path(
 
 
 def _count_full_loads(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
+    """Record each time a certificate file is really parsed."""
     loads: list[Path] = []
-    real = config.load_client_certificate
+    real = certificates._load
 
     def counting(settings: Settings, **kw: Any) -> Any:
-        if settings._certificate is None or kw.get("now") is not None:
-            loads.append(Path(str(settings.certificate)))
+        loads.append(Path(str(settings.certificate)))
         return real(settings, **kw)
 
-    monkeypatch.setattr(config, "load_client_certificate", counting)
+    monkeypatch.setattr(certificates, "_load", counting)
     return loads
 
 
 def _fresh(settings: Settings) -> Settings:
-    """The same settings, with nothing memoised (as in a new process)."""
+    """The same settings, with nothing loaded in this process yet (as in a new one)."""
+    certificates._LOADED.clear()
     return Settings(
         **{k: getattr(settings, k) for k in ("tenant", "client_id", "certificate")},
         private_key=settings.private_key,
@@ -428,7 +437,7 @@ def _base(ident: Identity, **kw: Any) -> Settings:
 
 
 def test_min_rsa_bits_matches_crypto() -> None:
-    assert config.MIN_RSA_BITS == crypto.MIN_RSA_BITS
+    assert certificates.MIN_RSA_BITS == crypto.MIN_RSA_BITS
 
 
 @pytest.mark.parametrize("form", ["combined", "key+crt", "pfx without passphrase"])
@@ -445,21 +454,21 @@ def test_a_full_check_is_reused_for_identical_files(
     else:
         settings = _base(ident)
     loads = _count_full_loads(monkeypatch)
-    config.validate(_fresh(settings), cache_dir=state)
+    validate(_fresh(settings), cache_dir=state)
     assert len(loads) == 1
-    assert stat.S_IMODE((state / config.CERTIFICATE_CHECKS_FILE).stat().st_mode) == 0o600
+    assert stat.S_IMODE((state / certificates.CERTIFICATE_CHECKS_FILE).stat().st_mode) == 0o600
     fresh = _fresh(settings)
-    config.validate(fresh, cache_dir=state)
-    facts = config.certificate_facts(fresh, cache_dir=state)
+    validate(fresh, cache_dir=state)
+    facts = certificates.check(fresh, cache_dir=state)
     assert len(loads) == 1  # nothing parsed the second time
-    assert isinstance(facts, config.CertificateFacts)
-    full = config.load_client_certificate(_fresh(settings))
+    assert isinstance(facts, certificates.CertificateFacts)
+    full = certificates.load(_fresh(settings))
     assert facts.sha1 == full.sha1 == ident.sha1
     assert facts.not_after == full.not_after and facts.not_before == full.not_before
     assert facts.key_bits == full.key_bits and facts.holds_key == full.holds_key
     assert facts.path == settings.certificate
     # Nothing secret is recorded.
-    text = (state / config.CERTIFICATE_CHECKS_FILE).read_text()
+    text = (state / certificates.CERTIFICATE_CHECKS_FILE).read_text()
     assert "PRIVATE" not in text and "BEGIN" not in text
 
 
@@ -473,17 +482,17 @@ def test_changed_files_are_checked_again(
     crt.write_bytes(ident.crt.read_bytes())
     key.write_bytes(ident.key_pem.read_bytes())
     settings = _base(ident, certificate=crt, private_key=key)
-    config.validate(_fresh(settings), cache_dir=state)
+    validate(_fresh(settings), cache_dir=state)
     # A certificate that does not match the key, with the key unchanged.
     other = make_identity(tmp_path / "other", key_index=3)
     crt.write_bytes(other.crt.read_bytes())
     with pytest.raises(ConfigError, match="does not match certificate"):
-        config.validate(_fresh(settings), cache_dir=state)
+        validate(_fresh(settings), cache_dir=state)
     # The right certificate again, but another key file.
     crt.write_bytes(ident.crt.read_bytes())
     key.write_bytes(other.key_pem.read_bytes())
     with pytest.raises(ConfigError, match="does not match certificate"):
-        config.validate(_fresh(settings), cache_dir=state)
+        validate(_fresh(settings), cache_dir=state)
     # An expired certificate for the same key.
     key.write_bytes(ident.key_pem.read_bytes())
     import datetime as dt
@@ -496,10 +505,10 @@ def test_changed_files_are_checked_again(
     )
     crt.write_bytes(crypto.dump_certificate(old))
     with pytest.raises(ConfigError, match="expired on"):
-        config.validate(_fresh(settings), cache_dir=state)
+        validate(_fresh(settings), cache_dir=state)
     crt.unlink()
     with pytest.raises(ConfigError, match="cannot be read"):
-        config.validate(_fresh(settings), cache_dir=state)
+        validate(_fresh(settings), cache_dir=state)
 
 
 def test_recorded_dates_are_checked_against_the_clock(
@@ -509,11 +518,11 @@ def test_recorded_dates_are_checked_against_the_clock(
 
     state = tmp_path / "state"
     settings = _base(ident)
-    config.validate(_fresh(settings), cache_dir=state)
+    validate(_fresh(settings), cache_dir=state)
     later = dt.datetime.now(dt.UTC) + dt.timedelta(days=400)  # past the 365-day validity
-    monkeypatch.setattr(config, "_now", lambda: later)
+    monkeypatch.setattr(certificates, "_now", lambda: later)
     with pytest.raises(ConfigError, match="expired on"):
-        config.validate(_fresh(settings), cache_dir=state)
+        validate(_fresh(settings), cache_dir=state)
 
 
 def test_a_passphrase_always_means_a_full_check(
@@ -522,13 +531,11 @@ def test_a_passphrase_always_means_a_full_check(
     state = tmp_path / "state"
     loads = _count_full_loads(monkeypatch)
     good = _base(ident, certificate=ident.pfx, passphrase=PASSPHRASE)
-    config.validate(_fresh(good), cache_dir=state)
-    config.validate(_fresh(good), cache_dir=state)
+    validate(_fresh(good), cache_dir=state)
+    validate(_fresh(good), cache_dir=state)
     assert len(loads) == 2
     with pytest.raises(CryptoError, match="passphrase"):
-        config.validate(
-            _fresh(_base(ident, certificate=ident.pfx, passphrase=b"wrong")), cache_dir=state
-        )
+        validate(_fresh(_base(ident, certificate=ident.pfx, passphrase=b"wrong")), cache_dir=state)
 
 
 @pytest.mark.filterwarnings("ignore::jwt.warnings.InsecureKeyLengthWarning")
@@ -537,24 +544,24 @@ def test_a_short_key_is_refused_every_time(tmp_path: Path) -> None:
     state = tmp_path / "state"
     for _ in range(2):
         with pytest.raises(CryptoError, match="2048"):
-            config.validate(_base(weak), cache_dir=state)
+            validate(_base(weak), cache_dir=state)
 
 
 def test_a_record_others_could_write_is_ignored(
     ident: Identity, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     state = tmp_path / "state"
-    config.validate(_fresh(_base(ident)), cache_dir=state)
-    checks = state / config.CERTIFICATE_CHECKS_FILE
+    validate(_fresh(_base(ident)), cache_dir=state)
+    checks = state / certificates.CERTIFICATE_CHECKS_FILE
     loads = _count_full_loads(monkeypatch)
     checks.chmod(0o666)
-    config.validate(_fresh(_base(ident)), cache_dir=state)
+    validate(_fresh(_base(ident)), cache_dir=state)
     assert len(loads) == 1
     checks.write_text("{not json")
     checks.chmod(0o600)
-    config.validate(_fresh(_base(ident)), cache_dir=state)
+    validate(_fresh(_base(ident)), cache_dir=state)
     assert len(loads) == 2
-    config.validate(_fresh(_base(ident)), cache_dir=state)  # the record was rewritten
+    validate(_fresh(_base(ident)), cache_dir=state)  # the record was rewritten
     assert len(loads) == 2
 
 
@@ -562,8 +569,8 @@ def test_validate_without_cache_dir_is_a_full_check_and_writes_nothing(
     ident: Identity, home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     loads = _count_full_loads(monkeypatch)
-    config.validate(_fresh(_base(ident)))
-    config.validate(_fresh(_base(ident)))
+    validate(_fresh(_base(ident)))
+    validate(_fresh(_base(ident)))
     assert len(loads) == 2 and not home.exists()
 
 
@@ -571,10 +578,10 @@ def test_credential_warns_of_expiry_from_a_reused_check(
     tmp_path: Path, home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     soon = make_identity(tmp_path / "soon", days=10, key_index=4)
-    auth.CertificateCredential(_base(soon))  # records the check
+    tokens.CertificateCredential(_base(soon))  # records the check
     loads = _count_full_loads(monkeypatch)
     notices: list[str] = []
-    auth.CertificateCredential(_base(soon), on_notice=notices.append)
+    tokens.CertificateCredential(_base(soon), on_notice=notices.append)
     assert loads == []
     assert len(notices) == 1 and "expires in 9 days" in notices[0] and soon.sha1 in notices[0]
 
@@ -618,7 +625,7 @@ def test_warm_token_process_makes_no_request_and_loads_neither_msal_nor_cryptogr
     assert cold.returncode == 0, cold.stderr
     assert json.loads(cold.stdout)["from_cache"] is False
     assert "msal" in heavy and "cryptography" in heavy
-    if not (home / auth.TOKEN_CACHE_FILE).exists():
+    if not token_cache_file(home).exists():
         pytest.skip("this machine has an encrypted token store: the warm path is not used")
     emu.clear_requests()
     warm, heavy = _probe(env, "token", "--json")
@@ -644,7 +651,7 @@ def test_warm_query_process_makes_exactly_one_graph_request(
     args = ("query", "/users", "--top", "3", "--output", "json")
     cold, _ = _probe(env, *args)
     assert cold.returncode == 0, cold.stderr
-    if not (home / auth.TOKEN_CACHE_FILE).exists():
+    if not token_cache_file(home).exists():
         pytest.skip("this machine has an encrypted token store: the warm path is not used")
     emu.clear_requests()
     warm, heavy = _probe(env, *args)
@@ -662,7 +669,7 @@ def test_warm_process_with_a_passphrase_skips_msal_but_checks_the_passphrase(
     good = _process_env(emu, home, ident.pfx, AZURE_CLIENT_CERTIFICATE_PASSWORD=PASSPHRASE.decode())
     cold, _ = _probe(good, "token", "--raw")
     assert cold.returncode == 0, cold.stderr
-    if not (home / auth.TOKEN_CACHE_FILE).exists():
+    if not token_cache_file(home).exists():
         pytest.skip("this machine has an encrypted token store: the warm path is not used")
     emu.clear_requests()
     warm, heavy = _probe(good, "token", "--raw")

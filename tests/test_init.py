@@ -21,6 +21,7 @@ from _onboarding_helpers import (
 
 from graphkit import crypto, onboarding
 from graphkit.errors import ConfigError, ExitCode
+from graphkit.settings import check_tenant
 
 
 @pytest.fixture
@@ -251,8 +252,8 @@ def test_portal_links_per_cloud() -> None:
         f"az ad app credential reset --id {cid} --cert '@/a b/c.crt' --append"
     )
     with pytest.raises(ConfigError):
-        onboarding.check_tenant("contoso")
-    assert onboarding.check_tenant("Contoso.OnMicrosoft.com") == "contoso.onmicrosoft.com"
+        check_tenant("contoso")
+    assert check_tenant("Contoso.OnMicrosoft.com") == "contoso.onmicrosoft.com"
 
 
 # ------------------------------------------------------------ interruption

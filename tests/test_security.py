@@ -18,9 +18,11 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+from _auth_helpers import token_cache_file
 
 from graphkit import crypto
 from graphkit.errors import ForeignHostError
+from graphkit.settings import read_config, save_profile
 
 SECRET_TOKEN = "SECRET-TOKEN-must-not-travel"
 
@@ -450,8 +452,8 @@ def test_library_with_unconfigured_logging_never_prints_the_client_assertion(
     server, env = echoing_authority
     code = (
         "import os\n"
-        "from graphkit.auth import CertificateCredential\n"
-        "from graphkit.config import resolve_settings\n"
+        "from graphkit.tokens import CertificateCredential\n"
+        "from graphkit.settings import resolve_settings\n"
         "from graphkit.errors import AuthError\n"
         "try:\n"
         "    CertificateCredential(resolve_settings(env=os.environ)).get_token()\n"
@@ -678,13 +680,12 @@ def test_config_file_others_can_change_is_refused(
     home: Path, what: str, mode: int, expected: str
 ) -> None:
     """Whoever can write the config chooses graph_url, i.e. where the token goes."""
-    from graphkit import config
     from graphkit.errors import ConfigError, ExitCode
 
     cfg = home / "config.toml"
     (cfg if what == "file" else home).chmod(mode)
     with pytest.raises(ConfigError) as info:
-        config.read_config()
+        read_config()
     message = str(info.value)
     if what == "file":
         assert message.startswith(expected.format(cfg=cfg))
@@ -702,42 +703,39 @@ def test_config_file_others_can_change_is_refused(
 def test_config_owned_by_another_user_is_refused(home: Path, what: str) -> None:
     import os
 
-    from graphkit import config
     from graphkit.errors import ConfigError
 
     os.chown(home / "config.toml" if what == "file" else home, OTHER_UID, OTHER_UID)
     with pytest.raises(ConfigError, match=r"owned by another user \(uid 65534\)"):
-        config.read_config()
+        read_config()
 
 
 @needs_posix
 def test_config_private_or_linked_is_read(home: Path, tmp_path: Path) -> None:
-    from graphkit import config
 
-    assert config.read_config()["default_profile"] == "work"
+    assert read_config()["default_profile"] == "work"
     (home / "config.toml").chmod(0o644)  # readable by others: not a way to redirect tokens
     home.chmod(0o755)
-    assert config.read_config()["default_profile"] == "work"
+    assert read_config()["default_profile"] == "work"
     # A config kept elsewhere (dotfiles) and linked in: the file linked to is judged.
     dotfiles = tmp_path / "dotfiles"
     dotfiles.mkdir()
     (home / "config.toml").rename(dotfiles / "graphkit.toml")
     (home / "config.toml").symlink_to(dotfiles / "graphkit.toml")
-    assert config.read_config()["default_profile"] == "work"
+    assert read_config()["default_profile"] == "work"
     (dotfiles / "graphkit.toml").chmod(0o666)
     with pytest.raises(Exception, match="writable by other users"):
-        config.read_config()
+        read_config()
 
 
 @needs_posix
 def test_config_is_not_written_into_a_directory_others_can_write(home: Path) -> None:
-    from graphkit import config
     from graphkit.errors import ConfigError
 
     (home / "config.toml").unlink()
     home.chmod(0o777)
     with pytest.raises(ConfigError, match=r"its directory is writable by other users"):
-        config.save_profile("work", {"tenant": "contoso.onmicrosoft.com"})
+        save_profile("work", {"tenant": "contoso.onmicrosoft.com"})
     assert not (home / "config.toml").exists()
 
 
@@ -765,7 +763,7 @@ def _hostile_pickle(marker: Path) -> bytes:
 @needs_posix
 @pytest.mark.parametrize("form", ["link", "group-writable", "world-writable"])
 def test_http_cache_pickle_is_loaded_only_from_our_own_file(tmp_path: Path, form: str) -> None:
-    from graphkit.auth import HTTP_CACHE_FILE, PersistentHttpCache
+    from graphkit.token_cache import HTTP_CACHE_FILE, PersistentHttpCache
 
     state = tmp_path / "state"
     state.mkdir(mode=0o700)
@@ -794,7 +792,7 @@ def test_http_cache_pickle_is_loaded_only_from_our_own_file(tmp_path: Path, form
 @needs_posix
 def test_http_cache_of_ours_is_loaded(tmp_path: Path) -> None:
     """Control: the same code path does load a cache we wrote."""
-    from graphkit.auth import HTTP_CACHE_FILE, PersistentHttpCache
+    from graphkit.token_cache import HTTP_CACHE_FILE, PersistentHttpCache
 
     path = tmp_path / HTTP_CACHE_FILE
     first = PersistentHttpCache(path)
@@ -805,10 +803,10 @@ def test_http_cache_of_ours_is_loaded(tmp_path: Path) -> None:
 
 @needs_posix
 def test_certificate_checks_are_read_only_from_our_own_file(tmp_path: Path) -> None:
-    from graphkit.config import CERTIFICATE_CHECKS_FILE, _read_checks
+    from graphkit.certificates import CERTIFICATE_CHECKS_FILE, _read_checks
 
     real = tmp_path / "real.json"
-    real.write_text(json.dumps({"version": 1, "checks": {"digest": {"sha1": "AB"}}}))
+    real.write_text(json.dumps({"version": 2, "checks": {"digest": {"sha1": "AB"}}}))
     real.chmod(0o600)
     assert _read_checks(real) == {"digest": {"sha1": "AB"}}
     link = tmp_path / CERTIFICATE_CHECKS_FILE
@@ -858,11 +856,10 @@ def _plant_token(cache_file: Path, token: str, how: str, tmp_path: Path) -> Path
 def test_planted_token_cache_is_never_served(emu_env: Env, tmp_path: Path, how: str) -> None:
     """Tokens come only from a cache file we wrote: neither the warm path nor msal
     serves a token from a linked, shared or foreign file."""
-    from graphkit.auth import TOKEN_CACHE_FILE
 
     first = _token_raw()
     assert first.exit_code == 0, first.stderr
-    cache_file = emu_env.home / TOKEN_CACHE_FILE
+    cache_file = token_cache_file(emu_env.home)
     # Control: our own cache serves the same token without asking the emulator.
     emu_env.emu.clear_requests()
     assert _token_raw().stdout == first.stdout and emu_env.emu.requests() == []

@@ -10,10 +10,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _auth_helpers import PASSPHRASE, Identity, clean_env, emulator_env, make_identity
+from _auth_helpers import (
+    PASSPHRASE,
+    Identity,
+    clean_env,
+    emulator_env,
+    make_identity,
+    token_cache_file,
+    token_cache_files,
+)
 from typer.testing import CliRunner
 
-from graphkit import auth
+from graphkit import tokens
 from graphkit.cli import app
 from graphkit.cli.token import mask, relative
 from graphkit.errors import ExitCode
@@ -145,7 +153,7 @@ def test_token_from_azure_identity_env_vars(
     _use_env_vars(emu, ident, home, monkeypatch)
     data = _token_json(["--show-token"])
     assert data["from_cache"] is False and data["profile"] is None
-    assert auth.decode_claims(data["access_token"])["appid"] == emu.default_app.client_id
+    assert tokens.decode_claims(data["access_token"])["appid"] == emu.default_app.client_id
 
 
 @pytest.mark.parametrize("form", ["key+crt", "combined", "pfx", "encrypted-pem"])
@@ -219,7 +227,7 @@ def test_warm_second_run_makes_zero_requests_in_a_new_process(
     assert emu.requests() == []
     # The plaintext-cache notice came once, with the first run.
     notice = "tokens are cached in"
-    if (home / auth.TOKEN_CACHE_FILE).exists():  # no encrypted store on this machine
+    if token_cache_file(home).exists():  # no encrypted store on this machine
         assert notice in first.stderr
     assert notice not in second.stderr
 
@@ -295,12 +303,12 @@ def test_eight_concurrent_processes_share_the_cache(
         assert "Traceback" not in err and "not saved" not in err
     # The cache is whole and readable: JSON (where it is a plain file), and a further
     # run is served from it.
-    plain = home / auth.TOKEN_CACHE_FILE
+    plain = token_cache_file(home)
     if plain.exists():
         assert json.loads(plain.read_text()).get("AccessToken")
         assert plain.stat().st_mode & 0o777 == 0o600
     else:
-        assert (home / auth.ENCRYPTED_CACHE_FILE).exists()
+        assert token_cache_files(home, encrypted=True)
     emu.clear_requests()
     last = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
     assert last.returncode == 0, last.stderr

@@ -14,10 +14,10 @@ import typer
 from typer.core import TyperGroup
 
 from graphkit import __version__
-from graphkit.cli import _common
+from graphkit.cli import _common, _typer_internals
 
 
-class GraphkitGroup(_common.LeanParams, TyperGroup):
+class GraphkitGroup(_typer_internals.LeanParams, TyperGroup):
     """Root group: every command runs inside :meth:`invoke`, which maps errors."""
 
     def invoke(self, ctx: Any) -> Any:
@@ -97,4 +97,4 @@ _emulator.register(app)
 
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point."""
-    _common.run(app, argv if argv is not None else sys.argv[1:])
+    _typer_internals.run(app, argv if argv is not None else sys.argv[1:])

@@ -6,15 +6,28 @@ import functools
 import getpass
 import os
 import sys
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, get_args
+from typing import Annotated, Any
 
 import typer
-from typer.core import TyperCommand
 
 from graphkit.errors import ExitCode, GraphkitError, InputError
+
+__all__ = [
+    "STATE",
+    "ForceOpt",
+    "PassphraseFileOpt",
+    "PromptPassphraseOpt",
+    "emit_json",
+    "error_line",
+    "install_log_handler",
+    "read_passphrase",
+    "report_exception",
+    "say",
+    "stderr_line",
+    "warn",
+]
 
 PASSPHRASE_ENV = "GRAPHKIT_KEY_PASSPHRASE"
 
@@ -207,249 +220,3 @@ def emit_json(data: Any) -> None:
     import json
 
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
-
-
-# -------------------------------------------------------------- lean coercion
-#
-# Typer 0.2x converts every non-flag value through a pydantic TypeAdapter: the first
-# such parameter costs ~80 ms of imports (pydantic, importlib.metadata...), more than
-# `graphkit thumbprint` spends on everything else. Commands built with ``LeanCommand``
-# convert the plain types graphkit uses (str, int, float, Path, lists of them, with no
-# Typer-side constraints) directly. Anything else, or a Typer without this machinery,
-# keeps Typer's own conversion: slower, never wrong.
-
-
-class LeanParams:
-    """Mixin for Typer commands and groups: plain parameter values skip pydantic.
-
-    Covers the parameters from the signature and the implicit ``--help`` flag (whose
-    unset value, None, would otherwise build a TypeAdapter on every run).
-    """
-
-    def get_params(self, ctx: Any) -> list[Any]:
-        params: list[Any] = super().get_params(ctx)  # type: ignore[misc]
-        for param in params:
-            _install_plain_coercion(param)
-        return params
-
-    def get_command(self, ctx: Any, cmd_name: str) -> Any:
-        """(Groups) Sub-commands, however they were declared, get lean conversion too."""
-        command = super().get_command(ctx, cmd_name)  # type: ignore[misc]
-        if command is not None:
-            _make_lean(command, ctx)
-        return command
-
-
-def _make_lean(command: Any, ctx: Any) -> None:
-    for param in command.get_params(ctx):
-        _install_plain_coercion(param)
-    for sub in getattr(command, "commands", {}).values():
-        _make_lean(sub, ctx)
-
-
-class LeanCommand(LeanParams, TyperCommand):
-    """A Typer command with lean parameter conversion: ``app.command(cls=LeanCommand)``."""
-
-
-def _int(value: Any) -> int:
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    try:
-        return int(str(value).strip())
-    except ValueError:
-        raise ValueError(f"{value!r} is not a valid integer.") from None
-
-
-def _float(value: Any) -> float:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{value!r} is not a valid number.") from None
-
-
-def _path(value: Any) -> Path:
-    return value if isinstance(value, Path) else Path(os.fspath(value))
-
-
-def _str(value: Any) -> str:
-    return value if isinstance(value, str) else str(value)
-
-
-_TRUE = {"1", "true", "t", "yes", "y", "on"}
-_FALSE = {"0", "false", "f", "no", "n", "off"}
-
-
-def _bool(value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in _TRUE or text in _FALSE:
-        return text in _TRUE
-    raise ValueError(f"{value!r} is not a valid boolean.")
-
-
-_CONVERTERS: dict[Any, Callable[[Any], Any]] = {
-    str: _str,
-    int: _int,
-    float: _float,
-    bool: _bool,
-    Path: _path,
-}
-
-
-def _plain_converter(desc: Any) -> Callable[[Any], Any] | None:
-    """The direct converter for a parameter, or None if Typer must handle it."""
-    info = desc.parameter_info
-    if getattr(info, "parser", None) is not None or getattr(info, "click_type", None):
-        return None
-    if desc.is_file or desc.is_tuple or desc.is_choice:
-        return None
-    annotation = desc.annotation
-    if desc.is_list:
-        args = get_args(annotation)
-        if len(args) != 1:
-            return None
-        annotation = args[0]
-    convert = _CONVERTERS.get(annotation)
-    if convert is None:
-        return None
-    if annotation in (int, float) and (info.min is not None or info.max is not None):
-        return None
-    if annotation is Path and (
-        info.exists
-        or not info.file_okay
-        or not info.dir_okay
-        or info.writable
-        or info.resolve_path
-        or info.allow_dash
-        or info.path_type is not None
-    ):
-        return None
-    return convert
-
-
-@functools.cache
-def _plain_runtime_class() -> Any:
-    try:
-        from typer._click.exceptions import BadParameter
-        from typer._coercion import RuntimeParam
-    except ImportError:  # a Typer without pydantic coercion: nothing to replace
-        return None
-
-    @dataclass(frozen=True)
-    class PlainRuntimeParam(RuntimeParam):
-        convert: Callable[[Any], Any] = _str
-        many: bool = False
-
-        def _coerce_value(self, value: Any, param: Any, ctx: Any) -> Any:
-            try:
-                if self.many:
-                    return [self.convert(v) for v in value]
-                return self.convert(value)
-            except ValueError as exc:
-                raise BadParameter(str(exc), ctx=ctx, param=param) from None
-
-    return PlainRuntimeParam
-
-
-def _install_plain_coercion(param: Any) -> None:
-    desc = getattr(param, "type_descriptor", None)
-    if desc is None or getattr(param, "_runtime_param", False) is not None:
-        return
-    convert = _plain_converter(desc)
-    runtime = _plain_runtime_class()
-    if convert is None or runtime is None:
-        return
-    param._runtime_param = runtime(
-        parameter_info=desc.parameter_info,
-        annotation=desc.annotation,
-        convert=convert,
-        many=bool(desc.is_list),
-    )
-
-
-# ------------------------------------------------------------- lazy command tree
-#
-# Typer builds every command (signature inspection, one option object per parameter)
-# before it runs any. With a dozen commands that is most of `graphkit --help`'s own
-# time. ``run`` builds only what the invocation needs: the one command named on the
-# command line, or, for the root help, listing-only stand-ins that carry each
-# command's name and help text. Anything it cannot recognise runs the full tree.
-
-
-def run(app: typer.Typer, argv: list[str], prog_name: str = "graphkit") -> None:
-    """Run ``app`` with ``argv``, building only the part of the command tree used."""
-    from typer.models import CommandInfo
-
-    commands = list(app.registered_commands)
-    groups = list(app.registered_groups)
-    word = _command_word(argv)
-    if word is None:  # `graphkit`, `graphkit --help`, `graphkit --version`
-        selected = [_listing_stub(info, CommandInfo) for info in commands] + [
-            _listing_stub(info, CommandInfo, group=True) for info in groups
-        ]
-        app.registered_commands, app.registered_groups = selected, []
-    else:
-        chosen = [info for info in commands if _command_name(info) == word]
-        chosen_groups = [info for info in groups if _group_name(info) == word]
-        if chosen or chosen_groups:
-            app.registered_commands, app.registered_groups = chosen, chosen_groups
-    try:
-        from typer.main import get_command
-
-        command = get_command(app)
-    finally:
-        # Restored before anything runs: a command may itself run graphkit commands.
-        app.registered_commands, app.registered_groups = commands, groups
-    # What ``app(...)`` does, minus Typer's pretty-exception hook (disabled for graphkit).
-    command(args=argv, prog_name=prog_name)
-
-
-def _command_word(argv: list[str]) -> str | None:
-    """The sub-command named in ``argv`` (root options are all flags), or None."""
-    for arg in argv:
-        if arg == "--":
-            return None
-        if not arg.startswith("-"):
-            return arg
-    return None
-
-
-def _command_name(info: Any) -> str:
-    from typer.main import get_command_name
-
-    return str(info.name or get_command_name(info.callback.__name__))
-
-
-def _group_name(info: Any) -> str | None:
-    from typer.main import solve_typer_info_defaults
-
-    name = solve_typer_info_defaults(info).name
-    return str(name) if name else None
-
-
-def _listed_only() -> None:
-    """Stand-in callback: listing-only commands are never invoked."""
-
-
-def _listing_stub(info: Any, command_info: Any, *, group: bool = False) -> Any:
-    """A parameterless command with the name and help ``info`` would be listed with."""
-    import inspect
-
-    from typer.main import solve_typer_info_defaults
-
-    if group:
-        solved = solve_typer_info_defaults(info)
-        name, text = solved.name, solved.help
-    else:
-        solved = info
-        name = _command_name(info)
-        text = info.help if info.help is not None else inspect.getdoc(info.callback)
-    return command_info(
-        name=name,
-        callback=_listed_only,
-        help=text or "",
-        short_help=solved.short_help,
-        hidden=solved.hidden,
-        deprecated=solved.deprecated,
-    )

@@ -21,8 +21,8 @@ from graphkit.cli._common import PassphraseFileOpt as _PassphraseFileOpt
 from graphkit.cli._common import install_log_handler, warn
 
 if TYPE_CHECKING:  # pragma: no cover
-    from graphkit.auth import CertificateCredential
-    from graphkit.config import Settings
+    from graphkit.settings import Settings
+    from graphkit.tokens import CertificateCredential
 
 __all__ = [
     "AuthorityHostOpt",
@@ -31,6 +31,7 @@ __all__ = [
     "ClientIdOpt",
     "CloudOpt",
     "Connection",
+    "ForceRefreshOpt",
     "GraphUrlOpt",
     "PassphraseFileOpt",
     "PrivateKeyOpt",
@@ -38,7 +39,6 @@ __all__ = [
     "TenantOpt",
     "credential_from_settings",
     "settings_from_flags",
-    "warn_certificate_expiry",
     "with_connection_flags",
 ]
 
@@ -118,6 +118,13 @@ CaBundleOpt = Annotated[
     ),
 ]
 PassphraseFileOpt = _PassphraseFileOpt
+ForceRefreshOpt = Annotated[
+    bool,
+    typer.Option(
+        "--force-refresh",
+        help="Ignore the token cache: get a new token (it replaces the cached one).",
+    ),
+]
 
 
 # Every connection flag, in the order `--help` lists them (after a command's own options).
@@ -190,37 +197,25 @@ def settings_from_flags(
     and log records (see :func:`~graphkit.cli._common.install_log_handler`) to stderr
     for this process.
     """
-    from graphkit import auth, config
+    from graphkit import settings as settings_mod
+    from graphkit import tokens
 
-    unknown = sorted(set(flags) - set(config.PROFILE_KEYS))  # one flag per profile key
+    unknown = sorted(set(flags) - set(settings_mod.PROFILE_KEYS))  # one flag per profile key
     if unknown:
         raise TypeError(f"unknown connection flag {unknown[0]!r}")
     overrides = {k: (str(v) if isinstance(v, Path) else v) for k, v in flags.items()}
-    settings = config.resolve_settings(profile=profile, overrides=overrides)
-    auth.set_notice_handler(warn)
+    settings = settings_mod.resolve_settings(profile=profile, overrides=overrides)
+    tokens.set_notice_handler(warn)
     install_log_handler()
     if validate:
         # Certificate files checked in full before (byte for byte) are not parsed again.
-        config.validate(settings, cache_dir=config.state_dir())
+        settings_mod.validate(settings, cache_dir=settings_mod.state_dir())
     return settings
 
 
 def credential_from_settings(settings: Settings, **kwargs: Any) -> CertificateCredential:
-    """A :class:`~graphkit.auth.CertificateCredential` whose notices go to stderr."""
-    from graphkit.auth import CertificateCredential
+    """A :class:`~graphkit.tokens.CertificateCredential` whose notices go to stderr."""
+    from graphkit.tokens import CertificateCredential
 
     kwargs.setdefault("on_notice", warn)
     return CertificateCredential(settings, **kwargs)
-
-
-def warn_certificate_expiry(settings: Settings) -> None:
-    """Warn on stderr when the client certificate expires within 30 days.
-
-    (A credential made with ``on_notice`` does this itself; this is for commands
-    that load the certificate without making one.)
-    """
-    from graphkit import config
-
-    message = config.expiry_warning(config.load_client_certificate(settings))
-    if message:
-        warn(message)

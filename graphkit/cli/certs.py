@@ -11,7 +11,6 @@ import typer
 
 from graphkit.cli._common import (
     ForceOpt,
-    LeanCommand,
     PassphraseFileOpt,
     PromptPassphraseOpt,
     emit_json,
@@ -19,6 +18,7 @@ from graphkit.cli._common import (
     say,
     warn,
 )
+from graphkit.cli._typer_internals import LeanCommand
 from graphkit.errors import CryptoError, InputError, OutputExistsError
 
 SubjectOpt = Annotated[

@@ -11,7 +11,8 @@ from typing import Annotated, Any
 import typer
 
 from graphkit.cli import _connection
-from graphkit.cli._common import LeanCommand, say, warn
+from graphkit.cli._common import say, warn
+from graphkit.cli._typer_internals import LeanCommand
 from graphkit.errors import GraphkitError, InputError, UsageError
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
@@ -36,12 +37,12 @@ def _table(rows: Sequence[tuple[str, ...]], header: tuple[str, ...] | None = Non
 
 
 def _certificate_status(settings: Any) -> dict[str, Any]:
-    from graphkit import config
+    from graphkit import certificates
 
     if settings.certificate is None:
         return {"status": "not configured"}
     try:
-        cert = config.load_client_certificate(settings)
+        cert = certificates.load(settings)
     except GraphkitError as exc:
         return {"status": "error", "error": str(exc)}
     return {
@@ -50,7 +51,7 @@ def _certificate_status(settings: Any) -> dict[str, Any]:
         "not_after": cert.not_after.isoformat(),
         "days_left": int(cert.days_left()),
         "form": cert.form,
-        "warning": config.expiry_warning(cert),
+        "warning": certificates.expiry_warning(cert),
     }
 
 
@@ -64,13 +65,13 @@ def show(
 
     Secrets are never shown: a passphrase is reported only as set or not set.
     """
-    from graphkit import config
+    from graphkit import settings as profiles
 
     settings = connection.settings(validate=False)
     rows = settings.describe()
     cert = _certificate_status(settings)
-    cfg = settings.config_file or config.config_path()
-    state = config.state_dir()
+    cfg = settings.config_file or profiles.config_path()
+    state = profiles.state_dir()
     if as_json:
         _emit(
             {
@@ -103,10 +104,10 @@ def show(
 
 def list_profiles(as_json: JsonOpt = False) -> None:
     """List the profiles in the config file; * marks the default."""
-    from graphkit import config
+    from graphkit.settings import config_path, read_config
 
-    path = config.config_path()
-    data = config.read_config(path)
+    path = config_path()
+    data = read_config(path)
     profiles: dict[str, dict[str, Any]] = data.get("profiles") or {}
     default = data.get("default_profile")
     if as_json:
@@ -144,17 +145,17 @@ def list_profiles(as_json: JsonOpt = False) -> None:
 
 def use(name: NameArg) -> None:
     """Make NAME the default profile."""
-    from graphkit import config
+    from graphkit import settings as profiles
 
-    config.set_default_profile(name)
+    profiles.set_default_profile(name)
     say(f"Default profile is now {name!r}.")
 
 
 def delete(name: NameArg) -> None:
     """Remove profile NAME from the config file (no key or certificate is deleted)."""
-    from graphkit import config
+    from graphkit import settings as profiles
 
-    config.delete_profile(name)
+    profiles.delete_profile(name)
     say(f"Deleted profile {name!r}.")
 
 
@@ -210,7 +211,7 @@ def set_profile(
 
     Paths are stored absolute. Secrets are never stored: a passphrase only by file.
     """
-    from graphkit import config
+    from graphkit import settings as profiles
 
     values: dict[str, Any] = {
         "tenant": tenant,
@@ -225,10 +226,10 @@ def set_profile(
     }
     keys = [k.replace("-", "_") for k in unset or []]
     for key in keys:
-        if key not in config.PROFILE_KEYS:
+        if key not in profiles.PROFILE_KEYS:
             raise UsageError(
                 f"--unset {key!r} is not a profile key",
-                f"use one of: {', '.join(config.PROFILE_KEYS)}",
+                f"use one of: {', '.join(profiles.PROFILE_KEYS)}",
             )
         if values.get(key) is not None:
             raise UsageError(f"{key} is both set and unset", "give one or the other")
@@ -243,9 +244,9 @@ def set_profile(
             "nothing to set",
             "give options such as --tenant, --client-id, --certificate (see --help)",
         )
-    path = config.config_path()
-    existed = name in (config.read_config(path).get("profiles") or {})
-    config.save_profile(name, values, unset=keys, make_default=default, path=path)
+    path = profiles.config_path()
+    existed = name in (profiles.read_config(path).get("profiles") or {})
+    profiles.save_profile(name, values, unset=keys, make_default=default, path=path)
     say(f"{'Updated' if existed else 'Created'} profile {name!r} in {path}.")
 
 

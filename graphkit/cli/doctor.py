@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from graphkit.cli import _connection
-from graphkit.cli._common import LeanCommand
+from graphkit.cli._typer_internals import LeanCommand
 
 if TYPE_CHECKING:  # pragma: no cover
     from rich.console import Console

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from graphkit.cli._common import LeanCommand
+from graphkit.cli._typer_internals import LeanCommand
 
 emulator_app = typer.Typer(
     name="emulator",

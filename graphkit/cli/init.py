@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
-from graphkit.cli._common import LeanCommand, PassphraseFileOpt, install_log_handler
+from graphkit.cli._common import PassphraseFileOpt, install_log_handler
+from graphkit.cli._typer_internals import LeanCommand
 from graphkit.errors import ExitCode, InputError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -357,7 +358,8 @@ def build_request(
     connection: dict[str, str | None],
 ) -> InitRequest:
     """Flags, then the stored profile, then prompts (on a terminal) or errors."""
-    from graphkit import config, onboarding
+    from graphkit import onboarding
+    from graphkit import settings as profiles
     from graphkit.cli._common import read_passphrase
 
     if interactive:
@@ -369,9 +371,9 @@ def build_request(
     # Asked only in a fully interactive run: given IDs as flags, the default name is fine.
     if name is None and interactive and not (tenant or client_id):
         name = _ask(
-            console, "Profile name", onboarding.DEFAULT_PROFILE, onboarding.check_profile_name
+            console, "Profile name", onboarding.DEFAULT_PROFILE, profiles.check_profile_name
         )
-    name = onboarding.check_profile_name(name or onboarding.DEFAULT_PROFILE)
+    name = profiles.check_profile_name(name or onboarding.DEFAULT_PROFILE)
     stored = onboarding.stored_profile(name) or {}
     if stored and interactive:
         console.print(f"Updating the existing profile [bold]{_esc(name)}[/].")
@@ -382,10 +384,10 @@ def build_request(
             console,
             "Tenant (directory ID or domain, e.g. contoso.onmicrosoft.com)",
             None,
-            onboarding.check_tenant,
+            profiles.check_tenant,
         )
     if interactive and not client_id:
-        client_id = _ask(console, "Application (client) ID", None, onboarding.check_client_id)
+        client_id = _ask(console, "Application (client) ID", None, profiles.check_client_id)
     if not tenant:
         raise InputError("no tenant given", "give --tenant (a GUID or a domain)")
     if not client_id:
@@ -406,7 +408,7 @@ def build_request(
         )
     values = {k: v for k, v in connection.items() if v}
     if "cloud" in values:
-        values["cloud"] = config.normalize_cloud(values["cloud"])
+        values["cloud"] = profiles.normalize_cloud(values["cloud"])
     for key in ("cloud", "authority_host", "graph_url", "ca_bundle"):
         if key not in values and stored.get(key):
             values[key] = stored[key]

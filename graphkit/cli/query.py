@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from graphkit.cli import _connection
-from graphkit.cli._common import LeanCommand, stderr_line, warn
+from graphkit.cli._common import stderr_line, warn
+from graphkit.cli._typer_internals import LeanCommand
 from graphkit.errors import UsageError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -279,6 +280,7 @@ def query(
     max_items: MaxItemsOpt = None,
     output_format: OutputOpt = None,
     expression: QueryOpt = None,
+    force_refresh: _connection.ForceRefreshOpt = False,
     *,
     connection: _connection.Connection,
 ) -> None:
@@ -318,6 +320,8 @@ def query(
     with GraphClient.from_settings(
         settings, credential=credential, validate=False, api=api, on_wait=on_wait
     ) as client:
+        if force_refresh:
+            client.refresh_token()
         try:
             _render(
                 client,

@@ -10,12 +10,12 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from graphkit.cli import _connection
-from graphkit.cli._common import LeanCommand
+from graphkit.cli._typer_internals import LeanCommand
 from graphkit.errors import UsageError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from graphkit.auth import AccessToken
-    from graphkit.config import Settings
+    from graphkit.settings import Settings
+    from graphkit.tokens import AccessToken
 
 # Enough of the token to recognise it (the JWT header), never enough to use it.
 _SHOWN_PREFIX = 12
@@ -128,9 +128,7 @@ def token(
         typer.Option("--raw", help="Print only the token, for an Authorization header."),
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
-    force_refresh: Annotated[
-        bool, typer.Option("--force-refresh", help="Ignore the cache; get a new token.")
-    ] = False,
+    force_refresh: _connection.ForceRefreshOpt = False,
     *,
     connection: _connection.Connection,
 ) -> None:

@@ -1,19 +1,20 @@
-"""Where graphkit keeps its state, and how connection settings are resolved.
+"""Where settings come from: profiles, the environment and flags, and their checks.
 
 Settings come from three layers, highest first: command-line flags, environment
 variables (azure-identity's names, so existing setups work unchanged), and a profile
 in ``config.toml``. :func:`resolve_settings` merges them and records where each value
 came from; :func:`validate` turns anything unusable into a one-line
-:class:`~graphkit.errors.ConfigError`; :func:`load_client_certificate` opens the
-certificate (and key) the settings point to, and :func:`certificate_facts` reuses
-what a full check of those very files established before (so that a warm run parses
-no key and does not even import cryptography).
+:class:`~graphkit.errors.ConfigError` (the certificate itself is checked by
+:mod:`graphkit.certificates`). The checks of a tenant, a client id and a profile
+name live here, once: :func:`check_tenant`, :func:`check_client_id` and
+:func:`check_profile_name` serve the profile, the flags, the environment and
+``init``'s prompts alike.
 
 ``GRAPHKIT_HOME`` moves everything (the config file, the token cache and msal's
 HTTP cache) into one directory; otherwise the config file lives in the platform's
 user config directory and the caches in its user state directory (platformdirs).
 
-The config file is TOML::
+The config file is TOML (written with tomli-w)::
 
     default_profile = "work"
 
@@ -35,30 +36,29 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 from urllib.parse import urlsplit
 
-from graphkit.errors import ConfigError, CryptoError, InputError
+from graphkit.errors import ConfigError, InputError
 
 __all__ = [
     "CLOUDS",
     "ENV_VARS",
     "PROFILE_KEYS",
-    "CertificateFacts",
-    "ClientCertificate",
     "Settings",
-    "certificate_facts",
+    "check_client_id",
+    "check_profile_name",
+    "check_tenant",
     "config_dir",
     "config_path",
     "delete_profile",
-    "expiry_warning",
     "is_domain",
     "is_guid",
-    "load_client_certificate",
     "read_config",
     "resolve_settings",
     "save_profile",
     "set_default_profile",
+    "source_rank",
     "state_dir",
     "validate",
     "write_config",
@@ -119,18 +119,11 @@ ENV_VARS: dict[str, tuple[str, ...]] = {
 # Source ranks: a cloud chosen at a higher level replaces hosts chosen at a lower one.
 _RANK = {"flag": 3, "env": 2, "profile": 1, "default": 0}
 
-# Warn this many days before the client certificate expires (issue 5).
-EXPIRY_WARNING_DAYS = 30
 
-# Shortest RSA key validate() accepts: crypto.MIN_RSA_BITS, repeated here so that a
-# check served by certificate_facts() does not import cryptography (a test keeps them equal).
-MIN_RSA_BITS = 2048
+def source_rank(source: str) -> int:
+    """The rank of a source as :class:`Settings` records it (``env:AZURE_...`` is env)."""
+    return _RANK.get(source.split(":", 1)[0], 0)
 
-# Results of full certificate checks, keyed by a digest of the files checked (in the
-# state directory, mode 0600). Newest first; older entries are dropped.
-CERTIFICATE_CHECKS_FILE = "certificate_checks.json"
-_CHECKS_VERSION = 1
-_MAX_CHECKS = 16
 
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
 # Compiled on first use (a millisecond): tenants are usually GUIDs.
@@ -140,12 +133,72 @@ _DOMAIN_PATTERN = (
 _PROFILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
+# ------------------------------------------------------------------- validation
+
+
 def is_guid(value: str) -> bool:
     return bool(_GUID.match(value))
 
 
 def is_domain(value: str) -> bool:
     return bool(re.match(_DOMAIN_PATTERN, value, re.IGNORECASE))
+
+
+def check_tenant(value: str | None) -> str:
+    """The tenant (a GUID or a domain), stripped and lower-cased: the one check every
+    caller uses (flags, environment, profile, init's prompt).
+
+    Raises:
+        ConfigError: empty, or neither a GUID nor a domain name.
+    """
+    text = (value or "").strip()
+    if not text:
+        raise ConfigError(
+            "no tenant given",
+            "give --tenant with the directory (tenant) ID "
+            "or a domain such as contoso.onmicrosoft.com",
+        )
+    if not (is_guid(text) or is_domain(text)):
+        raise ConfigError(
+            f"tenant {text!r} is neither a GUID nor a domain name",
+            "use the Directory (tenant) ID from the portal, or a domain such as "
+            "contoso.onmicrosoft.com",
+        )
+    return text.lower()
+
+
+def check_client_id(value: str | None) -> str:
+    """The client (application) id, a GUID, stripped and lower-cased.
+
+    Raises:
+        ConfigError: empty, or not a GUID.
+    """
+    text = (value or "").strip()
+    if not text:
+        raise ConfigError(
+            "no client id given", "give --client-id with the Application (client) ID of the app"
+        )
+    if not is_guid(text):
+        raise ConfigError(
+            f"client id {text!r} is not a GUID",
+            "use the Application (client) ID from the app registration's Overview page",
+        )
+    return text.lower()
+
+
+def check_profile_name(value: str | None) -> str:
+    """A profile name: letters, digits, '.', '_' or '-', up to 64, stripped.
+
+    Raises:
+        ConfigError: the name is not usable.
+    """
+    text = (value or "").strip()
+    if not _PROFILE_NAME.match(text):
+        raise ConfigError(
+            f"invalid profile name {text!r}",
+            "use letters, digits, '.', '_' or '-' (up to 64), starting with a letter or digit",
+        )
+    return text
 
 
 # ------------------------------------------------------------------ directories
@@ -251,72 +304,28 @@ def _check_private_config(path: Path) -> None:
         )
 
 
-def _toml_string(value: str) -> str:
-    out = ['"']
-    for ch in value:
-        if ch == '"':
-            out.append('\\"')
-        elif ch == "\\":
-            out.append("\\\\")
-        elif ch == "\n":
-            out.append("\\n")
-        elif ch == "\t":
-            out.append("\\t")
-        elif ch == "\r":
-            out.append("\\r")
-        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
-            out.append(f"\\u{ord(ch):04X}")
-        else:
-            out.append(ch)
-    out.append('"')
-    return "".join(out)
-
-
-_BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
-
-
-def _toml_key(key: str) -> str:
-    return key if _BARE_KEY.match(key) else _toml_string(key)
-
-
-def _toml_value(value: Any, where: str) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, str | Path):
-        return _toml_string(str(value))
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(_toml_value(v, where) for v in value) + "]"
-    raise ConfigError(f"cannot store a {type(value).__name__} in the config file ({where})")
-
-
 def dump_config(data: Mapping[str, Any]) -> str:
-    """TOML text for the config: top-level scalars, then one table per profile.
+    """TOML text for the config (tomli-w): top-level values, then one table per profile.
 
-    Only the shapes graphkit itself writes are supported (scalars, lists of scalars,
-    and ``profiles.NAME`` tables of those); anything else is refused, not mangled.
+    Profile values that are None are left out.
     """
-    lines = [
-        "# graphkit configuration (`graphkit config set` rewrites this file;",
-        "#  comments are not kept).",
-    ]
-    for key, value in data.items():
-        if key == "profiles":
-            continue
-        if isinstance(value, dict):
-            raise ConfigError(f"cannot store table {key!r} in the config file")
-        lines.append(f"{_toml_key(key)} = {_toml_value(value, key)}")
-    for name, profile in (data.get("profiles") or {}).items():
-        lines.append("")
-        lines.append(f"[profiles.{_toml_key(name)}]")
-        for key, value in profile.items():
-            if value is None:
-                continue
-            if isinstance(value, dict):
-                raise ConfigError(f"cannot store table {key!r} in profile {name!r}")
-            lines.append(f"{_toml_key(key)} = {_toml_value(value, f'{name}.{key}')}")
-    return "\n".join(lines) + "\n"
+    import tomli_w
+
+    clean: dict[str, Any] = {k: v for k, v in data.items() if k != "profiles"}
+    profiles = {
+        name: {k: str(v) if isinstance(v, Path) else v for k, v in p.items() if v is not None}
+        for name, p in (data.get("profiles") or {}).items()
+    }
+    if profiles:
+        clean["profiles"] = profiles
+    header = (
+        "# graphkit configuration (`graphkit config set` rewrites this file;\n"
+        "#  comments are not kept).\n"
+    )
+    try:
+        return header + tomli_w.dumps(clean)
+    except TypeError as exc:
+        raise ConfigError(f"cannot store this in the config file: {exc}") from None
 
 
 def write_config(data: Mapping[str, Any], path: Path | None = None) -> Path:
@@ -332,14 +341,6 @@ def write_config(data: Mapping[str, Any], path: Path | None = None) -> Path:
             f"run chmod 700 {path.parent} (it must be yours), or set {HOME_ENV} elsewhere",
         )
     return atomic_write(path, text.encode("utf-8"), mode=PRIVATE, force=True)
-
-
-def _check_profile_name(name: str) -> None:
-    if not _PROFILE_NAME.match(name):
-        raise ConfigError(
-            f"invalid profile name {name!r}",
-            "use letters, digits, '.', '_' or '-' (up to 64), starting with a letter or digit",
-        )
 
 
 def save_profile(
@@ -358,7 +359,7 @@ def save_profile(
     Returns:
         The profile as written.
     """
-    _check_profile_name(name)
+    name = check_profile_name(name)
     path = path or config_path()
     unknown = [k for k in [*values, *unset] if k not in PROFILE_KEYS]
     if unknown:
@@ -441,10 +442,6 @@ class Settings:
     ca_bundle: str | None = None
     sources: dict[str, str] = field(default_factory=dict)
     config_file: Path | None = None
-    # The certificate once loaded (load_client_certificate memoises it here), or what
-    # an earlier full check of the same files established (certificate_facts).
-    _certificate: ClientCertificate | None = field(default=None, repr=False, compare=False)
-    _facts: CertificateFacts | None = field(default=None, repr=False, compare=False)
 
     @property
     def scope(self) -> str:
@@ -456,6 +453,21 @@ class Settings:
 
     def source(self, name: str) -> str:
         return self.sources.get(name, "default")
+
+    def rank(self, name: str) -> int:
+        """How high the layer that set ``name`` stands: flag 3, env 2, profile 1, else 0."""
+        return source_rank(self.source(name))
+
+    @property
+    def key_given_for_certificate(self) -> bool:
+        """Whether ``private_key`` was given at (at least) the certificate's own layer.
+
+        A key from a lower layer (the profile's, when the certificate comes from a flag
+        or the environment) belonged to another certificate: a combined PEM or a PFX
+        then signs with its own key, and the profile's key is used only for a
+        certificate file that holds none.
+        """
+        return self.private_key is not None and self.rank("private_key") >= self.rank("certificate")
 
     def describe(self) -> list[tuple[str, str, str]]:
         """(setting, display value, source) rows for `config show`; never a secret."""
@@ -550,35 +562,16 @@ def check_values(values: Mapping[str, Any], where: str = "settings") -> None:
     """Check the format of the values given (those present), one-line errors."""
     tenant = values.get("tenant")
     if tenant is not None:
-        _check_tenant(str(tenant))
+        check_tenant(str(tenant))
     client_id = values.get("client_id")
     if client_id is not None:
-        _check_client_id(str(client_id))
+        check_client_id(str(client_id))
     if values.get("cloud") is not None:
         normalize_cloud(str(values["cloud"]))
     if values.get("authority_host") is not None:
         normalize_authority_host(str(values["authority_host"]))
     if values.get("graph_url") is not None:
         normalize_graph_url(str(values["graph_url"]))
-
-
-def _check_tenant(tenant: str) -> str:
-    if not (is_guid(tenant) or is_domain(tenant)):
-        raise ConfigError(
-            f"tenant {tenant!r} is neither a GUID nor a domain name",
-            "use the Directory (tenant) ID from the portal, or a domain such as "
-            "contoso.onmicrosoft.com",
-        )
-    return tenant
-
-
-def _check_client_id(client_id: str) -> str:
-    if not is_guid(client_id):
-        raise ConfigError(
-            f"client id {client_id!r} is not a GUID",
-            "use the Application (client) ID from the app registration's Overview page",
-        )
-    return client_id
 
 
 def _select_profile(
@@ -701,9 +694,9 @@ def resolve_settings(
     if name is not None:
         sources["profile"] = profile_source
     if "tenant" in raw:
-        settings.tenant = checked("tenant", _check_tenant)
+        settings.tenant = checked("tenant", check_tenant)
     if "client_id" in raw:
-        settings.client_id = checked("client_id", _check_client_id)
+        settings.client_id = checked("client_id", check_client_id)
     for key in ("certificate", "private_key"):
         if key in raw:
             setattr(settings, key, Path(str(raw[key])).expanduser())
@@ -751,7 +744,8 @@ def validate(
         now: check the certificate's dates against this time (always a full check).
         cache_dir: where earlier full checks are recorded (normally
             :func:`state_dir`): files byte-identical to ones checked before are not
-            parsed again (see :func:`certificate_facts`). None: always a full check.
+            parsed again (see :func:`graphkit.certificates.check`). None: always a
+            full check.
 
     Raises:
         ConfigError: with a one-line message naming the setting and its source.
@@ -775,392 +769,17 @@ def validate(
             f"`graphkit config set {settings.profile or 'NAME'} --{key.replace('_', '-')} ...`",
         )
     assert settings.tenant is not None and settings.client_id is not None
-    try:
-        _check_tenant(settings.tenant)
-        _check_client_id(settings.client_id)
-    except ConfigError as exc:
-        key = "tenant" if "tenant" in exc.message else "client_id"
-        raise ConfigError(f"{exc.message} (set by {settings.source(key)})", exc.hint) from None
+    for key, check in (("tenant", check_tenant), ("client_id", check_client_id)):
+        try:
+            check(getattr(settings, key))
+        except ConfigError as exc:
+            raise ConfigError(f"{exc.message} (set by {settings.source(key)})", exc.hint) from None
     if settings.ca_bundle is not None and not Path(settings.ca_bundle).is_file():
         raise ConfigError(
             f"CA bundle {settings.ca_bundle} (set by {settings.source('ca_bundle')}) "
             "does not exist",
             "give the PEM file of the CA that signed the servers' certificates",
         )
-    if cache_dir is not None and now is None:
-        facts = certificate_facts(settings, cache_dir=cache_dir)
-        if facts.key_bits >= MIN_RSA_BITS:
-            return
-    cert = load_client_certificate(settings, now=now)
-    from graphkit import crypto
+    from graphkit import certificates
 
-    crypto.require_rsa(cert.certificate.public_key(), f"the key of certificate {cert.path}")
-
-
-# ------------------------------------------------------------------ certificate
-
-
-@dataclass(frozen=True)
-class ClientCertificate:
-    """The client certificate and its key, as msal needs them (in memory only)."""
-
-    path: Path
-    certificate: Any  # cryptography x509.Certificate
-    certificate_pem: str
-    private_key_pem: str = field(repr=False)  # unencrypted PKCS#8: never written anywhere
-    sha1: str
-    key_bits: int
-    form: str  # pem | der | pfx
-    holds_key: bool  # the certificate file itself carries the key (combined PEM / PFX)
-
-    @property
-    def not_before(self) -> dt.datetime:
-        value: dt.datetime = self.certificate.not_valid_before_utc
-        return value
-
-    @property
-    def not_after(self) -> dt.datetime:
-        value: dt.datetime = self.certificate.not_valid_after_utc
-        return value
-
-    def days_left(self, now: dt.datetime | None = None) -> float:
-        now = now or dt.datetime.now(dt.UTC)
-        return (self.not_after - now).total_seconds() / 86400
-
-
-class CertificateFacts(NamedTuple):
-    """What a full check (:func:`load_client_certificate`) established about the
-    certificate and key files: enough to check them again and to warn of expiry.
-
-    Holds nothing secret: no key material, no passphrase. (A NamedTuple: making a
-    frozen dataclass costs a millisecond at import, on every run.)
-    """
-
-    path: Path
-    sha1: str
-    not_before: dt.datetime
-    not_after: dt.datetime
-    key_bits: int
-    holds_key: bool
-
-    def days_left(self, now: dt.datetime | None = None) -> float:
-        now = now or dt.datetime.now(dt.UTC)
-        return (self.not_after - now).total_seconds() / 86400
-
-
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
-_KEY_BLOCK = re.compile(
-    rb"-----BEGIN ((?:RSA |EC |DSA |ENCRYPTED )?PRIVATE KEY)-----.*?-----END \1-----\r?\n?",
-    re.DOTALL,
-)
-
-
-def _split_key_block(data: bytes) -> tuple[bytes, bytes | None]:
-    """(the PEM without its private key block, that block) when there is one."""
-    if b"-----BEGIN" not in data:
-        return data, None
-    match = _KEY_BLOCK.search(data)
-    if match is None:
-        return data, None
-    return data[: match.start()] + data[match.end() :], match.group(0)
-
-
-def _load_key(data: bytes, passphrase: bytes | None, source: str) -> Any:
-    """Load a private key, fast.
-
-    cryptography's RSA consistency check costs ~40 ms on every run; it guards against
-    hostile or corrupted keys, and this is the user's own key, whose public half is
-    compared with the certificate's below (a corrupt key is refused by the identity
-    platform anyway). Anything unusual goes through ``crypto.load_private_key`` for its
-    precise messages (encrypted without passphrase, wrong passphrase, DER...).
-    """
-    from cryptography.hazmat.primitives import serialization
-
-    from graphkit import crypto
-
-    match = _KEY_BLOCK.search(data) if b"-----BEGIN" in data else None
-    if match is not None:
-        block = match.group(0)
-        encrypted = b"ENCRYPTED" in block
-        if passphrase or not encrypted:
-            try:
-                return serialization.load_pem_private_key(
-                    block,
-                    password=passphrase if encrypted else None,
-                    unsafe_skip_rsa_key_validation=True,
-                )
-            except Exception:
-                pass
-    return crypto.load_private_key(data, passphrase, source=source)
-
-
-def _passphrase_advice(exc: CryptoError, settings: Settings) -> CryptoError:
-    """The crypto layer's passphrase hints name the certificate commands' options;
-    here the passphrase comes from the connection settings."""
-    if "passphrase" not in exc.message and "encrypted" not in exc.message:
-        return exc
-    if settings.passphrase is None:
-        hint = (
-            "give it with --passphrase-file, AZURE_CLIENT_CERTIFICATE_PASSWORD or "
-            f"{PASSPHRASE_ENV} (or passphrase_file in the profile)"
-        )
-    else:
-        hint = f"check the passphrase (set by {settings.source('passphrase')})"
-    return CryptoError(exc.message, hint)
-
-
-def load_client_certificate(
-    settings: Settings, *, now: dt.datetime | None = None
-) -> ClientCertificate:
-    """Open the certificate (and key) ``settings`` name; memoised on ``settings``.
-
-    Accepts a certificate with a separate key, a combined key+certificate PEM, or a
-    PFX; an encrypted key or PFX is opened with ``settings.passphrase``.
-
-    Raises:
-        ConfigError: no certificate configured, file missing, no key, key mismatch,
-            expired or not yet valid.
-        CryptoError: unreadable or malformed file, wrong or missing passphrase,
-            non-RSA or short key.
-    """
-    if settings._certificate is not None and now is None:
-        return settings._certificate
-    from graphkit import crypto
-    from graphkit.files import read_bytes
-
-    if settings.certificate is None:
-        raise ConfigError(
-            "no certificate configured",
-            "give --certificate, AZURE_CLIENT_CERTIFICATE_PATH, or set it in the profile",
-        )
-    cert_path = settings.certificate
-    src = settings.source("certificate")
-    try:
-        data = read_bytes(cert_path, "certificate file")
-    except InputError as exc:
-        raise ConfigError(
-            f"certificate file {cert_path} (set by {src}) cannot be read: {exc.message}",
-            exc.hint or "check the path",
-        ) from None
-    cert_part, key_block = _split_key_block(data)
-    if b"-----BEGIN CERTIFICATE-----" not in cert_part:
-        cert_part, key_block = data, None  # let crypto explain what the file holds
-    try:
-        bundle = crypto.load_certificate_bundle(
-            cert_part, settings.passphrase, source=f"certificate {cert_path}"
-        )
-        key = bundle.key
-        if key_block is not None and settings.private_key is None:
-            key = _load_key(key_block, settings.passphrase, f"certificate {cert_path}")
-    except CryptoError as exc:
-        raise _passphrase_advice(exc, settings) from None
-    holds_key = key is not None
-    if settings.private_key is not None:
-        key_src = settings.source("private_key")
-        try:
-            key_data = read_bytes(settings.private_key, "private key file")
-        except InputError as exc:
-            raise ConfigError(
-                f"private key {settings.private_key} (set by {key_src}) cannot be read: "
-                f"{exc.message}",
-                exc.hint or "check the path",
-            ) from None
-        try:
-            key = _load_key(key_data, settings.passphrase, f"private key {settings.private_key}")
-        except CryptoError as exc:
-            raise _passphrase_advice(exc, settings) from None
-    cert = bundle.certificate
-    if key is not None and not crypto.key_matches_certificate(key, cert):
-        # In a combined file the leaf is the certificate matching the key.
-        cert = next((c for c in bundle.chain if crypto.key_matches_certificate(key, c)), cert)
-    if key is None:
-        raise ConfigError(
-            f"certificate {cert_path} holds no private key",
-            "give the key with --private-key (or private_key in the profile), or use a "
-            "combined key+certificate PEM or a PFX",
-        )
-    tp = crypto.thumbprints(cert)
-    if not crypto.key_matches_certificate(key, cert):
-        key_file = settings.private_key or cert_path
-        raise ConfigError(
-            f"private key {key_file} does not match certificate {cert_path} (SHA-1 {tp['sha1']})",
-            "give the key the certificate was made from",
-        )
-    from cryptography.hazmat.primitives.asymmetric import rsa
-
-    if not isinstance(key, rsa.RSAPrivateKey):
-        crypto.require_rsa(key, f"the key for certificate {cert_path}")  # raises
-    # The size is checked by validate(): loaded alone, a short key is left for the
-    # identity platform to refuse (AADSTS50032), as it would.
-    when = now or _now()
-    if when > cert.not_valid_after_utc:
-        raise ConfigError(
-            f"certificate {cert_path} (SHA-1 {tp['sha1']}) expired on "
-            f"{cert.not_valid_after_utc:%Y-%m-%d}",
-            "make a new one with `graphkit selfsign` and upload it to the app registration",
-        )
-    if when < cert.not_valid_before_utc:
-        raise ConfigError(
-            f"certificate {cert_path} is not valid until "
-            f"{cert.not_valid_before_utc:%Y-%m-%d %H:%M} UTC",
-            "check this computer's clock, or wait",
-        )
-    try:
-        loaded = ClientCertificate(
-            path=cert_path,
-            certificate=cert,
-            certificate_pem=crypto.dump_certificate(cert).decode("ascii"),
-            private_key_pem=crypto.dump_private_key(key).decode("ascii"),
-            sha1=tp["sha1"],
-            key_bits=int(key.key_size),
-            form=bundle.form,
-            holds_key=holds_key or key_block is not None,
-        )
-    except ValueError as exc:  # pragma: no cover - cryptography refusing to serialise
-        raise CryptoError(f"cannot use the key for {cert_path}: {exc}") from None
-    if now is None:
-        settings._certificate = loaded
-    return loaded
-
-
-def _files_digest(settings: Settings) -> str | None:
-    """SHA-256 over the certificate file and the separate key file (if any), or None
-    when one cannot be read (the full check then says why)."""
-    import hashlib
-
-    digest = hashlib.sha256(b"graphkit certificate check v1\0")
-    try:
-        for path in (settings.certificate, settings.private_key):
-            if path is None:
-                digest.update(b"-")
-                continue
-            data = Path(path).read_bytes()
-            digest.update(b"F%d:" % len(data))
-            digest.update(data)
-    except OSError:
-        return None
-    return digest.hexdigest()
-
-
-def _read_checks(path: Path) -> dict[str, Any]:
-    import json
-
-    from graphkit.files import read_private
-
-    raw = read_private(path)  # planted records would vouch for a certificate unchecked
-    if raw is None:
-        return {}
-    try:
-        data = json.loads(raw)
-    except ValueError:
-        return {}
-    if not isinstance(data, dict) or data.get("version") != _CHECKS_VERSION:
-        return {}
-    checks = data.get("checks")
-    return checks if isinstance(checks, dict) else {}
-
-
-def _facts_from_record(record: Any, path: Path) -> CertificateFacts | None:
-    if not isinstance(record, dict):
-        return None
-    try:
-        return CertificateFacts(
-            path=path,
-            sha1=str(record["sha1"]),
-            not_before=dt.datetime.fromtimestamp(float(record["not_before"]), dt.UTC),
-            not_after=dt.datetime.fromtimestamp(float(record["not_after"]), dt.UTC),
-            key_bits=int(record["key_bits"]),
-            holds_key=bool(record["holds_key"]),
-        )
-    except (KeyError, TypeError, ValueError, OverflowError, OSError):
-        return None
-
-
-def _record_check(cache_dir: Path, digest: str, cert: ClientCertificate) -> None:
-    """Add ``cert``'s facts under ``digest``; failures are ignored (it is a cache)."""
-    import json
-
-    from graphkit.files import PRIVATE, atomic_write, ensure_private_dir, not_private
-
-    if not_private(cache_dir):
-        return  # the credential refuses this directory (see auth._private_dir)
-    path = cache_dir / CERTIFICATE_CHECKS_FILE
-    record = {
-        "sha1": cert.sha1,
-        "not_before": cert.not_before.timestamp(),
-        "not_after": cert.not_after.timestamp(),
-        "key_bits": cert.key_bits,
-        "holds_key": cert.holds_key,
-    }
-    checks: dict[str, Any] = {digest: record}
-    for key, value in _read_checks(path).items():
-        if key != digest and len(checks) < _MAX_CHECKS:
-            checks[key] = value
-    text = json.dumps({"version": _CHECKS_VERSION, "checks": checks}, indent=1)
-    try:
-        ensure_private_dir(cache_dir)
-        atomic_write(path, text.encode("utf-8"), mode=PRIVATE, force=True)
-    except Exception:  # a lost record costs one full check next time
-        pass
-
-
-def certificate_facts(
-    settings: Settings, *, cache_dir: Path | None = None
-) -> ClientCertificate | CertificateFacts:
-    """The settings' certificate, checked as :func:`load_client_certificate` checks it.
-
-    When the certificate file (and the separate key file, if any) are byte for byte
-    the ones an earlier full check recorded in ``cache_dir``, and the certificate's
-    dates still hold, that check's facts are returned and nothing is parsed.
-    Otherwise the files are loaded in full (raising as
-    :func:`load_client_certificate` does) and, unless they changed meanwhile, the
-    result is recorded. A configured passphrase always means a full load: only
-    decrypting the key tells whether it is right, and no verifier of it is stored.
-
-    Args:
-        settings: resolved settings.
-        cache_dir: where checks are recorded (None: always a full load, no files).
-
-    Raises:
-        ConfigError, CryptoError: as :func:`load_client_certificate`.
-    """
-    if settings._certificate is not None:
-        return settings._certificate
-    if cache_dir is None or settings.passphrase is not None or settings.certificate is None:
-        return load_client_certificate(settings)
-    facts = settings._facts
-    if facts is not None and facts.not_before <= _now() <= facts.not_after:
-        return facts
-    digest = _files_digest(settings)
-    if digest is not None:
-        path = cache_dir / CERTIFICATE_CHECKS_FILE
-        facts = _facts_from_record(_read_checks(path).get(digest), settings.certificate)
-        if facts is not None and facts.not_before <= _now() <= facts.not_after:
-            settings._facts = facts
-            return facts
-    cert = load_client_certificate(settings)
-    if digest is not None and _files_digest(settings) == digest:
-        _record_check(cache_dir, digest, cert)
-    return cert
-
-
-def expiry_warning(
-    cert: ClientCertificate | CertificateFacts,
-    *,
-    now: dt.datetime | None = None,
-    days: int = EXPIRY_WARNING_DAYS,
-) -> str | None:
-    """A warning when ``cert`` expires within ``days`` days, else None."""
-    left = cert.days_left(now)
-    if left >= days:
-        return None
-    whole = max(0, int(left))
-    when = "today" if whole == 0 else "in 1 day" if whole == 1 else f"in {whole} days"
-    return (
-        f"certificate {cert.path} (SHA-1 {cert.sha1}) expires {when} "
-        f"({cert.not_after:%Y-%m-%d %H:%M} UTC): make a new one with `graphkit selfsign` "
-        "and upload it to the app registration before then"
-    )
+    certificates.check(settings, cache_dir=cache_dir, now=now, strict=True)

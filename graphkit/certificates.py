@@ -1,0 +1,511 @@
+"""The client certificate and its key: loaded from settings once per process, checked,
+and the record of earlier checks.
+
+:func:`load` opens the certificate (and key) that :class:`~graphkit.settings.Settings`
+name, checks them (a certificate, an RSA key that matches it, dates that hold) and keeps
+the result for the rest of the process: a command that checks, warns of expiry and then
+signs with the key parses the files once. :func:`check` answers the same question
+without parsing anything when the files are byte for byte those of a full check
+recorded earlier in the state directory (so that a warm run parses no key and does not
+even import cryptography).
+
+Which key signs: a combined PEM or a PFX carries its own key and uses it; a separate
+``private_key`` replaces it only when it was given at the certificate's own layer (both
+flags, or both in the profile). The profile's key never pairs with a certificate given
+by a flag or the environment unless that certificate file holds no key.
+
+:func:`expiry_warning` says when the certificate is about to expire.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import re
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from graphkit.errors import ConfigError, CryptoError, InputError
+from graphkit.settings import PASSPHRASE_ENV, Settings
+
+__all__ = [
+    "CERTIFICATE_CHECKS_FILE",
+    "EXPIRY_WARNING_DAYS",
+    "CertificateFacts",
+    "ClientCertificate",
+    "check",
+    "expiry_warning",
+    "load",
+]
+
+# Warn this many days before the client certificate expires (issue 5).
+EXPIRY_WARNING_DAYS = 30
+
+# Shortest RSA key check() accepts: crypto.MIN_RSA_BITS, repeated here so that a
+# check served from the record does not import cryptography (a test keeps them equal).
+MIN_RSA_BITS = 2048
+
+# Results of full certificate checks, keyed by a digest of the files checked (in the
+# state directory, mode 0600). Newest first; older entries are dropped.
+CERTIFICATE_CHECKS_FILE = "certificate_checks.json"
+_CHECKS_VERSION = 2  # 2: records carry the SHA-256 thumbprint (the token cache's key)
+_MAX_CHECKS = 16
+
+
+@dataclass(frozen=True)
+class ClientCertificate:
+    """The client certificate and its key, as msal needs them (in memory only)."""
+
+    path: Path
+    certificate: Any  # cryptography x509.Certificate
+    certificate_pem: str
+    private_key: Any = field(repr=False)  # cryptography RSAPrivateKey: in memory only
+    sha1: str
+    sha256: str  # uppercase hex, as the token cache is keyed
+    key_bits: int
+    form: str  # pem | der | pfx
+    holds_key: bool  # the certificate file itself carries the key (combined PEM / PFX)
+
+    @property
+    def private_key_pem(self) -> str:
+        """The key as unencrypted PKCS#8 PEM (for tools that want text): never written."""
+        from graphkit import crypto
+
+        return crypto.dump_private_key(self.private_key).decode("ascii")
+
+    @property
+    def not_before(self) -> dt.datetime:
+        value: dt.datetime = self.certificate.not_valid_before_utc
+        return value
+
+    @property
+    def not_after(self) -> dt.datetime:
+        value: dt.datetime = self.certificate.not_valid_after_utc
+        return value
+
+    def days_left(self, now: dt.datetime | None = None) -> float:
+        now = now or dt.datetime.now(dt.UTC)
+        return (self.not_after - now).total_seconds() / 86400
+
+
+class CertificateFacts(NamedTuple):
+    """What a full check (:func:`load`) established about the
+    certificate and key files: enough to check them again and to warn of expiry.
+
+    Holds nothing secret: no key material, no passphrase. (A NamedTuple: making a
+    frozen dataclass costs a millisecond at import, on every run.)
+    """
+
+    path: Path
+    sha1: str
+    sha256: str
+    not_before: dt.datetime
+    not_after: dt.datetime
+    key_bits: int
+    holds_key: bool
+
+    def days_left(self, now: dt.datetime | None = None) -> float:
+        now = now or dt.datetime.now(dt.UTC)
+        return (self.not_after - now).total_seconds() / 86400
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+_KEY_BLOCK = re.compile(
+    rb"-----BEGIN ((?:RSA |EC |DSA |ENCRYPTED )?PRIVATE KEY)-----.*?-----END \1-----\r?\n?",
+    re.DOTALL,
+)
+
+
+def _split_key_block(data: bytes) -> tuple[bytes, bytes | None]:
+    """(the PEM without its private key block, that block) when there is one."""
+    if b"-----BEGIN" not in data:
+        return data, None
+    match = _KEY_BLOCK.search(data)
+    if match is None:
+        return data, None
+    return data[: match.start()] + data[match.end() :], match.group(0)
+
+
+def _load_key(data: bytes, passphrase: bytes | None, source: str) -> Any:
+    """Load a private key, fast.
+
+    cryptography's RSA consistency check costs ~40 ms on every run; it guards against
+    hostile or corrupted keys, and this is the user's own key, whose public half is
+    compared with the certificate's below (a corrupt key is refused by the identity
+    platform anyway). Anything unusual goes through ``crypto.load_private_key`` for its
+    precise messages (encrypted without passphrase, wrong passphrase, DER...).
+    """
+    from cryptography.hazmat.primitives import serialization
+
+    from graphkit import crypto
+
+    match = _KEY_BLOCK.search(data) if b"-----BEGIN" in data else None
+    if match is not None:
+        block = match.group(0)
+        encrypted = b"ENCRYPTED" in block
+        if passphrase or not encrypted:
+            try:
+                return serialization.load_pem_private_key(
+                    block,
+                    password=passphrase if encrypted else None,
+                    unsafe_skip_rsa_key_validation=True,
+                )
+            except Exception:
+                pass
+    return crypto.load_private_key(data, passphrase, source=source)
+
+
+def _passphrase_advice(exc: CryptoError, settings: Settings) -> CryptoError:
+    """The crypto layer's passphrase hints name the certificate commands' options;
+    here the passphrase comes from the connection settings."""
+    if "passphrase" not in exc.message and "encrypted" not in exc.message:
+        return exc
+    if settings.passphrase is None:
+        hint = (
+            "give it with --passphrase-file, AZURE_CLIENT_CERTIFICATE_PASSWORD or "
+            f"{PASSPHRASE_ENV} (or passphrase_file in the profile)"
+        )
+    else:
+        hint = f"check the passphrase (set by {settings.source('passphrase')})"
+    return CryptoError(exc.message, hint)
+
+
+# ------------------------------------------------------------------- loading
+
+# Certificates loaded in this process, by what they were loaded from (see _memo_key).
+_LOADED: dict[tuple[Any, ...], ClientCertificate] = {}
+_LOADED_LOCK = threading.Lock()
+
+
+def _stat_signature(path: Path | None) -> tuple[Any, ...] | None:
+    if path is None:
+        return None
+    try:
+        st = Path(path).stat()
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def _memo_key(settings: Settings) -> tuple[Any, ...] | None:
+    """What a loaded certificate depends on; None when a file cannot be examined."""
+    cert_sig = _stat_signature(settings.certificate)
+    if cert_sig is None:
+        return None
+    explicit = settings.key_given_for_certificate
+    key_sig = _stat_signature(settings.private_key) if settings.private_key else None
+    if settings.private_key is not None and key_sig is None:
+        return None
+    passphrase = hashlib.sha256(settings.passphrase).digest() if settings.passphrase else None
+    return (
+        str(settings.certificate),
+        cert_sig,
+        str(settings.private_key) if settings.private_key else None,
+        key_sig,
+        explicit,
+        passphrase,
+    )
+
+
+def load(settings: Settings, *, now: dt.datetime | None = None) -> ClientCertificate:
+    """Open and check the certificate (and key) ``settings`` name, once per process.
+
+    Accepts a certificate with a separate key, a combined key+certificate PEM, or a
+    PFX; an encrypted key or PFX is opened with ``settings.passphrase``. The result is
+    kept for the rest of the process while the files are unchanged, so a later call
+    for the same files (from any Settings object) parses nothing.
+
+    Args:
+        settings: resolved settings.
+        now: check the dates against this time instead of the clock (never memoised).
+
+    Raises:
+        ConfigError: no certificate configured, file missing, no key, key mismatch,
+            expired or not yet valid.
+        CryptoError: unreadable or malformed file, wrong or missing passphrase,
+            non-RSA key.
+    """
+    if settings.certificate is None:
+        raise ConfigError(
+            "no certificate configured",
+            "give --certificate, AZURE_CLIENT_CERTIFICATE_PATH, or set it in the profile",
+        )
+    key = _memo_key(settings) if now is None else None
+    if key is not None:
+        with _LOADED_LOCK:
+            loaded = _LOADED.get(key)
+        if loaded is not None:
+            _check_dates(loaded.certificate, loaded.path, loaded.sha1, _now())
+            return loaded
+    loaded = _load(settings, now=now)
+    if key is not None and _memo_key(settings) == key:
+        with _LOADED_LOCK:
+            _LOADED[key] = loaded
+    return loaded
+
+
+def _read(path: Path, what: str, source: str) -> bytes:
+    from graphkit.files import read_bytes
+
+    try:
+        return read_bytes(path, f"{what} file")
+    except InputError as exc:
+        raise ConfigError(
+            f"{what} {path} (set by {source}) cannot be read: {exc.message}",
+            exc.hint or "check the path",
+        ) from None
+
+
+def _load(settings: Settings, *, now: dt.datetime | None) -> ClientCertificate:
+    from graphkit import crypto
+
+    assert settings.certificate is not None
+    cert_path = settings.certificate
+    data = _read(cert_path, "certificate", settings.source("certificate"))
+    cert_part, key_block = _split_key_block(data)
+    if b"-----BEGIN CERTIFICATE-----" not in cert_part:
+        cert_part, key_block = data, None  # let crypto explain what the file holds
+    explicit = settings.key_given_for_certificate
+    try:
+        bundle = crypto.load_certificate_bundle(
+            cert_part, settings.passphrase, source=f"certificate {cert_path}"
+        )
+        key = bundle.key
+        if key_block is not None and not explicit:
+            key = _load_key(key_block, settings.passphrase, f"certificate {cert_path}")
+    except CryptoError as exc:
+        raise _passphrase_advice(exc, settings) from None
+    holds_key = key is not None
+    # The separate key: when given with this certificate, or the file holds none.
+    separate = settings.private_key is not None and (explicit or key is None)
+    if separate:
+        assert settings.private_key is not None
+        key_data = _read(settings.private_key, "private key", settings.source("private_key"))
+        try:
+            key = _load_key(key_data, settings.passphrase, f"private key {settings.private_key}")
+        except CryptoError as exc:
+            raise _passphrase_advice(exc, settings) from None
+    cert = bundle.certificate
+    if key is not None and not crypto.key_matches_certificate(key, cert):
+        # In a combined file the leaf is the certificate matching the key.
+        cert = next((c for c in bundle.chain if crypto.key_matches_certificate(key, c)), cert)
+    if key is None:
+        raise ConfigError(
+            f"certificate {cert_path} holds no private key",
+            "give the key with --private-key (or private_key in the profile), or use a "
+            "combined key+certificate PEM or a PFX",
+        )
+    tp = crypto.thumbprints(cert)
+    if not crypto.key_matches_certificate(key, cert):
+        key_file = settings.private_key if separate else cert_path
+        raise ConfigError(
+            f"private key {key_file} does not match certificate {cert_path} (SHA-1 {tp['sha1']})",
+            "give the key the certificate was made from",
+        )
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    if not isinstance(key, rsa.RSAPrivateKey):
+        crypto.require_rsa(key, f"the key for certificate {cert_path}")  # raises
+    # The size is checked by check(): loaded alone, a short key is left for the
+    # identity platform to refuse (AADSTS50032), as it would.
+    _check_dates(cert, cert_path, tp["sha1"], now or _now())
+    try:
+        return ClientCertificate(
+            path=cert_path,
+            certificate=cert,
+            certificate_pem=crypto.dump_certificate(cert).decode("ascii"),
+            private_key=key,
+            sha1=tp["sha1"],
+            sha256=tp["sha256"],
+            key_bits=int(key.key_size),
+            form=bundle.form,
+            holds_key=holds_key or key_block is not None,
+        )
+    except ValueError as exc:  # pragma: no cover - cryptography refusing to serialise
+        raise CryptoError(f"cannot use the certificate {cert_path}: {exc}") from None
+
+
+def _check_dates(cert: Any, path: Path, sha1: str, when: dt.datetime) -> None:
+    if when > cert.not_valid_after_utc:
+        raise ConfigError(
+            f"certificate {path} (SHA-1 {sha1}) expired on {cert.not_valid_after_utc:%Y-%m-%d}",
+            "make a new one with `graphkit selfsign` and upload it to the app registration",
+        )
+    if when < cert.not_valid_before_utc:
+        raise ConfigError(
+            f"certificate {path} is not valid until {cert.not_valid_before_utc:%Y-%m-%d %H:%M} UTC",
+            "check this computer's clock, or wait",
+        )
+
+
+# ------------------------------------------------------ the record of checks
+
+
+def _files_digest(settings: Settings) -> str | None:
+    """SHA-256 over the certificate file and the separate key file (if any), and how
+    they pair; None when one cannot be read (the full check then says why)."""
+    digest = hashlib.sha256(b"graphkit certificate check v2\0")
+    digest.update(b"explicit" if settings.key_given_for_certificate else b"fallback")
+    try:
+        for path in (settings.certificate, settings.private_key):
+            if path is None:
+                digest.update(b"-")
+                continue
+            data = Path(path).read_bytes()
+            digest.update(b"F%d:" % len(data))
+            digest.update(data)
+    except OSError:
+        return None
+    return digest.hexdigest()
+
+
+def _read_checks(path: Path) -> dict[str, Any]:
+    import json
+
+    from graphkit.files import read_private
+
+    raw = read_private(path)  # planted records would vouch for a certificate unchecked
+    if raw is None:
+        return {}
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return {}
+    if not isinstance(data, dict) or data.get("version") != _CHECKS_VERSION:
+        return {}
+    checks = data.get("checks")
+    return checks if isinstance(checks, dict) else {}
+
+
+def _facts_from_record(record: Any, path: Path) -> CertificateFacts | None:
+    if not isinstance(record, dict):
+        return None
+    try:
+        return CertificateFacts(
+            path=path,
+            sha1=str(record["sha1"]),
+            sha256=str(record["sha256"]),
+            not_before=dt.datetime.fromtimestamp(float(record["not_before"]), dt.UTC),
+            not_after=dt.datetime.fromtimestamp(float(record["not_after"]), dt.UTC),
+            key_bits=int(record["key_bits"]),
+            holds_key=bool(record["holds_key"]),
+        )
+    except (KeyError, TypeError, ValueError, OverflowError, OSError):
+        return None
+
+
+def _record_check(cache_dir: Path, digest: str, cert: ClientCertificate) -> None:
+    """Add ``cert``'s facts under ``digest``; failures are ignored (it is a cache)."""
+    import json
+
+    from graphkit.files import PRIVATE, atomic_write, ensure_private_dir, not_private
+
+    if not_private(cache_dir):
+        return  # the token cache refuses this directory too (token_cache.private_dir)
+    path = cache_dir / CERTIFICATE_CHECKS_FILE
+    record = {
+        "sha1": cert.sha1,
+        "sha256": cert.sha256,
+        "not_before": cert.not_before.timestamp(),
+        "not_after": cert.not_after.timestamp(),
+        "key_bits": cert.key_bits,
+        "holds_key": cert.holds_key,
+    }
+    checks: dict[str, Any] = {digest: record}
+    for key, value in _read_checks(path).items():
+        if key != digest and len(checks) < _MAX_CHECKS:
+            checks[key] = value
+    text = json.dumps({"version": _CHECKS_VERSION, "checks": checks}, indent=1)
+    try:
+        ensure_private_dir(cache_dir)
+        atomic_write(path, text.encode("utf-8"), mode=PRIVATE, force=True)
+    except Exception:  # a lost record costs one full check next time
+        pass
+
+
+def check(
+    settings: Settings,
+    *,
+    cache_dir: Path | None = None,
+    now: dt.datetime | None = None,
+    strict: bool = False,
+) -> ClientCertificate | CertificateFacts:
+    """The settings' certificate, checked as :func:`load` checks it (and with
+    ``strict``, its key size too).
+
+    When the certificate file (and the separate key file, if any) are byte for byte
+    the ones an earlier full check recorded in ``cache_dir``, and the certificate's
+    dates still hold, that check's facts are returned and nothing is parsed.
+    Otherwise the files are loaded in full (raising as :func:`load` does) and, unless
+    they changed meanwhile, the result is recorded. A configured passphrase always
+    means a full load: only decrypting the key tells whether it is right, and no
+    verifier of it is stored.
+
+    Args:
+        settings: resolved settings.
+        cache_dir: where checks are recorded (None: always a full load, no files).
+        now: check the dates against this time (a full load, nothing recorded).
+        strict: refuse an RSA key shorter than Entra ID accepts (without it such a
+            key is left for the identity platform to refuse, AADSTS50032, as it would).
+
+    Raises:
+        ConfigError, CryptoError: as :func:`load`; with ``strict``, CryptoError for a
+            short key.
+    """
+    use_record = (
+        cache_dir is not None
+        and now is None
+        and settings.passphrase is None
+        and settings.certificate is not None
+    )
+    digest = None
+    if use_record:
+        assert cache_dir is not None and settings.certificate is not None
+        key = _memo_key(settings)
+        with _LOADED_LOCK:
+            loaded = _LOADED.get(key) if key is not None else None
+        if loaded is None:
+            digest = _files_digest(settings)
+            if digest is not None:
+                path = cache_dir / CERTIFICATE_CHECKS_FILE
+                record = _read_checks(path).get(digest)
+                facts = _facts_from_record(record, settings.certificate)
+                if (
+                    facts is not None
+                    and (facts.key_bits >= MIN_RSA_BITS or not strict)
+                    and facts.not_before <= _now() <= facts.not_after
+                ):
+                    return facts
+    cert = load(settings, now=now)
+    if strict and cert.key_bits < MIN_RSA_BITS:
+        from graphkit import crypto
+
+        crypto.require_rsa(cert.certificate.public_key(), f"the key of certificate {cert.path}")
+    if digest is not None and _files_digest(settings) == digest:
+        assert cache_dir is not None
+        _record_check(cache_dir, digest, cert)
+    return cert
+
+
+def expiry_warning(
+    cert: ClientCertificate | CertificateFacts,
+    *,
+    now: dt.datetime | None = None,
+    days: int = EXPIRY_WARNING_DAYS,
+) -> str | None:
+    """A warning when ``cert`` expires within ``days`` days, else None."""
+    left = cert.days_left(now)
+    if left >= days:
+        return None
+    whole = max(0, int(left))
+    when = "today" if whole == 0 else "in 1 day" if whole == 1 else f"in {whole} days"
+    return (
+        f"certificate {cert.path} (SHA-1 {cert.sha1}) expires {when} "
+        f"({cert.not_after:%Y-%m-%d %H:%M} UTC): make a new one with `graphkit selfsign` "
+        "and upload it to the app registration before then"
+    )

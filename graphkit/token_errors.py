@@ -1,0 +1,188 @@
+"""What the identity platform's refusals mean, and what to do about each.
+
+:func:`token_error` turns a token-endpoint (or OIDC discovery) error answer into an
+:class:`~graphkit.errors.AuthError` whose hint says what to do (PROTOCOL.md §2);
+:func:`network_error`, :func:`discovery_error` and :func:`throttled` do the same for
+connection failures, msal's discovery ValueErrors and HTTP 429. Every server text
+quoted goes through :func:`graphkit.errors.redact` first.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import re
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from graphkit.errors import AuthError, NetworkError, ThrottledError, redact
+
+if TYPE_CHECKING:  # pragma: no cover
+    from graphkit.certificates import CertificateFacts, ClientCertificate
+    from graphkit.settings import Settings
+
+__all__ = ["discovery_error", "first_line", "network_error", "throttled", "token_error"]
+
+_CODE = re.compile(r"AADSTS(\d+)")
+
+
+def _error_codes(result: Mapping[str, Any]) -> list[int]:
+    codes = [int(c) for c in result.get("error_codes") or [] if str(c).isdigit()]
+    if not codes:
+        codes = [int(c) for c in _CODE.findall(str(result.get("error_description", "")))]
+    return codes
+
+
+def first_line(text: str) -> str:
+    line = text.strip().splitlines()[0] if text.strip() else ""
+    return line[:300]
+
+
+def _upload_hint(cert: ClientCertificate | CertificateFacts | None) -> str:
+    if cert is None:
+        return "upload the app's certificate"
+    if cert.holds_key:
+        # Never suggest uploading a file that contains the private key.
+        return f"upload the public certificate from {cert.path} (the .crt/.cer, never the key)"
+    return f"upload {cert.path}"
+
+
+def token_error(
+    result: Mapping[str, Any],
+    settings: Settings,
+    cert: ClientCertificate | CertificateFacts | None = None,
+) -> AuthError:
+    """Turn a token-endpoint (or discovery) error answer into advice (PROTOCOL.md §2)."""
+    error = str(result.get("error") or "error")
+    codes = _error_codes(result)
+    code = codes[0] if codes else None
+    description = first_line(redact(str(result.get("error_description") or "")))
+    client_id = settings.client_id
+    tenant = settings.tenant
+    if code == 700027:
+        sha1 = cert.sha1 if cert else "(unknown)"
+        return AuthError(
+            f"certificate {sha1} is not registered on app {client_id}",
+            f"{_upload_hint(cert)} under Certificates & secrets, "
+            "or wait a few minutes after uploading",
+            code=code,
+        )
+    if code == 700016:
+        return AuthError(
+            f"application {client_id} was not found in tenant {tenant}",
+            "check the client id (Application (client) ID on the app's Overview page) and "
+            "that the app is registered in this tenant",
+            code=code,
+        )
+    if code == 90002 or error == "invalid_tenant":
+        return AuthError(
+            f"tenant {tenant} was not found at {settings.authority_host}",
+            "check the tenant (Directory (tenant) ID or a verified domain) and the cloud "
+            "or authority host",
+            code=code,
+        )
+    if code == 900023:
+        return AuthError(
+            f"tenant {tenant!r} is not a valid tenant identifier",
+            "use the Directory (tenant) ID GUID or a domain such as contoso.onmicrosoft.com",
+            code=code,
+        )
+    if code == 700024:
+        now = dt.datetime.now(dt.UTC)
+        return AuthError(
+            "the identity platform says the client assertion is outside its valid time range",
+            f"check this computer's clock (it reads {now:%Y-%m-%d %H:%M:%S} UTC) and time zone",
+            code=code,
+        )
+    if code == 50032:
+        bits = f" ({cert.key_bits} bits)" if cert else ""
+        return AuthError(
+            f"the certificate's RSA key is too short{bits}: Entra ID requires 2048 bits or more",
+            "make a new key and certificate with `graphkit keygen` and `graphkit selfsign`, "
+            "and upload it",
+            code=code,
+        )
+    if code in (1002012, 70011) or error == "invalid_scope":
+        return AuthError(
+            f"scope {settings.scope} was refused",
+            "graph_url must be the Graph resource for this cloud (e.g. "
+            "https://graph.microsoft.com), without a version segment",
+            code=code,
+        )
+    if code == 700021:
+        return AuthError(
+            f"the client assertion's issuer does not match client id {client_id}",
+            "check the client id",
+            code=code,
+        )
+    if code == 500011:
+        return AuthError(
+            f"resource {settings.graph_url} is not known in tenant {tenant}",
+            "check graph_url and the cloud",
+            code=code,
+        )
+    detail = f" (AADSTS{code})" if code else ""
+    trace = result.get("correlation_id") or result.get("trace_id")
+    hint = f"correlation id {trace}" if trace else None
+    return AuthError(
+        f"the token endpoint refused the request: {error}{detail}: {description}".rstrip(": "),
+        hint,
+        code=code,
+    )
+
+
+def network_error(exc: BaseException, settings: Settings) -> NetworkError:
+    import requests
+
+    host = urlsplit(settings.authority_host).netloc
+    if isinstance(exc, requests.exceptions.SSLError):
+        return NetworkError(
+            f"TLS verification failed for {host}",
+            "if it uses a private CA, give its certificate with --ca-bundle or GRAPHKIT_CA_BUNDLE",
+        )
+    if isinstance(exc, requests.exceptions.Timeout):
+        return NetworkError(f"{host} did not answer in time", "check the network and retry")
+    if isinstance(exc, requests.exceptions.HTTPError) and exc.response is not None:
+        return NetworkError(
+            f"the identity platform at {host} answered HTTP {exc.response.status_code}",
+            "retry later",
+        )
+    return NetworkError(
+        f"cannot connect to {host}",
+        "check the network, proxy settings and the authority host",
+    )
+
+
+def discovery_error(exc: ValueError, settings: Settings) -> AuthError:
+    """msal raises ValueError when OIDC discovery fails; dig out the AADSTS code."""
+    texts = []
+    e: BaseException | None = exc
+    while e is not None:
+        texts.append(str(e))
+        e = e.__context__ or e.__cause__
+    text = " ".join(texts)
+    match = re.search(r"\{.*\}", text, re.DOTALL)
+    body: dict[str, Any] = {}
+    if match:
+        with contextlib.suppress(ValueError):
+            parsed = json.loads(match.group(0))
+            if isinstance(parsed, dict):
+                body = parsed
+    if not body:
+        codes = _CODE.findall(text)
+        if codes:
+            body = {"error": "invalid_request", "error_codes": [int(codes[0])]}
+    if body:
+        return token_error(body, settings)
+    return AuthError(
+        f"OIDC discovery failed at {settings.authority}",
+        "check the tenant and the authority host",
+    )
+
+
+def throttled() -> ThrottledError:
+    return ThrottledError(
+        "the token endpoint is throttling requests (HTTP 429)", "wait a minute and retry"
+    )
