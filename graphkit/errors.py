@@ -29,6 +29,7 @@ __all__ = [
     "UnauthorizedError",
     "UsageError",
     "redact",
+    "register_secret",
 ]
 
 
@@ -42,12 +43,30 @@ _SECRET_FIELD = re.compile(
 _BEARER = re.compile(r"\b(Bearer)(\s+)[A-Za-z0-9._~+/-]+=*", re.IGNORECASE)
 
 
-def redact(text: str) -> str:
-    """``text`` with JWTs and credential fields replaced by ``[redacted]``.
+# Secrets this process has sent (bearer tokens, client assertions): redacted wherever
+# they appear, whatever their shape (an opaque token is no JWT).
+_SENT_SECRETS: set[str] = set()
+_MIN_SECRET = 16  # shorter values would redact ordinary words
 
-    For text a server sent back (an error description, a log record): a proxy or a
-    misbehaving endpoint may echo the request, client assertion or token included.
+
+def register_secret(value: str | None) -> None:
+    """Remember ``value`` (a token or assertion about to be sent) for :func:`redact`."""
+    if value and len(value) >= _MIN_SECRET:
+        _SENT_SECRETS.add(value)
+
+
+def redact(text: str) -> str:
+    """``text`` with JWTs, credential fields and every secret this process has sent
+    replaced by ``[redacted]``.
+
+    For text a server sent back (an error description, an id, a log record): a proxy or
+    a misbehaving endpoint may echo the request, client assertion or token included.
+    Every :class:`GraphkitError` applies it to its message and hint, so whatever an
+    error carries to stdout, stderr or a log has been through this one step.
     """
+    for secret in _SENT_SECRETS:
+        if secret in text:
+            text = text.replace(secret, "[redacted]")
     text = _JWT.sub("[redacted]", text)
     text = _BEARER.sub(r"\1\2[redacted]", text)
     return _SECRET_FIELD.sub(r"\1\2[redacted]", text)
@@ -75,6 +94,8 @@ class GraphkitError(Exception):
     exit_code: ExitCode = ExitCode.ERROR
 
     def __init__(self, message: str, hint: str | None = None) -> None:
+        message = redact(str(message))
+        hint = redact(str(hint)) if hint else hint
         super().__init__(message)
         self.message = message
         self.hint = hint
@@ -142,9 +163,10 @@ class GraphError(GraphkitError):
     ) -> None:
         super().__init__(message, hint)
         self.status = status
-        self.code = code
-        self.request_id = request_id
-        self.client_request_id = client_request_id
+        # Server-controlled strings: an echoing server may put the request in them.
+        self.code = redact(code) if code else code
+        self.request_id = redact(request_id) if request_id else request_id
+        self.client_request_id = redact(client_request_id) if client_request_id else None
 
 
 class PermissionDeniedError(GraphError):

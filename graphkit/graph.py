@@ -39,7 +39,10 @@ from graphkit.errors import (
     UnauthorizedError,
     UsageError,
     redact,
+    register_secret,
 )
+from graphkit.transport import DEFAULT_PORTS as _DEFAULT_PORTS
+from graphkit.transport import make_session, origin_of, show_origin, target, wire_url
 
 if TYPE_CHECKING:  # pragma: no cover
     import requests
@@ -69,7 +72,6 @@ DEFAULT_TIMEOUT = (10.0, 100.0)
 # A cached access token is reused until this many seconds before it expires.
 TOKEN_REUSE_MARGIN = 60
 MAX_REDIRECTS = 5
-_DEFAULT_PORTS = {"https": 443, "http": 80}
 # Characters left unescaped in query values: OData reads them literally and they keep
 # URLs readable ($filter=startswith(displayName,'A')). Spaces become %20, never '+'.
 _QUERY_SAFE = "$,'()/:@*"
@@ -116,59 +118,11 @@ class TokenCredential(Protocol):
 # ------------------------------------------------------------------ pure helpers
 
 
-def _origin(url: str) -> tuple[str, str, int | None]:
-    """(scheme, host, port) of ``url``, lower-cased, with the scheme's default port."""
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    try:
-        port = parts.port
-    except ValueError:
-        raise UsageError(f"{url!r} has an invalid port", "check the URL") from None
-    return scheme, (parts.hostname or "").lower(), port or _DEFAULT_PORTS.get(scheme)
-
-
-def _wire_url(url: str) -> str:
-    """``url`` exactly as requests will send it (host, port and path normalised).
-
-    requests re-parses every URL with urllib3, which reads some URLs differently from
-    ``urllib.parse``: in ``https://evil.example\\@graph.microsoft.com/`` urllib.parse
-    sees the host graph.microsoft.com (after a user name) while requests connects to
-    evil.example. Origins are therefore judged on the URL requests will really use.
-    """
-    from requests.exceptions import RequestException
-    from requests.models import PreparedRequest
-
-    prepared = PreparedRequest()
-    try:
-        prepared.prepare_url(url, None)
-    except (RequestException, ValueError, UnicodeError):
-        raise UsageError(f"{url!r} is not a valid URL", "check the URL") from None
-    return str(prepared.url)
-
-
-def _target(url: str) -> tuple[tuple[str, str, int | None], bool]:
-    """(the origin a request for ``url`` really goes to, whether ``url`` says so plainly).
-
-    Not plain: a user name or password before the host, or a URL whose host
-    ``urllib.parse`` and requests read differently. No token goes to such a URL.
-    """
-    wire = _wire_url(url)
-    origin = _origin(wire)
-    plain = (
-        _origin(url) == origin
-        and "@" not in urlsplit(url).netloc
-        and "@" not in urlsplit(wire).netloc
-    )
-    return origin, plain
-
-
-def _show_origin(origin: tuple[str, str, int | None]) -> str:
-    scheme, host, port = origin
-    if ":" in host:
-        host = f"[{host}]"
-    if port is None or port == _DEFAULT_PORTS.get(scheme):
-        return f"{scheme}://{host}"
-    return f"{scheme}://{host}:{port}"
+# How a URL's origin is judged lives with the sessions that enforce it.
+_origin = origin_of
+_target = target
+_wire_url = wire_url
+_show_origin = show_origin
 
 
 def encode_params(params: Mapping[str, Any] | None) -> str:
@@ -368,9 +322,8 @@ class GraphClient:
     @property
     def session(self) -> requests.Session:
         if self._session is None:
-            import requests
-
-            self._session = requests.Session()
+            # No netrc, no proxy for clear-text http, no redirect followed by requests.
+            self._session = make_session()
         return self._session
 
     def close(self) -> None:
@@ -446,6 +399,7 @@ class GraphClient:
             else:
                 access = self.credential.get_token()
             self._access = access
+            register_secret(str(access.token))
         return str(access.token)
 
     # -------------------------------------------------------------- requests

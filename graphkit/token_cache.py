@@ -117,13 +117,48 @@ def private_dir(path: Path) -> Path:
     return path
 
 
+# How msal's http_cache (msal.individual_cache._ExpiringMapping over our dict) keys its
+# entries: "GET <url> ..." for discovery and instance metadata, "POST <url> ..." for
+# token-endpoint answers it memoises (400s, 429/5xx, any answer with Retry-After), and
+# one index entry. tests/test_hardening.py checks this against msal itself.
+_MSAL_INDEX_KEY = "_index_"
+_DISCOVERY_PREFIX = "GET "
+
+
+def discovery_only(data: Mapping[str, Any]) -> dict[str, Any]:
+    """The part of msal's http cache that is safe to keep on disk: its GET answers.
+
+    A memoised token-endpoint answer (POST) may hold an access token (a 200 with
+    Retry-After) or the client assertion (an error page echoing the request): those
+    stay in memory. Anything not shaped as expected is dropped.
+    """
+    import heapq
+
+    kept: dict[str, Any] = {
+        k: v for k, v in data.items() if isinstance(k, str) and k.startswith(_DISCOVERY_PREFIX)
+    }
+    index = data.get(_MSAL_INDEX_KEY)
+    if kept and isinstance(index, tuple | list) and len(index) == 2:
+        sequence, timestamps = index
+        if isinstance(sequence, list) and isinstance(timestamps, dict):
+            entries = [e for e in sequence if isinstance(e, list) and len(e) == 3 and e[2] in kept]
+            heapq.heapify(entries)
+            kept[_MSAL_INDEX_KEY] = (
+                entries,
+                {k: v for k, v in timestamps.items() if k in kept},
+            )
+    return kept
+
+
 class PersistentHttpCache(dict):
     """msal's ``http_cache``, loaded from and saved to one file.
 
-    Holds OIDC discovery answers and msal's throttling memos (never tokens). Saving
-    writes a whole new file and renames it, so concurrent writers cannot corrupt it
-    (the last one wins; a lost entry costs one discovery request). A file that
-    cannot be read back is ignored and later replaced.
+    In memory it holds what msal puts there: OIDC discovery answers and its memos of
+    token-endpoint answers. Only the discovery answers are written to disk
+    (:func:`discovery_only`): never a token-endpoint answer. Saving writes a whole new
+    file and renames it, so concurrent writers cannot corrupt it (the last one wins; a
+    lost entry costs one discovery request). A file that cannot be read back is
+    ignored and later replaced.
     """
 
     def __init__(self, path: Path) -> None:
@@ -149,7 +184,7 @@ class PersistentHttpCache(dict):
             log.debug("ignoring unreadable http cache %s", self.path)
             return
         if isinstance(data, dict):
-            self.update(data)
+            self.update(discovery_only(data))  # a file from before 0.2 may hold more
             self._saved = raw
 
     def save(self) -> None:
@@ -160,7 +195,7 @@ class PersistentHttpCache(dict):
 
         with self._lock:
             try:
-                raw = pickle.dumps(dict(self), protocol=pickle.HIGHEST_PROTOCOL)
+                raw = pickle.dumps(discovery_only(self), protocol=pickle.HIGHEST_PROTOCOL)
             except Exception:
                 log.debug("http cache not picklable; not saved", exc_info=True)
                 return

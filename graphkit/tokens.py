@@ -163,51 +163,29 @@ def _guard_msal_logs() -> None:
 # ----------------------------------------------------------------- HTTP session
 
 
-def _make_session(ca_bundle: str | None, timeout: tuple[float, float]) -> Any:
-    """A requests.Session that really verifies with ``ca_bundle``.
+def _make_session(
+    ca_bundle: str | None, timeout: tuple[float, float], authority_host: str | None = None
+) -> Any:
+    """The identity platform's session (:func:`graphkit.transport.make_session`): the
+    configured CA, no netrc, no redirect followed, and with ``authority_host`` no
+    request (so no client assertion) to any other origin. Connection failures are
+    retried briefly; a token POST is safe to repeat."""
+    from graphkit.transport import make_session
 
-    requests lets REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE in the environment override
-    ``Session.verify``; here a per-request default wins instead, so the CA the user
-    configured is the one trusted (the environment still applies when none is).
-    """
-    import requests
-    from requests.adapters import HTTPAdapter
-    from urllib3.util.retry import Retry
+    def refuse(what: str, why: str) -> AuthError:
+        return AuthError(
+            f"graphkit does not send {what}: {why}",
+            "check the authority host: it should be the login host of your cloud",
+        )
 
-    class _Session(requests.Session):
-        last_status: int | None = None  # of the latest answer: msal hides it from us
-
-        def request(self, method: str | bytes, url: str | bytes, **kwargs: Any) -> Any:  # type: ignore[override]
-            if ca_bundle is not None and kwargs.get("verify") is None:
-                kwargs["verify"] = ca_bundle
-            kwargs.setdefault("timeout", timeout)
-            if str(method).upper() == "POST":
-                # A token endpoint never redirects; following a 307/308 would re-send
-                # the form, client assertion included, wherever Location points.
-                kwargs["allow_redirects"] = False
-            self.last_status = None
-            response = super().request(method, url, **kwargs)
-            self.last_status = response.status_code
-            return response
-
-    session = _Session()
-    # Connection failures are retried briefly; a token POST is safe to repeat.
-    # Statuses are not retried here: msal reads 429/5xx (and its Retry-After) itself.
-    retry = Retry(
-        total=3,
-        connect=3,
-        read=1,
-        status=0,
-        other=0,
-        allowed_methods=None,
-        backoff_factor=0.3,
-        respect_retry_after_header=False,
-        raise_on_status=False,
+    return make_session(
+        ca_bundle=ca_bundle,
+        timeout=timeout,
+        only_origin=authority_host,
+        refuse=refuse,
+        refuse_redirects=True,
+        retry_connections=3,
     )
-    adapter = HTTPAdapter(max_retries=retry)
-    session.mount("https://", adapter)
-    session.mount("http://", adapter)
-    return session
 
 
 # ----------------------------------------------------------------- credential
@@ -318,7 +296,9 @@ class CertificateCredential:
         else:
             cache, http_cache = msal.SerializableTokenCache(), {}
         if self._http_client is None:
-            self._http_client = _make_session(settings.ca_bundle, self._timeout)
+            self._http_client = _make_session(
+                settings.ca_bundle, self._timeout, settings.authority_host
+            )
         host = (urlsplit(settings.authority_host).hostname or "").lower()
         kwargs: dict[str, Any] = {}
         if host not in _PUBLIC_LOGIN_HOSTS:

@@ -138,11 +138,11 @@ def test_http_cache_round_trip_and_corruption(tmp_path: Path) -> None:
         path.write_bytes(garbage)
         assert dict(token_cache.PersistentHttpCache(path)) == {}
     # A file others could have written is not unpickled.
-    path.write_bytes(pickle.dumps({"k": "v"}))
+    path.write_bytes(pickle.dumps({"GET k": "v"}))
     path.chmod(0o666)
     assert dict(token_cache.PersistentHttpCache(path)) == {}
     path.chmod(0o600)
-    assert dict(token_cache.PersistentHttpCache(path)) == {"k": "v"}
+    assert dict(token_cache.PersistentHttpCache(path)) == {"GET k": "v"}
 
 
 def test_http_cache_concurrent_writers_leave_a_readable_file(tmp_path: Path) -> None:
@@ -153,7 +153,7 @@ def test_http_cache_concurrent_writers_leave_a_readable_file(tmp_path: Path) -> 
         try:
             for i in range(30):
                 c = token_cache.PersistentHttpCache(path)
-                c[f"w{n}-{i}"] = "x" * (i * 50)
+                c[f"GET w{n}-{i}"] = "x" * (i * 50)
                 c.save()
         except BaseException as exc:  # pragma: no cover - reported below
             errors.append(exc)

@@ -780,10 +780,10 @@ def test_http_cache_pickle_is_loaded_only_from_our_own_file(tmp_path: Path, form
     cache = PersistentHttpCache(path)
     assert not marker.exists()
     assert dict(cache) == {}
-    cache["discovery"] = "answer"
+    cache["GET discovery"] = "answer"
     cache.save()  # replaces the planted file (or the link), never writes through it
     assert not path.is_symlink() and (path.stat().st_mode & 0o777) == 0o600
-    assert dict(PersistentHttpCache(path)) == {"discovery": "answer"}
+    assert dict(PersistentHttpCache(path)) == {"GET discovery": "answer"}
     if form == "link":
         assert target.read_bytes() == _hostile_pickle(marker)
     assert not marker.exists()
@@ -796,9 +796,9 @@ def test_http_cache_of_ours_is_loaded(tmp_path: Path) -> None:
 
     path = tmp_path / HTTP_CACHE_FILE
     first = PersistentHttpCache(path)
-    first["k"] = "v"
+    first["GET k"] = "v"
     first.save()
-    assert dict(PersistentHttpCache(path)) == {"k": "v"}
+    assert dict(PersistentHttpCache(path)) == {"GET k": "v"}
 
 
 @needs_posix

@@ -1,0 +1,206 @@
+"""HTTP sessions that send credentials only where they belong.
+
+Every request graphkit makes, to Graph and to the identity platform, goes through a
+session from :func:`make_session`, which closes the ways requests would otherwise
+leak a bearer token or a client assertion:
+
+- ``~/.netrc``: requests replaces the Authorization header (the bearer token) and adds
+  Basic auth with the netrc password to a token request. Never read here.
+- a proxy from ``HTTP_PROXY``/``ALL_PROXY`` for an ``http://`` URL (graphkit allows
+  plain http only on loopback): the proxy would see the token in clear. Such requests
+  go direct; https goes through a proxy only as a tunnel (CONNECT), end to end TLS.
+- redirects are never followed by requests itself: a 307/308 would re-send the form,
+  client assertion included, wherever ``Location`` points (GraphClient follows Graph's
+  own redirects itself, without the token off the Graph host).
+- with ``only_origin``, a request to any other origin is refused before it is sent:
+  the identity platform's session talks only to the configured authority, so a
+  discovery document naming a ``token_endpoint`` elsewhere gets nothing.
+
+It also judges a URL's origin as requests will really connect to it
+(:func:`target`): urllib.parse and urllib3 read some URLs differently.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlsplit
+
+from graphkit.errors import GraphkitError, UsageError, register_secret
+
+__all__ = ["Origin", "make_session", "show_origin", "target", "wire_url"]
+
+Origin = tuple[str, str, int | None]
+DEFAULT_PORTS = {"https": 443, "http": 80}
+
+
+def wire_url(url: str) -> str:
+    """``url`` exactly as requests will send it (host, port and path normalised).
+
+    requests re-parses every URL with urllib3, which reads some URLs differently from
+    ``urllib.parse``: in ``https://evil.example\\@graph.microsoft.com/`` urllib.parse
+    sees the host graph.microsoft.com (after a user name) while requests connects to
+    evil.example. Origins are therefore judged on the URL requests will really use.
+    """
+    from requests.exceptions import RequestException
+    from requests.models import PreparedRequest
+
+    prepared = PreparedRequest()
+    try:
+        prepared.prepare_url(url, None)
+    except (RequestException, ValueError, UnicodeError):
+        raise UsageError(f"{url!r} is not a valid URL", "check the URL") from None
+    return str(prepared.url)
+
+
+def origin_of(url: str) -> Origin:
+    """(scheme, host, port) of ``url``, lower-cased, with the scheme's default port."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port
+    except ValueError:
+        raise UsageError(f"{url!r} has an invalid port", "check the URL") from None
+    return scheme, (parts.hostname or "").lower(), port or DEFAULT_PORTS.get(scheme)
+
+
+def target(url: str) -> tuple[Origin, bool]:
+    """(the origin a request for ``url`` really goes to, whether ``url`` says so plainly).
+
+    Not plain: a user name or password before the host, or a URL whose host
+    ``urllib.parse`` and requests read differently. No credential goes to such a URL.
+    """
+    wire = wire_url(url)
+    origin = origin_of(wire)
+    plain = (
+        origin_of(url) == origin
+        and "@" not in urlsplit(url).netloc
+        and "@" not in urlsplit(wire).netloc
+    )
+    return origin, plain
+
+
+def show_origin(origin: Origin) -> str:
+    scheme, host, port = origin
+    if ":" in host:
+        host = f"[{host}]"
+    if port is None or port == DEFAULT_PORTS.get(scheme):
+        return f"{scheme}://{host}"
+    return f"{scheme}://{host}:{port}"
+
+
+# No proxy at all: what a request for a clear-text URL is given.
+_DIRECT = {"http": None, "https": None, "all": None}
+
+
+def make_session(
+    *,
+    ca_bundle: str | None = None,
+    timeout: Any = None,
+    only_origin: str | None = None,
+    refuse: Callable[[str, str], GraphkitError] | None = None,
+    refuse_redirects: bool = False,
+    retry_connections: int = 0,
+) -> Any:
+    """A ``requests.Session`` that keeps credentials where they belong (see above).
+
+    Args:
+        ca_bundle: verify TLS with this CA file, even when ``REQUESTS_CA_BUNDLE`` or
+            ``CURL_CA_BUNDLE`` are set (they would override ``Session.verify``).
+        timeout: the default ``(connect, read)`` timeout of each request.
+        only_origin: ``https://host[:port]``: refuse requests to any other origin.
+        refuse: builds the exception for a refused request, from (what was refused,
+            why); default a UsageError.
+        refuse_redirects: raise (through ``refuse``) when a server answers with a
+            redirect, instead of returning it.
+        retry_connections: retry a failed connection this many times (urllib3).
+
+    The session's ``last_status`` is the status of its latest answer.
+    """
+    import requests
+    from requests.auth import AuthBase
+
+    allowed = target(only_origin)[0] if only_origin else None
+
+    def refused(what: str, why: str) -> GraphkitError:
+        if refuse is not None:
+            return refuse(what, why)
+        return UsageError(f"refusing to send {what}: {why}")
+
+    class _NoNetrc(AuthBase):
+        """Set as the session's auth so that requests never consults ~/.netrc."""
+
+        def __call__(self, r: Any) -> Any:
+            return r
+
+    class _Session(requests.Session):
+        last_status: int | None = None  # of the latest answer: msal hides it
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.auth = _NoNetrc()
+
+        def request(self, method: str | bytes, url: str | bytes, **kwargs: Any) -> Any:  # type: ignore[override]
+            url = url.decode() if isinstance(url, bytes) else url
+            origin, plain = target(url)
+            if allowed is not None and (origin != allowed or not plain):
+                raise refused(
+                    f"a request to {show_origin(origin)}",
+                    f"only the configured host {show_origin(allowed)} is trusted",
+                )
+            if ca_bundle is not None and kwargs.get("verify") is None:
+                kwargs["verify"] = ca_bundle
+            if timeout is not None:
+                kwargs.setdefault("timeout", timeout)
+            kwargs["allow_redirects"] = False
+            if origin[0] == "http":
+                kwargs["proxies"] = dict(_DIRECT)  # never a token in clear to a proxy
+            data = kwargs.get("data")
+            if isinstance(data, dict):
+                register_secret(str(data.get("client_assertion") or ""))
+            self.last_status = None
+            response = super().request(method, url, **kwargs)
+            self.last_status = response.status_code
+            if refuse_redirects and response.is_redirect:
+                location = response.headers.get("Location", "")
+                try:
+                    where = show_origin(target(requests.compat.urljoin(url, location))[0])
+                except UsageError:
+                    where = "an invalid address"
+                raise refused(
+                    f"anything on to {where}",
+                    f"{show_origin(origin)} answered with a redirect "
+                    f"(HTTP {response.status_code}), and none is followed there",
+                )
+            return response
+
+        def rebuild_auth(self, prepared_request: Any, response: Any) -> None:
+            """requests reads ~/.netrc again on a redirect: only strip the header."""
+            headers = prepared_request.headers
+            if "Authorization" in headers and self.should_strip_auth(
+                response.request.url, prepared_request.url
+            ):
+                del headers["Authorization"]
+
+    session = _Session()
+    session.trust_env = True  # CA bundle and proxy variables still apply (netrc does not)
+    if retry_connections:
+        from requests.adapters import HTTPAdapter
+        from urllib3.util.retry import Retry
+
+        # Statuses are not retried here: callers read 429/5xx (and Retry-After).
+        retry = Retry(
+            total=retry_connections,
+            connect=retry_connections,
+            read=1,
+            status=0,
+            other=0,
+            allowed_methods=None,
+            backoff_factor=0.3,
+            respect_retry_after_header=False,
+            raise_on_status=False,
+        )
+        adapter = HTTPAdapter(max_retries=retry)
+        session.mount("https://", adapter)
+        session.mount("http://", adapter)
+    return session

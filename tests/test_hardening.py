@@ -1,0 +1,461 @@
+"""Hardening (issue 10): secrets that a hostile or echoing server sends back never
+reach any output, no credential travels through netrc, a clear-text proxy or a
+redirect, and the client assertion goes only to the configured authority.
+
+The servers are the loopback capture servers of test_security; the clients are the
+real msal and requests.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import subprocess
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_security import (  # the capture servers and their fixtures
+    TENANT,
+    Capture,
+    Seen,
+    Tls,
+    _assertion_sent,
+    _FixedCredential,
+    client_identity,
+    echoing_authority,
+    servers,
+    tls,
+)
+
+from graphkit.errors import ExitCode, GraphError
+
+__all__ = ["client_identity", "echoing_authority", "servers", "tls"]  # fixtures, used
+
+OPAQUE = "opaque-secret-token-0123456789abcdef"  # no JWT: only its value can find it
+
+
+def _gk(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "graphkit", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def _error_lines(stderr: str) -> int:
+    return sum(1 for line in stderr.splitlines() if line.startswith("graphkit: error:"))
+
+
+# ------------------------------------------------ echoed ids in Graph errors
+
+
+@pytest.mark.parametrize("status", [400, 401, 403, 404, 429, 500])
+def test_graph_error_ids_and_headers_echoing_the_token_are_redacted(
+    servers: tuple[Capture, Capture], tls: Tls, status: int
+) -> None:
+    from graphkit.graph import GraphClient
+
+    graph, _ = servers
+
+    def echo(seen: Seen) -> tuple[int, dict[str, str], Any]:
+        sent = seen.authorization()[0]
+        body = {
+            "error": {
+                "code": f"Code{sent}",
+                "message": "no",
+                "innerError": {"request-id": sent, "client-request-id": sent},
+            }
+        }
+        return status, {"request-id": sent, "Retry-After": "0"}, body
+
+    graph.answers["/v1.0/users"] = echo
+    with (
+        GraphClient(
+            graph.origin(),
+            _FixedCredential(OPAQUE),
+            ca_bundle=str(tls.ca_bundle),
+            max_attempts=1,
+        ) as client,
+        pytest.raises(GraphError) as info,
+    ):
+        client.get("/users")
+    err = info.value
+    assert graph.seen and graph.seen[0].authorization() == [f"Bearer {OPAQUE}"]
+    shown = " ".join(
+        str(x) for x in (err, err.code, err.request_id, err.client_request_id, err.hint)
+    )
+    assert OPAQUE not in shown
+    assert "[redacted]" in str(err)
+
+
+@pytest.mark.parametrize("debug", [False, True])
+def test_token_endpoint_error_fields_echoing_the_assertion_are_redacted(
+    echoing_authority: tuple[Capture, dict[str, str]], debug: bool
+) -> None:
+    server, env = echoing_authority
+
+    def refuse(seen: Seen) -> tuple[int, dict[str, str], Any]:
+        echoed = seen.body.decode()
+        return (
+            400,
+            {},
+            {
+                "error": f"invalid_request {echoed}",
+                "error_description": "AADSTS90014: The required field is missing.",
+                "error_codes": [90014],
+                "correlation_id": echoed,
+                "trace_id": echoed,
+            },
+        )
+
+    server.answers[f"/{TENANT}/oauth2/v2.0/token"] = refuse
+    proc = _gk(env, *(["--debug"] if debug else []), "token")
+    assertion = _assertion_sent(server)
+    assert proc.returncode != 0
+    for stream in (proc.stdout, proc.stderr):
+        assert assertion not in stream
+        assert assertion.split(".")[2] not in stream  # not even the signature
+    if not debug:
+        assert proc.returncode == ExitCode.AUTH
+        assert _error_lines(proc.stderr) == 1, proc.stderr
+
+
+def test_doctor_json_echoing_the_assertion_is_redacted(
+    echoing_authority: tuple[Capture, dict[str, str]],
+) -> None:
+    server, env = echoing_authority
+    server.answers[f"/{TENANT}/oauth2/v2.0/token"] = lambda seen: (
+        400,
+        {},
+        {
+            "error": "invalid_client",
+            "error_description": "no",
+            "correlation_id": seen.body.decode(),
+        },
+    )
+    proc = _gk(env, "doctor", "--json")
+    assertion = _assertion_sent(server)
+    assert assertion not in proc.stdout and assertion not in proc.stderr
+    data = json.loads(proc.stdout)
+    assert any(c["status"] == "fail" for c in data["checks"])
+
+
+# ------------------------------------------------------- msal's HTTP cache
+
+
+def test_msal_http_cache_keys_are_as_token_cache_expects() -> None:
+    """token_cache.discovery_only relies on how msal keys its http_cache."""
+    import msal.throttled_http_client as thc
+    from msal.individual_cache import _ExpiringMapping
+
+    from graphkit.token_cache import _DISCOVERY_PREFIX, _MSAL_INDEX_KEY
+
+    assert _ExpiringMapping._INDEX == _MSAL_INDEX_KEY
+    source = Path(thc.__file__).read_text()
+    assert '"GET {} hash={} 2xx"' in source, "msal's discovery cache key changed"
+    assert '"POST {} ' in source, "msal's token-answer cache key changed"
+    assert _DISCOVERY_PREFIX == "GET "
+
+
+@pytest.mark.parametrize("answer", ["429-echo", "503-echo", "200-retry-after"])
+def test_token_endpoint_answers_never_reach_the_http_cache_file(
+    echoing_authority: tuple[Capture, dict[str, str]], answer: str
+) -> None:
+    from graphkit.token_cache import HTTP_CACHE_FILE
+
+    server, env = echoing_authority
+    token = "eyJhbGciOiJub25lIn0.eyJhdWQiOiJ4In0.c2VjcmV0LXNpZ25hdHVyZQ"
+    if answer == "200-retry-after":
+        server.answers[f"/{TENANT}/oauth2/v2.0/token"] = (
+            200,
+            {"Retry-After": "120"},
+            {"token_type": "Bearer", "expires_in": 3599, "access_token": token},
+        )
+    else:
+        status = int(answer[:3])
+        server.answers[f"/{TENANT}/oauth2/v2.0/token"] = lambda seen: (
+            status,
+            {"Retry-After": "120"},
+            {"error": "temporarily_unavailable", "error_description": seen.body.decode()},
+        )
+    _gk(env, "token", "--raw")
+    assertion = _assertion_sent(server)
+    cache = Path(env["GRAPHKIT_HOME"]) / HTTP_CACHE_FILE
+    assert cache.exists()  # discovery was kept
+    raw = cache.read_bytes()
+    assert assertion.encode() not in raw and token.encode() not in raw
+    data = pickle.loads(raw)
+    assert data and all(k == "_index_" or k.startswith("GET ") for k in data)
+
+
+# --------------------------------------------------------------- netrc
+
+
+def test_netrc_credentials_are_never_sent(
+    echoing_authority: tuple[Capture, dict[str, str]],
+    servers: tuple[Capture, Capture],
+    tls: Tls,
+    tmp_path: Path,
+) -> None:
+    """An entry for the login or Graph host would replace the assertion's form auth
+    and the bearer token with Basic auth and the netrc password."""
+    from graphkit.graph import GraphClient
+
+    server, env = echoing_authority
+    graph, _ = servers
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine 127.0.0.1 login alice password netrc-password-0123456789\n")
+    netrc.chmod(0o600)
+    env = {**env, "NETRC": str(netrc)}
+    _gk(env, "token", "--raw")
+    post = next(s for s in server.seen if s.method == "POST")
+    assert post.authorization() == []
+    old = os.environ.get("NETRC")
+    os.environ["NETRC"] = str(netrc)
+    try:
+        with GraphClient(
+            graph.origin(), _FixedCredential(OPAQUE), ca_bundle=str(tls.ca_bundle)
+        ) as client:
+            client.get("/users")
+    finally:
+        if old is None:
+            del os.environ["NETRC"]
+        else:
+            os.environ["NETRC"] = old
+    assert graph.seen[-1].authorization() == [f"Bearer {OPAQUE}"]
+
+
+# ------------------------------------------------------------ clear-text proxy
+
+
+class _PlainCapture:
+    """A plain-http server recording request lines and Authorization headers."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, list[str]]] = []
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self) -> None:
+                owner.seen.append((self.path, self.headers.get_all("Authorization") or []))
+                raw = json.dumps({"value": [{"id": "1"}]}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(raw)))
+                self.end_headers()
+                self.wfile.write(raw)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}"
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_a_token_never_goes_in_clear_through_a_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
+    from graphkit.graph import GraphClient
+
+    graph, proxy = _PlainCapture(), _PlainCapture()
+    try:
+        for var in ("HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
+            monkeypatch.setenv(var, proxy.url)
+        for var in ("NO_PROXY", "no_proxy"):
+            monkeypatch.delenv(var, raising=False)
+        with GraphClient(graph.url, _FixedCredential(OPAQUE)) as client:
+            assert client.get("/users")["value"] == [{"id": "1"}]
+    finally:
+        graph.close()
+        proxy.close()
+    assert proxy.seen == []
+    assert graph.seen == [("/v1.0/users", [f"Bearer {OPAQUE}"])]
+
+
+# ---------------------------------------- the assertion goes only to the authority
+
+
+def test_a_token_endpoint_on_another_host_gets_no_assertion(
+    echoing_authority: tuple[Capture, dict[str, str]], servers: tuple[Capture, Capture]
+) -> None:
+    server, env = echoing_authority
+    _, other = servers
+    elsewhere = other.origin("localhost")
+    server.answers[f"/{TENANT}/v2.0/.well-known/openid-configuration"] = (
+        200,
+        {},
+        {
+            "token_endpoint": f"{elsewhere}/{TENANT}/oauth2/v2.0/token",
+            "authorization_endpoint": f"{elsewhere}/{TENANT}/oauth2/v2.0/authorize",
+            "issuer": f"{elsewhere}/{TENANT}/v2.0",
+        },
+    )
+    proc = _gk(env, "token")
+    assert proc.returncode == ExitCode.AUTH, proc.stderr
+    assert other.seen == []
+    assert not [s for s in server.seen if s.method == "POST"]
+    assert f"localhost:{other.port}" in proc.stderr and _error_lines(proc.stderr) == 1
+
+
+@pytest.mark.parametrize("status", [302, 307])
+def test_discovery_answering_a_redirect_is_not_followed(
+    echoing_authority: tuple[Capture, dict[str, str]],
+    servers: tuple[Capture, Capture],
+    status: int,
+) -> None:
+    server, env = echoing_authority
+    _, other = servers
+    server.answers[f"/{TENANT}/v2.0/.well-known/openid-configuration"] = (
+        status,
+        {"Location": other.origin("localhost") + "/x/v2.0/.well-known/openid-configuration"},
+        {},
+    )
+    proc = _gk(env, "token")
+    assert proc.returncode == ExitCode.AUTH, proc.stderr
+    assert other.seen == []
+    assert f"answered with a redirect (HTTP {status})" in proc.stderr
+
+
+# ------------------------------------------------------------ files on disk
+
+
+def test_atomic_write_never_changes_a_mode_by_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another user who can write the directory could swap the temporary name for a
+    link between close and chmod: the mode is set on the open descriptor instead."""
+    from graphkit import files
+
+    def chmod_by_path(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError(f"chmod by path: {args}")
+
+    monkeypatch.setattr(files.os, "chmod", chmod_by_path)
+    old = os.umask(0o077)
+    try:
+        out = files.atomic_write(tmp_path / "x.crt", b"cert", mode=files.PUBLIC)
+    finally:
+        os.umask(old)
+    assert out.stat().st_mode & 0o777 == 0o644
+
+
+def _killed_writer(directory: Path) -> None:
+    """A real process, SIGKILLed in the middle of a write, as a crash or OOM kill."""
+    code = (
+        "import os, signal, sys\n"
+        "from graphkit import files\n"
+        "def die(fd): os.kill(os.getpid(), signal.SIGKILL)\n"
+        "files._fsync = die\n"
+        f"files.atomic_write({str(directory / 'app.key')!r}, b'k' * 4096)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], timeout=60, check=False)
+    assert proc.returncode == -9
+
+
+def test_a_killed_write_leaves_no_temporary_file_after_the_next_run(tmp_path: Path) -> None:
+    from graphkit import files
+
+    _killed_writer(tmp_path)
+    stray = [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+    assert len(stray) == 1 and stray[0].startswith(".app.key.")
+    assert not (tmp_path / "app.key").exists()
+    files.atomic_write(tmp_path / "other.crt", b"c", mode=files.PUBLIC)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["other.crt"]
+
+
+def test_a_live_writers_temporary_file_is_left_alone(tmp_path: Path) -> None:
+    from graphkit import files
+
+    mine = tmp_path / f".x.key.{os.getpid()}-{'a' * 12}.tmp"
+    mine.write_bytes(b"in progress")
+    other_pid = os.getppid()  # alive: the test runner's parent
+    theirs = tmp_path / f".y.key.{other_pid}-{'b' * 12}.tmp"
+    theirs.write_bytes(b"in progress")
+    not_ours = tmp_path / ".notes.tmp"
+    not_ours.write_bytes(b"a user's file")
+    assert files.remove_stale_temporaries(tmp_path) == []
+    assert mine.exists() and theirs.exists() and not_ours.exists()
+
+
+@pytest.mark.parametrize("force", [False, True])
+def test_export_is_all_or_nothing_on_a_full_disk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, force: bool
+) -> None:
+    """ENOSPC on the third file: no file is left, and (with --force) the old ones are back."""
+    import errno
+
+    from typer.testing import CliRunner
+
+    from graphkit import crypto, files
+    from graphkit.cli import app
+
+    key = crypto.generate_private_key(2048)
+    cert = crypto.self_sign(key, crypto.parse_subject(cn="export-test"))
+    (tmp_path / "k.pem").write_bytes(crypto.dump_private_key(key))
+    (tmp_path / "c.crt").write_bytes(crypto.dump_certificate(cert))
+    outs = {name: tmp_path / name for name in ("a.pfx", "a.pem", "a.der")}
+    if force:
+        for path in outs.values():
+            path.write_bytes(b"old " + path.name.encode())
+    calls = {"n": 0}
+    real = files._fsync
+
+    def third_fails(fd: int) -> None:
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(fd)
+
+    monkeypatch.setattr(files, "_fsync", third_fails)
+    pw = tmp_path / "pw"
+    pw.write_text("correct horse\n")
+    args = ["export", "--key", str(tmp_path / "k.pem"), "--cert", str(tmp_path / "c.crt")]
+    args += ["--pfx", str(outs["a.pfx"]), "--pem", str(outs["a.pem"]), "--der", str(outs["a.der"])]
+    args += ["--passphrase-file", str(pw)] + (["--force"] if force else [])
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == ExitCode.INPUT, r.output
+    assert "No space left on device" in r.stderr and "nothing was changed" in r.stderr
+    assert "Wrote" not in r.stderr
+    for path in outs.values():
+        if force:
+            assert path.read_bytes() == b"old " + path.name.encode()
+        else:
+            assert not path.exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
+
+
+def test_export_with_force_replaces_all_three(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from graphkit import crypto
+    from graphkit.cli import app
+
+    key = crypto.generate_private_key(2048)
+    cert = crypto.self_sign(key, crypto.parse_subject(cn="export-test"))
+    (tmp_path / "k.pem").write_bytes(crypto.dump_private_key(key))
+    (tmp_path / "c.crt").write_bytes(crypto.dump_certificate(cert))
+    pem, der = tmp_path / "a.pem", tmp_path / "a.der"
+    pem.write_bytes(b"old")
+    der.write_bytes(b"old")
+    args = ["export", "--key", str(tmp_path / "k.pem"), "--cert", str(tmp_path / "c.crt")]
+    args += ["--pem", str(pem), "--der", str(der), "--no-passphrase", "--force"]
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == 0, r.output
+    assert b"BEGIN CERTIFICATE" in pem.read_bytes() and der.read_bytes()[:1] == b"\x30"
+    assert pem.stat().st_mode & 0o777 == 0o600
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.der", "a.pem", "c.crt", "k.pem"]
