@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import secrets
 import stat
 from pathlib import Path
@@ -27,6 +28,8 @@ __all__ = [
     "read_bytes",
     "read_passphrase_file",
     "read_private",
+    "remove_stale_temporaries",
+    "write_all",
 ]
 
 PRIVATE = 0o600  # private keys, PFX, combined PEM, token caches
@@ -192,6 +195,93 @@ def ensure_private_dir(path: str | os.PathLike[str]) -> Path:
     return p
 
 
+# Temporary files are named .<target>.<pid>-<random>.tmp: a run that was killed
+# (SIGKILL, power loss) leaves one behind, and the next write in that directory removes
+# it once its process is gone.
+_TMP_NAME = re.compile(r"^\..+\.(\d+)-[0-9a-f]{12}\.tmp$")
+
+
+def _temp_name(target: Path) -> Path:
+    return target.parent / f".{target.name}.{os.getpid()}-{secrets.token_hex(6)}.tmp"
+
+
+def _process_gone(pid: int) -> bool:
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # exists (another user's, or not ours to signal)
+        return False
+    return False
+
+
+def remove_stale_temporaries(directory: str | os.PathLike[str]) -> list[Path]:
+    """Remove the temporary files that killed graphkit runs left in ``directory``.
+
+    Only regular files of ours, named as :func:`atomic_write` names them, whose
+    process no longer exists. Returns what was removed. Never raises.
+    """
+    removed: list[Path] = []
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:
+        return removed
+    for entry in entries:
+        match = _TMP_NAME.match(entry.name)
+        if match is None:
+            continue
+        try:
+            st = entry.stat(follow_symlinks=False)
+            if not stat.S_ISREG(st.st_mode) or (os.name == "posix" and st.st_uid != os.getuid()):
+                continue
+            if not _process_gone(int(match.group(1))):
+                continue
+            os.unlink(entry.path)
+            removed.append(Path(entry.path))
+        except (OSError, ValueError, OverflowError):
+            continue
+    return removed
+
+
+def _stage(target: Path, data: bytes, mode: int) -> Path:
+    """Write ``data`` to a new temporary file beside ``target``, with mode ``mode``
+    from the first byte (set on the descriptor, never by path), flushed to disk."""
+    tmp = _temp_name(target)
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), mode)
+    except OSError as exc:
+        raise InputError(
+            f"cannot write in {target.parent}", f"{exc.strerror}; check its permissions"
+        ) from None
+    try:
+        try:
+            if os.name == "posix":
+                # O_CREAT honours the umask; make the mode exact on the open file, so
+                # a name swapped by someone else is never chmod-ed.
+                os.fchmod(fd, mode)
+            view = memoryview(data)
+            while view:
+                written = os.write(fd, view)
+                view = view[written:]
+            _fsync(fd)
+        finally:
+            os.close(fd)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return tmp
+
+
+def _check_target(target: Path, force: bool) -> None:
+    if target.is_dir():
+        raise InputError(f"{target} is a directory", "give a file name")
+    if not force and os.path.lexists(target):
+        raise OutputExistsError(f"{target} already exists", _EXISTS_HINT)
+
+
 def atomic_write(
     path: str | os.PathLike[str], data: bytes, *, mode: int = PRIVATE, force: bool = False
 ) -> Path:
@@ -210,45 +300,97 @@ def atomic_write(
         OutputExistsError: the target exists and ``force`` is false.
         InputError: the directory cannot be created or written.
     """
-    target = Path(path)
-    if target.is_dir():
-        raise InputError(f"{target} is a directory", "give a file name")
-    if target.exists() and not force:
-        raise OutputExistsError(f"{target} already exists", _EXISTS_HINT)
-    ensure_private_dir(target.parent if str(target.parent) else Path("."))
-    tmp = target.parent / f".{target.name}.{secrets.token_hex(6)}.tmp"
+    return write_all([(Path(path), data, mode)], force=force)[0]
+
+
+def write_all(outputs: list[tuple[Path, bytes, int]], *, force: bool = False) -> list[Path]:
+    """Write several files as one change: all of them, or none.
+
+    Each ``(path, data, mode)`` is staged in full first (as :func:`atomic_write`
+    does); only then do they take their names. If any step fails, the files already
+    renamed are removed again and any file ``force`` replaced is put back, so the
+    directory is as it was.
+
+    Raises:
+        OutputExistsError, InputError: as :func:`atomic_write`; the message says that
+            nothing was changed (or, if putting things back failed, what was left).
+    """
+    targets = [Path(p) for p, _, _ in outputs]
+    for target in targets:
+        _check_target(target, force)
+    for target in targets:
+        ensure_private_dir(target.parent if str(target.parent) else Path("."))
+        remove_stale_temporaries(target.parent if str(target.parent) else Path("."))
+    staged: list[Path] = []
+    done: list[tuple[Path, Path | None]] = []  # (target, the replaced file kept aside)
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), mode)
-    except OSError as exc:
-        raise InputError(
-            f"cannot write in {target.parent}", f"{exc.strerror}; check its permissions"
-        ) from None
-    try:
-        try:
-            view = memoryview(data)
-            while view:
-                written = os.write(fd, view)
-                view = view[written:]
-            _fsync(fd)
-        finally:
-            os.close(fd)
-        if os.name == "posix":
-            os.chmod(tmp, mode)  # O_CREAT honours the umask; make the mode exact
-        if force:
-            os.replace(tmp, target)
-        else:
-            _link_no_clobber(tmp, target)
+        for target, (_, data, mode) in zip(targets, outputs, strict=True):
+            staged.append(_stage(target, data, mode))
+        for target, tmp in zip(targets, staged, strict=True):
+            aside = _set_aside(target) if force else None
+            try:
+                if force:
+                    os.replace(tmp, target)
+                else:
+                    _link_no_clobber(tmp, target)
+            except BaseException:
+                if aside is not None:
+                    os.replace(aside, target)
+                raise
+            done.append((target, aside))
     except BaseException as exc:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+        left = _roll_back(done)
+        for tmp in staged:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+        if isinstance(exc, OutputExistsError):
+            raise
         if isinstance(exc, OSError):
             reason = exc.strerror or type(exc).__name__
+            where = targets[len(done)] if len(done) < len(targets) else targets[-1]
+            outcome = (
+                "nothing was changed"
+                if not left
+                else f"could not undo {', '.join(map(str, left))}: check those files"
+            )
             raise InputError(
-                f"cannot write {target}: {reason}", "nothing was changed; fix that and retry"
+                f"cannot write {where}: {reason}", f"{outcome}; fix that and retry"
             ) from exc
         raise
-    _fsync_dir(target.parent)
-    return target
+    for _, aside in done:
+        if aside is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(aside)
+    for directory in {t.parent for t in targets}:
+        _fsync_dir(directory)
+    return targets
+
+
+def _set_aside(target: Path) -> Path | None:
+    """Keep an existing ``target`` under a temporary name (a hard link) until the new
+    one is in place, so that a failed multi-file write can put it back."""
+    if not os.path.lexists(target):
+        return None
+    aside = _temp_name(target)
+    try:
+        os.link(target, aside, follow_symlinks=False)
+    except (OSError, NotImplementedError):
+        return None  # no hard links here: the replaced file cannot be put back
+    return aside
+
+
+def _roll_back(done: list[tuple[Path, Path | None]]) -> list[Path]:
+    """Undo the renames in ``done`` (newest first); the targets that could not be."""
+    left: list[Path] = []
+    for target, aside in reversed(done):
+        try:
+            if aside is not None:
+                os.replace(aside, target)
+            else:
+                os.unlink(target)
+        except OSError:
+            left.append(target)
+    return left
 
 
 def _fsync_dir(directory: Path) -> None:

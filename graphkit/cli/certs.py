@@ -232,7 +232,7 @@ def export(
     opens an encrypted key and protects the PFX and PEM written, unless --no-passphrase.
     """
     from graphkit import crypto
-    from graphkit.files import PRIVATE, PUBLIC, atomic_write, read_bytes
+    from graphkit.files import PRIVATE, PUBLIC, read_bytes, write_all
 
     if not (pfx or pem or der):
         raise InputError("nothing to export", "give one or more of --pfx, --pem, --der")
@@ -261,24 +261,26 @@ def export(
             "give the key the certificate was made from",
         )
     protect = None if no_passphrase else passphrase
+    # All or nothing: a failure on the last file leaves none of them (and any file
+    # --force was replacing is put back).
+    outputs: list[tuple[Path, bytes, int]] = []
+    said: list[str] = []
     if pfx:
         data = crypto.dump_pfx(private, bundle.certificate, protect, legacy=legacy)
-        atomic_write(pfx, data, mode=PRIVATE, force=force)
+        outputs.append((pfx, data, PRIVATE))
         flavour = "legacy 3DES/SHA-1" if legacy else "AES-256/PBKDF2"
-        say(f"Wrote PFX to {pfx} ({flavour}, mode 0600).")
+        said.append(f"Wrote PFX to {pfx} ({flavour}, mode 0600).")
     if pem:
-        atomic_write(
-            pem,
-            crypto.dump_combined_pem(private, bundle.certificate, protect),
-            mode=PRIVATE,
-            force=force,
+        outputs.append(
+            (pem, crypto.dump_combined_pem(private, bundle.certificate, protect), PRIVATE)
         )
-        say(f"Wrote key + certificate PEM to {pem} (mode 0600).")
+        said.append(f"Wrote key + certificate PEM to {pem} (mode 0600).")
     if der:
-        atomic_write(
-            der, crypto.dump_certificate(bundle.certificate, der=True), mode=PUBLIC, force=force
-        )
-        say(f"Wrote DER certificate to {der}.")
+        outputs.append((der, crypto.dump_certificate(bundle.certificate, der=True), PUBLIC))
+        said.append(f"Wrote DER certificate to {der}.")
+    write_all(outputs, force=force)
+    for line in said:
+        say(line)
 
 
 def register(app: typer.Typer) -> None:
