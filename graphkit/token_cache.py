@@ -30,6 +30,7 @@ import hashlib
 import json
 import logging
 import os
+import sys
 import threading
 import time
 from collections.abc import Mapping
@@ -43,9 +44,11 @@ __all__ = [
     "HTTP_CACHE_FILE",
     "MSAL_EXPIRY_MARGIN",
     "PersistentHttpCache",
+    "acquisition_lock",
     "build_token_cache",
     "cached_token",
     "find_cached_token",
+    "forget_token_answers",
     "partition",
     "plaintext_notice",
     "private_dir",
@@ -62,6 +65,8 @@ HTTP_CACHE_FILE = "msal_http_cache.pickle"
 AUTHORITY_INDEX_FILE = "msal_authorities.json"
 _INDEX_VERSION = 1
 _MAX_AUTHORITIES = 32
+# How long a process waits for another one that is asking for the same token.
+ACQUIRE_LOCK_WAIT = 30.0
 # msal treats an access token with less than this many seconds left as expired.
 MSAL_EXPIRY_MARGIN = 5 * 60
 PLAINTEXT_NOTICE_MARKER = ".plaintext-token-cache-notice"
@@ -148,6 +153,64 @@ def discovery_only(data: Mapping[str, Any]) -> dict[str, Any]:
                 {k: v for k, v in timestamps.items() if k in kept},
             )
     return kept
+
+
+def forget_token_answers(data: dict[str, Any]) -> None:
+    """Drop msal's memos of token-endpoint answers (its POST entries) from its
+    http_cache, so that a retry really asks the token endpoint again: msal would
+    otherwise replay a 429/5xx for its Retry-After (5 s without one)."""
+    for key in [k for k in data if isinstance(k, str) and not k.startswith(_DISCOVERY_PREFIX)]:
+        if key != _MSAL_INDEX_KEY:
+            del data[key]
+    index = data.get(_MSAL_INDEX_KEY)
+    if isinstance(index, tuple | list) and len(index) == 2 and isinstance(index[1], dict):
+        for key in [k for k in index[1] if k not in data]:
+            del index[1][key]
+
+
+@contextlib.contextmanager
+def acquisition_lock(directory: Path, name: str, timeout: float = ACQUIRE_LOCK_WAIT) -> Any:
+    """Hold the lock that makes one process at a time ask for partition ``name``'s
+    token (the others wait, then find it in the cache). Waits at most ``timeout``
+    seconds; then, or if the lock cannot be had at all, goes on without it (a second
+    token request is better than none). Yields whether the lock is held.
+
+    A kernel lock on an open file (flock, or msvcrt.locking on Windows): it goes with
+    the process, so a killed holder leaves nothing stale behind.
+    """
+    path = directory / f"acquire-{name}.lock"
+    flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
+    try:
+        fd = os.open(path, flags, 0o600)
+    except OSError:
+        yield False
+        return
+    try:
+        deadline = time.monotonic() + timeout
+        held = _try_lock(fd)
+        while not held and time.monotonic() < deadline:
+            time.sleep(0.05)
+            held = _try_lock(fd)
+        if not held:
+            log.debug("token acquisition lock %s not had in %s s", path, timeout)
+        yield held
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _try_lock(fd: int) -> bool:
+    try:
+        if sys.platform == "win32":
+            import msvcrt
+
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+        else:
+            import fcntl
+
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return False
+    return True
 
 
 class PersistentHttpCache(dict):
@@ -286,16 +349,32 @@ def build_token_cache(directory: Path, name: str) -> tuple[Any, bool]:
             from msal import SerializableTokenCache
             from msal_extensions import LockError
 
-            _remove_stale_lock(Path(self._lock_location))
+            lock = Path(self._lock_location)
+            _remove_stale_lock(lock)
+            existed = lock.exists()
             try:
                 super().modify(credential_type, old_entry, new_key_value_pairs)
                 return
             except LockError:
-                pass
-            log.warning(
-                "token cache lock %s is held by another process; this token is not saved",
-                self._lock_location,
-            )
+                log.warning(
+                    "token cache lock %s is held by another process; this token is not saved",
+                    lock,
+                )
+            except OSError as exc:
+                # The disk is full (or read-only...): msal-extensions created its lock
+                # file but could not write it. Remove that empty file, or every later
+                # run would wait for it and then blame "another process".
+                if not existed:
+                    with contextlib.suppress(OSError):
+                        if lock.stat().st_size == 0:
+                            lock.unlink()
+                log.warning(
+                    "cannot save the token cache in %s (%s); this token is used for this "
+                    "run only: free some space or check %s",
+                    lock.parent,
+                    exc.strerror or type(exc).__name__,
+                    lock.parent,
+                )
             SerializableTokenCache.modify(self, credential_type, old_entry, new_key_value_pairs)
 
     return _TokenCache(persistence), encrypted

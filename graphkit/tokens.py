@@ -35,7 +35,8 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from graphkit import certificates, token_cache
-from graphkit.errors import AuthError, ConfigError, NetworkError, redact
+from graphkit.errors import AuthError, ConfigError, GraphkitError, NetworkError, redact
+from graphkit.retry import RetryPolicy, parse_retry_after
 from graphkit.settings import Settings, state_dir
 from graphkit.token_errors import (
     discovery_error,
@@ -207,6 +208,8 @@ class CertificateCredential:
         timeout: (connect, read) seconds for each request.
         http_client: a requests.Session-like object to use instead of graphkit's own
             (it must then apply ``ca_bundle`` itself).
+        retry: how the token endpoint's 429, 5xx, resets and timeouts are retried
+            (default: the same policy as Graph's).
 
     Raises:
         ConfigError, CryptoError: the settings or certificate cannot be used.
@@ -221,6 +224,7 @@ class CertificateCredential:
         cache_dir: Path | None = None,
         timeout: tuple[float, float] = DEFAULT_TIMEOUT,
         http_client: Any = None,
+        retry: RetryPolicy | None = None,
     ) -> None:
         for key in ("tenant", "client_id"):
             if not getattr(settings, key):
@@ -237,6 +241,8 @@ class CertificateCredential:
             settings, cache_dir=self.cache_dir if persist_cache else None
         )
         self._timeout = timeout
+        self._retry = retry or RetryPolicy()
+        self._memory_http_cache: dict[str, Any] = {}
         self._http_client = http_client
         self._own_session = http_client is None
         self._app: Any = None
@@ -294,7 +300,7 @@ class CertificateCredential:
             )
             http_cache = self._http_cache
         else:
-            cache, http_cache = msal.SerializableTokenCache(), {}
+            cache, http_cache = msal.SerializableTokenCache(), self._memory_http_cache
         if self._http_client is None:
             self._http_client = _make_session(
                 settings.ca_bundle, self._timeout, settings.authority_host
@@ -364,41 +370,83 @@ class CertificateCredential:
                 cached = self._cached_token()
                 if cached is not None:
                     return cached
-            import requests
-            from msal.exceptions import MsalServiceError
+            # One process at a time asks for this partition's token: the others then
+            # find it in the cache (16 cold processes make one token request, not 16).
+            with self._acquisition_lock():
+                return self._acquire(force_refresh)
 
-            if self._app is None:
-                self._app = self._build_app()
-            app = self._app
-            scopes = [self.settings.scope]
+    def _acquisition_lock(self) -> contextlib.AbstractContextManager[bool]:
+        if not self._persist:
+            return contextlib.nullcontext(False)
+        return token_cache.acquisition_lock(token_cache.private_dir(self.cache_dir), self.partition)
+
+    def _acquire(self, force_refresh: bool) -> AccessToken:
+        """Ask msal (its cache first, unless ``force_refresh``), retrying what the token
+        endpoint may answer differently a moment later: 429, 5xx, a dropped connection
+        or a timeout (the same bounded policy as Graph's, :mod:`graphkit.retry`)."""
+        import requests
+        from msal.exceptions import MsalServiceError
+
+        retries = self._retry.start()
+        scopes = [self.settings.scope]
+        host = urlsplit(self.settings.authority_host).netloc
+        while True:
+            retries.attempt += 1
+            failure: GraphkitError
             try:
+                if self._app is None:
+                    self._app = self._build_app()
                 if force_refresh:
-                    self._forget_token(app, scopes)
-                result = app.acquire_token_for_client(scopes=scopes)
-            except requests.exceptions.RequestException as exc:
+                    self._forget_token(self._app, scopes)
+                result = self._app.acquire_token_for_client(scopes=scopes)
+            except requests.exceptions.SSLError as exc:
                 raise network_error(exc, self.settings) from None
+            except requests.exceptions.RequestException as exc:  # reset, timeout
+                failure = network_error(exc, self.settings)
             except MsalServiceError as exc:  # 5xx from the token endpoint
-                raise NetworkError(
-                    f"the token endpoint at {urlsplit(self.settings.authority_host).netloc} "
-                    f"failed ({first_line(redact(str(exc)))})",
+                failure = NetworkError(
+                    f"the token endpoint at {host} failed ({first_line(redact(str(exc)))})",
                     "retry later",
-                ) from None
+                )
             except ValueError as exc:  # not JSON
-                if self._last_status() == 429:
-                    raise throttled() from None
-                self._refuse_redirect()
-                raise AuthError(
-                    "the token endpoint answered with something that is not JSON",
-                    "check the authority host; rerun with --debug for details",
-                ) from exc
+                if self._last_status() != 429:
+                    self._refuse_redirect()
+                    raise AuthError(
+                        "the token endpoint answered with something that is not JSON",
+                        "check the authority host; rerun with --debug for details",
+                    ) from exc
+                failure = throttled()
+            else:
+                if "access_token" in result:
+                    return _access_token(result)
+                status = self._last_status()
+                if status == 429 or result.get("error") == "temporarily_unavailable":
+                    failure = throttled()
+                elif status is not None and status >= 500:
+                    failure = NetworkError(
+                        f"the token endpoint at {host} answered HTTP {status}", "retry later"
+                    )
+                else:
+                    self._refuse_redirect()
+                    raise token_error(result, self.settings, self.facts)
             finally:
                 self._save_http_cache()
-        if "access_token" not in result:
-            if self._last_status() == 429 or result.get("error") == "temporarily_unavailable":
-                raise throttled()
-            self._refuse_redirect()
-            raise token_error(result, self.settings, self.facts)
-        return _access_token(result)
+            wait, why = retries.next_wait(self._retry_after())
+            if wait is None:
+                raise type(failure)(f"{failure.message} ({why})", failure.hint) from None
+            self._notice(
+                f"{first_line(failure.message)}; retry {retries.attempt} of "
+                f"{self._retry.max_attempts - 1} in {wait:.1f} s"
+            )
+            if self._http_cache is not None:
+                token_cache.forget_token_answers(self._http_cache)
+            elif self._app is not None:
+                token_cache.forget_token_answers(self._memory_http_cache)
+            self._retry.sleep(wait)
+
+    def _retry_after(self) -> float | None:
+        headers = getattr(self._http_client, "last_headers", None) or {}
+        return parse_retry_after(headers.get("Retry-After"))
 
     def _refuse_redirect(self) -> None:
         """Raise when the token endpoint answered with a redirect (never followed)."""

@@ -115,7 +115,7 @@ def make_session(
             redirect, instead of returning it.
         retry_connections: retry a failed connection this many times (urllib3).
 
-    The session's ``last_status`` is the status of its latest answer.
+    The session's ``last_status`` and ``last_headers`` are those of its latest answer.
     """
     import requests
     from requests.auth import AuthBase
@@ -135,6 +135,7 @@ def make_session(
 
     class _Session(requests.Session):
         last_status: int | None = None  # of the latest answer: msal hides it
+        last_headers: Any = None  # and its headers (Retry-After)
 
         def __init__(self) -> None:
             super().__init__()
@@ -158,9 +159,9 @@ def make_session(
             data = kwargs.get("data")
             if isinstance(data, dict):
                 register_secret(str(data.get("client_assertion") or ""))
-            self.last_status = None
+            self.last_status = self.last_headers = None
             response = super().request(method, url, **kwargs)
-            self.last_status = response.status_code
+            self.last_status, self.last_headers = response.status_code, response.headers
             if refuse_redirects and response.is_redirect:
                 location = response.headers.get("Location", "")
                 try:

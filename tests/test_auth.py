@@ -356,16 +356,74 @@ def test_token_endpoint_reset_is_retried(
     assert token.from_cache is False
 
 
-def test_token_endpoint_503_and_429(graphkit_emulator: Any, ident: Identity, home: Path) -> None:
+def _no_wait(slept: list[float]) -> Any:
+    from graphkit.retry import RetryPolicy
+
+    return RetryPolicy(sleep=slept.append, jitter=lambda lo, hi: hi)
+
+
+def _token_requests(emu: Any) -> int:
+    return sum(1 for r in emu.requests() if r["kind"] == "token")
+
+
+@pytest.mark.parametrize("kind", ["503", "504", "429", "reset", "reset-twice"])
+def test_token_endpoint_failures_are_retried(
+    graphkit_emulator: Any, ident: Identity, home: Path, kind: str
+) -> None:
+    """A refresh during `query --all` must not abort a long run: 429, 5xx, resets are
+    retried with Graph's policy (Retry-After when given, else backoff)."""
     emu = graphkit_emulator
     emu.upload_certificate(emu.default_app.client_id, ident.cert)
-    emu.add_fault(kind="503", endpoint="token", every=1, times=1)
-    with pytest.raises(NetworkError, match="token endpoint"):
-        tokens.CertificateCredential(emu_settings(emu, ident)).get_token()
-    emu.clear_faults()
-    emu.add_fault(kind="429", endpoint="token", every=1, times=1, retry_after=1)
-    with pytest.raises(ThrottledError, match="throttling"):
-        tokens.CertificateCredential(emu_settings(emu, ident), persist_cache=False).get_token()
+    fault = "reset" if kind.startswith("reset") else kind
+    times = 2 if kind == "reset-twice" else 1
+    retry_after = 2 if kind == "429" else None
+    emu.add_fault(kind=fault, endpoint="token", every=1, times=times, retry_after=retry_after)
+    slept: list[float] = []
+    notices: list[str] = []
+    credential = tokens.CertificateCredential(
+        emu_settings(emu, ident), retry=_no_wait(slept), on_notice=notices.append
+    )
+    token = credential.get_token()
+    assert token.from_cache is False and token.token
+    assert [f["injected"] for f in emu.faults()] == [times]
+    if kind == "429":
+        assert slept == [2.0]  # the server's Retry-After
+        assert "throttling" in notices[-1] and "retry 1 of 4" in notices[-1]
+    elif kind.startswith("reset"):
+        # urllib3 retries a reset connection itself first: graphkit's own policy
+        # only sees what outlasts that.
+        assert all(s == 1.0 for s in slept)
+    else:
+        assert slept == [1.0] and _token_requests(emu) == 2
+
+
+def test_token_endpoint_503_retries_are_bounded(
+    graphkit_emulator: Any, ident: Identity, home: Path
+) -> None:
+    emu = graphkit_emulator
+    emu.upload_certificate(emu.default_app.client_id, ident.cert)
+    emu.add_fault(kind="503", endpoint="token", every=1)
+    slept: list[float] = []
+    credential = tokens.CertificateCredential(emu_settings(emu, ident), retry=_no_wait(slept))
+    with pytest.raises(NetworkError, match=r"token endpoint.*after 5 attempts"):
+        credential.get_token()
+    assert _token_requests(emu) == 5
+    assert slept == [1.0, 2.0, 4.0, 8.0]
+
+
+def test_token_endpoint_429_gives_up_within_the_wait_cap(
+    graphkit_emulator: Any, ident: Identity, home: Path
+) -> None:
+    emu = graphkit_emulator
+    emu.upload_certificate(emu.default_app.client_id, ident.cert)
+    emu.add_fault(kind="429", endpoint="token", every=1, retry_after=200)
+    slept: list[float] = []
+    credential = tokens.CertificateCredential(
+        emu_settings(emu, ident), persist_cache=False, retry=_no_wait(slept)
+    )
+    with pytest.raises(ThrottledError, match=r"throttling.*120 s cap"):
+        credential.get_token()
+    assert slept == [] and _token_requests(emu) == 1
 
 
 # Each token-endpoint (or discovery) error, provoked for real, gives its advice.

@@ -459,3 +459,69 @@ def test_export_with_force_replaces_all_three(tmp_path: Path) -> None:
     assert b"BEGIN CERTIFICATE" in pem.read_bytes() and der.read_bytes()[:1] == b"\x30"
     assert pem.stat().st_mode & 0o777 == 0o600
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.der", "a.pem", "c.crt", "k.pem"]
+
+
+# ----------------------------------------------- one token for many processes
+
+
+def test_sixteen_cold_processes_make_at_most_two_token_requests(
+    graphkit_emulator: Any, tmp_path: Path
+) -> None:
+    """A cron burst or a parallel CI matrix sharing a state directory: a lock around
+    acquisition makes the others wait, then find the token in the cache."""
+    from _auth_helpers import emulator_env, make_identity
+
+    emu = graphkit_emulator
+    ident = make_identity(tmp_path / "ident")
+    emu.upload_certificate(emu.default_app.client_id, ident.cert)
+    home = tmp_path / "home"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AZURE_", "GRAPHKIT_"))}
+    env.update(emulator_env(emu, ident.combined, home), NO_COLOR="1")
+    cmd = [sys.executable, "-m", "graphkit", "query", "/users", "--top", "1", "-o", "json"]
+    procs = [
+        subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(16)
+    ]
+    results = [(p.communicate(timeout=300), p.returncode) for p in procs]
+    for (out, err), code in results:
+        assert code == 0, err
+        assert len(json.loads(out)) == 1
+    kinds = [r["kind"] for r in emu.requests()]
+    assert kinds.count("graph") == 16
+    assert 1 <= kinds.count("token") <= 2, kinds.count("token")
+
+
+def test_a_full_disk_while_saving_the_token_keeps_it_and_blames_no_other_process(
+    graphkit_emulator: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: Any
+) -> None:
+    import errno
+    import logging
+
+    from _auth_helpers import emu_settings, make_identity
+    from msal_extensions import filelock
+
+    from graphkit import tokens
+
+    emu = graphkit_emulator
+    ident = make_identity(tmp_path / "ident")
+    emu.upload_certificate(emu.default_app.client_id, ident.cert)
+    monkeypatch.setenv("GRAPHKIT_HOME", str(tmp_path / "home"))
+    real = filelock.CrossPlatLock._create_lock_file
+
+    def full_disk(self: Any, content: bytes) -> None:
+        # What open(lock, "xb").write(...) does on a full disk: the name, no content.
+        with open(self._lockpath, "xb"):
+            pass
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(filelock.CrossPlatLock, "_create_lock_file", full_disk)
+    with caplog.at_level(logging.WARNING, logger="graphkit"):
+        token = tokens.CertificateCredential(emu_settings(emu, ident)).get_token()
+    assert token.token and token.from_cache is False  # not lost
+    assert "No space left on device" in caplog.text and "another process" not in caplog.text
+    assert not list((tmp_path / "home").glob("*.lockfile"))
+    monkeypatch.setattr(filelock.CrossPlatLock, "_create_lock_file", real)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="graphkit"):
+        tokens.CertificateCredential(emu_settings(emu, ident)).get_token()
+    assert "another process" not in caplog.text
