@@ -48,6 +48,7 @@ __all__ = [
     "API_VERSIONS",
     "GraphClient",
     "TokenCredential",
+    "advanced_query",
     "encode_params",
     "needs_eventual_consistency",
     "required_role",
@@ -216,6 +217,32 @@ def needs_eventual_consistency(url: str, params: Mapping[str, Any] | None = None
         if "$orderby" in options:
             return True
     return False
+
+
+def advanced_query(
+    url: str, params: Mapping[str, Any] | None, headers: Mapping[str, str] | None
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """``params`` and ``headers`` with what Graph needs for an advanced query added.
+
+    Graph answers an advanced query (:func:`needs_eventual_consistency`) only with BOTH
+    ``ConsistencyLevel: eventual`` and ``$count=true`` (the ``/$count`` segment needs just
+    the header); without them it is 400 Request_UnsupportedQuery (PROTOCOL.md §5,
+    aad-advanced-queries.md). What the caller set itself is kept.
+    """
+    from urllib.parse import parse_qsl
+
+    p = dict(params or {})
+    h = dict(headers or {})
+    if not needs_eventual_consistency(url, p):
+        return p, h
+    if not any(k.lower() == "consistencylevel" for k in h):
+        h["ConsistencyLevel"] = "eventual"
+    parts = urlsplit(url)
+    in_url = {k.lower() for k, _ in parse_qsl(parts.query)}
+    segment = parts.path.rstrip("/").endswith("/$count")
+    if not segment and "$count" not in in_url and not any(k.lower() == "$count" for k in p):
+        p["$count"] = "true"
+    return p, h
 
 
 def required_role(url: str) -> str | None:
@@ -459,7 +486,10 @@ class GraphClient:
 
         Returns ``None`` for an empty body and the text for a non-JSON body (``/$count``).
         """
-        resp = self._send(method, self.url(path), params, headers, json_body=json_body)
+        url = self.url(path)
+        if method.upper() == "GET":
+            params, headers = advanced_query(url, params, headers)
+        resp = self._send(method, url, params, headers, json_body=json_body)
         return self._decode(resp)
 
     def get(
@@ -484,12 +514,9 @@ class GraphClient:
         Every nextLink is checked against the Graph origin before it is requested.
         """
         url = self.url(path)
-        hdrs = dict(headers or {})
-        if needs_eventual_consistency(url, params) and not any(
-            k.lower() == "consistencylevel" for k in hdrs
-        ):
-            # nextLinks keep the advanced query, so the header goes on every page.
-            hdrs["ConsistencyLevel"] = "eventual"
+        # nextLinks keep the advanced query (and its $count=true), so the header goes on
+        # every page.
+        params, hdrs = advanced_query(url, params, headers)
         body = self._decode(self._send("GET", url, params, hdrs))
         while True:
             yield body

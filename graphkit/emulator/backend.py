@@ -159,6 +159,21 @@ class TenantState:
     def public(self) -> Tenant:
         return Tenant(self.id, self.domain, self.display_name)
 
+    def manager_of(self, user: Mapping[str, Any]) -> dict[str, Any] | None:
+        """The user's manager (a user), or None for the top of the reporting tree."""
+        i = self.users.index_of_id(str(user.get("id", "")))
+        m = self.users.manager_index(i) if i is not None else None
+        return self.users.get(m) if m is not None else None
+
+    def member_of(self, user: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """The seeded groups ``user`` belongs to (derived, never stored: see _GROUP_RULES)."""
+        i = self.users.index_of_id(str(user.get("id", "")))
+        if i is None:
+            return []
+        return [
+            g for g in self.groups if _GROUP_RULES.get(str(g.get("displayName")), _nobody)(i, user)
+        ]
+
 
 @dataclass
 class AppState:
@@ -266,6 +281,20 @@ _SEED_GROUPS: tuple[tuple[str, str, bool, bool, list[str]], ...] = (
     ("Finance", "Finance and accounting", False, True, []),
     ("Graph Admins", "People who manage app registrations", False, True, []),
 )
+
+
+def _nobody(i: int, user: Mapping[str, Any]) -> bool:
+    return False
+
+
+# Who is in each seeded group: everyone, a department, or every 50th user.
+_GROUP_RULES: dict[str, Any] = {
+    "All Company": lambda i, u: True,
+    "Engineering": lambda i, u: u.get("department") == "Engineering",
+    "Sales": lambda i, u: u.get("department") == "Sales",
+    "Finance": lambda i, u: u.get("department") == "Finance",
+    "Graph Admins": lambda i, u: i % 50 == 0,
+}
 
 
 class _Ids:
