@@ -203,7 +203,7 @@ def h_openid_configuration(svc: Services, req: Request, m: re.Match[str]) -> Res
 
 
 def h_jwks(svc: Services, req: Request, m: re.Match[str]) -> Response:
-    svc.tokens.resolve_tenant(m["tenant"])
+    svc.tokens.check_jwks_tenant(m["tenant"])
     return json_response(200, svc.tokens.jwks(), _entra_headers(req))
 
 
