@@ -131,6 +131,8 @@ class Services:
     ca_bundle: str
     reset: Callable[[], None]  # the emulator's full reset (state, faults, log)
     info: Callable[[], dict[str, Any]]
+    # Called after each request is answered (before it is sent): keeps --state-dir.
+    after_request: Callable[[], None] = lambda: None
 
 
 Handler = Callable[[Services, Request, "re.Match[str]"], Response]
@@ -836,7 +838,18 @@ def _app_dict(a: AppState) -> dict[str, Any]:
 
 
 def a_info(svc: Services, req: Request, m: re.Match[str]) -> Response:
-    return json_response(200, svc.info())
+    """The connection details, and the index of every admin endpoint."""
+    info = svc.info()
+    info["endpoints"] = [
+        {
+            "method": r.method,
+            "path": _readable(r.pattern.pattern),
+            "description": ADMIN_DOCS[r.handler],
+        }
+        for r in ROUTES
+        if r.kind == "admin"
+    ]
+    return json_response(200, info)
 
 
 def a_requests(svc: Services, req: Request, m: re.Match[str]) -> Response:
@@ -903,6 +916,22 @@ def a_upload(svc: Services, req: Request, m: re.Match[str]) -> Response:
     return json_response(201, kc.to_graph(with_key=True))
 
 
+def a_certificates(svc: Services, req: Request, m: re.Match[str]) -> Response:
+    with svc.backend.lock:
+        keys = [k.to_graph(with_key=False) for k in svc.backend.app(m["client"]).keys]
+    return json_response(200, {"certificates": keys})
+
+
+def a_remove_certificate(svc: Services, req: Request, m: re.Match[str]) -> Response:
+    svc.backend.remove_certificate(m["client"], m["key"])
+    return Response(204)
+
+
+def a_grants(svc: Services, req: Request, m: re.Match[str]) -> Response:
+    client = m.groupdict().get("client") if isinstance(m, re.Match) else None
+    return json_response(200, {"grants": svc.backend.grants(client)})
+
+
 def a_grant(svc: Services, req: Request, m: re.Match[str]) -> Response:
     data = _admin_json(req)
     roles = data.get("roles") or ([data["role"]] if data.get("role") else [])
@@ -915,6 +944,9 @@ def a_grant(svc: Services, req: Request, m: re.Match[str]) -> Response:
 
 
 def a_revoke(svc: Services, req: Request, m: re.Match[str]) -> Response:
+    with svc.backend.lock:
+        if m["role"] not in svc.backend.app(m["client"]).roles:
+            raise KeyError(f"{m['role']} is not granted to application {m['client']}")
     svc.backend.revoke(m["client"], m["role"])
     with svc.backend.lock:
         return json_response(200, _app_dict(svc.backend.app(m["client"])))
@@ -1046,7 +1078,16 @@ ROUTES: list[Route] = [
     _r("GET", "/_emulator/apps", a_apps, "admin"),
     _r("POST", "/_emulator/apps", a_create_app, "admin"),
     _r("GET", "/_emulator/apps/(?P<client>[^/]+)", a_app, "admin"),
+    _r("GET", "/_emulator/apps/(?P<client>[^/]+)/certificates", a_certificates, "admin"),
     _r("POST", "/_emulator/apps/(?P<client>[^/]+)/certificates", a_upload, "admin"),
+    _r(
+        "DELETE",
+        "/_emulator/apps/(?P<client>[^/]+)/certificates/(?P<key>[^/]+)",
+        a_remove_certificate,
+        "admin",
+    ),
+    _r("GET", "/_emulator/grants", a_grants, "admin"),
+    _r("GET", "/_emulator/apps/(?P<client>[^/]+)/grants", a_grants, "admin"),
     _r("POST", "/_emulator/apps/(?P<client>[^/]+)/grants", a_grant, "admin"),
     _r("DELETE", "/_emulator/apps/(?P<client>[^/]+)/grants/(?P<role>[^/]+)", a_revoke, "admin"),
     _r("GET", "/_emulator/faults", a_faults, "admin"),
@@ -1059,6 +1100,39 @@ ROUTES: list[Route] = [
     _r("POST", "/_emulator/clock/advance", a_advance, "admin"),
     _r("GET", "/_emulator/stats", a_stats, "admin"),
 ]
+
+
+# The admin API's index (GET /_emulator/ and the README list the same endpoints).
+ADMIN_DOCS: dict[Handler, str] = {
+    a_info: "connection details and this index",
+    a_requests: "the request log (method, path, status, kind, fault, ...)",
+    a_clear_requests: "clear the request log",
+    a_reset: "back to the start state (tenants, apps, faults, log)",
+    a_tenants: "list tenants",
+    a_create_tenant: 'create a tenant {"domain", "users"}',
+    a_apps: "list applications",
+    a_create_app: 'register an application {"tenant", "display_name", "roles"}',
+    a_app: "one application",
+    a_certificates: "an application's certificates (keyCredentials, no key bytes)",
+    a_upload: "upload a certificate (PEM/DER body, or JSON {certificate})",
+    a_remove_certificate: "remove a certificate, by keyId or SHA-1 thumbprint (hex or x5t)",
+    a_grants: "granted application permissions (all, or one application's)",
+    a_grant: 'grant application permissions {"role"} or {"roles": [...]}',
+    a_revoke: "revoke a permission (404 if it was not granted)",
+    a_faults: "list faults",
+    a_add_fault: 'add a fault {"kind", "endpoint", "every"|"probability", "times", "retry_after"}',
+    a_clear_faults: "remove every fault",
+    a_remove_fault: "remove one fault",
+    a_settings: "read (GET) or change (POST/PATCH) propagation_delay, token_lifetime",
+    a_advance: 'move the clock {"seconds"}',
+    a_stats: "peak memory and request count",
+}
+
+
+def _readable(pattern: str) -> str:
+    """``/_emulator/apps/{client}/grants`` from a route's regular expression."""
+    text = pattern.strip("^$").replace("/?", "/").replace("\\", "")
+    return re.sub(r"\(\?P<(\w+)>[^)]*\)", r"{\1}", text)
 
 
 def classify(path: str) -> str:
