@@ -15,6 +15,7 @@ import os
 import shutil
 import ssl
 import tempfile
+import threading
 import weakref
 from pathlib import Path
 from typing import Any
@@ -83,6 +84,7 @@ class Emulator:
         self._ca_bundle: str | None = None
         self._tokens: TokenService | None = None
         self._store: StateStore | None = None
+        self._persist_lock = threading.Lock()
         self._stored_port = 0
         if state_dir is not None:
             self._store = StateStore(Path(state_dir))
@@ -153,9 +155,12 @@ class Emulator:
         """Write the state to ``state_dir`` if it changed (no-op without one)."""
         if self._store is None:
             return
-        data: dict[str, Any] = {"backend": self.backend.export_state()}
-        data["port"] = self._server.port if self._server is not None else self._stored_port
-        self._store.save(data)
+        # Snapshot and write under one lock: two requests finishing together can never
+        # leave the older snapshot on disk.
+        with self._persist_lock:
+            data: dict[str, Any] = {"backend": self.backend.export_state()}
+            data["port"] = self._server.port if self._server is not None else self._stored_port
+            self._store.save(data)
 
     @property
     def state_dir(self) -> str | None:
