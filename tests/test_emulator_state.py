@@ -214,3 +214,17 @@ def test_a_state_dir_others_can_write_is_refused(tmp_path: Path) -> None:
     r = run_cli(["emulator", "serve", "--state-dir", str(state)])
     assert r.exit_code == ExitCode.INPUT
     assert r.stderr.startswith("graphkit: error: --state-dir: state directory")
+
+
+def test_certificate_flag_on_every_restart(tmp_path: Path) -> None:
+    # `serve --state-dir D --certificate C` in a service script: the second start finds C
+    # already uploaded and keeps one copy (it used to be refused as a duplicate).
+    state, ident = tmp_path / "state", identity(tmp_path)
+    for _ in range(2):
+        proc, info = _start(state, "--users", "1", "--certificate", str(ident.combined))
+        try:
+            assert info["app"]["certificates"] == 1
+            path = info["environment"]["AZURE_CLIENT_CERTIFICATE_PATH"]
+            assert path == str(ident.combined.absolute())
+        finally:
+            _stop(proc, info)
