@@ -96,6 +96,8 @@ def test_restart_with_a_stored_profile(tmp_path: Path) -> None:
     down = _graphkit(home, "query", "/users", "--profile", "work", "-o", "json")
     assert down.returncode == ExitCode.NETWORK, down.stderr
     assert f"127.0.0.1:{port}" in down.stderr and "Traceback" not in down.stderr
+    # The token is cached, so Graph is what refuses: the advice names the emulator.
+    assert "if it is the graphkit emulator, it is not running" in down.stderr
     # The CA stays where the profile points (without --state-dir it is deleted).
     assert Path(first["ca_bundle"]).is_file()
 
