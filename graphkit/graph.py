@@ -51,7 +51,11 @@ __all__ = [
     "API_VERSIONS",
     "GraphClient",
     "TokenCredential",
+    "advanced_query",
+    "connection_refused",
     "encode_params",
+    "is_loopback",
+    "loopback_refused_hint",
     "needs_eventual_consistency",
     "required_role",
 ]
@@ -170,6 +174,70 @@ def needs_eventual_consistency(url: str, params: Mapping[str, Any] | None = None
         if "$orderby" in options:
             return True
     return False
+
+
+def advanced_query(
+    url: str, params: Mapping[str, Any] | None, headers: Mapping[str, str] | None
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """``params`` and ``headers`` with what Graph needs for an advanced query added.
+
+    Graph answers an advanced query (:func:`needs_eventual_consistency`) only with BOTH
+    ``ConsistencyLevel: eventual`` and ``$count=true`` (the ``/$count`` segment needs just
+    the header); without them it is 400 Request_UnsupportedQuery (PROTOCOL.md §5,
+    aad-advanced-queries.md). What the caller set itself is kept.
+    """
+    from urllib.parse import parse_qsl
+
+    p = dict(params or {})
+    h = dict(headers or {})
+    if not needs_eventual_consistency(url, p):
+        return p, h
+    if not any(k.lower() == "consistencylevel" for k in h):
+        h["ConsistencyLevel"] = "eventual"
+    parts = urlsplit(url)
+    in_url = {k.lower() for k, _ in parse_qsl(parts.query)}
+    segment = parts.path.rstrip("/").endswith("/$count")
+    if not segment and "$count" not in in_url and not any(k.lower() == "$count" for k in p):
+        p["$count"] = "true"
+    return p, h
+
+
+def is_loopback(host: str) -> bool:
+    """``127.0.0.0/8``, ``::1`` or ``localhost``: where a graphkit emulator would listen."""
+    import ipaddress
+
+    host = host.strip("[]").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def connection_refused(exc: BaseException) -> bool:
+    """Whether ``exc`` (a requests/urllib3 error) comes down to a refused TCP connection."""
+    seen: set[int] = set()
+    todo: list[Any] = [exc]
+    while todo:
+        e = todo.pop()
+        if e is None or id(e) in seen or not isinstance(e, BaseException):
+            continue
+        seen.add(id(e))
+        if isinstance(e, ConnectionRefusedError) or "Connection refused" in str(e):
+            return True
+        todo += [e.__cause__, e.__context__, getattr(e, "reason", None), *e.args]
+    return False
+
+
+def loopback_refused_hint(where: str) -> str:
+    """The advice for a refused connection to a loopback address: the graphkit emulator
+    (the usual thing there) is not running. ``where`` is ``https://host:port``."""
+    return (
+        f"nothing is listening at {where}: if it is the graphkit emulator, it is not "
+        "running; start it with `graphkit emulator serve` (with --state-dir DIR it keeps "
+        "its port, CA and certificates across restarts)"
+    )
 
 
 def required_role(url: str) -> str | None:
@@ -417,7 +485,10 @@ class GraphClient:
 
         Returns ``None`` for an empty body and the text for a non-JSON body (``/$count``).
         """
-        resp = self._send(method, self.url(path), params, headers, json_body=json_body)
+        url = self.url(path)
+        if method.upper() == "GET":
+            params, headers = advanced_query(url, params, headers)
+        resp = self._send(method, url, params, headers, json_body=json_body)
         return self._decode(resp)
 
     def get(
@@ -442,12 +513,9 @@ class GraphClient:
         Every nextLink is checked against the Graph origin before it is requested.
         """
         url = self.url(path)
-        hdrs = dict(headers or {})
-        if needs_eventual_consistency(url, params) and not any(
-            k.lower() == "consistencylevel" for k in hdrs
-        ):
-            # nextLinks keep the advanced query, so the header goes on every page.
-            hdrs["ConsistencyLevel"] = "eventual"
+        # nextLinks keep the advanced query (and its $count=true), so the header goes on
+        # every page.
+        params, hdrs = advanced_query(url, params, headers)
         body = self._decode(self._send("GET", url, params, hdrs))
         while True:
             yield body
@@ -644,11 +712,14 @@ class GraphClient:
     def _network_error(
         self, url: str, exc: BaseException, client_request_id: str, why: str | None = None
     ) -> NetworkError:
-        where = _show_origin(_origin(url))
+        origin = _origin(url)
+        where = _show_origin(origin)
         detail = type(exc).__name__
         msg = f"cannot reach {where} ({detail}; client-request-id {client_request_id})"
         if why:
             msg = f"gave up on {where} {why}: {detail} (client-request-id {client_request_id})"
+        if is_loopback(origin[1]) and connection_refused(exc):
+            return NetworkError(msg, loopback_refused_hint(where))
         return NetworkError(msg, "check the network, proxy settings and the Graph URL")
 
     def _http_error(

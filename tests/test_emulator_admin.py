@@ -327,3 +327,75 @@ def test_plugin_fixtures_in_a_user_suite(tmp_path: Path) -> None:
     )
     assert "2 passed" in out.stdout, out.stdout + out.stderr
     assert "1 error" in out.stdout and "colour" in out.stdout, out.stdout
+
+
+# ---------------------------------------------- issue 11: certificates, grants, index
+
+
+def _token_status(emu: Any, ident: Any) -> Any:
+    app = msal_app(emu, emu.default_app.client_id, pem_credential(ident))
+    return app.acquire_token_for_client([emu.graph_scope])
+
+
+def test_remove_a_certificate_by_key_id_or_thumbprint(emu: Any, tmp_path: Path) -> None:
+    one, two = identity(tmp_path, "one"), identity(tmp_path, "two")
+    cid = emu.default_app.client_id
+    for ident in (one, two):
+        r = admin(emu, "POST", f"/apps/{cid}/certificates", data=ident.cert_pem.encode())
+        assert r.status_code == 201, r.text
+    listed = admin(emu, "GET", f"/apps/{cid}/certificates").json()["certificates"]
+    assert len(listed) == 2 and all(c["key"] is None for c in listed)
+    assert "access_token" in _token_status(emu, one)
+    # By keyId.
+    first = next(c for c in listed if c["displayName"] == one.cert.subject.rfc4514_string())
+    assert admin(emu, "DELETE", f"/apps/{cid}/certificates/{first['keyId']}").status_code == 204
+    result = _token_status(emu, one)
+    assert result.get("error_codes") == [700027], result
+    assert "access_token" in _token_status(emu, two)
+    # By the thumbprint as the portal shows it (lower case and colons work too).
+    colons = ":".join(two.sha1[i : i + 2] for i in range(0, 40, 2)).lower()
+    assert admin(emu, "DELETE", f"/apps/{cid}/certificates/{colons}").status_code == 204
+    assert admin(emu, "GET", f"/apps/{cid}/certificates").json()["certificates"] == []
+    missing = admin(emu, "DELETE", f"/apps/{cid}/certificates/{two.sha1}")
+    assert missing.status_code == 404 and "no certificate" in missing.json()["error"]
+    # The Python API says the same.
+    emu.upload_certificate(emu.default_app, one.cert)
+    assert emu.remove_certificate(emu.default_app, one.sha1)["keyId"]
+    assert emu.key_credentials(emu.default_app) == []
+
+
+def test_list_and_revoke_grants(emu: Any) -> None:
+    cid = emu.default_app.client_id
+    expected = {
+        "client_id": cid,
+        "role": "User.Read.All",
+        "app_role_id": "df021288-bdef-4463-88db-98f22de89214",
+    }
+    assert admin(emu, "GET", "/grants").json() == {"grants": [expected]}
+    admin(emu, "POST", f"/apps/{cid}/grants", json={"role": "Group.Read.All"})
+    roles = [g["role"] for g in admin(emu, "GET", f"/apps/{cid}/grants").json()["grants"]]
+    assert roles == ["Group.Read.All", "User.Read.All"]
+    assert emu.grants(emu.default_app) == admin(emu, "GET", f"/apps/{cid}/grants").json()["grants"]
+    assert admin(emu, "DELETE", f"/apps/{cid}/grants/Group.Read.All").status_code == 200
+    assert admin(emu, "GET", "/grants").json() == {"grants": [expected]}
+    # Revoking what was never granted is a 404 (it used to be a silent 200).
+    again = admin(emu, "DELETE", f"/apps/{cid}/grants/Group.Read.All")
+    assert again.status_code == 404
+    # The token follows the grants.
+    token = emu.issue_token()
+    assert claims_of(token)["roles"] == ["User.Read.All"]
+
+
+def test_index_lists_every_admin_endpoint_and_the_readme_documents_them(emu: Any) -> None:
+    from graphkit.emulator.routes import ROUTES
+
+    index = admin(emu, "GET", "/").json()["endpoints"]
+    admin_routes = [r for r in ROUTES if r.kind == "admin"]
+    assert len(index) == len(admin_routes)
+    assert all(e["description"] for e in index)
+    pairs = {(e["method"], e["path"]) for e in index}
+    assert ("DELETE", "/_emulator/apps/{client}/certificates/{key}") in pairs
+    assert ("GET", "/_emulator/grants") in pairs
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    for method, path in sorted(pairs):
+        assert f"`{method} {path}`" in readme, f"README does not document {method} {path}"

@@ -167,3 +167,63 @@ def test_help_does_not_import_the_emulator() -> None:
     env = dict(os.environ)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def _banner(*args: str) -> str:
+    lines: list[str] = []
+    with serving(*args) as proc:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(line.rstrip("\n"))
+            if line.startswith("  graphkit query"):
+                break
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=30)
+    return "\n".join(lines)
+
+
+def test_banner_exports_are_enough_for_azure_identity(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # With a combined key+certificate PEM the banner exports AZURE_CLIENT_CERTIFICATE_PATH,
+    # and says in one line what the environment cannot carry.
+    from azure.identity import DefaultAzureCredential, EnvironmentCredential
+
+    ident = identity(tmp_path)
+    lines: list[str] = []
+    with serving("--users", "2", "--certificate", str(ident.combined)) as proc:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(line.rstrip("\n"))
+            if line.startswith("  graphkit query"):
+                break
+        exports = dict(ln.split("export ", 1)[1].split("=", 1) for ln in lines if "  export " in ln)
+        assert exports["AZURE_CLIENT_CERTIFICATE_PATH"] == str(ident.combined.absolute())
+        notes = [ln for ln in lines if "disable_instance_discovery=True" in ln]
+        assert len(notes) == 1 and notes[0].lstrip().startswith("# azure-identity:")
+        for name in list(os.environ):
+            if name.startswith("AZURE_"):
+                monkeypatch.delenv(name)
+        for name, value in exports.items():
+            monkeypatch.setenv(name, value)
+        scope = f"{exports['GRAPHKIT_GRAPH_URL']}/.default"
+        token = EnvironmentCredential(disable_instance_discovery=True).get_token(scope)
+        assert token.token
+        default = DefaultAzureCredential(
+            disable_instance_discovery=True,
+            exclude_managed_identity_credential=True,
+            exclude_workload_identity_credential=True,
+        )
+        assert default.get_token(scope).token
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=30)
+
+
+def test_banner_without_a_combined_pem_exports_no_certificate_path(tmp_path: Path) -> None:
+    ident = identity(tmp_path)
+    public = tmp_path / "public.crt"
+    public.write_text(ident.cert_pem)
+    text = _banner("--users", "1", "--certificate", str(public))
+    assert "AZURE_CLIENT_CERTIFICATE_PATH" not in text
+    assert "certificate uploaded" in text
+    assert "disable_instance_discovery=True" in text

@@ -22,6 +22,7 @@ def _get_emulator(
     seed: int,
     token_lifetime: int,
     propagation_delay: float,
+    state_dir: Path | None = None,
 ) -> Any:
     from graphkit.emulator import Emulator
     from graphkit.errors import InputError, NetworkError
@@ -34,13 +35,19 @@ def _get_emulator(
         raise InputError("--token-lifetime must be positive", "use e.g. 3599 seconds")
     if propagation_delay < 0:
         raise InputError("--propagation-delay cannot be negative", "use 0 or more seconds")
-    emu = Emulator(
-        users=users,
-        seed=seed,
-        port=port,
-        token_lifetime=token_lifetime,
-        propagation_delay=propagation_delay,
-    )
+    try:
+        emu = Emulator(
+            users=users,
+            seed=seed,
+            port=port,
+            token_lifetime=token_lifetime,
+            propagation_delay=propagation_delay,
+            state_dir=state_dir,
+        )
+    except ValueError as exc:  # a state directory others could write, or a damaged state
+        raise InputError(
+            f"--state-dir: {exc}", "use a directory only you can write, or a new one"
+        ) from None
     try:
         return emu.start()
     except OSError as exc:
@@ -48,6 +55,10 @@ def _get_emulator(
             f"cannot listen on 127.0.0.1:{port} ({exc.strerror or exc})",
             "choose another --port, or --port 0 for any free one",
         ) from None
+
+
+def _holds_key(data: bytes) -> bool:
+    return b"PRIVATE KEY-----" in data
 
 
 def _upload(emu: Any, certificate: Path) -> dict[str, Any]:
@@ -64,8 +75,41 @@ def _upload(emu: Any, certificate: Path) -> dict[str, Any]:
             f"{certificate} holds no PEM or DER certificate",
             "give the public .crt/.pem (a PFX is not accepted here)",
         ) from None
-    result: dict[str, Any] = emu.upload_certificate(emu.default_app, cert)
+    try:
+        result: dict[str, Any] = emu.upload_certificate(emu.default_app, cert)
+    except ValueError:  # kept from an earlier run with --state-dir
+        result = next(
+            k
+            for k in emu.key_credentials(emu.default_app)
+            if k["customKeyIdentifier"] == _sha1_b64(cert)
+        )
+    if _holds_key(data):
+        # azure-identity's EnvironmentCredential takes a PEM with the key and certificate.
+        result["certificate_path"] = str(certificate.expanduser().absolute())
     return result
+
+
+def _sha1_b64(cert: Any) -> str:
+    import base64
+
+    from cryptography.hazmat.primitives import hashes
+
+    return base64.b64encode(cert.fingerprint(hashes.SHA1())).decode()
+
+
+# azure-identity cannot take this from the environment: without it, msal first asks
+# login.microsoftonline.com about the emulator's host (and fails offline).
+AZURE_IDENTITY_NOTE = (
+    "azure-identity: also pass disable_instance_discovery=True to the credential "
+    "(no environment variable carries it)"
+)
+
+
+def _environment(info: dict[str, Any], uploaded: dict[str, Any] | None) -> dict[str, str]:
+    env = dict(info["environment"])
+    if uploaded is not None and uploaded.get("certificate_path"):
+        env["AZURE_CLIENT_CERTIFICATE_PATH"] = uploaded["certificate_path"]
+    return env
 
 
 def _render(info: dict[str, Any], uploaded: dict[str, Any] | None) -> str:
@@ -85,8 +129,12 @@ def _render(info: dict[str, Any], uploaded: dict[str, Any] | None) -> str:
         f"  App      {app['display_name']}  client id {app['client_id']}",
         f"           roles: {', '.join(app['roles']) or '(none)'}",
     ]
+    if info.get("state_dir"):
+        lines.insert(6, f"  State kept in              {info['state_dir']}")
     if uploaded is not None:
         lines.append(f"           certificate uploaded: {uploaded['displayName']}")
+    elif info["app"]["certificates"]:
+        lines.append(f"           certificates: {info['app']['certificates']} (kept)")
     else:
         lines += [
             "           no certificate yet: tokens are refused (AADSTS700027) until you",
@@ -99,7 +147,8 @@ def _render(info: dict[str, Any], uploaded: dict[str, Any] | None) -> str:
             "           or start with --certificate my.crt",
         ]
     lines += ["", "Environment for graphkit and azure-identity:"]
-    lines += [f"  export {name}={value}" for name, value in info["environment"].items()]
+    lines += [f"  export {name}={value}" for name, value in _environment(info, uploaded).items()]
+    lines += [f"  # {AZURE_IDENTITY_NOTE}"]
     lines += [
         "",
         "Then, for example:",
@@ -155,6 +204,15 @@ def serve(
             help="Refuse a newly uploaded certificate (AADSTS700027) for this many seconds.",
         ),
     ] = 0.0,
+    state_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--state-dir",
+            help="Keep the CA, tenants, apps, certificates, grants and clock in this "
+            "directory across restarts, and reuse the port if it is free.",
+            show_default=False,
+        ),
+    ] = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the connection details as one JSON line.")
     ] = False,
@@ -166,7 +224,7 @@ def serve(
     from graphkit.cli._common import install_log_handler, say
 
     install_log_handler()  # a serving error is one line (with --debug, a traceback)
-    emu = _get_emulator(port, users, seed, token_lifetime, propagation_delay)
+    emu = _get_emulator(port, users, seed, token_lifetime, propagation_delay, state_dir)
     try:
         uploaded = _upload(emu, certificate) if certificate is not None else None
         info = emu.info()
@@ -174,6 +232,8 @@ def serve(
             info["upload_url"] = (
                 f"{info['graph_url']}/_emulator/apps/{info['app']['client_id']}/certificates"
             )
+            info["environment"] = _environment(info, uploaded)
+            info["notes"] = [AZURE_IDENTITY_NOTE]
             sys.stdout.write(json.dumps(info) + "\n")
         else:
             sys.stdout.write(_render(info, uploaded) + "\n")

@@ -159,6 +159,21 @@ class TenantState:
     def public(self) -> Tenant:
         return Tenant(self.id, self.domain, self.display_name)
 
+    def manager_of(self, user: Mapping[str, Any]) -> dict[str, Any] | None:
+        """The user's manager (a user), or None for the top of the reporting tree."""
+        i = self.users.index_of_id(str(user.get("id", "")))
+        m = self.users.manager_index(i) if i is not None else None
+        return self.users.get(m) if m is not None else None
+
+    def member_of(self, user: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """The seeded groups ``user`` belongs to (derived, never stored: see _GROUP_RULES)."""
+        i = self.users.index_of_id(str(user.get("id", "")))
+        if i is None:
+            return []
+        return [
+            g for g in self.groups if _GROUP_RULES.get(str(g.get("displayName")), _nobody)(i, user)
+        ]
+
 
 @dataclass
 class AppState:
@@ -268,6 +283,20 @@ _SEED_GROUPS: tuple[tuple[str, str, bool, bool, list[str]], ...] = (
 )
 
 
+def _nobody(i: int, user: Mapping[str, Any]) -> bool:
+    return False
+
+
+# Who is in each seeded group: everyone, a department, or every 50th user.
+_GROUP_RULES: dict[str, Any] = {
+    "All Company": lambda i, u: True,
+    "Engineering": lambda i, u: u.get("department") == "Engineering",
+    "Sales": lambda i, u: u.get("department") == "Sales",
+    "Finance": lambda i, u: u.get("department") == "Finance",
+    "Graph Admins": lambda i, u: i % 50 == 0,
+}
+
+
 class _Ids:
     """Deterministic GUIDs: the same seed and labels give the same ids."""
 
@@ -333,6 +362,102 @@ class Backend:
 
     def now(self) -> float:
         return self.clock.now()
+
+    # ------------------------------------------------------------------ persistence
+
+    STATE_VERSION = 1
+
+    def export_state(self) -> dict[str, Any]:
+        """Everything that is not derived: tenants, apps with their certificates and
+        grants, the id counter, settings and the clock offset (JSON-ready). Users and
+        groups are derived from the seed and the tenant, so only their number is kept."""
+        with self.lock:
+            return {
+                "version": self.STATE_VERSION,
+                "config": dict(self._config),
+                "counter": self._counter,
+                "clock_offset": self.clock.offset,
+                "token_lifetime": self.token_lifetime,
+                "propagation_delay": self.propagation_delay,
+                "default_tenant_id": self.default_tenant_id,
+                "default_client_id": self.default_client_id,
+                "tenants": [
+                    {
+                        "id": t.id,
+                        "domain": t.domain,
+                        "display_name": t.display_name,
+                        "created": t.created,
+                        "users": len(t.users),
+                    }
+                    for t in self.tenants.values()
+                ],
+                "apps": [
+                    {
+                        "client_id": a.client_id,
+                        "object_id": a.object_id,
+                        "sp_id": a.sp_id,
+                        "tenant_id": a.tenant_id,
+                        "display_name": a.display_name,
+                        "created": a.created,
+                        "roles": sorted(a.roles),
+                        "keys": [_key_state(k) for k in a.keys],
+                    }
+                    for a in self.apps.values()
+                ],
+            }
+
+    def load_state(self, data: Mapping[str, Any]) -> None:
+        """Replace all state with an :meth:`export_state` snapshot.
+
+        Raises:
+            ValueError: not a snapshot this version can read.
+        """
+        if not isinstance(data, Mapping) or data.get("version") != self.STATE_VERSION:
+            raise ValueError("not an emulator state file of a version this graphkit reads")
+        try:
+            with self.lock:
+                self._config = dict(data["config"])
+                self.seed = int(self._config["seed"])
+                self.ids = _Ids(self.seed)
+                self._counter = int(data["counter"])
+                self.clock.offset = float(data["clock_offset"])
+                self.token_lifetime = int(data["token_lifetime"])
+                self.propagation_delay = float(data["propagation_delay"])
+                tenants: dict[str, TenantState] = {}
+                for t in data["tenants"]:
+                    state = TenantState(
+                        id=str(t["id"]),
+                        domain=str(t["domain"]),
+                        display_name=str(t["display_name"]),
+                        created=float(t["created"]),
+                        users=UserDirectory(
+                            int(t["users"]),
+                            seed=self.seed,
+                            tenant_id=str(t["id"]),
+                            domain=str(t["domain"]),
+                            company=str(t["display_name"]),
+                        ),
+                    )
+                    state.groups = self._seed_groups(state)
+                    tenants[state.id] = state
+                apps: dict[str, AppState] = {}
+                for a in data["apps"]:
+                    app = AppState(
+                        client_id=str(a["client_id"]),
+                        object_id=str(a["object_id"]),
+                        sp_id=str(a["sp_id"]),
+                        tenant_id=str(a["tenant_id"]),
+                        display_name=str(a["display_name"]),
+                        created=float(a["created"]),
+                        roles={_check_role(r) for r in a["roles"]},
+                        keys=[_key_from_state(k) for k in a["keys"]],
+                    )
+                    apps[app.client_id] = app
+                self.tenants, self.apps = tenants, apps
+                self.default_tenant_id = str(data["default_tenant_id"])
+                self.default_client_id = str(data["default_client_id"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"the emulator state file is damaged ({exc})") from None
 
     def _next(self) -> int:
         with self.lock:
@@ -477,6 +602,35 @@ class Backend:
             app.keys.append(kc)
             return kc
 
+    def remove_certificate(self, client_id: str, ident: str) -> KeyCredential:
+        """Take a certificate off the app (the portal's delete), by keyId or thumbprint.
+
+        ``ident`` is the keyCredential's ``keyId``, or the SHA-1 thumbprint in hex (as the
+        portal shows it, any case, ``:`` separators allowed) or base64url (``x5t``).
+
+        Raises:
+            KeyError: no such app, or no such certificate on it.
+        """
+        wanted = ident.strip()
+        hex_form = wanted.replace(":", "").upper()
+        with self.lock:
+            app = self.app(client_id)
+            for kc in app.keys:
+                if wanted.lower() == kc.key_id or hex_form == kc.sha1_hex or wanted == kc.x5t:
+                    app.keys = [k for k in app.keys if k is not kc]
+                    return kc
+        raise KeyError(f"no certificate {ident!r} on application {client_id}")
+
+    def grants(self, client_id: str | None = None) -> list[dict[str, str]]:
+        """The application permissions granted (admin consent), for one app or all."""
+        with self.lock:
+            apps = [self.app(client_id)] if client_id else list(self.apps.values())
+            return [
+                {"client_id": a.client_id, "role": r, "app_role_id": role_id(r)}
+                for a in apps
+                for r in sorted(a.roles)
+            ]
+
     def set_key_credentials(self, app: AppState, entries: Any) -> None:
         """PATCH semantics: ``entries`` (Graph keyCredential dicts) REPLACE the collection.
 
@@ -614,6 +768,34 @@ class Backend:
                 }
             ],
         }
+
+
+def _key_state(k: KeyCredential) -> dict[str, Any]:
+    return {
+        "key_id": k.key_id,
+        "der": base64.b64encode(k.der).decode(),
+        "display_name": k.display_name,
+        "start": k.start,
+        "end": k.end,
+        "added_at": k.added_at,
+        "usage": k.usage,
+        "type": k.type,
+    }
+
+
+def _key_from_state(k: Mapping[str, Any]) -> KeyCredential:
+    cert = load_certificate(base64.b64decode(str(k["der"])))
+    kc = make_key_credential(
+        cert,
+        key_id=str(k["key_id"]),
+        now=float(k["added_at"]),
+        display_name=str(k["display_name"]),
+        start=float(k["start"]),
+        end=float(k["end"]),
+    )
+    kc.usage = str(k.get("usage", "Verify"))
+    kc.type = str(k.get("type", "AsymmetricX509Cert"))
+    return kc
 
 
 def role_id(role: str) -> str:

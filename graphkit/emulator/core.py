@@ -15,6 +15,7 @@ import os
 import shutil
 import ssl
 import tempfile
+import threading
 import weakref
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from graphkit.emulator.faults import FaultInjector
 from graphkit.emulator.log import RequestLog
 from graphkit.emulator.routes import Services
 from graphkit.emulator.server import EmulatorServer
+from graphkit.emulator.state import StateStore
 from graphkit.emulator.tokens import GRAPH_RESOURCE, TokenService
 
 __all__ = ["Emulator"]
@@ -46,6 +48,10 @@ class Emulator:
         port: TCP port on 127.0.0.1; 0 picks a free one.
         propagation_delay: seconds a newly uploaded certificate is still refused (700027).
         domain: the default tenant's domain.
+        state_dir: keep the CA, tenants, apps, certificates, grants, settings, clock and
+            port in this directory across restarts (see :mod:`graphkit.emulator.state`).
+            A directory that holds a state wins over ``users``/``seed``/``domain``...;
+            the stored port is reused when it is free and ``port`` is 0.
     """
 
     def __init__(
@@ -57,6 +63,7 @@ class Emulator:
         port: int = 0,
         propagation_delay: float = 0.0,
         domain: str = DEFAULT_DOMAIN,
+        state_dir: str | os.PathLike[str] | None = None,
     ):
         if users < 0:
             raise ValueError("users cannot be negative")
@@ -76,6 +83,15 @@ class Emulator:
         self._tmp: Path | None = None
         self._ca_bundle: str | None = None
         self._tokens: TokenService | None = None
+        self._store: StateStore | None = None
+        self._persist_lock = threading.Lock()
+        self._stored_port = 0
+        if state_dir is not None:
+            self._store = StateStore(Path(state_dir))
+            data = self._store.load()
+            if data is not None:
+                self.backend.load_state(data.get("backend") or {})
+                self._stored_port = int(data.get("port") or 0)
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -83,12 +99,16 @@ class Emulator:
         """Mint (or reuse) TLS material, bind 127.0.0.1 and serve in a daemon thread."""
         if self._server is not None:
             return self
-        material = tls.material()
+        store = self._store
+        material = tls.load_or_mint(store.directory) if store else tls.material()
         tmp = Path(tempfile.mkdtemp(prefix="graphkit-emulator-"))  # mode 0700
         try:
-            ca = tmp / "ca.pem"
-            ca.write_bytes(material.ca_pem)
-            ca.chmod(0o644)
+            if store is not None:
+                ca = store.directory / tls.CA_FILE  # kept: stored --ca-bundle paths work
+            else:
+                ca = tmp / "ca.pem"
+                ca.write_bytes(material.ca_pem)
+                ca.chmod(0o644)
             context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             context.minimum_version = ssl.TLSVersion.TLSv1_2
             server_pem = tmp / "server.pem"
@@ -97,7 +117,7 @@ class Emulator:
                 f.write(material.server_cert_pem + material.server_key_pem)
             context.load_cert_chain(str(server_pem))
             server_pem.unlink()  # the key now lives only in memory
-            server = EmulatorServer(HOST, self._requested_port, context)
+            server = self._bind(context)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
@@ -113,17 +133,46 @@ class Emulator:
             ca_bundle=str(ca),
             reset=self.reset,
             info=self.info,
+            after_request=self._persist,
         )
         self._tmp, self._ca_bundle, self._server = tmp, str(ca), server
         # Removes the directory even if stop() is never called (at exit, at the latest).
         self._cleanup = weakref.finalize(self, shutil.rmtree, tmp, ignore_errors=True)
         server.start()
+        self._persist()
         return self
 
+    def _bind(self, context: ssl.SSLContext) -> EmulatorServer:
+        """The server on the requested port; else on the stored one if it is free."""
+        if self._requested_port or not self._stored_port:
+            return EmulatorServer(HOST, self._requested_port, context)
+        try:
+            return EmulatorServer(HOST, self._stored_port, context)
+        except OSError:  # taken by now: any free port (the banner shows the new one)
+            return EmulatorServer(HOST, 0, context)
+
+    def _persist(self) -> None:
+        """Write the state to ``state_dir`` if it changed (no-op without one)."""
+        if self._store is None:
+            return
+        # Snapshot and write under one lock: two requests finishing together can never
+        # leave the older snapshot on disk.
+        with self._persist_lock:
+            data: dict[str, Any] = {"backend": self.backend.export_state()}
+            data["port"] = self._server.port if self._server is not None else self._stored_port
+            self._store.save(data)
+
+    @property
+    def state_dir(self) -> str | None:
+        return str(self._store.directory) if self._store is not None else None
+
     def stop(self) -> None:
-        """Stop serving, close connections, join the thread, remove the CA file."""
+        """Stop serving, close connections, join the thread, remove the CA file (kept in
+        ``state_dir`` when there is one, with the state)."""
+        self._persist()
         server, self._server = self._server, None
         if server is not None:
+            self._stored_port = server.port
             server.stop()
         if self._tmp is not None:
             self._cleanup()
@@ -198,7 +247,9 @@ class Emulator:
     def create_tenant(
         self, domain: str, *, display_name: str | None = None, users: int = 0
     ) -> Tenant:
-        return self.backend.create_tenant(domain, display_name=display_name, users=users).public()
+        tenant = self.backend.create_tenant(domain, display_name=display_name, users=users)
+        self._persist()
+        return tenant.public()
 
     def create_app(
         self,
@@ -207,7 +258,9 @@ class Emulator:
         roles: list[str] | tuple[str, ...] = (),
     ) -> App:
         """Register an app (and its service principal) in ``tenant`` (id or domain)."""
-        return self.backend.create_app(self._tenant_id(tenant), display_name, roles).public()
+        app = self.backend.create_app(self._tenant_id(tenant), display_name, roles)
+        self._persist()
+        return app.public()
 
     def upload_certificate(self, app: App | str, cert: Any) -> dict[str, Any]:
         """Append a certificate to the app's keyCredentials (the portal's upload).
@@ -215,7 +268,20 @@ class Emulator:
         ``cert`` is an ``x509.Certificate`` or PEM/DER bytes. Returns the keyCredential.
         """
         kc = self.backend.upload_certificate(_client_id(app), cert)
+        self._persist()
         return kc.to_graph(with_key=True)
+
+    def remove_certificate(self, app: App | str, ident: str) -> dict[str, Any]:
+        """Take a certificate off the app, by keyId or SHA-1 thumbprint (hex or x5t).
+
+        Returns the keyCredential removed. Raises KeyError if there is none such."""
+        kc = self.backend.remove_certificate(_client_id(app), ident)
+        self._persist()
+        return kc.to_graph(with_key=False)
+
+    def grants(self, app: App | str | None = None) -> list[dict[str, str]]:
+        """Granted application permissions: ``client_id``, ``role``, ``app_role_id``."""
+        return self.backend.grants(_client_id(app) if app is not None else None)
 
     def key_credentials(self, app: App | str) -> list[dict[str, Any]]:
         with self.backend.lock:
@@ -223,9 +289,11 @@ class Emulator:
 
     def grant(self, app: App | str, role: str) -> None:
         self.backend.grant(_client_id(app), role)
+        self._persist()
 
     def revoke(self, app: App | str, role: str) -> None:
         self.backend.revoke(_client_id(app), role)
+        self._persist()
 
     def roles(self, app: App | str) -> list[str]:
         with self.backend.lock:
@@ -246,6 +314,7 @@ class Emulator:
         if seconds < 0:
             raise ValueError("propagation_delay cannot be negative")
         self.backend.propagation_delay = float(seconds)
+        self._persist()
 
     @property
     def token_lifetime(self) -> int:
@@ -256,10 +325,13 @@ class Emulator:
         if seconds < 1:
             raise ValueError("token_lifetime must be positive")
         self.backend.token_lifetime = int(seconds)
+        self._persist()
 
     def advance(self, seconds: float) -> float:
         """Move the emulator's clock forward (or back); returns its new time."""
-        return self.backend.clock.advance(seconds)
+        now = self.backend.clock.advance(seconds)
+        self._persist()
+        return now
 
     def now(self) -> float:
         return self.backend.now()
@@ -316,6 +388,7 @@ class Emulator:
         self.backend.reset()
         self._faults.clear()
         self._log.clear()
+        self._persist()
 
     # ---------------------------------------------------------------- helpers
 
@@ -365,6 +438,7 @@ class Emulator:
             "scope": self.graph_scope,
             "graph_resource_aliases": [GRAPH_RESOURCE],
             "environment": self.environ(),
+            "state_dir": self.state_dir,
         }
 
     def __repr__(self) -> str:

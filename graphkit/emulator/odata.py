@@ -49,7 +49,13 @@ class EntitySchema:
     default_select: tuple[str, ...] | None = None  # None: every property
     filterable: Mapping[str, str] = field(default_factory=dict)  # name -> "string" | "bool"
     searchable: Mapping[str, str] = field(default_factory=dict)  # name -> "tokens" | "prefix"
-    orderable: tuple[str, ...] = ()
+    orderable: tuple[str, ...] = ()  # $orderby works by default
+    # $orderby only in an advanced query (aad-advanced-queries.md, "Support for sorting").
+    orderable_advanced: tuple[str, ...] = ()
+    # Properties endsWith works on (advanced only); None: every string property.
+    endswith: tuple[str, ...] | None = None
+    # Navigation properties $expand may name (handled by the route, not here).
+    expandable: tuple[str, ...] = ()
     resource_label: str = ""  # "User": how Graph names the type in filter errors
 
     def canonical(self, name: str) -> str | None:
@@ -114,9 +120,30 @@ class QueryOptions:
     count: bool = False
     orderby: tuple[str, bool] | None = None  # (property, descending)
     skiptoken: str | None = None
+    expand: str | None = None  # the navigation property named by $expand
+    expand_select: list[str] | None = None  # manager($select=...)
+    advanced: bool = False  # ConsistencyLevel: eventual and $count=true (or /$count)
 
 
-_KNOWN_OPTIONS = {"$top", "$select", "$filter", "$search", "$count", "$orderby", "$skiptoken"}
+_KNOWN_OPTIONS = {
+    "$top",
+    "$select",
+    "$filter",
+    "$search",
+    "$count",
+    "$orderby",
+    "$skiptoken",
+    "$expand",
+}
+# Graph's wording when an advanced-only construct comes without the advanced query
+# parameters (aad-advanced-queries.md, "Error handling for advanced queries").
+ADVANCED_HINT = (
+    "is not supported because the required parameters might be missing. Try adding "
+    "$count=true query parameter and ConsistencyLevel:eventual header. Refer to "
+    "https://aka.ms/graph-docs/advanced-queries for more information"
+)
+SORTING_UNSUPPORTED = "Sorting not supported for current query."
+INVALID_SKIP_TOKEN = "Invalid Skip Token"
 
 
 def _bad(message: str, code: str = "BadRequest") -> GraphApiError:
@@ -133,23 +160,36 @@ def parse_options(
     *,
     eventual: bool,
     collection: bool = True,
+    count_segment: bool = False,
 ) -> QueryOptions:
     """Validate the ``$`` query options of a request against ``schema``.
+
+    Graph's rule for directory objects (aad-advanced-queries.md): ``ne``, ``not``,
+    ``endsWith``, ``$orderby`` together with ``$filter`` (or on an advanced-only
+    property) need the *advanced query parameters*, the ``ConsistencyLevel: eventual``
+    header AND ``$count=true`` (the ``/$count`` segment stands for the latter);
+    ``$search`` needs only the header; ``$count=true`` without the header is ignored.
 
     Args:
         schema: the entity type queried.
         params: the query string, already decoded.
         eventual: whether the request carried ``ConsistencyLevel: eventual``.
-        collection: False for a single-entity GET (only ``$select`` applies).
+        collection: False for a single-entity GET (only ``$select``/``$expand`` apply).
+        count_segment: the request is ``.../$count`` (counts as ``$count=true``).
     """
     opts = QueryOptions()
     for name in params:
         low = name.lower()
+        if low == "$skip":
+            # Directory objects page with $skiptoken only (msgraph-metadata#135).
+            raise _bad("'$skip' is not supported by the service.", "Request_BadRequest")
         if low.startswith("$") and low not in _KNOWN_OPTIONS:
             raise _bad(f"Query option '{name}' is not allowed.")
     p = {k.lower(): v for k, v in params.items()}
     if "$select" in p:
         opts.select = _parse_select(schema, p["$select"])
+    if "$expand" in p:
+        opts.expand, opts.expand_select = _parse_expand(schema, p["$expand"])
     if not collection:
         return opts
     if "$top" in p:
@@ -166,12 +206,9 @@ def parse_options(
         value = p["$count"].strip().lower()
         if value not in ("true", "false"):
             raise _bad(f"Invalid value '{p['$count']}' for $count query option found.")
-        opts.count = value == "true"
-        if opts.count and not eventual:
-            raise _unsupported(
-                "$count is not currently supported without the ConsistencyLevel header set "
-                "to 'eventual'."
-            )
+        # Without the header Graph silently ignores $count=true (no @odata.count).
+        opts.count = value == "true" and eventual
+    opts.advanced = eventual and (opts.count or count_segment)
     if "$search" in p:
         if not eventual:
             raise _unsupported(
@@ -182,9 +219,13 @@ def parse_options(
         _parse_search(schema, opts.search)  # validate early
     if "$filter" in p:
         opts.filter = p["$filter"]
-        compile_filter(schema, opts.filter, eventual=eventual)  # validate early
+        compile_filter(schema, opts.filter, advanced=opts.advanced)  # validate early
     if "$orderby" in p:
         opts.orderby = _parse_orderby(schema, p["$orderby"])
+        if not opts.advanced and (
+            opts.filter is not None or opts.orderby[0] in schema.orderable_advanced
+        ):
+            raise _unsupported(SORTING_UNSUPPORTED)
     if "$skiptoken" in p:
         opts.skiptoken = p["$skiptoken"]
     return opts
@@ -209,6 +250,32 @@ def _parse_select(schema: EntitySchema, raw: str) -> list[str]:
     return names
 
 
+_EXPAND = re.compile(r"^\s*(?P<name>[A-Za-z]+)\s*(?:\((?P<inner>[^()]*)\))?\s*$")
+
+
+def _parse_expand(schema: EntitySchema, raw: str) -> tuple[str, list[str] | None]:
+    """``manager`` or ``manager($select=id,displayName)``: the property and its select."""
+    m = _EXPAND.match(raw)
+    if not m:
+        # UNCONFIRMED wording; directory requests expand one navigation property.
+        raise _bad(f"Invalid $expand '{raw}': name one navigation property.")
+    name = m["name"]
+    prop = next((p for p in schema.expandable if p.lower() == name.lower()), None)
+    if prop is None:
+        raise _bad(
+            f"Could not find a property named '{name}' on type "
+            f"'microsoft.graph.{schema.type_name}'."
+        )
+    select = None
+    inner = (m["inner"] or "").strip()
+    if inner:
+        key, _, value = inner.partition("=")
+        if key.strip().lower() != "$select" or not value.strip():
+            raise _bad(f"Invalid $expand option '{inner}': only $select is supported here.")
+        select = [v.strip() for v in value.split(",") if v.strip()]
+    return prop, select
+
+
 def _parse_orderby(schema: EntitySchema, raw: str) -> tuple[str, bool]:
     parts = raw.split()
     if not parts or len(parts) > 2 or "," in raw:
@@ -217,7 +284,7 @@ def _parse_orderby(schema: EntitySchema, raw: str) -> tuple[str, bool]:
     descending = len(parts) == 2 and parts[1].lower() == "desc"
     if len(parts) == 2 and parts[1].lower() not in ("asc", "desc"):
         raise _bad(f"Invalid $orderby direction '{parts[1]}'.")
-    if prop is None or prop not in schema.orderable:
+    if prop is None or prop not in (*schema.orderable, *schema.orderable_advanced):
         raise _unsupported(f"Sorting on property '{parts[0]}' is not supported.")
     return prop, descending
 
@@ -274,13 +341,14 @@ class _FilterParser:
     _ADVANCED_OPS: ClassVar[frozenset[str]] = frozenset({"ne"})
     # function name -> whether it is an advanced query (needs ConsistencyLevel: eventual)
     _FUNCS: ClassVar[dict[str, bool]] = {"startswith": False, "endswith": True}
+    _SPELLING: ClassVar[dict[str, str]] = {"endswith": "endsWith", "startswith": "startsWith"}
 
-    def __init__(self, schema: EntitySchema, text: str, eventual: bool):
+    def __init__(self, schema: EntitySchema, text: str, advanced: bool):
         self.schema = schema
         self.text = text
         self.toks = _tokenize(text)
         self.i = 0
-        self.eventual = eventual
+        self.advanced = advanced
 
     def fail(self, what: str = "syntax error") -> GraphApiError:
         return _bad(f"Invalid filter clause: {what}.")
@@ -305,12 +373,8 @@ class _FilterParser:
             raise self.fail(f"expected '{text}' but found '{t.text}'")
 
     def needs_advanced(self, what: str) -> None:
-        if not self.eventual:
-            raise _unsupported(
-                f"Operator '{what}' is not supported because the required parameters might "
-                "be missing. Try adding $count=true query parameter and ConsistencyLevel:"
-                "eventual header."
-            )
+        if not self.advanced:
+            raise _unsupported(f"Operator '{what}' {ADVANCED_HINT}")
 
     def parse(self) -> _Filter:
         if not self.toks:
@@ -348,14 +412,17 @@ class _FilterParser:
             return lambda item: not inner(item)
         return self.parse_primary()
 
+    def unsupported_prop(self, name: str) -> GraphApiError:
+        label = self.schema.resource_label or self.schema.type_name.capitalize()
+        return _unsupported(
+            f"Unsupported or invalid query filter clause specified for property "
+            f"'{name}' of resource '{label}'."
+        )
+
     def prop(self, name: str) -> tuple[str, str]:
         canonical = self.schema.canonical(name)
         if canonical is None or canonical not in self.schema.filterable:
-            label = self.schema.resource_label or self.schema.type_name.capitalize()
-            raise _unsupported(
-                f"Unsupported or invalid query filter clause specified for property "
-                f"'{name}' of resource '{label}'."
-            )
+            raise self.unsupported_prop(name)
         return canonical, self.schema.filterable[canonical]
 
     def literal(self, kind: str) -> Any:
@@ -388,9 +455,12 @@ class _FilterParser:
         nxt = self.peek()
         if low in self._FUNCS and nxt is not None and nxt.text == "(":
             if self._FUNCS[low]:
-                self.needs_advanced(low)
+                self.needs_advanced(self._SPELLING[low])
             self.take()
             prop, kind = self.prop(self.take().text)
+            allowed = self.schema.endswith
+            if low == "endswith" and allowed is not None and prop not in allowed:
+                raise self.unsupported_prop(prop)
             self.expect(",")
             value = self.literal(kind)
             self.expect(")")
@@ -429,9 +499,10 @@ def _norm(value: Any) -> Any:
     return value.lower() if isinstance(value, str) else value
 
 
-def compile_filter(schema: EntitySchema, text: str, *, eventual: bool) -> _Filter:
-    """Compile an OData ``$filter`` to a predicate over items of ``schema``."""
-    return _FilterParser(schema, text, eventual).parse()
+def compile_filter(schema: EntitySchema, text: str, *, advanced: bool) -> _Filter:
+    """Compile an OData ``$filter`` to a predicate over items of ``schema``; ``advanced``:
+    the request carries the advanced query parameters (``ne``, ``not``, ``endsWith``)."""
+    return _FilterParser(schema, text, advanced).parse()
 
 
 # ------------------------------------------------------------------------ search
@@ -512,7 +583,8 @@ def _decode_token(token: str, key: bytes) -> int:
     except ValueError:
         raw = b""
     if len(raw) != 3 + 8 + len(key) or raw[:3] != b"GK\x01" or raw[11:] != key:
-        raise _bad("Invalid $skiptoken: it does not belong to this query.", "Request_BadRequest")
+        # Graph's answer has an empty code (microsoft-graph-docs-contrib#5103).
+        raise _bad(INVALID_SKIP_TOKEN, "")
     return int(struct.unpack(">Q", raw[3:11])[0])
 
 
@@ -525,11 +597,10 @@ def run_query(coll: Collection, opts: QueryOptions, *, scope: str = "") -> Page:
         scope: distinguishes collections (tenant, set name) so that a skiptoken from one
             query is refused by another.
     """
-    eventual = True  # validated already by parse_options
     predicates: list[Predicate] = []
     candidates: Sequence[int] | None = None
     if opts.filter:
-        compiled = compile_filter(coll.schema, opts.filter, eventual=eventual)
+        compiled = compile_filter(coll.schema, opts.filter, advanced=True)  # validated
         predicates.append(compiled.predicate)
         if compiled.eq is not None and opts.orderby is None:
             candidates = coll.lookup(*compiled.eq)

@@ -131,6 +131,8 @@ class Services:
     ca_bundle: str
     reset: Callable[[], None]  # the emulator's full reset (state, faults, log)
     info: Callable[[], dict[str, Any]]
+    # Called after each request is answered (before it is sent): keeps --state-dir.
+    after_request: Callable[[], None] = lambda: None
 
 
 Handler = Callable[[Services, Request, "re.Match[str]"], Response]
@@ -203,7 +205,7 @@ def h_openid_configuration(svc: Services, req: Request, m: re.Match[str]) -> Res
 
 
 def h_jwks(svc: Services, req: Request, m: re.Match[str]) -> Response:
-    svc.tokens.resolve_tenant(m["tenant"])
+    svc.tokens.check_jwks_tenant(m["tenant"])
     return json_response(200, svc.tokens.jwks(), _entra_headers(req))
 
 
@@ -291,6 +293,9 @@ def _shape(item: dict[str, Any], names: Any) -> dict[str, Any]:
     return {n: item.get(n) for n in names}
 
 
+Expander = Callable[[dict[str, Any], odata.QueryOptions], dict[str, Any]]
+
+
 def _list(
     svc: Services,
     req: Request,
@@ -298,13 +303,18 @@ def _list(
     coll: odata.Collection,
     scope: str,
     transform: Callable[[dict[str, Any], list[str] | None], dict[str, Any]] | None = None,
+    *,
+    expander: Expander | None = None,
+    set_name: str | None = None,
 ) -> Response:
     schema = coll.schema
     opts = odata.parse_options(schema, req.query, eventual=req.eventual)
     page = odata.run_query(coll, opts, scope=scope)
     names = _names(schema, version, opts.select)
     body: dict[str, Any] = {
-        "@odata.context": _context(req, version, _select_fragment(schema.set_name, opts.select))
+        "@odata.context": _context(
+            req, version, _select_fragment(set_name or schema.set_name, opts.select)
+        )
     }
     if page.count is not None:
         body["@odata.count"] = page.count
@@ -312,30 +322,70 @@ def _list(
         params = {k: v for k, v in req.query.items() if k.lower() != "$skiptoken"}
         params["$skiptoken"] = page.next_token
         query = urlencode(params, quote_via=quote, safe="$,'()")
-        body["@odata.nextLink"] = f"{req.base}/{version}/{schema.set_name}?{query}"
+        body["@odata.nextLink"] = f"{req.base}{req.path}?{query}"
     if transform is not None:
         body["value"] = [transform(item, opts.select) for item in page.items]
     else:
         body["value"] = [_shape(item, names) for item in page.items]
+    if expander is not None and opts.expand:
+        body["value"] = [
+            {**shaped, **expander(item, opts)}
+            for shaped, item in zip(body["value"], page.items, strict=True)
+        ]
     return graph_json(req, 200, body)
+
+
+def _directory_object(
+    item: dict[str, Any], type_name: str, names: list[str] | tuple[str, ...] | None
+) -> dict[str, Any]:
+    """An item as a directoryObject-typed answer carries it: ``@odata.type`` first."""
+    return {"@odata.type": f"#microsoft.graph.{type_name}", **_shape(item, names)}
+
+
+def _user_expander(tenant: TenantState, version: str) -> Expander:
+    """``$expand=manager`` / ``$expand=memberOf`` on users (user-list.md, user-list-manager.md).
+
+    Expanded objects carry ``@odata.type`` and the default properties of their type
+    (UNCONFIRMED which properties Graph includes; the lenient choice: the defaults).
+    """
+    from graphkit.emulator.backend import GROUP_SCHEMA
+
+    def expand(user: dict[str, Any], opts: odata.QueryOptions) -> dict[str, Any]:
+        if opts.expand == "manager":
+            manager = tenant.manager_of(user)
+            if manager is None:
+                return {}  # Graph leaves the property out for a user with no manager
+            names = opts.expand_select or _names(tenant.users.schema, version, None)
+            return {"manager": _directory_object(manager, "user", names)}
+        if opts.expand == "memberOf":
+            names = opts.expand_select or _names(GROUP_SCHEMA, version, None)
+            groups = tenant.member_of(user)
+            return {"memberOf": [_directory_object(g, "group", names) for g in groups]}
+        return {}
+
+    return expand
 
 
 def h_users(svc: Services, req: Request, m: re.Match[str]) -> Response:
     tenant = _tenant(svc, req)
-    return _list(svc, req, m["version"], tenant.users, f"{tenant.id}:users")
+    version = m["version"]
+    return _list(
+        svc,
+        req,
+        version,
+        tenant.users,
+        f"{tenant.id}:users",
+        expander=_user_expander(tenant, version),
+    )
 
 
 def h_users_count(svc: Services, req: Request, m: re.Match[str]) -> Response:
     if not req.eventual:
-        raise GraphApiError(
-            400,
-            "Request_UnsupportedQuery",
-            "Count is not currently supported without the ConsistencyLevel header set to "
-            "'eventual'.",
-        )
+        # aad-advanced-queries.md, "Error handling for advanced queries".
+        raise GraphApiError(400, "Request_BadRequest", "$count is not currently supported.")
     tenant = _tenant(svc, req)
     query = {k: v for k, v in req.query.items() if k.lower() in ("$filter", "$search")}
-    opts = odata.parse_options(tenant.users.schema, query, eventual=True)
+    opts = odata.parse_options(tenant.users.schema, query, eventual=True, count_segment=True)
     opts.count, opts.top = True, 1
     page = odata.run_query(tenant.users, opts, scope=f"{tenant.id}:users")
     headers = _graph_headers(req)
@@ -343,24 +393,69 @@ def h_users_count(svc: Services, req: Request, m: re.Match[str]) -> Response:
     return Response(200, str(page.count).encode(), headers)
 
 
-def h_user(svc: Services, req: Request, m: re.Match[str]) -> Response:
-    tenant = _tenant(svc, req)
-    key = m["key"]
+def _not_found(key: str) -> GraphApiError:
+    return GraphApiError(
+        404,
+        "Request_ResourceNotFound",
+        f"Resource '{key}' does not exist or one of its queried reference-property "
+        "objects are not present.",
+    )
+
+
+def _find_user(tenant: TenantState, key: str) -> dict[str, Any]:
     user = tenant.users.find(key)
     if user is None:
-        raise GraphApiError(
-            404,
-            "Request_ResourceNotFound",
-            f"Resource '{key}' does not exist or one of its queried reference-property "
-            "objects are not present.",
-        )
+        raise _not_found(key)
+    return user
+
+
+def h_user(svc: Services, req: Request, m: re.Match[str]) -> Response:
+    tenant = _tenant(svc, req)
+    user = _find_user(tenant, m["key"])
     opts = odata.parse_options(
         tenant.users.schema, req.query, eventual=req.eventual, collection=False
     )
     version = m["version"]
     body = {"@odata.context": _context(req, version, "users/$entity")}
     body.update(_shape(user, _names(tenant.users.schema, version, opts.select)))
+    if opts.expand:
+        body.update(_user_expander(tenant, version)(user, opts))
     return graph_json(req, 200, body)
+
+
+def h_user_manager(svc: Services, req: Request, m: re.Match[str]) -> Response:
+    """``GET /users/{id}/manager`` (user-list-manager.md): 404 for a user with none."""
+    tenant = _tenant(svc, req)
+    user = _find_user(tenant, m["key"])
+    opts = odata.parse_options(
+        tenant.users.schema, req.query, eventual=req.eventual, collection=False
+    )
+    manager = tenant.manager_of(user)
+    if manager is None:
+        raise _not_found("manager")
+    version = m["version"]
+    body = {"@odata.context": _context(req, version, "directoryObjects/$entity")}
+    names = opts.select or _names(tenant.users.schema, version, None)
+    body.update(_directory_object(manager, "user", names))
+    return graph_json(req, 200, body)
+
+
+def h_user_member_of(svc: Services, req: Request, m: re.Match[str]) -> Response:
+    """``GET /users/{id}/memberOf`` (user-list-memberof.md): directoryObjects, here groups."""
+    from graphkit.emulator.backend import GROUP_SCHEMA
+
+    tenant = _tenant(svc, req)
+    user = _find_user(tenant, m["key"])
+    coll = odata.ListCollection(GROUP_SCHEMA, tenant.member_of(user))
+    return _list(
+        svc,
+        req,
+        m["version"],
+        coll,
+        f"{tenant.id}:memberOf:{user['id']}",
+        transform=lambda item, select: _directory_object(item, "group", select),
+        set_name="directoryObjects",
+    )
 
 
 def h_me(svc: Services, req: Request, m: re.Match[str]) -> Response:
@@ -435,7 +530,7 @@ APP_SCHEMA = odata.EntitySchema(
     ),
     filterable={"id": "string", "appId": "string", "displayName": "string"},
     searchable={"displayName": "tokens"},
-    orderable=("displayName",),
+    orderable_advanced=("displayName",),  # aad-advanced-queries.md: sorting applications
     resource_label="Application",
 )
 _PATCHABLE = {"displayName", "keyCredentials", "description", "notes", "tags"}
@@ -647,11 +742,15 @@ def _batch_item(
 ) -> dict[str, Any]:
     url = str(item["url"])
     if "://" in url:
-        sub_status, sub_body = (
-            400,
-            {"error": {"code": "BadRequest", "message": "Batch request URLs must be relative."}},
-        )
-        return {"id": key, "status": sub_status, "headers": {}, "body": sub_body}
+        # Graph resolves the URL against /{version}/ and finds no such segment: a per-item
+        # 400 in Graph's error shape, with innerError and a Content-Type (the batch is 200).
+        # The wording is UNCONFIRMED (msgraph-sdk-python#1015 quotes "Resource not found
+        # for the segment ..."); the segment named is the URL's first, 'https:'.
+        sub = Request("GET", f"/{version}/", Headers(), base=outer.base, in_batch=True)
+        sub.headers.update({k.lower(): str(v) for k, v in (item.get("headers") or {}).items()})
+        first = url.split("/", 1)[0]
+        err = GraphApiError(400, "BadRequest", f"Resource not found for the segment '{first}'.")
+        return _batch_result(key, graph_error_response(svc, sub, err))
     delay, fault = svc.faults.select("batch")
     if delay > 0:
         time.sleep(delay)
@@ -684,7 +783,11 @@ def _batch_item(
         base=outer.base,
         in_batch=True,
     )
-    resp = dispatch(svc, sub)
+    return _batch_result(key, dispatch(svc, sub))
+
+
+def _batch_result(key: str, resp: Response) -> dict[str, Any]:
+    """One item of a $batch answer from the answer its request got on its own."""
     content_type = resp.headers.get("Content-Type", "")
     parsed: Any = None
     if resp.body:
@@ -735,7 +838,18 @@ def _app_dict(a: AppState) -> dict[str, Any]:
 
 
 def a_info(svc: Services, req: Request, m: re.Match[str]) -> Response:
-    return json_response(200, svc.info())
+    """The connection details, and the index of every admin endpoint."""
+    info = svc.info()
+    info["endpoints"] = [
+        {
+            "method": r.method,
+            "path": _readable(r.pattern.pattern),
+            "description": ADMIN_DOCS[r.handler],
+        }
+        for r in ROUTES
+        if r.kind == "admin"
+    ]
+    return json_response(200, info)
 
 
 def a_requests(svc: Services, req: Request, m: re.Match[str]) -> Response:
@@ -802,6 +916,22 @@ def a_upload(svc: Services, req: Request, m: re.Match[str]) -> Response:
     return json_response(201, kc.to_graph(with_key=True))
 
 
+def a_certificates(svc: Services, req: Request, m: re.Match[str]) -> Response:
+    with svc.backend.lock:
+        keys = [k.to_graph(with_key=False) for k in svc.backend.app(m["client"]).keys]
+    return json_response(200, {"certificates": keys})
+
+
+def a_remove_certificate(svc: Services, req: Request, m: re.Match[str]) -> Response:
+    svc.backend.remove_certificate(m["client"], m["key"])
+    return Response(204)
+
+
+def a_grants(svc: Services, req: Request, m: re.Match[str]) -> Response:
+    client = m.groupdict().get("client") if isinstance(m, re.Match) else None
+    return json_response(200, {"grants": svc.backend.grants(client)})
+
+
 def a_grant(svc: Services, req: Request, m: re.Match[str]) -> Response:
     data = _admin_json(req)
     roles = data.get("roles") or ([data["role"]] if data.get("role") else [])
@@ -814,6 +944,9 @@ def a_grant(svc: Services, req: Request, m: re.Match[str]) -> Response:
 
 
 def a_revoke(svc: Services, req: Request, m: re.Match[str]) -> Response:
+    with svc.backend.lock:
+        if m["role"] not in svc.backend.app(m["client"]).roles:
+            raise KeyError(f"{m['role']} is not granted to application {m['client']}")
     svc.backend.revoke(m["client"], m["role"])
     with svc.backend.lock:
         return json_response(200, _app_dict(svc.backend.app(m["client"])))
@@ -923,6 +1056,9 @@ ROUTES: list[Route] = [
     _r("GET", f"{_V}/users", h_users, "graph", USERS_READ),
     _r("GET", f"{_V}/users/\\$count", h_users_count, "graph", USERS_READ),
     _r("GET", f"{_V}/users/(?P<key>[^/]+)", h_user, "graph", USERS_READ),
+    _r("GET", f"{_V}/users/(?P<key>[^/]+)/manager", h_user_manager, "graph", USERS_READ),
+    # UNCONFIRMED: Graph may want GroupMember.Read.All too; lenient: a user read suffices.
+    _r("GET", f"{_V}/users/(?P<key>[^/]+)/memberOf", h_user_member_of, "graph", USERS_READ),
     _r("GET", f"{_V}/me(?:/.*)?", h_me, "graph"),
     _r("GET", f"{_V}/organization", h_organization, "graph", ORG_READ),
     _r("GET", f"{_V}/groups", h_groups, "graph", GROUPS_READ),
@@ -942,7 +1078,16 @@ ROUTES: list[Route] = [
     _r("GET", "/_emulator/apps", a_apps, "admin"),
     _r("POST", "/_emulator/apps", a_create_app, "admin"),
     _r("GET", "/_emulator/apps/(?P<client>[^/]+)", a_app, "admin"),
+    _r("GET", "/_emulator/apps/(?P<client>[^/]+)/certificates", a_certificates, "admin"),
     _r("POST", "/_emulator/apps/(?P<client>[^/]+)/certificates", a_upload, "admin"),
+    _r(
+        "DELETE",
+        "/_emulator/apps/(?P<client>[^/]+)/certificates/(?P<key>[^/]+)",
+        a_remove_certificate,
+        "admin",
+    ),
+    _r("GET", "/_emulator/grants", a_grants, "admin"),
+    _r("GET", "/_emulator/apps/(?P<client>[^/]+)/grants", a_grants, "admin"),
     _r("POST", "/_emulator/apps/(?P<client>[^/]+)/grants", a_grant, "admin"),
     _r("DELETE", "/_emulator/apps/(?P<client>[^/]+)/grants/(?P<role>[^/]+)", a_revoke, "admin"),
     _r("GET", "/_emulator/faults", a_faults, "admin"),
@@ -955,6 +1100,39 @@ ROUTES: list[Route] = [
     _r("POST", "/_emulator/clock/advance", a_advance, "admin"),
     _r("GET", "/_emulator/stats", a_stats, "admin"),
 ]
+
+
+# The admin API's index (GET /_emulator/ and the README list the same endpoints).
+ADMIN_DOCS: dict[Handler, str] = {
+    a_info: "connection details and this index",
+    a_requests: "the request log (method, path, status, kind, fault, ...)",
+    a_clear_requests: "clear the request log",
+    a_reset: "back to the start state (tenants, apps, faults, log)",
+    a_tenants: "list tenants",
+    a_create_tenant: 'create a tenant {"domain", "users"}',
+    a_apps: "list applications",
+    a_create_app: 'register an application {"tenant", "display_name", "roles"}',
+    a_app: "one application",
+    a_certificates: "an application's certificates (keyCredentials, no key bytes)",
+    a_upload: "upload a certificate (PEM/DER body, or JSON {certificate})",
+    a_remove_certificate: "remove a certificate, by keyId or SHA-1 thumbprint (hex or x5t)",
+    a_grants: "granted application permissions (all, or one application's)",
+    a_grant: 'grant application permissions {"role"} or {"roles": [...]}',
+    a_revoke: "revoke a permission (404 if it was not granted)",
+    a_faults: "list faults",
+    a_add_fault: 'add a fault {"kind", "endpoint", "every"|"probability", "times", "retry_after"}',
+    a_clear_faults: "remove every fault",
+    a_remove_fault: "remove one fault",
+    a_settings: "read (GET) or change (POST/PATCH) propagation_delay, token_lifetime",
+    a_advance: 'move the clock {"seconds"}',
+    a_stats: "peak memory and request count",
+}
+
+
+def _readable(pattern: str) -> str:
+    """``/_emulator/apps/{client}/grants`` from a route's regular expression."""
+    text = pattern.strip("^$").replace("/?", "/").replace("\\", "")
+    return re.sub(r"\(\?P<(\w+)>[^)]*\)", r"{\1}", text)
 
 
 def classify(path: str) -> str:

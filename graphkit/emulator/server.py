@@ -211,6 +211,11 @@ class _Handler(BaseHTTPRequestHandler):
                     {"Content-Type": "application/json"},
                 )
         entry["status"] = resp.status
+        if resp.status < 500 and req.method != "GET":
+            try:
+                svc.after_request()  # state written before the client hears of it
+            except Exception:
+                log.exception("graphkit emulator: could not save the state")
         for key in ("alg", "thumbprint_header", "client_id", "error_code", "request_id"):
             if key in req.note:
                 entry[key] = req.note[key]

@@ -38,10 +38,18 @@ CLOCK_SKEW = 300
 # Real tokens are backdated five minutes (iat = nbf = now - 300).
 _BACKDATE = 300
 MIN_RSA_BITS = 2048
+# Entra's own wording (MSAL.NET MockHelpers.cs, captured answers).
 _CERT_DOCS = (
-    "Review the documentation at https://docs.microsoft.com/en-us/azure/active-directory/"
+    "Review the documentation at https://docs.microsoft.com/azure/active-directory/"
     "develop/active-directory-certificate-credentials ."
 )
+# Client-assertion algorithms Entra accepts: AADSTS5002738 lists 'RS256,RS384,RS512';
+# PS256 (with x5t#S256) is what current docs and msal >= 1.35 use. PS384/PS512 are
+# UNCONFIRMED: the lenient choice accepts them.
+ASSERTION_ALGS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512")
+# Tenant-independent authorities: discovery answers, client credentials do not (90010).
+# UNCONFIRMED for /organizations: its token answer is taken to be the same 90010.
+MULTI_TENANT = ("common", "consumers", "organizations")
 GRAPH_RESOURCE = "https://graph.microsoft.com"
 _RESERVED_SCOPES = {"openid", "profile", "offline_access"}
 
@@ -52,6 +60,12 @@ def _b64url_decode(text: str) -> bytes:
 
 def _when(ts: float) -> str:
     return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%m/%d/%Y %H:%M:%S")
+
+
+def _iso7(ts: float) -> str:
+    """``2023-12-11T23:52:19.6223401Z``: ISO 8601 with 7 decimals, as AADSTS700024 prints."""
+    when = dt.datetime.fromtimestamp(ts, dt.UTC)
+    return f"{when:%Y-%m-%dT%H:%M:%S}.{when.microsecond:06d}0Z"
 
 
 def _norm_url(url: str) -> str:
@@ -93,9 +107,18 @@ class TokenService:
         )
 
     def discovery(self, ident: str, base: str) -> dict[str, Any]:
-        """The v2.0 OpenID configuration of a tenant, with endpoints on ``base``."""
-        t = self.resolve_tenant(ident)
-        root = f"{base}/{t.id}"
+        """The v2.0 OpenID configuration of a tenant, with endpoints on ``base``.
+
+        ``common``, ``consumers`` and ``organizations`` answer too, with their own name in
+        the endpoints and ``{tenantid}`` in the issuer, as Entra's do.
+        """
+        if ident.strip().lower() in MULTI_TENANT:
+            root = f"{base}/{ident.strip().lower()}"
+            issuer = f"{base}/{{tenantid}}/v2.0"
+        else:
+            t = self.resolve_tenant(ident)
+            root = f"{base}/{t.id}"
+            issuer = f"{root}/v2.0"
         return {
             "token_endpoint": f"{root}/oauth2/v2.0/token",
             "token_endpoint_auth_methods_supported": [
@@ -109,7 +132,7 @@ class TokenService:
             "id_token_signing_alg_values_supported": ["RS256"],
             "response_types_supported": ["code", "id_token", "code id_token", "id_token token"],
             "scopes_supported": ["openid", "profile", "email", "offline_access"],
-            "issuer": f"{root}/v2.0",
+            "issuer": issuer,
             "request_uri_parameter_supported": False,
             "userinfo_endpoint": f"{base}/oidc/userinfo",
             "authorization_endpoint": f"{root}/oauth2/v2.0/authorize",
@@ -134,6 +157,10 @@ class TokenService:
             "msgraph_host": base.split("://", 1)[-1],
             "rbac_url": "https://pas.windows.net",
         }
+
+    def check_jwks_tenant(self, ident: str) -> None:
+        if ident.strip().lower() not in MULTI_TENANT:
+            self.resolve_tenant(ident)
 
     def jwks(self) -> dict[str, Any]:
         pub = self.material.signing_key.public_key().public_numbers()
@@ -173,6 +200,13 @@ class TokenService:
         grant = form.get("grant_type")
         if not grant:
             raise _missing("grant_type")
+        if ident.strip().lower() in MULTI_TENANT:
+            raise EntraError(
+                "invalid_request",
+                90010,
+                "The grant type is not supported over the /common or /consumers endpoints. "
+                "Please use the /organizations or tenant-specific endpoint.",
+            )
         tenant = self.resolve_tenant(ident)
         if grant != "client_credentials":
             raise EntraError(
@@ -283,8 +317,28 @@ class TokenService:
         note["thumbprint_header"] = (
             "x5t#S256" if "x5t#S256" in header else "x5t" if "x5t" in header else None
         )
-        if alg not in ("RS256", "PS256"):
-            raise _malformed(f"unsupported signing algorithm '{alg}'; use RS256 or PS256")
+        if alg not in ASSERTION_ALGS:
+            raise EntraError(
+                "invalid_client",
+                5002738,
+                f"Invalid JWT token. '{alg}' is not a supported signature algorithm. "
+                "Supported signing algorithms are: 'RS256,RS384,RS512'",
+            )
+        if not any(isinstance(header.get(h), str) for h in ("x5t", "x5t#S256", "kid")):
+            raise EntraError(
+                "invalid_client",
+                5002723,
+                "Invalid JWT token. No certificate SHA-1 thumbprint, certificate SHA-256 "
+                "thumbprint, nor keyId specified in token header.",
+            )
+        for claim in ("iss", "aud"):
+            if claim not in claims:
+                raise EntraError(
+                    "invalid_request",
+                    90014,
+                    f"The required field '{claim}' is missing from the credential. Ensure "
+                    "that you have all the necessary parameters for the login request.",
+                )
 
         # iss and sub name the client (700021).
         for claim in ("iss", "sub"):
@@ -338,22 +392,37 @@ class TokenService:
         """The app's certificate the assertion header points at (padding ignored)."""
         s256 = header.get("x5t#S256")
         sha1 = header.get("x5t")
+        kid = header.get("kid")
         s256 = s256.rstrip("=") if isinstance(s256, str) else None
         sha1 = sha1.rstrip("=") if isinstance(sha1, str) else None
-        shown = _thumbprint_hex(sha1) if sha1 else _thumbprint_hex(s256) if s256 else "(none)"
+        # A bare kid: UNCONFIRMED how Entra reads it; the lenient choice matches it against
+        # the certificate's SHA-1 thumbprint, in hex (as the portal shows it) or base64url.
+        kid_hex = kid.strip().upper() if isinstance(kid, str) and not (sha1 or s256) else None
+        shown = (
+            _thumbprint_hex(sha1)
+            if sha1
+            else _thumbprint_hex(s256)
+            if s256
+            else (kid_hex or "(none)")
+        )
         now = self.backend.now()
         with self.backend.lock:
             keys = list(app.keys)
             delay = self.backend.propagation_delay
         for key in keys:
-            if (s256 and key.x5t_s256 == s256) or (sha1 and key.x5t == sha1):
+            if (
+                (s256 and key.x5t_s256 == s256)
+                or (sha1 and key.x5t == sha1)
+                or (kid_hex and kid_hex in (key.sha1_hex, key.x5t.upper()))
+            ):
                 if now - key.added_at < delay:
                     break  # uploaded, but not yet propagated: Entra does not see it yet
                 return key, shown
         raise EntraError(
             "invalid_client",
             700027,
-            "Client assertion contains an invalid signature. [Reason - The key was not found., "
+            "The certificate with identifier used to sign the client assertion is not "
+            "registered on application. [Reason - The key was not found., "
             f"Thumbprint of key used by client: '{shown}', Please visit the Azure Portal, "
             "Graph Explorer or directly use MS Graph to see configured keys for app Id "
             f"'{app.client_id}'. Review the documentation at "
@@ -363,24 +432,25 @@ class TokenService:
         )
 
     def _check_times(self, claims: Mapping[str, Any], now: float) -> None:
-        exp = claims.get("exp")
-        if isinstance(exp, bool) or not isinstance(exp, int | float):
-            raise _malformed("the 'exp' claim is missing or not a number")
-        nbf = claims.get("nbf")  # msal sends none
-        iat = claims.get("iat")
-        start = (
-            nbf if isinstance(nbf, int | float) else iat if isinstance(iat, int | float) else None
-        )
+        def number(value: Any) -> float | None:
+            ok = isinstance(value, int | float) and not isinstance(value, bool)
+            return float(value) if ok else None
+
+        # A missing exp reads as 0 (1970): Entra answers 700024, "expiry time of assertion
+        # 1970-01-01T00:00:00.0000000Z" (MockHelpers.cs BadTimeRangeError700024).
+        exp = number(claims.get("exp")) or 0.0
+        nbf = number(claims.get("nbf"))  # msal sends none
+        iat = number(claims.get("iat"))
+        start = nbf if nbf is not None else iat
         too_late = now > exp + CLOCK_SKEW
         too_early = start is not None and now < start - CLOCK_SKEW
         if too_late or too_early:
-            valid_from = _when(start) if start is not None else "(not given)"
             raise EntraError(
                 "invalid_client",
                 700024,
                 f"Client assertion is not within its valid time range. Current time: "
-                f"{dt.datetime.fromtimestamp(now, dt.UTC).isoformat()}, assertion valid from "
-                f"{valid_from}, expiry time of assertion {_when(exp)}. {_CERT_DOCS}",
+                f"{_iso7(now)}, assertion valid from {_iso7(start or 0.0)}, expiry time of "
+                f"assertion {_iso7(exp)}. {_CERT_DOCS}",
             )
 
     # ------------------------------------------------------- addKey/removeKey proofs
@@ -404,7 +474,7 @@ class TokenService:
         except EntraError:
             raise bad("not a JWT") from None
         alg = header.get("alg")
-        if alg not in ("RS256", "PS256"):
+        if alg not in ASSERTION_ALGS:
             raise bad(f"unsupported signing algorithm '{alg}'")
         now = self.backend.now()
         with self.backend.lock:
@@ -546,14 +616,17 @@ def _verify(pub: Any, alg: str, signing_input: bytes, signature: bytes) -> bool:
     from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.asymmetric import padding
 
+    digest: hashes.HashAlgorithm = {"256": hashes.SHA256(), "384": hashes.SHA384()}.get(
+        alg[2:], hashes.SHA512()
+    )
     pad: padding.AsymmetricPadding
-    if alg == "PS256":
+    if alg.startswith("PS"):
         # Salt length AUTO: accept what any PSS signer chose (PyJWT uses the digest size).
-        pad = padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=padding.PSS.AUTO)
+        pad = padding.PSS(mgf=padding.MGF1(digest), salt_length=padding.PSS.AUTO)
     else:
         pad = padding.PKCS1v15()
     try:
-        pub.verify(signature, signing_input, pad, hashes.SHA256())
+        pub.verify(signature, signing_input, pad, digest)
     except (InvalidSignature, ValueError):
         return False
     return True

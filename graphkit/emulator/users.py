@@ -202,8 +202,14 @@ USER_SCHEMA = EntitySchema(
         "department": "tokens",
     },
     orderable=("displayName", "userPrincipalName"),
+    orderable_advanced=("createdDateTime",),
+    endswith=("mail", "userPrincipalName"),
+    expandable=("manager", "memberOf"),
     resource_label="User",
 )
+# Each user but the first reports to one of the users before it: a tree with this many
+# direct reports per manager (so user 0 has no manager).
+REPORTS_PER_MANAGER = 8
 
 _UPN_NUMBER = re.compile(r"(\d+)$")
 
@@ -316,6 +322,13 @@ class UserDirectory:
             "userType": "Member",
             "employeeId": f"{n:06d}",
         }
+
+    def manager_index(self, i: int) -> int | None:
+        """The index of user ``i``'s manager, or None (user 0 is the top of the tree)."""
+        return (i - 1) // REPORTS_PER_MANAGER if 0 < i < self._count else None
+
+    def index_of(self, user: dict[str, Any]) -> int | None:
+        return self.index_of_id(str(user.get("id", "")))
 
     def lookup(self, prop: str, value: Any) -> list[int] | None:
         if not isinstance(value, str):
