@@ -42,7 +42,16 @@ from graphkit.errors import (
     register_secret,
 )
 from graphkit.transport import DEFAULT_PORTS as _DEFAULT_PORTS
-from graphkit.transport import make_session, origin_of, show_origin, target, wire_url
+from graphkit.transport import (
+    connection_refused,
+    is_loopback,
+    loopback_refused_hint,
+    make_session,
+    origin_of,
+    show_origin,
+    target,
+    wire_url,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     import requests
@@ -52,10 +61,7 @@ __all__ = [
     "GraphClient",
     "TokenCredential",
     "advanced_query",
-    "connection_refused",
     "encode_params",
-    "is_loopback",
-    "loopback_refused_hint",
     "needs_eventual_consistency",
     "required_role",
 ]
@@ -200,44 +206,6 @@ def advanced_query(
     if not segment and "$count" not in in_url and not any(k.lower() == "$count" for k in p):
         p["$count"] = "true"
     return p, h
-
-
-def is_loopback(host: str) -> bool:
-    """``127.0.0.0/8``, ``::1`` or ``localhost``: where a graphkit emulator would listen."""
-    import ipaddress
-
-    host = host.strip("[]").lower()
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def connection_refused(exc: BaseException) -> bool:
-    """Whether ``exc`` (a requests/urllib3 error) comes down to a refused TCP connection."""
-    seen: set[int] = set()
-    todo: list[Any] = [exc]
-    while todo:
-        e = todo.pop()
-        if e is None or id(e) in seen or not isinstance(e, BaseException):
-            continue
-        seen.add(id(e))
-        if isinstance(e, ConnectionRefusedError) or "Connection refused" in str(e):
-            return True
-        todo += [e.__cause__, e.__context__, getattr(e, "reason", None), *e.args]
-    return False
-
-
-def loopback_refused_hint(where: str) -> str:
-    """The advice for a refused connection to a loopback address: the graphkit emulator
-    (the usual thing there) is not running. ``where`` is ``https://host:port``."""
-    return (
-        f"nothing is listening at {where}: if it is the graphkit emulator, it is not "
-        "running; start it with `graphkit emulator serve` (with --state-dir DIR it keeps "
-        "its port, CA and certificates across restarts)"
-    )
 
 
 def required_role(url: str) -> str | None:

@@ -524,7 +524,9 @@ def _origin(value: str, what: str, *, allow_path: bool = False) -> tuple[str, st
     host = (parts.hostname or "").lower()
     if not host:
         raise ConfigError(f"{what} {value!r} has no host name")
-    loopback = host in {"localhost", "127.0.0.1", "::1"}
+    from graphkit.transport import is_loopback
+
+    loopback = is_loopback(host)
     if parts.scheme.lower() != "https" and not (parts.scheme.lower() == "http" and loopback):
         raise ConfigError(f"{what} {value!r} must use https", "tokens are only ever sent over TLS")
     if parts.query or parts.fragment or parts.username or parts.password:
@@ -775,6 +777,18 @@ def validate(
         except ConfigError as exc:
             raise ConfigError(f"{exc.message} (set by {settings.source(key)})", exc.hint) from None
     if settings.ca_bundle is not None and not Path(settings.ca_bundle).is_file():
+        from graphkit.transport import is_loopback
+
+        hosts = (urlsplit(settings.authority_host).hostname, urlsplit(settings.graph_url).hostname)
+        if any(is_loopback(h or "") for h in hosts):
+            # The emulator keeps its CA in a temporary directory it deletes on exit.
+            raise ConfigError(
+                f"CA bundle {settings.ca_bundle} (set by {settings.source('ca_bundle')}) is "
+                f"gone: the graphkit emulator at {settings.authority_host} is not running",
+                "start it with `graphkit emulator serve --state-dir DIR` (which keeps its "
+                "CA, port and certificates across restarts), then point the profile at "
+                "its new CA bundle",
+            )
         raise ConfigError(
             f"CA bundle {settings.ca_bundle} (set by {settings.source('ca_bundle')}) "
             "does not exist",

@@ -83,6 +83,13 @@ def token_error(
             "or authority host",
             code=code,
         )
+    if code == 90010:
+        return AuthError(
+            f"tenant {tenant!r} cannot be used for app-only tokens (AADSTS90010: client "
+            "credentials are not supported over /common, /consumers or /organizations)",
+            "use the Directory (tenant) ID GUID or a domain such as contoso.onmicrosoft.com",
+            code=code,
+        )
     if code == 900023:
         return AuthError(
             f"tenant {tenant!r} is not a valid tenant identifier",
@@ -148,6 +155,13 @@ def network_error(exc: BaseException, settings: Settings) -> NetworkError:
         return NetworkError(
             f"the identity platform at {host} answered HTTP {exc.response.status_code}",
             "retry later",
+        )
+    from graphkit.transport import connection_refused, is_loopback, loopback_refused_hint
+
+    hostname = urlsplit(settings.authority_host).hostname or ""
+    if is_loopback(hostname) and connection_refused(exc):
+        return NetworkError(
+            f"cannot connect to {host}", loopback_refused_hint(settings.authority_host)
         )
     return NetworkError(
         f"cannot connect to {host}",

@@ -28,7 +28,16 @@ from urllib.parse import urlsplit
 
 from graphkit.errors import GraphkitError, UsageError, register_secret
 
-__all__ = ["Origin", "make_session", "show_origin", "target", "wire_url"]
+__all__ = [
+    "Origin",
+    "connection_refused",
+    "is_loopback",
+    "loopback_refused_hint",
+    "make_session",
+    "show_origin",
+    "target",
+    "wire_url",
+]
 
 Origin = tuple[str, str, int | None]
 DEFAULT_PORTS = {"https": 443, "http": 80}
@@ -87,6 +96,44 @@ def show_origin(origin: Origin) -> str:
     if port is None or port == DEFAULT_PORTS.get(scheme):
         return f"{scheme}://{host}"
     return f"{scheme}://{host}:{port}"
+
+
+def is_loopback(host: str) -> bool:
+    """``127.0.0.0/8``, ``::1`` or ``localhost``: where a graphkit emulator would listen."""
+    import ipaddress
+
+    host = host.strip("[]").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def connection_refused(exc: BaseException) -> bool:
+    """Whether ``exc`` (a requests/urllib3 error) comes down to a refused TCP connection."""
+    seen: set[int] = set()
+    todo: list[Any] = [exc]
+    while todo:
+        e = todo.pop()
+        if e is None or id(e) in seen or not isinstance(e, BaseException):
+            continue
+        seen.add(id(e))
+        if isinstance(e, ConnectionRefusedError) or "Connection refused" in str(e):
+            return True
+        todo += [e.__cause__, e.__context__, getattr(e, "reason", None), *e.args]
+    return False
+
+
+def loopback_refused_hint(where: str) -> str:
+    """The advice for a refused connection to a loopback address: the graphkit emulator
+    (the usual thing there) is not running. ``where`` is ``https://host:port``."""
+    return (
+        f"nothing is listening at {where}: if it is the graphkit emulator, it is not "
+        "running; start it with `graphkit emulator serve` (with --state-dir DIR it keeps "
+        "its port, CA and certificates across restarts)"
+    )
 
 
 # No proxy at all: what a request for a clear-text URL is given.

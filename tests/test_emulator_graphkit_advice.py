@@ -1,9 +1,9 @@
 """graphkit's own advice where the emulator (or a real tenant) refuses: a stopped
 emulator on a loopback address, and a tenant of `common` (AADSTS90010).
 
-The Graph side lives in graphkit/graph.py. The two token-side cases live in
-graphkit/auth.py, which is being rebuilt elsewhere: they are marked xfail(strict=True)
-until the lead wires them (see the report of issue 11)."""
+The Graph side lives in graphkit/graph.py, the token side in graphkit/token_errors.py,
+the CA bundle's check in graphkit/settings.py; the loopback helpers they share in
+graphkit/transport.py."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ import pytest
 from _auth_helpers import Identity, clean_env, emu_settings, make_identity
 from _onboarding_helpers import child_env, closed_port
 
-from graphkit import graph
+from graphkit import graph, transport
 from graphkit.errors import AuthError, ExitCode, NetworkError
 
 TENANT = "contoso.onmicrosoft.com"
@@ -56,19 +56,14 @@ def test_refused_loopback_graph_names_the_emulator(monkeypatch: pytest.MonkeyPat
 
 
 def test_a_remote_host_keeps_the_generic_advice() -> None:
-    assert graph.is_loopback("127.0.0.1") and graph.is_loopback("127.4.5.6")
-    assert graph.is_loopback("localhost") and graph.is_loopback("[::1]")
-    assert not graph.is_loopback("graph.microsoft.com")
-    assert not graph.is_loopback("10.0.0.1")
-    assert not graph.connection_refused(TimeoutError("timed out"))
-    assert graph.connection_refused(ConnectionRefusedError(111, "Connection refused"))
+    assert transport.is_loopback("127.0.0.1") and transport.is_loopback("127.4.5.6")
+    assert transport.is_loopback("localhost") and transport.is_loopback("[::1]")
+    assert not transport.is_loopback("graph.microsoft.com")
+    assert not transport.is_loopback("10.0.0.1")
+    assert not transport.connection_refused(TimeoutError("timed out"))
+    assert transport.connection_refused(ConnectionRefusedError(111, "Connection refused"))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs lead: auth._network_error must use graph.loopback_refused_hint for a "
-    "refused loopback authority host",
-)
 def test_refused_loopback_token_endpoint_names_the_emulator(tmp_path: Path) -> None:
     ident = make_identity(tmp_path / "ident")
     dead = f"https://127.0.0.1:{closed_port()}"
@@ -92,36 +87,26 @@ def test_refused_loopback_token_endpoint_names_the_emulator(tmp_path: Path) -> N
 
 
 @pytest.mark.filterwarnings("ignore:Using /common or /organizations authority")
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs lead: auth.token_error must advise the directory's id or domain for "
-    "AADSTS90010 (a tenant of common/consumers/organizations)",
-)
 def test_tenant_common_gets_advice_to_use_the_directory(
     graphkit_emulator: Any,
     ident: Identity,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from graphkit import auth
+    from graphkit import tokens
 
     clean_env(monkeypatch, tmp_path / "home")
     emu = graphkit_emulator
     emu.upload_certificate(emu.default_app, ident.cert)
     settings = emu_settings(emu, ident, tenant="common")
     with pytest.raises(AuthError) as err:
-        auth.CertificateCredential(settings, persist_cache=False).get_token()
+        tokens.CertificateCredential(settings, persist_cache=False).get_token()
     assert err.value.code == 90010
     text = str(err.value)
     assert "'common'" in text
     assert "Directory (tenant) ID" in text and "domain" in text
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs lead: config's CA-bundle check must say the emulator is not running when "
-    "the missing bundle belongs to a loopback authority/Graph host",
-)
 def test_stopped_emulator_without_state_dir_is_not_a_missing_ca_bundle(tmp_path: Path) -> None:
     # Without --state-dir the CA lives in a temporary directory deleted on exit: the
     # profile's --ca-bundle then no longer exists. What the user must hear is that the
