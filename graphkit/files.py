@@ -21,6 +21,7 @@ from graphkit.errors import InputError, OutputExistsError
 __all__ = [
     "PRIVATE",
     "PUBLIC",
+    "UntrustedPathError",
     "atomic_write",
     "ensure_private_dir",
     "not_private",
@@ -28,6 +29,7 @@ __all__ = [
     "read_bytes",
     "read_passphrase_file",
     "read_private",
+    "read_trusted",
     "remove_stale_temporaries",
     "write_all",
 ]
@@ -111,24 +113,17 @@ def not_private_location(directory: str | os.PathLike[str]) -> str | None:
     about to upload), or None when they cannot.
 
     The directory itself must be private (:func:`not_private`); above it, no directory
-    may be writable by other users without the sticky bit (that bit, as on /tmp, stops
-    them renaming what is ours). Always None outside POSIX.
+    may belong to another user or be writable by other users without the sticky bit
+    (that bit, as on /tmp, stops them renaming what is ours). Always None outside POSIX.
     """
     if os.name != "posix":
         return None
-    problem = not_private(directory)
-    if problem:
-        return f"{directory} is {problem}"
-    for parent in Path(directory).resolve().parents:
-        try:
-            mode = os.stat(parent).st_mode
-        except OSError:
-            continue
-        if mode & 0o002 and not mode & stat.S_ISVTX:
-            return (
-                f"{parent} is writable by other users without the sticky bit "
-                f"(mode {stat.S_IMODE(mode):04o}), so they could replace {directory}"
-            )
+    try:
+        _check_directory_chain(Path(directory).resolve())
+    except UntrustedPathError as exc:
+        if exc.where == Path(directory).resolve():
+            return f"{directory} is {exc.problem}"
+        return f"{exc.where} is {exc.problem}, so they could replace {directory}"
     return None
 
 
@@ -137,7 +132,8 @@ def read_private(path: str | os.PathLike[str]) -> bytes | None:
 
     For caches whose content is trusted (a pickle is code; a token cache decides which
     token is sent): the file must be a regular file, not a symbolic link, owned by this
-    user (or root) and not writable by group or others. The checks are made on the
+    user (or root) and not writable by group or others, in a directory no one else
+    could swap it in (see :func:`_check_directory_chain`). The checks are made on the
     opened file, so it cannot be swapped between check and read. Missing, unreadable
     or untrusted files all give None: a cache is then rebuilt, never trusted.
     """
@@ -152,12 +148,122 @@ def read_private(path: str | os.PathLike[str]) -> bytes | None:
             return None
         if os.name == "posix" and (not _trusted_owner(st.st_uid) or st.st_mode & 0o022):
             return None
+        if os.name == "posix":
+            _check_directory_chain(Path(os.path.realpath(Path(path).parent)))
         chunks = []
         while chunk := os.read(fd, 1 << 20):
             chunks.append(chunk)
         return b"".join(chunks)
-    except OSError:
+    except (OSError, UntrustedPathError):
         return None
+    finally:
+        os.close(fd)
+
+
+class UntrustedPathError(InputError):
+    """A file whose content is trusted (the config) could have been written or swapped
+    in by someone else. ``where`` is the file or directory at fault."""
+
+    def __init__(self, where: Path, problem: str, *, is_directory: bool) -> None:
+        super().__init__(f"{where} is {problem}")
+        self.where = where
+        self.problem = problem
+        self.is_directory = is_directory
+
+
+# A config file is small: more than this is not one (and /dev/zero never ends).
+MAX_TRUSTED_SIZE = 1 << 20
+
+
+def _owner_and_mode_problem(st: os.stat_result) -> str | None:
+    mode = stat.S_IMODE(st.st_mode)
+    if not _trusted_owner(st.st_uid):
+        return f"owned by another user (uid {st.st_uid})"
+    if mode & 0o022:
+        who = "other users" if mode & 0o002 else "its group"
+        return f"writable by {who} (mode {mode:04o})"
+    return None
+
+
+def _check_directory_chain(directory: Path) -> None:
+    """``directory`` must be private; every directory above it must not let others
+    rename what is in it (owned by this user or root, and not writable by others
+    unless the sticky bit is set, as on /tmp)."""
+    problem = not_private(directory)
+    if problem:
+        raise UntrustedPathError(directory, problem, is_directory=True)
+    for parent in directory.parents:
+        try:
+            st = os.stat(parent)
+        except OSError:
+            continue
+        mode = st.st_mode
+        if not _trusted_owner(st.st_uid):
+            raise UntrustedPathError(
+                parent, f"owned by another user (uid {st.st_uid})", is_directory=True
+            )
+        if mode & 0o002 and not mode & stat.S_ISVTX:
+            raise UntrustedPathError(
+                parent,
+                f"writable by other users without the sticky bit (mode {stat.S_IMODE(mode):04o})",
+                is_directory=True,
+            )
+
+
+def read_trusted(path: str | os.PathLike[str]) -> bytes | None:
+    """The bytes of a file whose content decides where secrets go (the config), or
+    None when it does not exist.
+
+    The file is opened once (a symbolic link is followed: dotfiles are often linked)
+    and every check is made on what was opened: a regular file, of this user's (or
+    root's), that neither group nor others may write, no larger than
+    MAX_TRUSTED_SIZE; the path it resolves to still names that very file; and the
+    directories holding the link and the file, and every directory above them, are
+    beyond others' reach (see :func:`_check_directory_chain`). Outside POSIX only
+    the file type and size are checked.
+
+    Raises:
+        UntrustedPathError: someone else could have written or swapped it.
+        InputError: it cannot be read, is not a regular file, or is too large.
+    """
+    p = Path(os.path.abspath(path))
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+    try:
+        fd = os.open(p, flags)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise InputError(f"cannot read {p}: {exc.strerror}", "check its permissions") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise InputError(f"{p} is not a regular file", "give a file")
+        if st.st_size > MAX_TRUSTED_SIZE:
+            raise InputError(f"{p} is larger than {MAX_TRUSTED_SIZE} bytes", "check the file")
+        if os.name == "posix":
+            problem = _owner_and_mode_problem(st)
+            if problem:
+                raise UntrustedPathError(p, problem, is_directory=False)
+            real = Path(os.path.realpath(p))
+            try:
+                now = os.stat(real)
+            except OSError:
+                now = None
+            if now is None or (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino):
+                raise UntrustedPathError(p, "replaced while being read", is_directory=False)
+            _check_directory_chain(p.parent)
+            if real.parent != p.parent:
+                _check_directory_chain(real.parent)
+        chunks: list[bytes] = []
+        size = 0
+        while chunk := os.read(fd, 1 << 16):
+            size += len(chunk)
+            if size > MAX_TRUSTED_SIZE:
+                raise InputError(f"{p} is larger than {MAX_TRUSTED_SIZE} bytes", "check the file")
+            chunks.append(chunk)
+        return b"".join(chunks)
+    except OSError as exc:
+        raise InputError(f"cannot read {p}: {exc.strerror}", "check the file") from None
     finally:
         os.close(fd)
 

@@ -251,13 +251,9 @@ def read_config(path: Path | None = None) -> dict[str, Any]:
         ConfigError: the file is not valid TOML or has the wrong shape.
     """
     path = path or config_path()
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
+    raw = _read_private_config(path)
+    if raw is None:
         return {}
-    except OSError as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
-    _check_private_config(path)
     import tomllib  # only when there is a file to parse
 
     try:
@@ -278,30 +274,42 @@ def read_config(path: Path | None = None) -> dict[str, Any]:
     return data
 
 
-def _check_private_config(path: Path) -> None:
-    """Refuse a config file others could change: its graph_url decides where tokens go.
+def _read_private_config(path: Path) -> bytes | None:
+    """The config file's bytes, refused if others could change it: its graph_url
+    decides where tokens go.
 
-    The file (a symbolic link is followed: dotfiles are often linked) and the directory
-    holding it must belong to this user (or root) and not be writable by group or others.
+    Read once, and judged on what was opened (see :func:`graphkit.files.read_trusted`):
+    the file (a symbolic link is followed: dotfiles are often linked), the directory
+    holding it and the one holding the file linked to must belong to this user (or
+    root) and not be writable by group or others, and no directory above them may let
+    others rename what is inside.
 
     Raises:
         ConfigError: with the chmod that fixes it.
     """
-    from graphkit.files import not_private
+    from graphkit.files import UntrustedPathError, read_trusted
 
-    problem = not_private(path)
-    if problem:
+    try:
+        return read_trusted(path)
+    except UntrustedPathError as exc:
+        if not exc.is_directory:
+            raise ConfigError(
+                f"config file {path} is {exc.problem}: others could send your tokens elsewhere",
+                f"run chmod 600 {exc.where} (it must be yours)",
+            ) from None
+        if exc.where == path.parent:
+            raise ConfigError(
+                f"the directory of config file {path} is {exc.problem}: others could replace it",
+                f"run chmod 700 {exc.where} (it must be yours), or set {HOME_ENV} elsewhere",
+            ) from None
         raise ConfigError(
-            f"config file {path} is {problem}: others could send your tokens elsewhere",
-            f"run chmod 600 {path} (it must be yours)",
-        )
-    directory = path.parent
-    problem = not_private(directory)
-    if problem:
-        raise ConfigError(
-            f"the directory of config file {path} is {problem}: others could replace it",
-            f"run chmod 700 {directory} (it must be yours), or set {HOME_ENV} elsewhere",
-        )
+            f"config file {path} lies under {exc.where}, which is {exc.problem}: others "
+            "could replace it",
+            f"keep it where only you can write (run chmod 700 {exc.where}, or set "
+            f"{HOME_ENV} elsewhere)",
+        ) from None
+    except InputError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.message}", exc.hint) from None
 
 
 def dump_config(data: Mapping[str, Any]) -> str:

@@ -525,3 +525,85 @@ def test_a_full_disk_while_saving_the_token_keeps_it_and_blames_no_other_process
     with caplog.at_level(logging.WARNING, logger="graphkit"):
         tokens.CertificateCredential(emu_settings(emu, ident)).get_token()
     assert "another process" not in caplog.text
+
+
+# --------------------------------------------- config and caches, trusted
+
+
+def _config_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    from graphkit.settings import save_profile
+
+    home = tmp_path / "home"
+    monkeypatch.setenv("GRAPHKIT_HOME", str(home))
+    save_profile("work", {"tenant": "contoso.onmicrosoft.com"})
+    return home
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permissions")
+def test_a_linked_config_whose_directory_others_can_write_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from graphkit.errors import ConfigError
+    from graphkit.settings import read_config
+
+    home = _config_home(tmp_path, monkeypatch)
+    dotfiles = tmp_path / "dotfiles"
+    dotfiles.mkdir()
+    (home / "config.toml").rename(dotfiles / "graphkit.toml")
+    (home / "config.toml").symlink_to(dotfiles / "graphkit.toml")
+    assert read_config()["default_profile"] == "work"  # control: a private target dir
+    dotfiles.chmod(0o777)  # others could now swap the file the link points to
+    with pytest.raises(ConfigError, match=r"lies under .*dotfiles, which is writable by other"):
+        read_config()
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permissions")
+def test_a_config_below_a_directory_others_can_write_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A private GRAPHKIT_HOME inside a shared, non-sticky directory: others can rename
+    the whole home away and put their own in its place."""
+    from graphkit.errors import ConfigError
+    from graphkit.settings import read_config
+
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    home = shared / "home"
+    monkeypatch.setenv("GRAPHKIT_HOME", str(home))
+    from graphkit.settings import save_profile
+
+    save_profile("work", {"tenant": "contoso.onmicrosoft.com"})
+    assert read_config()["default_profile"] == "work"
+    shared.chmod(0o777)
+    with pytest.raises(ConfigError, match=r"lies under .*shared, which is writable by other"):
+        read_config()
+    shared.chmod(0o1777)  # the sticky bit (as on /tmp): they cannot rename ours
+    assert read_config()["default_profile"] == "work"
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permissions")
+def test_a_cache_below_a_directory_others_can_write_is_not_trusted(tmp_path: Path) -> None:
+    from graphkit import files
+
+    shared = tmp_path / "shared"
+    state = shared / "state"
+    state.mkdir(parents=True, mode=0o700)
+    cache = state / "cache.json"
+    files.atomic_write(cache, b"{}")
+    assert files.read_private(cache) == b"{}"
+    shared.chmod(0o777)
+    assert files.read_private(cache) is None
+
+
+def test_a_config_that_is_not_a_regular_file_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from graphkit.errors import ConfigError
+    from graphkit.settings import read_config
+
+    home = tmp_path / "home"
+    home.mkdir(mode=0o700)
+    monkeypatch.setenv("GRAPHKIT_HOME", str(home))
+    os.mkfifo(home / "config.toml", 0o600)
+    with pytest.raises(ConfigError, match="not a regular file"):
+        read_config()
