@@ -607,3 +607,87 @@ def test_a_config_that_is_not_a_regular_file_is_refused(
     os.mkfifo(home / "config.toml", 0o600)
     with pytest.raises(ConfigError, match="not a regular file"):
         read_config()
+
+
+# ------------------------------------- every command against echoing servers
+
+
+def _jwt(claims: dict[str, Any]) -> str:
+    import base64
+
+    def part(obj: Any) -> str:
+        return base64.urlsafe_b64encode(json.dumps(obj).encode()).rstrip(b"=").decode()
+
+    return f"{part({'alg': 'RS256', 'typ': 'JWT'})}.{part(claims)}.c2lnbmF0dXJlLXNlY3JldA"
+
+
+COMMANDS = [
+    ["token"],
+    ["token", "--json"],
+    ["query", "/users"],
+    ["query", "/users", "-o", "json"],
+    ["query", "/organization", "-o", "jsonl"],
+    ["doctor"],
+    ["doctor", "--json"],
+    ["config", "show"],
+    ["config", "show", "--json"],
+]
+
+
+@pytest.mark.parametrize("debug", [False, True], ids=["plain", "debug"])
+@pytest.mark.parametrize("args", COMMANDS, ids=lambda a: " ".join(a))
+def test_no_secret_reaches_any_output_or_file(
+    echoing_authority: tuple[Capture, dict[str, str]],
+    client_identity: tuple[Any, Any],
+    args: list[str],
+    debug: bool,
+) -> None:
+    """One server plays the identity platform (issuing a token) and Graph, and echoes
+    everything it was sent into its error messages, ids and headers."""
+    import time
+
+    from graphkit import crypto
+
+    server, env = echoing_authority
+    token = _jwt({"aud": server.origin(), "exp": int(time.time()) + 3600, "roles": ["X"]})
+    server.answers[f"/{TENANT}/oauth2/v2.0/token"] = (
+        200,
+        {},
+        {"token_type": "Bearer", "expires_in": 3599, "access_token": token},
+    )
+
+    def echo(seen: Seen) -> tuple[int, dict[str, str], Any]:
+        sent = " ".join(f"{k}: {v}" for k, v in seen.headers)
+        error = {"code": sent, "message": sent, "innerError": {"request-id": sent}}
+        return 403, {"request-id": sent}, {"error": error}
+
+    for path in ("/v1.0/users", "/v1.0/organization"):
+        server.answers[path] = echo
+    env = {**env, "GRAPHKIT_GRAPH_URL": server.origin(), "NO_COLOR": "1"}
+    proc = _gk(env, *(["--debug"] if debug else []), *args)
+    posts = [s for s in server.seen if s.method == "POST"]
+    assertions = [a for s in posts for a in [_form(s.body).get("client_assertion", "")] if a]
+    key, _ = client_identity
+    key_b64 = "".join(crypto.dump_private_key(key).decode().splitlines()[1:-1])
+    secrets = [token, token.split(".")[2], *assertions, key_b64[40:100]]
+    if args[0] != "config":
+        assert assertions, "the command authenticated"
+    for secret in secrets:
+        assert secret not in proc.stdout, (args, "stdout")
+        assert secret not in proc.stderr, (args, "stderr")
+    home = Path(env["GRAPHKIT_HOME"])
+    for written in home.rglob("*"):
+        if not written.is_file():
+            continue
+        data = written.read_bytes()
+        for secret in [*assertions, key_b64[40:100]]:
+            assert secret.encode() not in data, written
+        if not written.name.startswith("msal_token_cache-"):  # the token cache, 0600
+            assert token.encode() not in data, written
+    assert "Traceback" not in proc.stderr or debug
+
+
+def _form(body: bytes) -> dict[str, str]:
+    from urllib.parse import parse_qs
+
+    return {k: v[0] for k, v in parse_qs(body.decode()).items()}
