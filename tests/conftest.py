@@ -99,3 +99,21 @@ def certs_cli() -> Callable[..., Any]:
 
 
 # ============================================================ end of certificates block
+
+
+# ===================================================================================
+# Processes and ports (issue 14). Helpers live in tests/_process_helpers.py.
+# ===================================================================================
+
+
+@pytest.fixture
+def refused_port() -> Any:
+    """A 127.0.0.1 port that refuses connections for the whole test (held bound, never
+    listening: unlike a port bound then released, no other process can take it)."""
+    from _process_helpers import refused_port as hold
+
+    with hold() as port:
+        yield port
+
+
+# ==================================================== end of processes and ports block

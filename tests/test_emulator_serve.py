@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 from _emulator_helpers import serving
-from _onboarding_helpers import closed_port
+from _process_helpers import reserved_port
 
 # Only the loopback range: tests never send traffic to any other address, not even
 # this machine's own interface addresses.
@@ -63,8 +63,12 @@ def test_emulator_answers_on_127_0_0_1_only(
 
 
 def test_serve_listens_on_the_port_given(other_addresses: list[str]) -> None:
-    port = closed_port()  # free a moment ago
-    with serving("--port", str(port), "--users", "3", "--json") as proc:
+    # Held (SO_REUSEADDR, not listening) until serve has bound it: nothing else can take
+    # the port between "it is free" and serve's bind.
+    with (
+        reserved_port() as port,
+        serving("--port", str(port), "--users", "3", "--json") as proc,
+    ):
         assert proc.stdout is not None
         info = json.loads(proc.stdout.readline())
         assert info["graph_url"] == info["authority_host"] == f"https://127.0.0.1:{port}"

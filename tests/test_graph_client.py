@@ -322,13 +322,9 @@ def test_total_wait_cap(server_factory: Callable[[], Scripted]) -> None:
     assert len(srv.seen) == 1 and "cap" in str(info.value)
 
 
-def test_unreachable_host_is_a_network_error() -> None:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()  # nothing listens there now
+def test_unreachable_host_is_a_network_error(refused_port: int) -> None:
     with (
-        _client(f"http://127.0.0.1:{port}", max_attempts=2) as c,
+        _client(f"http://127.0.0.1:{refused_port}", max_attempts=2) as c,
         pytest.raises(NetworkError) as info,
     ):
         c.get("/users")

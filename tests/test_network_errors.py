@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from _auth_helpers import clean_env, emulator_env, make_identity
-from _onboarding_helpers import child_env, closed_port, run_cli
+from _onboarding_helpers import child_env, run_cli
 
 from graphkit import graph
 from graphkit.errors import ExitCode
@@ -26,9 +26,11 @@ def _errors(stderr: str) -> list[str]:
 
 
 @pytest.mark.parametrize("command", [["token"], ["query", "/users"]], ids=["token", "query"])
-def test_unreachable_authority_exits_network(tmp_path: Path, command: list[str]) -> None:
+def test_unreachable_authority_exits_network(
+    tmp_path: Path, command: list[str], refused_port: int
+) -> None:
     ident = make_identity(tmp_path / "ident")
-    port = closed_port()
+    port = refused_port
     dead = f"https://127.0.0.1:{port}"
     env = child_env(
         tmp_path / "home",
