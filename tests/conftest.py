@@ -116,4 +116,35 @@ def refused_port() -> Any:
         yield port
 
 
+@dataclass
+class SignedIn:
+    """An emulator, an identity whose certificate its default app knows, and a home."""
+
+    emu: Any
+    ident: Any  # _auth_helpers.Identity
+    home: Path
+
+
+@pytest.fixture
+def signed_in_env(
+    graphkit_emulator: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> SignedIn:
+    """Point graphkit (this process's AZURE_*/GRAPHKIT_* environment, no colour) at a
+    fresh emulator's default app, signing in with a certificate uploaded to it: after
+    this, ``graphkit query /users`` works in-process (CliRunner)."""
+    from _auth_helpers import clean_env, emulator_env, make_identity
+
+    emu = graphkit_emulator
+    home = clean_env(monkeypatch, tmp_path / "home")
+    monkeypatch.setenv("NO_COLOR", "1")
+    ident = make_identity(tmp_path / "ident")
+    emu.upload_certificate(emu.default_app, ident.cert)
+    for name, value in emulator_env(emu, ident.combined, home).items():
+        monkeypatch.setenv(name, value)
+    return SignedIn(emu, ident, home)
+
+
+# A scripted local HTTP server (tests/_scripted_server.py): ``server_factory()`` starts one.
+from _scripted_server import server_factory  # noqa: E402, F401  (a fixture, shared)
+
 # ==================================================== end of processes and ports block

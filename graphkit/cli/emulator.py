@@ -126,16 +126,16 @@ def _stop_on_signals() -> Iterator[None]:
     def _stop(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt
 
-    previous: dict[int, Any] = {}
-    for signum in (signal.SIGINT, signal.SIGTERM):
+    previous: dict[signal.Signals, Any] = {}
+    for stop in (signal.SIGINT, signal.SIGTERM):
         # Outside the main thread (embedded use) signal() refuses: nothing to install.
         with contextlib.suppress(ValueError):
-            previous[signum] = signal.signal(signum, _stop)
+            previous[stop] = signal.signal(stop, _stop)
     try:
         yield
     finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+        for stop, handler in previous.items():
+            signal.signal(stop, handler)
 
 
 def _wait_forever() -> None:
