@@ -342,6 +342,9 @@ def test_token_endpoint_reset_is_retried(
     emu.add_fault(kind="reset", endpoint="token", every=1, times=1)
     token = auth.CertificateCredential(emu_settings(emu, ident)).get_token()
     assert token.from_cache is False
+    # The reset really happened (the first token request), and the retry got the token.
+    tokens = [(e["fault"], e["status"]) for e in emu.requests() if e["kind"] == "token"]
+    assert tokens == [("reset", None), (None, 200)]
 
 
 def test_token_endpoint_503_and_429(graphkit_emulator: Any, ident: Identity, home: Path) -> None:
@@ -350,10 +353,14 @@ def test_token_endpoint_503_and_429(graphkit_emulator: Any, ident: Identity, hom
     emu.add_fault(kind="503", endpoint="token", every=1, times=1)
     with pytest.raises(NetworkError, match="token endpoint"):
         auth.CertificateCredential(emu_settings(emu, ident)).get_token()
+    assert [f["injected"] for f in emu.faults()] == [1]  # the error came from the fault
     emu.clear_faults()
     emu.add_fault(kind="429", endpoint="token", every=1, times=1, retry_after=1)
     with pytest.raises(ThrottledError, match="throttling"):
         auth.CertificateCredential(emu_settings(emu, ident), persist_cache=False).get_token()
+    assert [f["injected"] for f in emu.faults()] == [1]
+    statuses = [e["status"] for e in emu.requests() if e["kind"] == "token"]
+    assert statuses[-1] == 429 and 503 in statuses
 
 
 # Each token-endpoint (or discovery) error, provoked for real, gives its advice.

@@ -198,7 +198,12 @@ def test_reset_restores_the_start_state(emu: Any, tmp_path: Path) -> None:
 def test_stats(emu: Any) -> None:
     stats = admin(emu, "GET", "/stats").json()
     assert stats["peak_rss_bytes"] > 1_000_000
-    assert stats["requests_total"] >= 0
+    assert stats["requests_total"] == 0  # a fresh emulator; this request not yet counted
+    for _ in range(3):
+        assert graph(emu, "/v1.0/users", None).status_code == 401
+    again = admin(emu, "GET", "/stats").json()
+    assert again["requests_total"] == 4  # the first /stats and three Graph requests
+    assert again["peak_rss_bytes"] >= stats["peak_rss_bytes"]
 
 
 # ---------------------------------------------------------------- the Python API

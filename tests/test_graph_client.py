@@ -383,6 +383,8 @@ def test_emulator_429_with_fractional_retry_after(emu_env: Any) -> None:
     with GraphClient.from_env(on_wait=lambda s, r: waits.append(s)) as graph:
         assert len(graph.get("/users")["value"]) == 100
     assert waits == [0.15, 0.15]
+    log = [(e["fault"], e["status"]) for e in emu.requests() if e["kind"] == "graph"]
+    assert log == [("429", 429), ("429", 429), (None, 200)]
 
 
 def test_emulator_exhausted_retries(emu_env: Any) -> None:
@@ -399,3 +401,5 @@ def test_emulator_truncated_body_is_retried(emu_env: Any) -> None:
     emu.add_fault("truncate", endpoint="graph", every=1, times=1)
     with GraphClient.from_env() as graph:
         assert len(list(graph.iter("/users"))) == 250
+    faults = [e["fault"] for e in emu.requests() if e["kind"] == "graph"]
+    assert faults[0] == "truncate" and faults.count("truncate") == 1  # the cut, then retried
