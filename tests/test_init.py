@@ -18,6 +18,7 @@ from _onboarding_helpers import (
     run_cli,
 )
 from _process_helpers import SIGINT_STATES, graphkit_argv
+from _time_helpers import fake_init_wait
 
 from graphkit import crypto, onboarding
 from graphkit.errors import ConfigError, ExitCode
@@ -121,28 +122,45 @@ def test_smoke_test_403_names_the_permission_and_admin_consent(
     assert "admin consent" in tested.stderr
 
 
-def test_init_with_yes_waits_out_propagation(graphkit_emulator: Any, home: Path) -> None:
+def test_init_with_yes_waits_out_propagation(
+    graphkit_emulator: Any, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A long delay, waited on the emulator's clock: init's sleeps advance it, so the
+    # test spends no real time and no margin decides the outcome.
     emu = graphkit_emulator
-    emu.propagation_delay = 2.0
+    delay = 90.0
+    emu.propagation_delay = delay
     made = run_cli(init_args(emu, "--no-test", "--json"))
     assert made.exit_code == 0, made.stderr
+    fake = fake_init_wait(monkeypatch, emu)
+    t0 = emu.now()
     _upload(emu, made.json()["certificate"])
+    t1 = emu.now()  # the certificate was added at some moment in [t0, t1]
     emu.clear_requests()
-    tested = run_cli(["init", "--profile", "work", "--yes", "--wait", "120", "--json"])
+    tested = run_cli(["init", "--profile", "work", "--yes", "--wait", "300", "--json"])
     assert tested.exit_code == 0, tested.stderr
     assert "AADSTS700027" in tested.stderr and "retrying in" in tested.stderr
     smoke = tested.json()["smoke_test"]
     assert smoke["attempts"] >= 2
-    token_statuses = [r["status"] for r in emu.requests() if r["kind"] == "token"]
-    assert token_statuses[0] == 401 and token_statuses[-1] == 200
+    tokens = [r for r in emu.requests() if r["kind"] == "token"]
+    # Refused (401) while the certificate was newer than the delay, accepted after it.
+    assert {r["status"] for r in tokens[:-1]} == {401} and tokens[-1]["status"] == 200
+    assert all(r["time"] < t1 + delay for r in tokens[:-1])
+    assert tokens[-1]["time"] >= t0 + delay
+    assert fake.slept and sum(fake.slept) < 300  # it waited (on the fake), not gave up
 
 
-def test_init_gives_up_after_wait(graphkit_emulator: Any, home: Path) -> None:
+def test_init_gives_up_after_wait(
+    graphkit_emulator: Any, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     emu = graphkit_emulator
+    fake = fake_init_wait(monkeypatch, emu)
     # Never uploaded: 700027 until --wait runs out, then the upload advice.
-    result = run_cli(init_args(emu, "--yes", "--wait", "2"))
+    result = run_cli(init_args(emu, "--yes", "--wait", "120"))
     assert result.exit_code == ExitCode.AUTH
     assert "is not registered on app" in result.stderr
+    assert "still refused after waiting 120 s" in result.stderr
+    assert sum(fake.slept) == pytest.approx(120)  # the whole --wait, and no more
     # The profile itself is complete and kept: upload, then test again.
     assert _profile(home) is not None
 

@@ -13,13 +13,13 @@ from __future__ import annotations
 import email.utils
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 from _onboarding_helpers import run_cli
 from _readme import readme_text
 from _scripted_server import FakeCredential, Scripted, Seen
+from _time_helpers import FakeTime
 from conftest import SignedIn
 
 from graphkit.errors import NetworkError, ThrottledError
@@ -30,22 +30,6 @@ _PROMISE = re.search(
 )
 assert _PROMISE, "the README no longer states the retry budget"
 README_ATTEMPTS, README_CAP = int(_PROMISE.group(1)), float(_PROMISE.group(2))
-
-
-@dataclass
-class FakeTime:
-    """Wall and monotonic clock in one, moved only by ``sleep`` (which records)."""
-
-    t: float = 1_800_000_000.0  # a whole second: HTTP dates have one-second resolution
-    slept: list[float] = field(default_factory=list)
-
-    def sleep(self, seconds: float) -> None:
-        assert seconds >= 0
-        self.slept.append(seconds)
-        self.t += seconds
-
-    def clock(self) -> float:
-        return self.t
 
 
 def _client(url: str, t: FakeTime, **kw: Any) -> GraphClient:
