@@ -332,3 +332,51 @@ def test_plugin_fixtures_in_a_user_suite(tmp_path: Path) -> None:
     )
     assert "2 passed" in out.stdout, out.stdout + out.stderr
     assert "1 error" in out.stdout and "colour" in out.stdout, out.stdout
+
+
+def test_the_session_emulator_is_one_emulator_for_the_whole_session(tmp_path: Path) -> None:
+    # Two tests in two modules: the second sees the first one's emulator (same port,
+    # its tenant still there); graphkit_emulator stays per test.
+    (tmp_path / "test_a.py").write_text(
+        textwrap.dedent(
+            """
+            import json, pathlib
+
+            def test_first(graphkit_emulator_session, graphkit_emulator):
+                graphkit_emulator_session.create_tenant("fabrikam.onmicrosoft.com")
+                seen = {"session": graphkit_emulator_session.port,
+                        "fresh": graphkit_emulator.port}
+                pathlib.Path("first.json").write_text(json.dumps(seen))
+            """
+        )
+    )
+    (tmp_path / "test_b.py").write_text(
+        textwrap.dedent(
+            """
+            import json, pathlib, requests
+
+            def test_second(graphkit_emulator_session, graphkit_emulator):
+                first = json.loads(pathlib.Path("first.json").read_text())
+                emu = graphkit_emulator_session
+                assert emu.port == first["session"]
+                domains = [t["domain"] for t in requests.get(
+                    emu.base_url + "/_emulator/tenants", verify=emu.ca_bundle, timeout=30
+                ).json()["tenants"]]
+                assert "fabrikam.onmicrosoft.com" in domains
+                assert graphkit_emulator.port != emu.port  # a fresh one for this test
+                fresh = requests.get(graphkit_emulator.base_url + "/_emulator/tenants",
+                                     verify=graphkit_emulator.ca_bundle, timeout=30).json()
+                assert [t["domain"] for t in fresh["tenants"]] == ["contoso.onmicrosoft.com"]
+            """
+        )
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
+    out = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_a.py", "test_b.py"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=300,
+    )
+    assert out.returncode == 0 and "2 passed" in out.stdout, out.stdout + out.stderr
