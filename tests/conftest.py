@@ -118,11 +118,13 @@ def refused_port() -> Any:
 
 @dataclass
 class SignedIn:
-    """An emulator, an identity whose certificate its default app knows, and a home."""
+    """An emulator, an identity whose certificate its default app knows, a home, and
+    the variables set (``env``: for a child process, on top of ``os.environ``)."""
 
     emu: Any
     ident: Any  # _auth_helpers.Identity
     home: Path
+    env: dict[str, str]
 
 
 @pytest.fixture
@@ -132,16 +134,21 @@ def signed_in_env(
     """Point graphkit (this process's AZURE_*/GRAPHKIT_* environment, no colour) at a
     fresh emulator's default app, signing in with a certificate uploaded to it: after
     this, ``graphkit query /users`` works in-process (CliRunner)."""
+    import os
+
     from _auth_helpers import clean_env, emulator_env, make_identity
 
     emu = graphkit_emulator
+    for name in list(os.environ):  # none of the machine's own settings leak in
+        if name.startswith(("AZURE_", "GRAPHKIT_")):
+            monkeypatch.delenv(name)
     home = clean_env(monkeypatch, tmp_path / "home")
-    monkeypatch.setenv("NO_COLOR", "1")
     ident = make_identity(tmp_path / "ident")
     emu.upload_certificate(emu.default_app, ident.cert)
-    for name, value in emulator_env(emu, ident.combined, home).items():
+    env = {**emulator_env(emu, ident.combined, home), "NO_COLOR": "1"}
+    for name, value in env.items():
         monkeypatch.setenv(name, value)
-    return SignedIn(emu, ident, home)
+    return SignedIn(emu, ident, home, env)
 
 
 # A scripted local HTTP server (tests/_scripted_server.py): ``server_factory()`` starts one.

@@ -9,12 +9,11 @@ requests is never mocked.
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
-from _auth_helpers import emulator_env
 from _scripted_server import FakeCredential, Scripted
+from conftest import SignedIn
 
 from graphkit import graph as graph_mod
 from graphkit.errors import (
@@ -303,42 +302,13 @@ def test_redirect_to_foreign_host_carries_no_token(server_factory: Callable[[], 
 # ------------------------------------------------------------------ against the emulator
 
 
-@pytest.fixture(scope="module")
-def client_pem(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Any]:
-    from graphkit import crypto
-
-    key = crypto.generate_private_key(2048)
-    cert = crypto.self_sign(key, crypto.parse_subject(cn="graphkit-graph-tests"))
-    pem = tmp_path_factory.mktemp("pem") / "client.pem"
-    pem.write_bytes(crypto.dump_combined_pem(key, cert))
-    pem.chmod(0o600)
-    return pem, cert
-
-
 @pytest.fixture
-def emu_env(
-    graphkit_emulator: Any,
-    client_pem: tuple[Path, Any],
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-) -> Any:
-    import os
-
+def emu_env(signed_in_env: SignedIn, monkeypatch: pytest.MonkeyPatch) -> Any:
     import certifi
 
-    emu = graphkit_emulator
-    pem, cert = client_pem
-    emu.upload_certificate(emu.default_app, cert)
-    for name in list(os.environ):
-        if name.startswith(("AZURE_", "GRAPHKIT_")):
-            monkeypatch.delenv(name)
-    for k, v in {
-        **emulator_env(emu, pem, tmp_path / "home"),
-        # Not the emulator's CA: GraphClient must pass verify= on each request.
-        "REQUESTS_CA_BUNDLE": certifi.where(),
-    }.items():
-        monkeypatch.setenv(k, v)
-    return emu
+    # Not the emulator's CA: GraphClient must pass verify= on each request.
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", certifi.where())
+    return signed_in_env.emu
 
 
 @pytest.mark.graphkit_emulator(users=1200, token_lifetime=400)

@@ -11,12 +11,11 @@ import re
 import subprocess
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-from _auth_helpers import emulator_env, make_identity
 from _onboarding_helpers import child_env
+from conftest import SignedIn
 
 from graphkit import output
 
@@ -93,13 +92,10 @@ _GUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12
 
 @pytest.mark.parametrize("fmt", ["jsonl", "csv", "json", "yaml"])
 def test_first_page_reaches_the_pipe_before_the_second_page_arrives(
-    graphkit_emulator: Any, tmp_path: Path, fmt: str
+    signed_in_env: SignedIn, fmt: str
 ) -> None:
-    emu = graphkit_emulator
-    ident = make_identity(tmp_path / "ident")
-    emu.upload_certificate(emu.default_app, ident.cert)
-    home = tmp_path / "home"
-    env = child_env(home, **emulator_env(emu, ident.combined, home))
+    emu = signed_in_env.emu
+    env = child_env(signed_in_env.home, **signed_in_env.env)
     # What a user's shell gives: stdout to a pipe is block-buffered (8 KiB), and one
     # page of ids is smaller than that. graphkit itself must push each page out.
     env.pop("PYTHONUNBUFFERED", None)
