@@ -219,8 +219,9 @@ def required_role(url: str) -> str | None:
     return _ROLE_FOR_SEGMENT.get(first)
 
 
-def _retry_after(value: str | None) -> float | None:
-    """Seconds from a Retry-After header: a (possibly fractional) number or an HTTP date."""
+def _retry_after(value: str | None, now: Callable[[], float] = time.time) -> float | None:
+    """Seconds from a Retry-After header: a (possibly fractional) number or an HTTP date
+    (counted from ``now()``, the wall clock)."""
     if not value:
         return None
     value = value.strip()
@@ -233,7 +234,7 @@ def _retry_after(value: str | None) -> float | None:
             when = email.utils.parsedate_to_datetime(value)
         except (TypeError, ValueError):
             return None
-        seconds = when.timestamp() - time.time()
+        seconds = when.timestamp() - now()
     if seconds != seconds:  # NaN
         return None
     return max(0.0, seconds)
@@ -267,6 +268,9 @@ class GraphClient:
         session: a ``requests.Session`` to use (one is created otherwise and closed by
             :meth:`close`).
         timeout: requests' ``(connect, read)`` timeout.
+        sleep: how a retry waits (``time.sleep``); tests pass a recorder.
+        clock: the monotonic clock that measures ``max_total_wait`` (``time.monotonic``).
+        now: the wall clock a ``Retry-After`` HTTP date is counted from (``time.time``).
     """
 
     def __init__(
@@ -281,6 +285,9 @@ class GraphClient:
         on_wait: Callable[[float, str], None] | None = None,
         session: requests.Session | None = None,
         timeout: float | tuple[float, float] = DEFAULT_TIMEOUT,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        now: Callable[[], float] = time.time,
     ) -> None:
         if api not in API_VERSIONS:
             raise UsageError(f"unknown Graph API version {api!r}", "use v1.0 or beta")
@@ -299,6 +306,7 @@ class GraphClient:
         self.max_total_wait = float(max_total_wait)
         self.on_wait = on_wait
         self.timeout = timeout
+        self._sleep, self._clock, self._now = sleep, clock, now
         self._origin = origin
         self._own_session = session is None
         self._session = session
@@ -537,7 +545,7 @@ class GraphClient:
         self._check_origin(url, "the URL")
         query = encode_params(params)
         client_request_id = str(uuid.uuid4())
-        started = time.monotonic()
+        started = self._clock()
         refreshed = False
         attempt = 0
         redirects = 0
@@ -627,11 +635,15 @@ class GraphClient:
                 else:
                     return resp
             # Retry, if the budget allows.
-            delay = _retry_after(resp.headers.get("Retry-After")) if resp is not None else None
+            delay = (
+                _retry_after(resp.headers.get("Retry-After"), self._now)
+                if resp is not None
+                else None
+            )
             if delay is None:
                 backoff = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (attempt - 1))
                 delay = backoff * random.uniform(0.5, 1.0)  # jitter spreads out retries
-            elapsed = time.monotonic() - started
+            elapsed = self._clock() - started
             if attempt >= self.max_attempts or elapsed + delay > self.max_total_wait:
                 why = (
                     f"after {attempt} attempt{'s' if attempt != 1 else ''}"
@@ -644,7 +656,7 @@ class GraphClient:
                 raise self._http_error(method, url, resp, client_request_id, gave_up=why)
             if self.on_wait is not None:
                 self.on_wait(delay, f"{problem}; retry {attempt} of {self.max_attempts - 1}")
-            time.sleep(delay)
+            self._sleep(delay)
 
     @staticmethod
     def _decode(resp: requests.Response) -> Any:

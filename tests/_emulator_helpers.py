@@ -10,7 +10,6 @@ import datetime as dt
 import functools
 import json
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -20,6 +19,7 @@ from typing import Any
 
 import jwt
 import requests
+from _process_helpers import graphkit_argv
 from _x509_helpers import rsa_key, self_signed
 
 PASSPHRASE = b"emulator test passphrase"
@@ -214,10 +214,13 @@ def dumps(obj: Any) -> str:
 
 
 @contextlib.contextmanager
-def serving(*args: str) -> Iterator[subprocess.Popen[str]]:
-    """`graphkit emulator serve ARGS` as a subprocess, killed on the way out if it still runs."""
+def serving(*args: str, sigint: str = "default") -> Iterator[subprocess.Popen[str]]:
+    """`graphkit emulator serve ARGS` as a subprocess, killed on the way out if it still runs.
+
+    ``sigint``: the SIGINT disposition the child starts with (``default`` or ``ignored``,
+    see :func:`_process_helpers.graphkit_argv`), whatever the test runner inherited."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "graphkit", "emulator", "serve", *args],
+        graphkit_argv("emulator", "serve", *args, sigint=sigint),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

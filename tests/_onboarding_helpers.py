@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -94,13 +93,6 @@ def init_request(emu: Any, **kw: Any) -> onboarding.InitRequest:
         test=False,
         **kw,
     )
-
-
-def closed_port() -> int:
-    """A local port nothing listens on (bound, then released)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def all_files(root: Path) -> list[Path]:

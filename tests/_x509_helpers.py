@@ -38,3 +38,41 @@ def self_signed(
         .not_valid_after(not_after)
         .sign(key, hashes.SHA256())
     )
+
+
+def reference_thumbprints(pem: bytes) -> dict[str, str]:
+    """A PEM certificate's identifiers computed without graphkit (nor cryptography):
+    the ``openssl x509 -fingerprint`` values when openssl is installed (else hashlib over
+    the base64-decoded PEM body), x5t being base64url of the same digests (RFC 7515
+    4.1.7/4.1.8) and the manifest's customKeyIdentifier base64 of the SHA-1 digest."""
+    import base64
+    import hashlib
+    import shutil
+    import subprocess
+
+    text = pem.decode("ascii")
+    body = text.split("-----BEGIN CERTIFICATE-----", 1)[1].split("-----END CERTIFICATE-----")[0]
+    der = base64.b64decode("".join(body.split()))
+    digests = {"sha1": hashlib.sha1(der).digest(), "sha256": hashlib.sha256(der).digest()}
+    openssl = shutil.which("openssl")
+    if openssl is not None:
+        for name in digests:
+            out = subprocess.run(
+                [openssl, "x509", "-noout", "-fingerprint", f"-{name}"],
+                input=pem,
+                capture_output=True,
+                check=True,
+                timeout=60,
+            ).stdout.decode()
+            digests[name] = bytes.fromhex(out.strip().split("=", 1)[1].replace(":", ""))
+
+    def b64url(raw: bytes) -> str:
+        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+    return {
+        "sha1": digests["sha1"].hex().upper(),
+        "sha256": digests["sha256"].hex().upper(),
+        "x5t": b64url(digests["sha1"]),
+        "x5t#S256": b64url(digests["sha256"]),
+        "customKeyIdentifier": base64.b64encode(digests["sha1"]).decode(),
+    }

@@ -99,3 +99,59 @@ def certs_cli() -> Callable[..., Any]:
 
 
 # ============================================================ end of certificates block
+
+
+# ===================================================================================
+# Processes and ports (issue 14). Helpers live in tests/_process_helpers.py.
+# ===================================================================================
+
+
+@pytest.fixture
+def refused_port() -> Any:
+    """A 127.0.0.1 port that refuses connections for the whole test (held bound, never
+    listening: unlike a port bound then released, no other process can take it)."""
+    from _process_helpers import refused_port as hold
+
+    with hold() as port:
+        yield port
+
+
+@dataclass
+class SignedIn:
+    """An emulator, an identity whose certificate its default app knows, a home, and
+    the variables set (``env``: for a child process, on top of ``os.environ``)."""
+
+    emu: Any
+    ident: Any  # _auth_helpers.Identity
+    home: Path
+    env: dict[str, str]
+
+
+@pytest.fixture
+def signed_in_env(
+    graphkit_emulator: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> SignedIn:
+    """Point graphkit (this process's AZURE_*/GRAPHKIT_* environment, no colour) at a
+    fresh emulator's default app, signing in with a certificate uploaded to it: after
+    this, ``graphkit query /users`` works in-process (CliRunner)."""
+    import os
+
+    from _auth_helpers import clean_env, emulator_env, make_identity
+
+    emu = graphkit_emulator
+    for name in list(os.environ):  # none of the machine's own settings leak in
+        if name.startswith(("AZURE_", "GRAPHKIT_")):
+            monkeypatch.delenv(name)
+    home = clean_env(monkeypatch, tmp_path / "home")
+    ident = make_identity(tmp_path / "ident")
+    emu.upload_certificate(emu.default_app, ident.cert)
+    env = {**emulator_env(emu, ident.combined, home), "NO_COLOR": "1"}
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return SignedIn(emu, ident, home, env)
+
+
+# A scripted local HTTP server (tests/_scripted_server.py): ``server_factory()`` starts one.
+from _scripted_server import server_factory  # noqa: E402, F401  (a fixture, shared)
+
+# ==================================================== end of processes and ports block

@@ -6,7 +6,6 @@ import base64
 import json
 import os
 import pickle
-import socket
 import stat
 import threading
 import time
@@ -172,14 +171,10 @@ def test_http_cache_concurrent_writers_leave_a_readable_file(tmp_path: Path) -> 
 # ------------------------------------------------------------- network failures
 
 
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def test_connection_refused_is_a_network_error(ident: Identity, home: Path) -> None:
-    settings = _settings(ident, authority_host=f"https://127.0.0.1:{_closed_port()}")
+def test_connection_refused_is_a_network_error(
+    ident: Identity, home: Path, refused_port: int
+) -> None:
+    settings = _settings(ident, authority_host=f"https://127.0.0.1:{refused_port}")
     credential = tokens.CertificateCredential(settings)
     with pytest.raises(NetworkError, match=r"cannot connect to 127\.0\.0\.1") as err:
         credential.get_token()
@@ -354,6 +349,9 @@ def test_token_endpoint_reset_is_retried(
     emu.add_fault(kind="reset", endpoint="token", every=1, times=1)
     token = tokens.CertificateCredential(emu_settings(emu, ident)).get_token()
     assert token.from_cache is False
+    # The reset really happened (the first token request), and the retry got the token.
+    attempts = [(e["fault"], e["status"]) for e in emu.requests() if e["kind"] == "token"]
+    assert attempts == [("reset", None), (None, 200)]
 
 
 def _no_wait(slept: list[float]) -> Any:

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _x509_helpers import self_signed
+from _x509_helpers import reference_thumbprints, self_signed
 from conftest import CERTS_PASSPHRASE, CertsDir
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -434,11 +434,24 @@ def test_selfsign_serials_are_random(certs_cli: Cli, certs_dir: CertsDir) -> Non
     assert len(serials) == 3
 
 
-@pytest.mark.parametrize("days", ["1", "3650"])
-def test_selfsign_days_bounds_accepted(certs_cli: Cli, certs_dir: CertsDir, days: str) -> None:
+@pytest.mark.parametrize("days", [1, 3650])
+def test_selfsign_days_bounds_accepted(certs_cli: Cli, certs_dir: CertsDir, days: int) -> None:
     out = certs_dir.path / "c.crt"
-    result = certs_cli(["selfsign", "--key", certs_dir.key, "--cn", "x", "--days", days, "-o", out])
+    # Bracketed by the clock read before and after (certificate times have whole
+    # seconds): no margin to tune, whatever the machine's speed.
+    before = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    result = certs_cli(
+        ["selfsign", "--key", certs_dir.key, "--cn", "x", "--days", str(days), "-o", out]
+    )
+    after = dt.datetime.now(dt.UTC)
     assert result.exit_code == 0, result.output
+    cert = x509.load_pem_x509_certificate(out.read_bytes())
+    # Valid for exactly the days asked from the moment it was made...
+    assert before + dt.timedelta(days=days) <= cert.not_valid_after_utc
+    assert cert.not_valid_after_utc <= after + dt.timedelta(days=days)
+    # ...and already valid then (a few minutes' backdating absorbs clock skew).
+    assert cert.not_valid_before_utc <= before
+    assert before - cert.not_valid_before_utc <= dt.timedelta(minutes=10)
 
 
 # --------------------------------------------------------------------- thumbprint
@@ -511,7 +524,7 @@ def test_thumbprint_labelled_text(certs_cli: Cli, certs_dir: CertsDir) -> None:
     result = certs_cli(["thumbprint", certs_dir.cert])
     assert result.exit_code == 0, result.output
     cert = x509.load_pem_x509_certificate(certs_dir.cert.read_bytes())
-    tp = crypto.thumbprints(cert)
+    tp = reference_thumbprints(certs_dir.cert.read_bytes())  # openssl's, not graphkit's
     text = result.stdout
     for label, value in [
         ("Thumbprint (SHA-1, portal):", tp["sha1"]),
@@ -701,11 +714,25 @@ def test_export_azure_identity_accepts_pem_and_pfx(
     assert str(credential["thumbprint"]).upper() == crypto.thumbprints(cert)["sha1"]
 
 
-def test_export_prompt_asks_twice(certs_cli: Cli, certs_dir: CertsDir) -> None:
+def test_export_prompt_asks_twice(certs_dir: CertsDir) -> None:
+    # On a terminal (a pty), as a person sees it: two hidden prompts, then the PFX.
+    pexpect = pytest.importorskip("pexpect")
+    from _process_helpers import graphkit_argv
+
     pfx = certs_dir.path / "p.pfx"
     args = ["export", "--key", certs_dir.key, "--cert", certs_dir.cert, "--pfx", pfx]
-    good = certs_cli([*args, "--prompt-passphrase"], input="pw-one\npw-one\n")
-    assert good.exit_code == 0, good.output
+    exe, *argv = graphkit_argv(*map(str, args), "--prompt-passphrase")
+    child = pexpect.spawn(exe, argv, encoding="utf-8", timeout=60)
+    try:
+        child.expect_exact("Passphrase: ")
+        child.sendline("pw-one")
+        child.expect_exact("Repeat passphrase: ")
+        child.sendline("pw-one")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close()
+    assert child.exitstatus == 0, child.before
+    assert "pw-one" not in child.before  # hidden: never echoed
     pkcs12.load_pkcs12(pfx.read_bytes(), b"pw-one")
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from _onboarding_helpers import all_files, child_env, clean_env, python, run_cli
+from _time_helpers import capture_emulators, fake_init_wait
 
 
 def test_demo_prints_token_and_users_table_and_leaves_real_config_alone(
@@ -56,10 +57,16 @@ def test_demo_keeps_home_when_asked_and_waits_out_propagation(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     clean_env(monkeypatch, tmp_path / "untouched")
+    # A long delay on the demo's own emulator, waited on its clock: init's sleeps
+    # advance it, so no real time passes and no margin decides the outcome.
+    fake = fake_init_wait(monkeypatch)
+    capture_emulators(monkeypatch, fake.emulators)
     keep = tmp_path / "demo-home"
-    run = run_cli(["demo", "--home", str(keep), "--propagation-delay", "2", "--users", "30"])
+    run = run_cli(["demo", "--home", str(keep), "--propagation-delay", "30", "--users", "30"])
     assert run.exit_code == 0, run.stderr
     assert "AADSTS700027" in run.stderr
+    assert len(fake.emulators) == 1 and fake.slept
+    assert 0 < sum(fake.slept) < 60  # waited out, within the demo's 60 s wait
     assert (keep / "config.toml").exists()
     assert (keep / "credentials" / "demo" / "demo.key").exists()
     assert not (tmp_path / "untouched").exists()

@@ -198,7 +198,12 @@ def test_reset_restores_the_start_state(emu: Any, tmp_path: Path) -> None:
 def test_stats(emu: Any) -> None:
     stats = admin(emu, "GET", "/stats").json()
     assert stats["peak_rss_bytes"] > 1_000_000
-    assert stats["requests_total"] >= 0
+    assert stats["requests_total"] == 0  # a fresh emulator; this request not yet counted
+    for _ in range(3):
+        assert graph(emu, "/v1.0/users", None).status_code == 401
+    again = admin(emu, "GET", "/stats").json()
+    assert again["requests_total"] == 4  # the first /stats and three Graph requests
+    assert again["peak_rss_bytes"] >= stats["peak_rss_bytes"]
 
 
 # ---------------------------------------------------------------- the Python API
@@ -399,3 +404,51 @@ def test_index_lists_every_admin_endpoint_and_the_readme_documents_them(emu: Any
     readme = (Path(__file__).parent.parent / "README.md").read_text()
     for method, path in sorted(pairs):
         assert f"`{method} {path}`" in readme, f"README does not document {method} {path}"
+
+
+def test_the_session_emulator_is_one_emulator_for_the_whole_session(tmp_path: Path) -> None:
+    # Two tests in two modules: the second sees the first one's emulator (same port,
+    # its tenant still there); graphkit_emulator stays per test.
+    (tmp_path / "test_a.py").write_text(
+        textwrap.dedent(
+            """
+            import json, pathlib
+
+            def test_first(graphkit_emulator_session, graphkit_emulator):
+                graphkit_emulator_session.create_tenant("fabrikam.onmicrosoft.com")
+                seen = {"session": graphkit_emulator_session.port,
+                        "fresh": graphkit_emulator.port}
+                pathlib.Path("first.json").write_text(json.dumps(seen))
+            """
+        )
+    )
+    (tmp_path / "test_b.py").write_text(
+        textwrap.dedent(
+            """
+            import json, pathlib, requests
+
+            def test_second(graphkit_emulator_session, graphkit_emulator):
+                first = json.loads(pathlib.Path("first.json").read_text())
+                emu = graphkit_emulator_session
+                assert emu.port == first["session"]
+                domains = [t["domain"] for t in requests.get(
+                    emu.base_url + "/_emulator/tenants", verify=emu.ca_bundle, timeout=30
+                ).json()["tenants"]]
+                assert "fabrikam.onmicrosoft.com" in domains
+                assert graphkit_emulator.port != emu.port  # a fresh one for this test
+                fresh = requests.get(graphkit_emulator.base_url + "/_emulator/tenants",
+                                     verify=graphkit_emulator.ca_bundle, timeout=30).json()
+                assert [t["domain"] for t in fresh["tenants"]] == ["contoso.onmicrosoft.com"]
+            """
+        )
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
+    out = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_a.py", "test_b.py"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=300,
+    )
+    assert out.returncode == 0 and "2 passed" in out.stdout, out.stdout + out.stderr

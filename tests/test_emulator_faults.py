@@ -114,6 +114,8 @@ def test_truncated_token_answer_breaks_msal(emu: Any, tmp_path: Path) -> None:
     app = msal_app(emu, emu.default_app.client_id, pem_credential(ident))
     with pytest.raises(requests.exceptions.RequestException):
         app.acquire_token_for_client([emu.graph_scope])
+    (cut,) = _faulted(emu, "truncate")
+    assert cut["kind"] == "token"
 
 
 def test_added_latency(emu: Any, token: str) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 from _auth_helpers import Identity, clean_env, emu_settings, make_identity
-from _onboarding_helpers import child_env, closed_port
+from _onboarding_helpers import child_env
 
 from graphkit import graph, transport
 from graphkit.errors import AuthError, ExitCode, NetworkError
@@ -42,9 +42,11 @@ def ident(tmp_path: Path) -> Identity:
     return make_identity(tmp_path / "ident")
 
 
-def test_refused_loopback_graph_names_the_emulator(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_refused_loopback_graph_names_the_emulator(
+    monkeypatch: pytest.MonkeyPatch, refused_port: int
+) -> None:
     monkeypatch.setattr(graph, "BACKOFF_BASE", 0.001)
-    where = f"https://127.0.0.1:{closed_port()}"
+    where = f"https://127.0.0.1:{refused_port}"
     client = graph.GraphClient(where, _Credential(), max_attempts=1)
     with client, pytest.raises(NetworkError) as err:
         client.get("/users")
@@ -64,9 +66,11 @@ def test_a_remote_host_keeps_the_generic_advice() -> None:
     assert transport.connection_refused(ConnectionRefusedError(111, "Connection refused"))
 
 
-def test_refused_loopback_token_endpoint_names_the_emulator(tmp_path: Path) -> None:
+def test_refused_loopback_token_endpoint_names_the_emulator(
+    tmp_path: Path, refused_port: int
+) -> None:
     ident = make_identity(tmp_path / "ident")
-    dead = f"https://127.0.0.1:{closed_port()}"
+    dead = f"https://127.0.0.1:{refused_port}"
     env = child_env(
         tmp_path / "home",
         AZURE_TENANT_ID=TENANT,

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 from _emulator_helpers import serving
-from _onboarding_helpers import closed_port
+from _process_helpers import SIGINT_STATES, reserved_port
 
 # Only the loopback range: tests never send traffic to any other address, not even
 # this machine's own interface addresses.
@@ -63,8 +63,12 @@ def test_emulator_answers_on_127_0_0_1_only(
 
 
 def test_serve_listens_on_the_port_given(other_addresses: list[str]) -> None:
-    port = closed_port()  # free a moment ago
-    with serving("--port", str(port), "--users", "3", "--json") as proc:
+    # Held (SO_REUSEADDR, not listening) until serve has bound it: nothing else can take
+    # the port between "it is free" and serve's bind.
+    with (
+        reserved_port() as port,
+        serving("--port", str(port), "--users", "3", "--json") as proc,
+    ):
         assert proc.stdout is not None
         info = json.loads(proc.stdout.readline())
         assert info["graph_url"] == info["authority_host"] == f"https://127.0.0.1:{port}"
@@ -79,10 +83,13 @@ def test_serve_listens_on_the_port_given(other_addresses: list[str]) -> None:
     assert proc.returncode == 0, err
 
 
-def test_ctrl_c_right_after_clients_connected_stops_serve() -> None:
+@pytest.mark.parametrize("sigint", SIGINT_STATES)
+def test_ctrl_c_right_after_clients_connected_stops_serve(sigint: str) -> None:
     # A signal arriving while connection threads run used to be noticed by nobody: the
-    # server kept running after Ctrl-C. (communicate's timeout only guards a hang.)
-    with serving("--users", "1", "--json") as proc:
+    # server kept running after Ctrl-C. So did a serve started with SIGINT ignored (a
+    # background job's inheritance): serve installs its own handler. (communicate's
+    # timeout only guards a hang.)
+    with serving("--users", "1", "--json", sigint=sigint) as proc:
         assert proc.stdout is not None
         info = json.loads(proc.stdout.readline())
         port = urlsplit(info["graph_url"]).port

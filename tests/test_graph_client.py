@@ -1,6 +1,6 @@
 """GraphClient: paging, retries, token refresh, errors and the foreign-host rule.
 
-Two levels: a tiny scripted HTTP server started here (exact control over each
+Two levels: a tiny scripted HTTP server (tests/_scripted_server.py: exact control over each
 answer, and a "foreign" server that records whatever reaches it), and the real
 emulator (graphkit.testing's ``graphkit_emulator``) with the real msal credential.
 requests is never mocked.
@@ -8,17 +8,12 @@ requests is never mocked.
 
 from __future__ import annotations
 
-import json
-import socket
-import threading
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
-from _auth_helpers import emulator_env
+from _scripted_server import FakeCredential, Scripted
+from conftest import SignedIn
 
 from graphkit import graph as graph_mod
 from graphkit.errors import (
@@ -32,108 +27,6 @@ from graphkit.errors import (
     UnauthorizedError,
 )
 from graphkit.graph import GraphClient, encode_params, needs_eventual_consistency, required_role
-
-# ------------------------------------------------------------------ a scripted server
-
-
-@dataclass
-class Seen:
-    method: str
-    path: str
-    headers: dict[str, str]
-
-
-Answer = tuple[int, dict[str, str], Any]  # status, headers, body (dict -> JSON) or "RESET"
-
-
-@dataclass
-class Scripted:
-    """A local HTTP server: answers from ``script`` in order, then ``default``."""
-
-    script: list[Answer | Callable[[Seen], Answer]] = field(default_factory=list)
-    default: Callable[[Seen], Answer] | None = None
-    seen: list[Seen] = field(default_factory=list)
-    url: str = ""
-
-    def next_answer(self, req: Seen) -> Answer:
-        if self.script:
-            ans = self.script.pop(0)
-            return ans(req) if callable(ans) else ans
-        if self.default is not None:
-            return self.default(req)
-        return 200, {}, {"value": []}
-
-
-@pytest.fixture
-def server_factory() -> Iterator[Callable[[], Scripted]]:
-    servers: list[ThreadingHTTPServer] = []
-
-    def make() -> Scripted:
-        state = Scripted()
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_GET(self) -> None:
-                req = Seen("GET", self.path, {k.lower(): v for k, v in self.headers.items()})
-                state.seen.append(req)
-                status, headers, body = state.next_answer(req)
-                if body == "RESET":
-                    # Abort the connection: RST instead of an answer.
-                    self.connection.setsockopt(
-                        socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00"
-                    )
-                    self.close_connection = True
-                    self.connection.close()
-                    return
-                data = body if isinstance(body, bytes) else json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", headers.pop("Content-Type", "application/json"))
-                self.send_header("Content-Length", str(len(data)))
-                for k, v in headers.items():
-                    self.send_header(k, v)
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        srv.daemon_threads = True
-        threading.Thread(target=srv.serve_forever, args=(0.05,), daemon=True).start()
-        servers.append(srv)
-        state.url = f"http://127.0.0.1:{srv.server_address[1]}"
-        return state
-
-    yield make
-    for srv in servers:
-        srv.shutdown()
-        srv.server_close()
-
-
-@dataclass
-class FakeToken:
-    token: str
-    expires_on: int
-    from_cache: bool = False
-    claims: dict[str, Any] = field(default_factory=dict)
-
-
-class FakeCredential:
-    """Stands in for CertificateCredential in the scripted-server tests only."""
-
-    def __init__(self, roles: list[str] | None = None) -> None:
-        self.calls: list[bool] = []
-        self.roles = roles
-
-    def get_token(self, *, force_refresh: bool = False) -> FakeToken:
-        import time
-
-        self.calls.append(force_refresh)
-        claims: dict[str, Any] = {"appid": "11111111-2222-3333-4444-555555555555"}
-        if self.roles is not None:
-            claims["roles"] = self.roles
-        return FakeToken(f"tok-{len(self.calls)}", int(time.time()) + 3600, claims=claims)
 
 
 @pytest.fixture(autouse=True)
@@ -322,13 +215,9 @@ def test_total_wait_cap(server_factory: Callable[[], Scripted]) -> None:
     assert len(srv.seen) == 1 and "cap" in str(info.value)
 
 
-def test_unreachable_host_is_a_network_error() -> None:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()  # nothing listens there now
+def test_unreachable_host_is_a_network_error(refused_port: int) -> None:
     with (
-        _client(f"http://127.0.0.1:{port}", max_attempts=2) as c,
+        _client(f"http://127.0.0.1:{refused_port}", max_attempts=2) as c,
         pytest.raises(NetworkError) as info,
     ):
         c.get("/users")
@@ -413,42 +302,13 @@ def test_redirect_to_foreign_host_carries_no_token(server_factory: Callable[[], 
 # ------------------------------------------------------------------ against the emulator
 
 
-@pytest.fixture(scope="module")
-def client_pem(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Any]:
-    from graphkit import crypto
-
-    key = crypto.generate_private_key(2048)
-    cert = crypto.self_sign(key, crypto.parse_subject(cn="graphkit-graph-tests"))
-    pem = tmp_path_factory.mktemp("pem") / "client.pem"
-    pem.write_bytes(crypto.dump_combined_pem(key, cert))
-    pem.chmod(0o600)
-    return pem, cert
-
-
 @pytest.fixture
-def emu_env(
-    graphkit_emulator: Any,
-    client_pem: tuple[Path, Any],
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-) -> Any:
-    import os
-
+def emu_env(signed_in_env: SignedIn, monkeypatch: pytest.MonkeyPatch) -> Any:
     import certifi
 
-    emu = graphkit_emulator
-    pem, cert = client_pem
-    emu.upload_certificate(emu.default_app, cert)
-    for name in list(os.environ):
-        if name.startswith(("AZURE_", "GRAPHKIT_")):
-            monkeypatch.delenv(name)
-    for k, v in {
-        **emulator_env(emu, pem, tmp_path / "home"),
-        # Not the emulator's CA: GraphClient must pass verify= on each request.
-        "REQUESTS_CA_BUNDLE": certifi.where(),
-    }.items():
-        monkeypatch.setenv(k, v)
-    return emu
+    # Not the emulator's CA: GraphClient must pass verify= on each request.
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", certifi.where())
+    return signed_in_env.emu
 
 
 @pytest.mark.graphkit_emulator(users=1200, token_lifetime=400)
@@ -493,6 +353,8 @@ def test_emulator_429_with_fractional_retry_after(emu_env: Any) -> None:
     with GraphClient.from_env(on_wait=lambda s, r: waits.append(s)) as graph:
         assert len(graph.get("/users")["value"]) == 100
     assert waits == [0.15, 0.15]
+    log = [(e["fault"], e["status"]) for e in emu.requests() if e["kind"] == "graph"]
+    assert log == [("429", 429), ("429", 429), (None, 200)]
 
 
 def test_emulator_exhausted_retries(emu_env: Any) -> None:
@@ -509,3 +371,5 @@ def test_emulator_truncated_body_is_retried(emu_env: Any) -> None:
     emu.add_fault("truncate", endpoint="graph", every=1, times=1)
     with GraphClient.from_env() as graph:
         assert len(list(graph.iter("/users"))) == 250
+    faults = [e["fault"] for e in emu.requests() if e["kind"] == "graph"]
+    assert faults[0] == "truncate" and faults.count("truncate") == 1  # the cut, then retried

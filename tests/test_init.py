@@ -3,6 +3,7 @@ interruption, re-runs, and waiting out a fresh upload's propagation (AADSTS70002
 
 from __future__ import annotations
 
+import hashlib
 import stat
 from pathlib import Path
 from typing import Any
@@ -15,9 +16,11 @@ from _onboarding_helpers import (
     emulator_flags,
     init_args,
     init_request,
-    python,
     run_cli,
 )
+from _process_helpers import SIGINT_STATES, graphkit_argv
+from _time_helpers import fake_init_wait
+from _x509_helpers import reference_thumbprints
 
 from graphkit import crypto, onboarding
 from graphkit.errors import ConfigError, ExitCode
@@ -45,8 +48,8 @@ def _upload(emu: Any, cert_path: str | Path) -> None:
 
 
 def _sha1(path: str | Path) -> str:
-    bundle = crypto.load_certificate_bundle(Path(path).read_bytes())
-    return crypto.thumbprints(bundle.certificate)["sha1"]
+    """The certificate's SHA-1 thumbprint as openssl computes it (not graphkit)."""
+    return reference_thumbprints(Path(path).read_bytes())["sha1"]
 
 
 # ------------------------------------------------------------ non-interactive
@@ -122,28 +125,45 @@ def test_smoke_test_403_names_the_permission_and_admin_consent(
     assert "admin consent" in tested.stderr
 
 
-def test_init_with_yes_waits_out_propagation(graphkit_emulator: Any, home: Path) -> None:
+def test_init_with_yes_waits_out_propagation(
+    graphkit_emulator: Any, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A long delay, waited on the emulator's clock: init's sleeps advance it, so the
+    # test spends no real time and no margin decides the outcome.
     emu = graphkit_emulator
-    emu.propagation_delay = 2.0
+    delay = 90.0
+    emu.propagation_delay = delay
     made = run_cli(init_args(emu, "--no-test", "--json"))
     assert made.exit_code == 0, made.stderr
+    fake = fake_init_wait(monkeypatch, emu)
+    t0 = emu.now()
     _upload(emu, made.json()["certificate"])
+    t1 = emu.now()  # the certificate was added at some moment in [t0, t1]
     emu.clear_requests()
-    tested = run_cli(["init", "--profile", "work", "--yes", "--wait", "120", "--json"])
+    tested = run_cli(["init", "--profile", "work", "--yes", "--wait", "300", "--json"])
     assert tested.exit_code == 0, tested.stderr
     assert "AADSTS700027" in tested.stderr and "retrying in" in tested.stderr
     smoke = tested.json()["smoke_test"]
     assert smoke["attempts"] >= 2
-    token_statuses = [r["status"] for r in emu.requests() if r["kind"] == "token"]
-    assert token_statuses[0] == 401 and token_statuses[-1] == 200
+    tokens = [r for r in emu.requests() if r["kind"] == "token"]
+    # Refused (401) while the certificate was newer than the delay, accepted after it.
+    assert {r["status"] for r in tokens[:-1]} == {401} and tokens[-1]["status"] == 200
+    assert all(r["time"] < t1 + delay for r in tokens[:-1])
+    assert tokens[-1]["time"] >= t0 + delay
+    assert fake.slept and sum(fake.slept) < 300  # it waited (on the fake), not gave up
 
 
-def test_init_gives_up_after_wait(graphkit_emulator: Any, home: Path) -> None:
+def test_init_gives_up_after_wait(
+    graphkit_emulator: Any, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     emu = graphkit_emulator
+    fake = fake_init_wait(monkeypatch, emu)
     # Never uploaded: 700027 until --wait runs out, then the upload advice.
-    result = run_cli(init_args(emu, "--yes", "--wait", "2"))
+    result = run_cli(init_args(emu, "--yes", "--wait", "120"))
     assert result.exit_code == ExitCode.AUTH
     assert "is not registered on app" in result.stderr
+    assert "still refused after waiting 120 s" in result.stderr
+    assert sum(fake.slept) == pytest.approx(120)  # the whole --wait, and no more
     # The profile itself is complete and kept: upload, then test again.
     assert _profile(home) is not None
 
@@ -210,10 +230,9 @@ def test_init_extra_formats_and_passphrase(
     assert made.exit_code == 0, made.stderr
     info = made.json()
     cer, pfx = Path(info["extra"]["cer"]), Path(info["extra"]["pfx"])
-    assert (
-        crypto.thumbprints(crypto.load_certificate_bundle(cer.read_bytes()).certificate)["sha1"]
-        == info["thumbprint"]
-    )
+    # The .cer is DER: its SHA-1 is the thumbprint, computed here with hashlib alone.
+    assert not cer.read_bytes().startswith(b"-----")
+    assert hashlib.sha1(cer.read_bytes()).hexdigest().upper() == info["thumbprint"]
     assert stat.S_IMODE(pfx.stat().st_mode) == 0o600
     bundle = crypto.load_certificate_bundle(pfx.read_bytes(), b"s3cret pass")
     assert bundle.key is not None
@@ -335,10 +354,12 @@ def test_cli_interrupt_reports_and_exits_130(
 pexpect = pytest.importorskip("pexpect")
 
 
-def _spawn(emu: Any, home: Path, *args: str) -> Any:
+def _spawn(emu: Any, home: Path, *args: str, sigint: str = "default") -> Any:
+    # The child's SIGINT state is the test's choice, not the runner's (see graphkit_argv).
+    command, *argv = graphkit_argv("init", *emulator_flags(emu), *args, sigint=sigint)
     child = pexpect.spawn(
-        python(),
-        ["-m", "graphkit", "init", *emulator_flags(emu), *args],
+        command,
+        argv,
         env=child_env(home),
         encoding="utf-8",
         timeout=60,
@@ -382,8 +403,14 @@ def test_interactive_init_answers_prompts_like_a_person(graphkit_emulator: Any, 
     )
 
 
-def test_interactive_ctrl_c_at_a_prompt_leaves_nothing(graphkit_emulator: Any, home: Path) -> None:
-    child = _spawn(graphkit_emulator, home, "--profile", "work")
+# Ctrl-C works whether graphkit starts with SIGINT at its default or ignored: a test
+# run started as a background job of a non-interactive shell hands its children an
+# ignored SIGINT, and graphkit then ignored ^C until pexpect gave up after 60 s.
+@pytest.mark.parametrize("sigint", SIGINT_STATES)
+def test_interactive_ctrl_c_at_a_prompt_leaves_nothing(
+    graphkit_emulator: Any, home: Path, sigint: str
+) -> None:
+    child = _spawn(graphkit_emulator, home, "--profile", "work", sigint=sigint)
     try:
         child.expect("Tenant")
         child.sendline(graphkit_emulator.default_tenant.domain)
@@ -393,12 +420,13 @@ def test_interactive_ctrl_c_at_a_prompt_leaves_nothing(graphkit_emulator: Any, h
         child.expect(pexpect.EOF)
     finally:
         child.close()
-    assert child.exitstatus == 130 or child.signalstatus is not None
+    assert child.exitstatus == 130, child.before
     assert all_files(home) == []
 
 
+@pytest.mark.parametrize("sigint", SIGINT_STATES)
 def test_interactive_ctrl_c_at_the_upload_prompt_keeps_the_saved_profile(
-    graphkit_emulator: Any, home: Path
+    graphkit_emulator: Any, home: Path, sigint: str
 ) -> None:
     emu = graphkit_emulator
     child = _spawn(
@@ -412,6 +440,7 @@ def test_interactive_ctrl_c_at_the_upload_prompt_keeps_the_saved_profile(
         emu.default_app.client_id,
         "--days",
         "30",
+        sigint=sigint,
     )
     try:
         child.expect("Have you uploaded the certificate")

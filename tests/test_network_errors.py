@@ -7,11 +7,11 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
-from _auth_helpers import clean_env, emulator_env, make_identity
-from _onboarding_helpers import child_env, closed_port, run_cli
+from _auth_helpers import make_identity
+from _onboarding_helpers import child_env, run_cli
+from conftest import SignedIn
 
 from graphkit import graph
 from graphkit.errors import ExitCode
@@ -26,9 +26,11 @@ def _errors(stderr: str) -> list[str]:
 
 
 @pytest.mark.parametrize("command", [["token"], ["query", "/users"]], ids=["token", "query"])
-def test_unreachable_authority_exits_network(tmp_path: Path, command: list[str]) -> None:
+def test_unreachable_authority_exits_network(
+    tmp_path: Path, command: list[str], refused_port: int
+) -> None:
     ident = make_identity(tmp_path / "ident")
-    port = closed_port()
+    port = refused_port
     dead = f"https://127.0.0.1:{port}"
     env = child_env(
         tmp_path / "home",
@@ -54,17 +56,11 @@ def test_unreachable_authority_exits_network(tmp_path: Path, command: list[str])
 
 
 def test_graph_connection_failures_exit_network(
-    graphkit_emulator: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    signed_in_env: SignedIn, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The token must come first (its scope names the Graph host, so a closed port cannot
     # stand in for Graph alone): the emulator gives it, then resets every Graph connection.
-    emu = graphkit_emulator
-    home = clean_env(monkeypatch, tmp_path / "home")
-    monkeypatch.setenv("NO_COLOR", "1")
-    ident = make_identity(tmp_path / "ident")
-    emu.upload_certificate(emu.default_app, ident.cert)
-    for name, value in emulator_env(emu, ident.combined, home).items():
-        monkeypatch.setenv(name, value)
+    emu = signed_in_env.emu
     emu.add_fault("reset", endpoint="graph", every=1)
     # Connection errors are retried with backoff (1, 2, 4, 8 s): shrink it, keep the count.
     monkeypatch.setattr(graph, "BACKOFF_BASE", 0.001)

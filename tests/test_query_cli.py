@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _auth_helpers import emulator_env
+from conftest import SignedIn
 from typer.testing import CliRunner
 
 from graphkit import crypto, output
@@ -182,34 +182,24 @@ class Conn:
         return runner.invoke(app, ["query", *args])
 
 
-@pytest.fixture(scope="module")
-def ident() -> Ident:
-    key = crypto.generate_private_key(2048)
-    return Ident(key, crypto.self_sign(key, crypto.parse_subject(cn="graphkit-query-tests")))
+@pytest.fixture
+def ident(signed_in_env: SignedIn) -> Ident:
+    """The key and certificate the emulator's default app knows (see ``conn``)."""
+    return Ident(signed_in_env.ident.key, signed_in_env.ident.cert)
 
 
 @pytest.fixture
-def conn(
-    graphkit_emulator: Any, ident: Ident, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Conn:
+def conn(signed_in_env: SignedIn, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Conn:
     import certifi
 
-    emu = graphkit_emulator
-    emu.upload_certificate(emu.default_app, ident.cert)
-    pem = tmp_path / "client.pem"
-    pem.write_bytes(crypto.dump_combined_pem(ident.key, ident.cert))
-    pem.chmod(0o600)
-    for name in list(os.environ):
-        if name.startswith(("AZURE_", "GRAPHKIT_")) or name == "NO_COLOR":
-            monkeypatch.delenv(name)
-    env = {
-        **emulator_env(emu, pem, tmp_path / "home"),
-        "REQUESTS_CA_BUNDLE": certifi.where(),  # does not hold the emulator's CA
-        "COLUMNS": "200",
-    }
+    # conftest's signed_in_env, with colour allowed and a CA bundle that does not hold
+    # the emulator's CA (GraphClient must pass verify= itself).
+    env = {k: v for k, v in signed_in_env.env.items() if k != "NO_COLOR"}
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    env.update({"REQUESTS_CA_BUNDLE": certifi.where(), "COLUMNS": "200"})
     for k, v in env.items():
         monkeypatch.setenv(k, v)
-    return Conn(emu, env, tmp_path)
+    return Conn(signed_in_env.emu, env, tmp_path)
 
 
 def _lines(stderr: str) -> list[str]:

@@ -5,28 +5,20 @@ from __future__ import annotations
 
 import json
 import uuid
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from _auth_helpers import clean_env, emulator_env, make_identity
 from _onboarding_helpers import run_cli
+from conftest import SignedIn
 
 from graphkit.errors import ExitCode
 
 
 @pytest.fixture
-def emu(graphkit_emulator: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
-    """The emulator, its default app holding our certificate, and the AZURE_*/GRAPHKIT_*
-    variables pointing graphkit at it."""
-    home = clean_env(monkeypatch, tmp_path / "home")
-    monkeypatch.setenv("NO_COLOR", "1")
-    ident = make_identity(tmp_path / "ident")
-    graphkit_emulator.upload_certificate(graphkit_emulator.default_app, ident.cert)
-    for name, value in emulator_env(graphkit_emulator, ident.combined, home).items():
-        monkeypatch.setenv(name, value)
-    return graphkit_emulator
+def emu(signed_in_env: SignedIn) -> Any:
+    """The emulator, graphkit pointed at it (conftest's signed_in_env)."""
+    return signed_in_env.emu
 
 
 def _graph_requests(emu: Any) -> list[dict[str, Any]]:

@@ -7,15 +7,15 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-from _auth_helpers import emulator_env, make_identity
 from _onboarding_helpers import child_env
+from conftest import SignedIn
 
 from graphkit import output
 
@@ -54,15 +54,48 @@ def test_writer_writes_each_item_before_asking_for_the_next(fmt: str, header_lin
         ]
 
 
-@pytest.mark.parametrize("fmt", ["jsonl", "csv"])
+def _snapshotted_items(n: int, buf: io.StringIO, seen: list[str]) -> Iterator[dict[str, Any]]:
+    """Like :func:`_watched_items`, recording the whole text written so far."""
+    for i in range(n):
+        seen.append(buf.getvalue())
+        yield {"id": f"id-{i}", "displayName": f"User {i}"}
+    seen.append(buf.getvalue())
+    raise _Stop
+
+
+@pytest.mark.parametrize("fmt", ["json", "yaml"])
+def test_json_and_yaml_write_each_item_before_asking_for_the_next(fmt: str) -> None:
+    buf = io.StringIO()
+    seen: list[str] = []
+    with pytest.raises(_Stop):
+        output.write_items(_snapshotted_items(3, buf, seen), fmt, buf, select="id,displayName")
+    # When item k was asked for, every item before it was written out (its id and its
+    # last field), and nothing of a later one.
+    for k, text in enumerate(seen):
+        assert [f"User {j}" in text for j in range(3)] == [j < k for j in range(3)], text
+    # And the complete output is the format's whole list.
+    full = io.StringIO()
+    items = ({"id": f"id-{i}", "displayName": f"User {i}"} for i in range(3))
+    output.write_items(items, fmt, full, select="id,displayName")
+    if fmt == "json":
+        assert json.loads(full.getvalue()) == [
+            {"id": f"id-{i}", "displayName": f"User {i}"} for i in range(3)
+        ]
+    else:
+        assert full.getvalue() == "".join(
+            f"- id: id-{i}\n  displayName: User {i}\n" for i in range(3)
+        )
+
+
+_GUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv", "json", "yaml"])
 def test_first_page_reaches_the_pipe_before_the_second_page_arrives(
-    graphkit_emulator: Any, tmp_path: Path, fmt: str
+    signed_in_env: SignedIn, fmt: str
 ) -> None:
-    emu = graphkit_emulator
-    ident = make_identity(tmp_path / "ident")
-    emu.upload_certificate(emu.default_app, ident.cert)
-    home = tmp_path / "home"
-    env = child_env(home, **emulator_env(emu, ident.combined, home))
+    emu = signed_in_env.emu
+    env = child_env(signed_in_env.home, **signed_in_env.env)
     # What a user's shell gives: stdout to a pipe is block-buffered (8 KiB), and one
     # page of ids is smaller than that. graphkit itself must push each page out.
     env.pop("PYTHONUNBUFFERED", None)
@@ -79,7 +112,15 @@ def test_first_page_reaches_the_pipe_before_the_second_page_arrives(
     )  # fmt: skip
     try:
         assert proc.stdout is not None
-        lines = [proc.stdout.readline() for _ in range(100 + (fmt == "csv"))]
+        # Read until page 1's 100 ids have arrived (each on a line of its own in every
+        # format); a writer holding them back blocks here until page 2 is answered.
+        lines: list[str] = []
+        ids: list[str] = []
+        while len(ids) < 100:
+            line = proc.stdout.readline()
+            assert line, "graphkit ended before the first page was written"
+            lines.append(line)
+            ids += _GUID.findall(line)
         answered = [e for e in emu.requests() if e["kind"] == "graph"]
         still_running = proc.poll() is None
     finally:
@@ -88,8 +129,12 @@ def test_first_page_reaches_the_pipe_before_the_second_page_arrives(
     # All of page 1 was readable while page 2 had not been answered yet.
     assert len(answered) == 1, "the first page's items were held back until a later page"
     assert still_running
+    assert len(set(ids)) == 100
     if fmt == "csv":
         assert lines[0] == "id\n"
-        lines = lines[1:]
-    ids = [json.loads(line)["id"] if fmt == "jsonl" else line.strip() for line in lines]
-    assert len(set(ids)) == 100 and all(len(i) == 36 for i in ids)
+    if fmt == "jsonl":
+        assert [json.loads(line)["id"] for line in lines] == ids
+    if fmt == "json":
+        assert lines[0] == "[\n"
+    if fmt == "yaml":
+        assert all(line.startswith("- id: ") for line in lines)

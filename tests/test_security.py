@@ -8,17 +8,15 @@ received (so a test can show that a token did NOT arrive somewhere).
 from __future__ import annotations
 
 import json
-import ssl
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 from _auth_helpers import token_cache_file
+from _scripted_server import Capture, Seen, start_capture
 
 from graphkit import crypto
 from graphkit.errors import ForeignHostError
@@ -49,82 +47,13 @@ def tls(tmp_path_factory: pytest.TempPathFactory) -> Tls:
     return Tls(ca, pem)
 
 
-@dataclass
-class Seen:
-    method: str
-    path: str
-    headers: list[tuple[str, str]]
-    body: bytes = b""
-
-    def authorization(self) -> list[str]:
-        """Every header value whose name is Authorization, however it was spelled."""
-        return [v for k, v in self.headers if k.strip().lower() == "authorization"]
-
-
-@dataclass
-class Capture:
-    """An HTTPS server that records each request and answers from ``answers`` (by path,
-    without the query; a JSON body, or bytes sent as HTML, or a function of the request
-    returning such a tuple) or with an empty collection."""
-
-    httpd: ThreadingHTTPServer
-    seen: list[Seen] = field(default_factory=list)
-    answers: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def port(self) -> int:
-        return int(self.httpd.server_address[1])
-
-    def origin(self, host: str = "127.0.0.1") -> str:
-        return f"https://{host}:{self.port}"
-
-
-def _start_capture(tls: Tls) -> Capture:
-    holder: dict[str, Capture] = {}
-
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def _answer(self) -> None:
-            cap = holder["cap"]
-            length = int(self.headers.get("Content-Length") or 0)
-            body = self.rfile.read(length) if length else b""
-            seen = Seen(self.command, self.path, list(self.headers.items()), body)
-            cap.seen.append(seen)
-            answer = cap.answers.get(self.path.split("?", 1)[0], (200, {}, {"value": []}))
-            status, headers, content = answer(seen) if callable(answer) else answer
-            html = isinstance(content, bytes)
-            raw = content if html else json.dumps(content).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "text/html" if html else "application/json")
-            self.send_header("Content-Length", str(len(raw)))
-            for name, value in headers.items():
-                self.send_header(name, value)
-            self.end_headers()
-            self.wfile.write(raw)
-
-        do_GET = do_POST = _answer
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    httpd.daemon_threads = True
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(str(tls.server_pem))
-    httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
-    cap = Capture(httpd)
-    holder["cap"] = cap
-    threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True).start()
-    return cap
-
-
 @pytest.fixture
 def servers(tls: Tls) -> Iterator[tuple[Capture, Capture]]:
     """(the Graph host, another host): two capture servers."""
-    graph, other = _start_capture(tls), _start_capture(tls)
+    graph, other = start_capture(tls.server_pem), start_capture(tls.server_pem)
     yield graph, other
     for cap in (graph, other):
+        assert cap.httpd is not None
         cap.httpd.shutdown()
         cap.httpd.server_close()
 

@@ -95,6 +95,22 @@ from graphkit.cli import emulator as _emulator  # noqa: E402
 _emulator.register(app)
 
 
+def interruptible() -> None:
+    """Make Ctrl-C (SIGINT) raise KeyboardInterrupt however graphkit was started.
+
+    Python installs its SIGINT handler only when SIGINT is not already ignored, and a
+    non-interactive shell starts its background jobs (``cmd &``, as some CI runners and
+    ``make`` recipes do) with SIGINT ignored: Ctrl-C, or a test's SIGINT, then did nothing.
+    """
+    import contextlib
+    import signal
+
+    # Outside the main thread (graphkit embedded in another program) signal() refuses.
+    with contextlib.suppress(ValueError):
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point."""
+    interruptible()
     _typer_internals.run(app, argv if argv is not None else sys.argv[1:])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -159,17 +161,35 @@ def _render(info: dict[str, Any], uploaded: dict[str, Any] | None) -> str:
     return "\n".join(lines)
 
 
-def _wait_forever() -> None:
-    import contextlib
+@contextlib.contextmanager
+def _stop_on_signals() -> Iterator[None]:
+    """SIGINT (Ctrl-C) and SIGTERM raise KeyboardInterrupt while the emulator serves.
+
+    Installed by serve itself, not left to Python: Python installs no SIGINT handler when
+    the process started with SIGINT ignored (a background job of a non-interactive shell,
+    as some CI runners start commands), and then Ctrl-C would never stop the emulator.
+    The previous handlers come back afterwards (serve may run inside another program).
+    """
     import signal
-    import threading
 
     def _stop(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt
 
-    # Outside the main thread (embedded use) signal() refuses: Ctrl-C still works there.
-    with contextlib.suppress(ValueError):
-        signal.signal(signal.SIGTERM, _stop)
+    previous: dict[signal.Signals, Any] = {}
+    for stop in (signal.SIGINT, signal.SIGTERM):
+        # Outside the main thread (embedded use) signal() refuses: nothing to install.
+        with contextlib.suppress(ValueError):
+            previous[stop] = signal.signal(stop, _stop)
+    try:
+        yield
+    finally:
+        for stop, handler in previous.items():
+            signal.signal(stop, handler)
+
+
+def _wait_forever() -> None:
+    import threading
+
     # A timed wait: a signal that lands on a connection's thread only flags the main
     # thread, which an endless lock wait would never notice (Ctrl-C would hang).
     forever = threading.Event()
@@ -218,12 +238,29 @@ def serve(
     ] = False,
 ) -> None:
     """Run the emulator in the foreground until Ctrl-C."""
-    import json
-    import sys
-
     from graphkit.cli._common import install_log_handler, say
 
     install_log_handler()  # a serving error is one line (with --debug, a traceback)
+    with _stop_on_signals():
+        _serve(
+            port, users, seed, certificate, token_lifetime, propagation_delay, state_dir, as_json
+        )
+    say("graphkit emulator stopped")
+
+
+def _serve(
+    port: int,
+    users: int,
+    seed: int,
+    certificate: Path | None,
+    token_lifetime: int,
+    propagation_delay: float,
+    state_dir: Path | None,
+    as_json: bool,
+) -> None:
+    import json
+    import sys
+
     emu = _get_emulator(port, users, seed, token_lifetime, propagation_delay, state_dir)
     try:
         uploaded = _upload(emu, certificate) if certificate is not None else None
@@ -243,7 +280,6 @@ def serve(
         pass
     finally:
         emu.stop()
-    say("graphkit emulator stopped")
 
 
 def register(app: typer.Typer) -> None:
