@@ -307,6 +307,7 @@ class GraphClient:
         self.on_wait = on_wait
         self.timeout = timeout
         self._sleep, self._clock, self._now = sleep, clock, now
+        self._renew_at = 0.0  # when the token in hand is to be replaced (see _bearer)
         self._origin = origin
         self._own_session = session is None
         self._session = session
@@ -432,11 +433,7 @@ class GraphClient:
 
     def _bearer(self, *, force_refresh: bool = False) -> str:
         access = self._access
-        if (
-            force_refresh
-            or access is None
-            or time.time() >= float(getattr(access, "expires_on", 0) or 0) - TOKEN_REUSE_MARGIN
-        ):
+        if force_refresh or access is None or self._now() >= self._renew_at:
             if force_refresh:
                 self.token_refreshes += 1
                 access = self.credential.get_token(force_refresh=True)
@@ -444,6 +441,12 @@ class GraphClient:
                 access = self.credential.get_token()
             self._access = access
             register_secret(str(access.token))
+            # Renewed TOKEN_REUSE_MARGIN before it expires, or halfway through a
+            # lifetime shorter than twice that: a token that lives less than the margin
+            # would otherwise be replaced before every request.
+            now = self._now()
+            expires_on = float(getattr(access, "expires_on", 0) or 0)
+            self._renew_at = expires_on - min(TOKEN_REUSE_MARGIN, max(0.0, expires_on - now) / 2)
         return str(access.token)
 
     # -------------------------------------------------------------- requests
@@ -493,6 +496,9 @@ class GraphClient:
         # every page.
         params, hdrs = advanced_query(url, params, headers)
         body = self._decode(self._send("GET", url, params, hdrs))
+        query = encode_params(params)
+        first = f"{url}{'&' if '?' in url else '?'}{query}" if query else url
+        followed = {_wire_url(first).split("#", 1)[0]}
         while True:
             yield body
             next_link = body.get("@odata.nextLink") if isinstance(body, dict) else None
@@ -500,6 +506,16 @@ class GraphClient:
                 return
             next_link = urljoin(url, str(next_link))
             self._check_origin(next_link, "the @odata.nextLink Graph returned")
+            # A nextLink seen before (its own URL; a fragment changes nothing on the
+            # wire) would page forever through the same items.
+            seen_as = _wire_url(next_link).split("#", 1)[0]
+            if seen_as in followed:
+                raise GraphError(
+                    f"Graph returned an @odata.nextLink it had already returned "
+                    f"({urlsplit(next_link).path}): paging stopped, no page is repeated",
+                    "retry; if it persists, report the query (it may be a service fault)",
+                )
+            followed.add(seen_as)
             url = next_link
             body = self._decode(self._send("GET", url, None, hdrs))
 

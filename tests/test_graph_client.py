@@ -144,10 +144,14 @@ def test_paging_and_headers(server_factory: Callable[[], Scripted]) -> None:
 
 def test_max_items_stops_paging(server_factory: Callable[[], Scripted]) -> None:
     srv = server_factory()
+    pages = iter(range(1, 100))  # a new skiptoken per page: a repeated one ends paging
     srv.default = lambda req: (
         200,
         {},
-        {"value": [{"id": "x"}] * 3, "@odata.nextLink": srv.url + "/v1.0/users?$skiptoken=n"},
+        {
+            "value": [{"id": "x"}] * 3,
+            "@odata.nextLink": srv.url + f"/v1.0/users?$skiptoken={next(pages)}",
+        },
     )
     with _client(srv.url) as c:
         assert len(list(c.iter("/users", max_items=7))) == 7

@@ -691,3 +691,138 @@ def _form(body: bytes) -> dict[str, str]:
     from urllib.parse import parse_qs
 
     return {k: v[0] for k, v in parse_qs(body.decode()).items()}
+
+
+# ------------------------------------------------------------- paging faults
+
+
+@pytest.mark.parametrize(
+    "link",
+    ["{same}", "{same}#@x", "{other}"],
+    ids=["its-own-url", "own-url-with-fragment", "a-cycle-of-two"],
+)
+def test_a_repeated_next_link_ends_the_run_without_repeating_items(
+    servers: tuple[Capture, Capture], tls: Tls, link: str
+) -> None:
+    from graphkit.graph import GraphClient
+
+    graph, _ = servers
+    same = f"{graph.origin()}/v1.0/users?page=1"
+    other = f"{graph.origin()}/v1.0/users?page=2"
+    pages = {
+        "1": {"value": [{"id": "a"}], "@odata.nextLink": link.format(same=same, other=other)},
+        "2": {"value": [{"id": "b"}], "@odata.nextLink": same},
+    }
+
+    def answer(seen: Seen) -> tuple[int, dict[str, str], Any]:
+        page = seen.path.split("page=", 1)[1] if "page=" in seen.path else "1"
+        return 200, {}, pages[page]
+
+    graph.answers["/v1.0/users"] = answer
+    items: list[str] = []
+    with (
+        GraphClient(graph.origin(), _FixedCredential(), ca_bundle=str(tls.ca_bundle)) as client,
+        pytest.raises(GraphError, match="already returned"),
+    ):
+        for item in client.iter("/users?page=1"):
+            items.append(item["id"])
+    assert items == (["a", "b"] if link == "{other}" else ["a"])
+    assert len(graph.seen) == len(items)  # the repeated page was never fetched again
+
+
+@pytest.mark.graphkit_emulator(users=2300, token_lifetime=30)
+def test_a_token_shorter_than_the_reuse_margin_still_serves_many_requests(
+    graphkit_emulator: Any, tmp_path: Path
+) -> None:
+    """With tokens living 30 s (under the 60 s margin) every page fetched a new token
+    (26 token requests for 23 pages); now one token serves while it is fresh."""
+    from _auth_helpers import emu_settings, make_identity
+
+    from graphkit import tokens
+    from graphkit.graph import GraphClient
+
+    emu = graphkit_emulator
+    ident = make_identity(tmp_path / "ident")
+    emu.upload_certificate(emu.default_app.client_id, ident.cert)
+    credential = tokens.CertificateCredential(emu_settings(emu, ident), persist_cache=False)
+    frozen = [emu.now()]
+    with GraphClient(
+        emu.graph_url, credential, ca_bundle=emu.ca_bundle, now=lambda: frozen[0]
+    ) as client:
+        ids = [u["id"] for u in client.iter("/users", {"$top": 100})]
+        kinds = [r["kind"] for r in emu.requests()]
+        assert len(ids) == 2300 and kinds.count("graph") == 23
+        assert kinds.count("token") == 1
+        frozen[0] += 16  # past half of its 30 s: renewed before the next request
+        client.get("/users", {"$top": 1})
+    kinds = [r["kind"] for r in emu.requests()]
+    assert kinds.count("token") == 2
+
+
+# ------------------------------------------------------------------------ soak
+
+
+@pytest.mark.graphkit_emulator(users=20_000, token_lifetime=60)
+def test_soak_paging_through_faults_and_expiring_tokens(
+    graphkit_emulator: Any, tmp_path: Path
+) -> None:
+    """20,000 users, 100 a page, with 10% of Graph requests and 10% of token requests
+    failing (429 / 503 / 504 / reset, seeded), and tokens that expire several times
+    during the run (the emulator's clock advances by every wait): every id exactly once.
+    Waits are injected, so the run takes seconds, and what was waited is bounded."""
+    import time
+
+    from _auth_helpers import emu_settings, make_identity
+
+    from graphkit import tokens
+    from graphkit.graph import GraphClient
+    from graphkit.retry import RetryPolicy
+
+    emu = graphkit_emulator
+    ident = make_identity(tmp_path / "ident")
+    emu.upload_certificate(emu.default_app.client_id, ident.cert)
+    for n, kind in enumerate(("429", "503", "504", "reset")):
+        for endpoint in ("graph", "token"):
+            emu.add_fault(kind=kind, endpoint=endpoint, probability=0.025, seed=n, retry_after=None)
+    slept: list[float] = []
+    clock = [emu.now()]
+
+    def sleep(seconds: float) -> None:  # time passes for graphkit and the emulator alike
+        slept.append(seconds)
+        clock[0] += seconds
+        emu.advance(seconds)
+
+    def page_time() -> float:
+        return clock[0]
+
+    credential = tokens.CertificateCredential(
+        emu_settings(emu, ident),
+        persist_cache=False,
+        retry=RetryPolicy(sleep=sleep, clock=page_time),
+    )
+    started = time.monotonic()
+    with GraphClient(
+        emu.graph_url, credential, ca_bundle=emu.ca_bundle, sleep=sleep, clock=page_time,
+        now=page_time,
+    ) as client:  # fmt: skip
+        ids = []
+        for n, user in enumerate(client.iter("/users", {"$top": 100}), 1):
+            ids.append(user["id"])
+            if n % 100 == 0:  # each page takes 2 s: tokens expire during the run
+                clock[0] += 2
+                emu.advance(2)
+    seconds = time.monotonic() - started
+    assert len(ids) == 20_000 and len(set(ids)) == 20_000
+    faults = {(f["endpoint"], f["kind"]): f["injected"] for f in emu.faults()}
+    log = emu.requests()
+    token_requests = sum(1 for r in log if r["kind"] == "token")
+    graph_faults = sum(v for (e, _), v in faults.items() if e == "graph")
+    token_faults = sum(v for (e, _), v in faults.items() if e == "token")
+    print(
+        f"soak: {len(ids)} items, {graph_faults} Graph faults, {token_faults} token faults, "
+        f"{token_requests} token requests, {sum(slept):.0f} s waited (injected), "
+        f"{seconds:.1f} s wall"
+    )
+    assert graph_faults >= 10 and token_faults >= 1  # the faults really fired
+    assert token_requests >= 400 // 60  # a token lives 60 s; the run takes over 400 s
+    assert sum(slept) < 120 * 200  # no request waited past its cap
