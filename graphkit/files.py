@@ -99,13 +99,7 @@ def not_private(path: str | os.PathLike[str]) -> str | None:
         return None
     except OSError as exc:
         return f"not checkable ({exc.strerror})"
-    mode = stat.S_IMODE(st.st_mode)
-    if not _trusted_owner(st.st_uid):
-        return f"owned by another user (uid {st.st_uid})"
-    if mode & 0o022:
-        who = "other users" if mode & 0o002 else "its group"
-        return f"writable by {who} (mode {mode:04o})"
-    return None
+    return _owner_and_mode_problem(st)
 
 
 def not_private_location(directory: str | os.PathLike[str]) -> str | None:
