@@ -24,6 +24,9 @@ import requests
 
 from graphkit import crypto
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _bench import record
+
 
 def _serve(users: int, certificate: Path) -> tuple[subprocess.Popen[str], dict[str, Any]]:
     proc = subprocess.Popen(
@@ -101,13 +104,15 @@ def bench(users: int, key: Any, cert: Any, workdir: Path) -> dict[str, Any]:
         proc.wait(timeout=30)
 
 
-def main(argv: list[str]) -> None:
+def main(argv: list[str]) -> int:
     sizes = [int(a) for a in argv] or [10_000, 100_000]
     key = crypto.generate_private_key()
     cert = crypto.self_sign(key, crypto.parse_subject(cn="bench"))
+    results = []
     with tempfile.TemporaryDirectory() as tmp:
         for n in sizes:
             result = bench(n, key, cert, Path(tmp))
+            results.append(result)
             print(
                 f"{result['users']:>7} users  {result['pages']:>4} pages  "
                 f"{result['seconds']:>6.2f} s  {result['users_per_second']:>6} users/s  "
@@ -115,6 +120,29 @@ def main(argv: list[str]) -> None:
                 f"{result['server_peak_rss_mib_after']} MiB after paging"
             )
 
+    small, big = results[0], results[-1]
+    record(
+        "bench_emulator",
+        f"emulator paging {big['users']:,} users ($top=999), users per second",
+        value=big["users_per_second"],
+        baseline=None,
+        unit="users/s",
+        target=None,
+        runs=1,
+        note=f"{big['pages']} pages in {big['seconds']} s",
+    )
+    ok = record(
+        "bench_emulator",
+        f"emulator server peak RSS after {big['users']:,} users vs {small['users']:,}",
+        value=big["server_peak_rss_mib_after"],
+        baseline=small["server_peak_rss_mib_after"],
+        unit="MiB",
+        target=1.25,
+        runs=1,
+        baseline_label=f"the same server paging {small['users']:,} users",
+    )
+    return 0 if ok else 1
+
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    sys.exit(main(sys.argv[1:]))

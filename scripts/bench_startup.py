@@ -25,6 +25,9 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _bench import record
+
 TARGET = 1.3
 HELP_FORBIDDEN = ("cryptography", "msal", "requests")
 THUMBPRINT_FORBIDDEN = ("msal", "requests")
@@ -153,7 +156,19 @@ def main() -> int:
     ):
         ratio = med[ours] / med[base]
         ratio_min = min(samples[ours]) / min(samples[base])
-        verdict = "PASS" if ratio <= TARGET else "FAIL"
+        ok = record(
+            "bench_startup",
+            f"`{ours}` start-up",
+            value=med[ours] * 1000,
+            baseline=med[base] * 1000,
+            baseline_label=base,
+            unit="ms",
+            target=TARGET,
+            runs=args.runs,
+        )
+        if not ok:
+            failures.append(f"`{ours}` is {ratio:.2f}x `{base}` (target <= {TARGET}x)")
+        verdict = "PASS" if ok else "FAIL"
         print(
             f"  {ours:<24} / {base:<44} {ratio:5.2f}x median, {ratio_min:5.2f}x min "
             f"(target <= {TARGET}x): {verdict}"
@@ -165,6 +180,16 @@ def main() -> int:
         + " of cryptography/msal/requests/rich; thumbprint loads "
         + (", ".join(m for m in THUMBPRINT_FORBIDDEN if m in thumb_mods) or "none")
         + " of msal/requests"
+    )
+    record(
+        "bench_startup",
+        "imports: `--help` loads no cryptography/msal/requests; `thumbprint` no msal/requests",
+        value=0,
+        baseline=None,
+        unit="",
+        target=None,
+        runs=1,
+        passed=not any("imports" in f for f in failures),
     )
     for failure in failures:
         print(f"bench: FAIL: {failure}", file=sys.stderr)
