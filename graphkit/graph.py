@@ -464,11 +464,23 @@ class GraphClient:
 
         Returns ``None`` for an empty body and the text for a non-JSON body (``/$count``).
         """
+        return self.decode(self.send(method, path, params, headers, json_body=json_body))
+
+    def send(
+        self,
+        method: str,
+        path: str,
+        params: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+        *,
+        json_body: Any = None,
+    ) -> requests.Response:
+        """Send one request (with retries) and return the response itself, headers and
+        all (:meth:`decode` gives its body)."""
         url = self.url(path)
         if method.upper() == "GET":
             params, headers = advanced_query(url, params, headers)
-        resp = self._send(method, url, params, headers, json_body=json_body)
-        return self._decode(resp)
+        return self._send(method, url, params, headers, json_body=json_body)
 
     def get(
         self,
@@ -673,6 +685,11 @@ class GraphClient:
             if self.on_wait is not None:
                 self.on_wait(delay, f"{problem}; retry {attempt} of {self.max_attempts - 1}")
             self._sleep(delay)
+
+    @staticmethod
+    def decode(resp: requests.Response) -> Any:
+        """The body of ``resp``: decoded JSON, the text of a non-JSON body, or None."""
+        return GraphClient._decode(resp)
 
     @staticmethod
     def _decode(resp: requests.Response) -> Any:

@@ -78,6 +78,10 @@ from graphkit.cli import query as _query  # noqa: E402
 
 _query.register(app)
 
+from graphkit.cli import batch as _batch  # noqa: E402
+
+_batch.register(app)
+
 from graphkit.cli import config as _config_cli  # noqa: E402
 from graphkit.cli import token as _token  # noqa: E402
 

@@ -1,0 +1,407 @@
+"""Many Graph requests at once: JSON batching (``$batch``) with per-item retries and
+adaptive concurrency.
+
+:func:`parse_items` reads JSON lines ``{"id", "method", "url", "body", "headers",
+"dependsOn"}`` and refuses bad input with its line number before anything is sent.
+:class:`BatchRunner` sends them as ``$batch`` requests of at most 20 (PROTOCOL.md §5,
+§10), several in flight at once, and yields each item's result as it completes:
+
+- an item answered 429, 503 or 504 is retried on its own, after its own
+  ``Retry-After`` (or backoff), in a later batch; the rest of its batch is not resent.
+  Items that failed only because such an item did (424 Failed Dependency) go with it;
+- ``dependsOn`` follows Graph's rules: an item and everything it depends on travel in
+  one batch (so a chain is at most 20 long), and Graph answers 424 when a dependency
+  failed;
+- concurrency adapts, additive increase and multiplicative decrease: halved on a 429
+  (or when ``x-ms-throttle-limit-percentage`` reaches 0.9), one more after a batch
+  answered without any throttling, between 1 and ``max_concurrency``.
+
+The library prints nothing; the command line (``graphkit batch``) renders the results.
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from graphkit.errors import GraphkitError, UsageError
+from graphkit.retry import RetryPolicy, parse_retry_after
+
+__all__ = ["MAX_BATCH", "BatchItem", "BatchRunner", "ItemResult", "parse_items"]
+
+MAX_BATCH = 20  # Graph's limit of requests in one $batch
+METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+RETRY_STATUSES = frozenset({429, 503, 504})
+THROTTLE_NEAR = 0.9  # x-ms-throttle-limit-percentage at which to slow down
+
+
+@dataclass
+class BatchItem:
+    """One request of the input, as Graph's $batch takes it."""
+
+    line: int
+    id: str
+    method: str
+    url: str  # relative to the version: /users/{id}
+    body: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+    depends_on: list[str] = field(default_factory=list)
+    attempts: int = 0
+
+    def wire(self) -> dict[str, Any]:
+        request: dict[str, Any] = {"id": self.id, "method": self.method, "url": self.url}
+        if self.depends_on:
+            request["dependsOn"] = list(self.depends_on)
+        headers = dict(self.headers)
+        if self.body is not None:
+            request["body"] = self.body
+            headers.setdefault("Content-Type", "application/json")
+        if headers:
+            request["headers"] = headers
+        return request
+
+
+@dataclass
+class ItemResult:
+    """What Graph finally answered for one item."""
+
+    id: str
+    status: int
+    body: Any
+    attempts: int
+    line: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "status": self.status, "body": self.body}
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status < 300
+
+
+def _relative(url: str, graph_url: str, where: str) -> str:
+    """The item URL as $batch needs it: relative, no host, no version."""
+    text = url.strip()
+    if not text:
+        raise UsageError(f"{where}: the url is empty", "give a path such as /users/{id}")
+    if "://" in text.split("?", 1)[0] or text.startswith("//"):
+        from graphkit.transport import target
+
+        origin, plain = target(text)
+        if not plain or origin != target(graph_url)[0]:
+            raise UsageError(
+                f"{where}: {urlsplit(text).netloc or text!r} is not the configured Graph host",
+                "give relative URLs such as /users/{id}: no token goes to another host",
+            )
+        parts = urlsplit(text)
+        text = parts.path + (f"?{parts.query}" if parts.query else "")
+    if not text.startswith("/"):
+        text = "/" + text
+    first = text.split("/", 2)[1] if text.count("/") >= 1 else ""
+    if first in ("v1.0", "beta"):
+        text = text[len(first) + 1 :] or "/"
+    return text
+
+
+def parse_items(lines: Iterable[str], graph_url: str) -> list[BatchItem]:
+    """The items of a JSON-lines input; blank lines and ``#`` comments are skipped.
+
+    Raises:
+        UsageError: naming the line: not JSON, not an object, no method or url, an
+            unknown method, an absolute URL on another host, a duplicate id, a
+            ``dependsOn`` naming no item, a dependency chain over 20 requests.
+    """
+    items: list[BatchItem] = []
+    ids: dict[str, int] = {}
+    for number, raw in enumerate(lines, 1):
+        text = raw.strip()
+        if not text or text.startswith("#"):
+            continue
+        where = f"line {number}"
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise UsageError(
+                f"{where} is not JSON ({exc.msg})", "give one JSON object per line"
+            ) from None
+        except RecursionError:
+            raise UsageError(f"{where} is nested too deeply", "check the line") from None
+        if not isinstance(data, dict):
+            raise UsageError(
+                f"{where} is not a JSON object", 'e.g. {"method": "GET", "url": "/me"}'
+            )
+        method = data.get("method")
+        if not isinstance(method, str) or not method.strip():
+            raise UsageError(f"{where} has no method", f"give one of {', '.join(METHODS)}")
+        method = method.strip().upper()
+        if method not in METHODS:
+            raise UsageError(f"{where}: method {method!r} is not one of {', '.join(METHODS)}")
+        url = data.get("url")
+        if not isinstance(url, str):
+            raise UsageError(f"{where} has no url", "give a path such as /users/{id}")
+        ident = data.get("id", str(number))
+        if not isinstance(ident, str | int) or isinstance(ident, bool) or not str(ident).strip():
+            raise UsageError(f"{where}: id must be a non-empty string")
+        ident = str(ident).strip()
+        if ident in ids:
+            raise UsageError(f"{where}: id {ident!r} is already used on line {ids[ident]}")
+        headers = data.get("headers") or {}
+        if not isinstance(headers, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in headers.items()
+        ):
+            raise UsageError(f"{where}: headers must be an object of strings")
+        if any(k.strip().lower() == "authorization" for k in headers):
+            raise UsageError(f"{where}: an Authorization header is never sent from input")
+        depends = data.get("dependsOn") or []
+        if not isinstance(depends, list) or not all(isinstance(d, str | int) for d in depends):
+            raise UsageError(f"{where}: dependsOn must be a list of ids")
+        ids[ident] = number
+        items.append(
+            BatchItem(
+                line=number,
+                id=ident,
+                method=method,
+                url=_relative(url, graph_url, where),
+                body=data.get("body"),
+                headers=dict(headers),
+                depends_on=[str(d) for d in depends],
+            )
+        )
+    for item in items:
+        for dep in item.depends_on:
+            if dep not in ids:
+                raise UsageError(f"line {item.line}: dependsOn {dep!r} names no item")
+    for group in _groups(items):
+        if len(group) > MAX_BATCH:
+            raise UsageError(
+                f"line {group[0].line}: {len(group)} requests depend on each other; a "
+                f"$batch holds at most {MAX_BATCH}",
+                "split the chain",
+            )
+    return items
+
+
+def _groups(items: list[BatchItem]) -> list[list[BatchItem]]:
+    """Items joined by dependsOn (either way), each group in input order."""
+    parent: dict[str, str] = {i.id: i.id for i in items}
+
+    def find(x: str) -> str:
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for item in items:
+        for dep in item.depends_on:
+            parent[find(item.id)] = find(dep)
+    groups: dict[str, list[BatchItem]] = {}
+    for item in items:
+        groups.setdefault(find(item.id), []).append(item)
+    return list(groups.values())
+
+
+class _Concurrency:
+    """How many $batch requests may be in flight: additive increase, multiplicative
+    decrease."""
+
+    def __init__(self, start: int, maximum: int) -> None:
+        self.maximum = max(1, maximum)
+        self.limit = max(1, min(start, self.maximum))
+        self.lowest = self.limit
+        self.highest = self.limit
+
+    def throttled(self) -> None:
+        self.limit = max(1, self.limit // 2)
+        self.lowest = min(self.lowest, self.limit)
+
+    def clear(self) -> None:
+        self.limit = min(self.maximum, self.limit + 1)
+        self.highest = max(self.highest, self.limit)
+
+
+class BatchRunner:
+    """Send ``items`` through ``post`` (a function taking a $batch body and returning
+    ``(responses, headers)``) and yield each :class:`ItemResult` as it completes.
+
+    Args:
+        post: sends one ``{"requests": [...]}`` and returns Graph's ``responses`` list
+            and the response headers (normally :meth:`for_client`).
+        retry: the per-item policy (attempts, cap, backoff, injectable sleep/clock).
+        max_concurrency: the most $batch requests in flight at once.
+        start_concurrency: how many to begin with.
+    """
+
+    def __init__(
+        self,
+        post: Callable[[dict[str, Any]], tuple[list[dict[str, Any]], Any]],
+        *,
+        retry: RetryPolicy | None = None,
+        max_concurrency: int = 8,
+        start_concurrency: int = 4,
+    ) -> None:
+        self._post = post
+        self._retry = retry or RetryPolicy()
+        self.concurrency = _Concurrency(start_concurrency, max_concurrency)
+        self.batches_sent = 0
+        self.retried = 0
+        self._lock = threading.Lock()
+        self._clients: list[Any] = []
+
+    @classmethod
+    def for_clients(cls, make_client: Callable[[], Any], **kw: Any) -> BatchRunner:
+        """A runner posting through :class:`graphkit.graph.GraphClient` objects, one per
+        worker thread (a requests session is not shared between threads), made by
+        ``make_client``: their token, retries of the whole request and origin checks.
+        Close them with :meth:`close`."""
+        local = threading.local()
+        made: list[Any] = []
+
+        def post(body: dict[str, Any]) -> tuple[list[dict[str, Any]], Any]:
+            client = getattr(local, "client", None)
+            if client is None:
+                client = local.client = make_client()
+                made.append(client)
+            resp = client.send("POST", "/$batch", json_body=body)
+            data = client.decode(resp)
+            responses = data.get("responses") if isinstance(data, dict) else None
+            if not isinstance(responses, list):
+                raise GraphkitError(
+                    "Graph answered the $batch request without a responses list",
+                    "retry; if it persists, check the Graph URL",
+                )
+            return responses, resp.headers
+
+        runner = cls(post, **kw)
+        runner._clients = made
+        return runner
+
+    def close(self) -> None:
+        for client in getattr(self, "_clients", []):
+            client.close()
+
+    def run(self, items: list[BatchItem]) -> Iterator[ItemResult]:
+        """Yield each item's final result, in the order they complete."""
+        if not items:
+            return
+        pending: list[list[BatchItem]] = _groups(items)  # groups ready to send now
+        waiting: list[tuple[float, int, list[BatchItem]]] = []  # (ready at, seq, group)
+        seq = 0
+        started: dict[str, float] = {}
+        clock = self._retry.clock
+        with ThreadPoolExecutor(max_workers=self.concurrency.maximum) as pool:
+            in_flight: dict[Future[Any], list[BatchItem]] = {}
+            while pending or waiting or in_flight:
+                now = clock()
+                while waiting and waiting[0][0] <= now:
+                    pending.append(heapq.heappop(waiting)[2])
+                while pending and len(in_flight) < self.concurrency.limit:
+                    batch = _take_batch(pending)
+                    for item in batch:
+                        item.attempts += 1
+                        started.setdefault(item.id, now)
+                    in_flight[pool.submit(self._post, {"requests": [i.wire() for i in batch]})] = (
+                        batch
+                    )
+                    self.batches_sent += 1
+                if not in_flight:
+                    if waiting:
+                        self._retry.sleep(max(0.0, waiting[0][0] - clock()))
+                    continue
+                done, _ = wait(list(in_flight), timeout=None, return_when=FIRST_COMPLETED)
+                for future in done:
+                    batch = in_flight.pop(future)
+                    responses, headers = future.result()
+                    results, again = self._settle(batch, responses, headers, started)
+                    yield from results
+                    for ready_at, group in again:
+                        seq += 1
+                        heapq.heappush(waiting, (ready_at, seq, group))
+
+    def _settle(
+        self,
+        batch: list[BatchItem],
+        responses: list[dict[str, Any]],
+        headers: Any,
+        started: dict[str, float],
+    ) -> tuple[list[ItemResult], list[tuple[float, list[BatchItem]]]]:
+        by_id = {str(r.get("id")): r for r in responses if isinstance(r, dict)}
+        throttled = _near_limit(headers)
+        results: list[ItemResult] = []
+        retry_ids: dict[str, float] = {}
+        for item in batch:
+            answer = by_id.get(item.id) or {
+                "status": 502,
+                "body": {"error": {"code": "missing", "message": "no answer for this item"}},
+            }
+            status = int(answer.get("status") or 0)
+            if status == 429:
+                throttled = True
+            if status in RETRY_STATUSES and item.attempts < self._retry.max_attempts:
+                item_headers = answer.get("headers") or {}
+                after = parse_retry_after(_header(item_headers, "Retry-After"))
+                delay = after if after is not None else self._retry.backoff(item.attempts)
+                waited = self._retry.clock() - started[item.id]
+                if waited + delay <= self._retry.max_total_wait:
+                    retry_ids[item.id] = delay
+                    continue
+            results.append(
+                ItemResult(item.id, status, answer.get("body"), item.attempts, item.line)
+            )
+        # Items that failed only because a retried one did go again with it.
+        again: list[tuple[float, list[BatchItem]]] = []
+        if retry_ids:
+            self.retried += len(retry_ids)
+            keep: list[ItemResult] = []
+            group = [i for i in batch if i.id in retry_ids]
+            for result in results:
+                item = next(i for i in batch if i.id == result.id)
+                if result.status == 424 and set(item.depends_on) & set(retry_ids):
+                    group.append(item)
+                else:
+                    keep.append(result)
+            results = keep
+            order = {i.id: n for n, i in enumerate(batch)}
+            group.sort(key=lambda i: order[i.id])
+            again.append((self._retry.clock() + max(retry_ids.values()), group))
+        with self._lock:
+            if throttled:
+                self.concurrency.throttled()
+            else:
+                self.concurrency.clear()
+        return results, again
+
+
+def _take_batch(pending: list[list[BatchItem]]) -> list[BatchItem]:
+    """Whole groups, in order, up to MAX_BATCH requests."""
+    batch: list[BatchItem] = []
+    rest: list[list[BatchItem]] = []
+    for group in pending:
+        if len(batch) + len(group) <= MAX_BATCH:
+            batch.extend(group)
+        else:
+            rest.append(group)
+    pending[:] = rest
+    return batch
+
+
+def _header(headers: Any, name: str) -> str | None:
+    if not isinstance(headers, dict):
+        return None
+    for key, value in headers.items():
+        if str(key).lower() == name.lower():
+            return str(value)
+    return None
+
+
+def _near_limit(headers: Any) -> bool:
+    value = headers.get("x-ms-throttle-limit-percentage") if headers is not None else None
+    try:
+        return value is not None and float(value) >= THROTTLE_NEAR
+    except ValueError:
+        return False
