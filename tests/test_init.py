@@ -389,7 +389,7 @@ def test_interactive_ctrl_c_at_a_prompt_leaves_nothing(graphkit_emulator: Any, h
         child.sendline(graphkit_emulator.default_tenant.domain)
         child.expect(r"Application \(client\) ID")
         child.sendintr()
-        child.expect("Interrupted")
+        child.expect("graphkit: error: interrupted: no file and no profile were left behind")
         child.expect(pexpect.EOF)
     finally:
         child.close()

@@ -6,25 +6,28 @@ import functools
 import getpass
 import os
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
+from graphkit.cli._state import STATE, interrupted
 from graphkit.errors import ExitCode, GraphkitError, InputError
 
 __all__ = [
     "STATE",
+    "FirstSentenceHelp",
     "ForceOpt",
     "PassphraseFileOpt",
     "PromptPassphraseOpt",
     "emit_json",
     "error_line",
     "install_log_handler",
+    "interrupted",
     "read_passphrase",
     "report_exception",
     "say",
+    "silence_stdout",
     "stderr_line",
     "warn",
 ]
@@ -32,12 +35,20 @@ __all__ = [
 PASSPHRASE_ENV = "GRAPHKIT_KEY_PASSPHRASE"
 
 
-@dataclass
-class _State:
-    debug: bool = False
+class FirstSentenceHelp:
+    """Mixin for command groups: the command list shows each command's whole first
+    sentence (Click cuts it at 45 columns, mid-word, with "..."); long ones wrap."""
 
-
-STATE = _State()
+    def format_commands(self, ctx: Any, formatter: Any) -> None:
+        rows = []
+        for name in self.list_commands(ctx):  # type: ignore[attr-defined]
+            command = self.get_command(ctx, name)  # type: ignore[attr-defined]
+            if command is None or command.hidden:
+                continue
+            rows.append((name, command.get_short_help_str(limit=10_000)))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
 
 
 def stderr_line(text: str) -> None:
@@ -63,6 +74,10 @@ def report_exception(exc: BaseException) -> int:
     if isinstance(exc, GraphkitError):
         error_line(str(exc))
         return int(exc.exit_code)
+    if type(exc).__name__ == "NoArgsIsHelpError":
+        # `graphkit` or `graphkit config` alone: the help, as asked for implicitly.
+        exc.show()  # type: ignore[attr-defined]
+        return int(ExitCode.USAGE)
     if _is_usage_error(exc):
         # A value Typer could not convert (e.g. --days abc), raised while the
         # sub-command parses: one line, like every other error, with where to look.
@@ -82,16 +97,32 @@ def report_exception(exc: BaseException) -> int:
                 "unexpected extra argument(s), not shown as they may hold a secret "
                 "(quote a value that contains spaces)"
             )
+        if message in ("No such option: -v", "No such option: -V"):
+            message += " (--version prints the version)"
         error_line(f"{message}: see {where}")
         return int(ExitCode.USAGE)
     if isinstance(exc, BrokenPipeError):
-        return int(ExitCode.ERROR)
+        # The reader of stdout went away (`graphkit ... | head -1`): stop quietly, with
+        # success, as README "Exit codes" says (a pipeline's own status is the reader's).
+        silence_stdout()
+        return int(ExitCode.OK)
     # Unexpected: one line, the type only (its text might hold secrets), and how to see more.
     error_line(
         f"unexpected {type(exc).__name__}; rerun with --debug for the traceback "
         "and report it if it persists"
     )
     return int(ExitCode.ERROR)
+
+
+def silence_stdout() -> None:
+    """Point stdout at /dev/null: its reader is gone, and the interpreter's final flush
+    of what is still buffered must not fail again (and print) on the closed pipe."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass
 
 
 def install_log_handler() -> None:

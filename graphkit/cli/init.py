@@ -15,7 +15,7 @@ import typer
 
 from graphkit.cli._common import PassphraseFileOpt, install_log_handler
 from graphkit.cli._typer_internals import LeanCommand
-from graphkit.errors import ExitCode, InputError
+from graphkit.errors import ExitCode, InputError, UsageError
 
 if TYPE_CHECKING:  # pragma: no cover
     from rich.console import Console
@@ -388,10 +388,11 @@ def build_request(
         )
     if interactive and not client_id:
         client_id = _ask(console, "Application (client) ID", None, profiles.check_client_id)
+    # A value a script must give: a usage error (exit 2), as for a missing argument.
     if not tenant:
-        raise InputError("no tenant given", "give --tenant (a GUID or a domain)")
+        raise UsageError("no tenant given", "give --tenant (a GUID or a domain)")
     if not client_id:
-        raise InputError("no client id given", "give --client-id (the Application (client) ID)")
+        raise UsageError("no client id given", "give --client-id (the Application (client) ID)")
     has_pair = bool(stored.get("certificate")) and not new_key
     if days is None:
         days = 365
@@ -433,19 +434,20 @@ def build_request(
 
 
 def _interrupted(console: Console, hooks: RichHooks | None) -> NoReturn:
-    """Ctrl-C: say what was kept (a profile saved before the upload prompt) and exit 130."""
+    """Ctrl-C: one ``graphkit: error: interrupted`` line saying what was kept (a
+    profile saved before the upload prompt, or nothing), then exit 130."""
+    from graphkit.cli._common import interrupted
+
     if hooks is not None:
         hooks._end_live_line()
     console.print()
     if hooks is not None and hooks.saved_profile:
-        console.print(
-            f"Interrupted. Profile [bold]{_esc(hooks.saved_profile)}[/] is saved; once the "
-            f"certificate is uploaded, check it with "
-            f"[bold]graphkit doctor --profile {_esc(hooks.saved_profile)}[/].",
-            soft_wrap=True,
+        interrupted(
+            f"profile {hooks.saved_profile} is saved; once the certificate is uploaded, "
+            f"check it with `graphkit doctor --profile {hooks.saved_profile}`"
         )
     else:
-        console.print("Interrupted: no file and no profile were left behind.")
+        interrupted("no file and no profile were left behind")
     raise typer.Exit(int(ExitCode.INTERRUPTED))
 
 
