@@ -250,6 +250,8 @@ class InitResult:
     made_default: bool
     smoke: SmokeResult | None = None
     tested: bool = False
+    # Environment variables that override the saved profile in other commands.
+    env_overrides: dict[str, str] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         c, i = self.credentials, self.instructions
@@ -628,6 +630,35 @@ def stored_profile(name: str) -> dict[str, Any] | None:
     return dict(found) if isinstance(found, dict) else None
 
 
+def _without_settings_env() -> dict[str, str]:
+    """The environment without the variables that override a profile's settings."""
+    import os
+
+    from graphkit.settings import ENV_VARS
+
+    hidden = {var for names in ENV_VARS.values() for var in names}
+    return {k: v for k, v in os.environ.items() if k not in hidden}
+
+
+def environment_overrides(profile: str) -> dict[str, str]:
+    """Variables set in the environment that give another commands' run of ``profile``
+    a different value than the profile holds: ``{variable: setting name}``."""
+    import os
+
+    from graphkit.settings import ENV_VARS
+
+    stored = stored_profile(profile) or {}
+    found: dict[str, str] = {}
+    for name, names in ENV_VARS.items():
+        if name == "passphrase":
+            continue
+        for var in names:
+            value = os.environ.get(var, "").strip()
+            if value and value != str(stored.get(name) or ""):
+                found[var] = name
+    return found
+
+
 def run_init(request: InitRequest, hooks: Hooks | None = None) -> InitResult:
     """Run the whole init flow; see the module docstring for the steps.
 
@@ -714,14 +745,19 @@ def run_init(request: InitRequest, hooks: Hooks | None = None) -> InitResult:
     )
     if not request.test or not hooks.confirm_upload(instructions):
         return result
+    result.env_overrides = environment_overrides(request.profile)
+    for var, name in result.env_overrides.items():
+        hooks.warn(
+            f"{var} is set in this shell and overrides the profile's {name} in every other "
+            f"command; init tests the profile as saved: `unset {var}` to use it"
+        )
+    # Exactly the profile as saved (within init its answers and flags win): the
+    # environment's AZURE_*/GRAPHKIT_* settings play no part in the test.
     settings = profiles.resolve_settings(
         profile=request.profile,
         overrides={"passphrase": request.passphrase} if request.passphrase else None,
+        env=_without_settings_env(),
     )
-    for name in ("tenant", "client_id", "certificate"):
-        source = settings.sources.get(name, "")
-        if source.startswith("env:"):
-            hooks.warn(f"{source[4:]} in the environment overrides the profile's {name}")
     result.smoke = smoke_test(settings, wait=request.wait, hooks=hooks)
     result.tested = True
     return result

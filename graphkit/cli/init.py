@@ -279,7 +279,7 @@ def show_upload(
     console.print()
 
 
-def show_smoke(console: Console, result: InitResult) -> None:
+def show_smoke(console: Console, result: InitResult, *, try_hint: bool = True) -> None:
     smoke = result.smoke
     if smoke is None or smoke.probe is None:
         return
@@ -292,10 +292,20 @@ def show_smoke(console: Console, result: InitResult) -> None:
     console.print(f"[green]✓[/] GET {_esc(probe.path)} works{org}.", soft_wrap=True)
     if probe.note:
         console.print(f"  [dim]Note: {_esc(probe.note)}.[/]", soft_wrap=True)
-    console.print(
-        f"Ready. Try: [bold]graphkit query /users --top 5 --profile {_esc(result.profile)}[/]",
-        soft_wrap=True,
-    )
+    if try_hint:
+        console.print(f"Ready. Try: [bold]{_esc(try_command(result))}[/]", soft_wrap=True)
+    else:
+        console.print("Ready.")
+
+
+def try_command(result: InitResult) -> str:
+    """The command the "Ready" line suggests: one that works when copied (variables
+    that would override the tested profile are unset for it)."""
+    import shlex
+
+    unset = "".join(f"-u {var} " for var in sorted(result.env_overrides))
+    command = f"graphkit query /users --top 5 --profile {shlex.quote(result.profile)}"
+    return f"env {unset}{command}" if unset else command
 
 
 # ------------------------------------------------------------------ prompts
@@ -330,6 +340,29 @@ def _ask_int(console: Console, label: str, default: int, check: Any) -> int:
             return int(answer)
         except GraphkitError as exc:
             console.print(f"[red]{_esc(exc.message)}[/]: {_esc(exc.hint or '')}", soft_wrap=True)
+
+
+_CONNECTION_ENV = {
+    "cloud": "GRAPHKIT_CLOUD",
+    "authority_host": "AZURE_AUTHORITY_HOST",
+    "graph_url": "GRAPHKIT_GRAPH_URL",
+    "ca_bundle": "GRAPHKIT_CA_BUNDLE",
+}
+
+
+def _env_default(var: str, check: Any) -> str | None:
+    """A prompt's default from the environment, when the variable holds a valid value."""
+    import os
+
+    from graphkit.errors import GraphkitError
+
+    value = os.environ.get(var, "").strip()
+    if not value:
+        return None
+    try:
+        return str(check(value))
+    except GraphkitError:
+        return None
 
 
 def _interactive() -> bool:
@@ -379,15 +412,22 @@ def build_request(
         console.print(f"Updating the existing profile [bold]{_esc(name)}[/].")
     tenant = tenant or stored.get("tenant")
     client_id = client_id or stored.get("client_id")
+    # The environment's values (e.g. an emulator's `export AZURE_TENANT_ID=...`) are
+    # offered as defaults; what is answered is what is saved, and tested.
     if interactive and not tenant:
         tenant = _ask(
             console,
             "Tenant (directory ID or domain, e.g. contoso.onmicrosoft.com)",
-            None,
+            _env_default("AZURE_TENANT_ID", profiles.check_tenant),
             profiles.check_tenant,
         )
     if interactive and not client_id:
-        client_id = _ask(console, "Application (client) ID", None, profiles.check_client_id)
+        client_id = _ask(
+            console,
+            "Application (client) ID",
+            _env_default("AZURE_CLIENT_ID", profiles.check_client_id),
+            profiles.check_client_id,
+        )
     # A value a script must give: a usage error (exit 2), as for a missing argument.
     if not tenant:
         raise UsageError("no tenant given", "give --tenant (a GUID or a domain)")
@@ -413,6 +453,15 @@ def build_request(
     for key in ("cloud", "authority_host", "graph_url", "ca_bundle"):
         if key not in values and stored.get(key):
             values[key] = stored[key]
+    # Hosts and CA from the environment (nothing asks for them) go into the profile, so
+    # that the profile init saves, and tests without the environment, works on its own.
+    import os
+
+    for key, var in _CONNECTION_ENV.items():
+        value = os.environ.get(var, "").strip()
+        if key not in values and value:
+            values[key] = profiles.normalize_cloud(value) if key == "cloud" else value
+            console.print(f"  Saving {key} = {_esc(value)} (from {var}) in the profile.")
     if values.get("ca_bundle"):
         values["ca_bundle"] = str(Path(values["ca_bundle"]).expanduser().resolve())
     return onboarding.InitRequest(
@@ -452,7 +501,12 @@ def _interrupted(console: Console, hooks: RichHooks | None) -> NoReturn:
 
 
 def run_flow(
-    console: Console, request: InitRequest, hooks: RichHooks, *, as_json: bool
+    console: Console,
+    request: InitRequest,
+    hooks: RichHooks,
+    *,
+    as_json: bool,
+    try_hint: bool = True,
 ) -> InitResult:
     """Run init with ``hooks``; report an interruption or a Graph 403 properly."""
     from graphkit import onboarding
@@ -465,7 +519,7 @@ def run_flow(
         _interrupted(console, hooks)
     except EOFError:
         raise InputError("no answer (end of input)", "answer the prompts, or give flags") from None
-    show_smoke(console, result)
+    show_smoke(console, result, try_hint=try_hint)
     if as_json:
         emit_json(result.as_dict())
     if result.smoke is not None and result.smoke.permission_error:
@@ -632,7 +686,8 @@ def demo(
             ],
         )
         hooks = _DemoHooks(console, world, profile=profile)
-        run_flow(console, request, hooks, as_json=False)
+        # The demo's profile and emulator are gone once it ends: no "Try" naming them.
+        run_flow(console, request, hooks, as_json=False, try_hint=False)
         steps = [
             ["token", "--profile", profile],
             [
@@ -654,10 +709,16 @@ def demo(
             sys.stdout.flush()
             if code:
                 raise typer.Exit(code)
+        kept = (
+            ""
+            if world.temporary
+            else f" Its state is kept in {_esc(str(world.home))} (the emulator stopped with it)."
+        )
         console.print(
-            f"\nThat was the first page of the demo tenant's {world.users} users. Next: "
-            "[bold]graphkit init[/] for your own tenant's app, [bold]graphkit doctor[/] "
-            "to check a setup."
+            f"\nThat was the first page of the demo tenant's {world.users} users.{kept}\n"
+            "Next: `graphkit init` for your own tenant's app; `graphkit emulator serve` "
+            "to keep an emulator running for your own scripts.",
+            soft_wrap=True,
         )
 
 
