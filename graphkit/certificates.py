@@ -41,7 +41,7 @@ __all__ = [
 ]
 
 # Warn this many days before the client certificate expires (issue 5).
-EXPIRY_WARNING_DAYS = 30
+EXPIRY_WARNING_DAYS = 30  # the longest warning window (see expiry_warning)
 
 # Shortest RSA key check() accepts: crypto.MIN_RSA_BITS, repeated here so that a
 # check served from the record does not import cryptography (a test keeps them equal).
@@ -85,9 +85,11 @@ class ClientCertificate:
         value: dt.datetime = self.certificate.not_valid_after_utc
         return value
 
-    def days_left(self, now: dt.datetime | None = None) -> float:
-        now = now or dt.datetime.now(dt.UTC)
-        return (self.not_after - now).total_seconds() / 86400
+    def days_left(self, now: dt.datetime | None = None) -> Any:
+        """:func:`graphkit.crypto.days_left` (a ``DaysLeft``: ``.days``, ``str()``)."""
+        from graphkit import crypto
+
+        return crypto.days_left(self.not_after, now)
 
 
 class CertificateFacts(NamedTuple):
@@ -106,9 +108,11 @@ class CertificateFacts(NamedTuple):
     key_bits: int
     holds_key: bool
 
-    def days_left(self, now: dt.datetime | None = None) -> float:
-        now = now or dt.datetime.now(dt.UTC)
-        return (self.not_after - now).total_seconds() / 86400
+    def days_left(self, now: dt.datetime | None = None) -> Any:
+        """:func:`graphkit.crypto.days_left` (a ``DaysLeft``: ``.days``, ``str()``)."""
+        from graphkit import crypto
+
+        return crypto.days_left(self.not_after, now)
 
 
 def _now() -> dt.datetime:
@@ -496,16 +500,21 @@ def expiry_warning(
     cert: ClientCertificate | CertificateFacts,
     *,
     now: dt.datetime | None = None,
-    days: int = EXPIRY_WARNING_DAYS,
+    profile: str | None = None,
 ) -> str | None:
-    """A warning when ``cert`` expires within ``days`` days, else None."""
-    left = cert.days_left(now)
-    if left >= days:
+    """A warning when ``cert`` is about to expire, else None.
+
+    It starts 30 days before expiry, or at the last third of the certificate's lifetime
+    when that is shorter (:func:`graphkit.crypto.expiry_warning_due`); the days are
+    counted by :func:`graphkit.crypto.days_left`, as every command counts them, and
+    the message names the one next step (:data:`graphkit.crypto.RENEW_STEP`).
+    """
+    from graphkit import crypto
+
+    if not crypto.expiry_warning_due(cert.not_before, cert.not_after, now):
         return None
-    whole = max(0, int(left))
-    when = "today" if whole == 0 else "in 1 day" if whole == 1 else f"in {whole} days"
+    left = crypto.days_left(cert.not_after, now)
     return (
-        f"certificate {cert.path} (SHA-1 {cert.sha1}) expires {when} "
-        f"({cert.not_after:%Y-%m-%d %H:%M} UTC): make a new one with `graphkit selfsign` "
-        "and upload it to the app registration before then"
+        f"certificate {cert.path} (SHA-1 {cert.sha1}) {left.expires_phrase()} "
+        f"({cert.not_after:%Y-%m-%d %H:%M} UTC): {crypto.renew_step(profile)}"
     )

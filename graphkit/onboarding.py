@@ -169,15 +169,25 @@ class Credentials:
     encrypted: bool = False
     extra: dict[str, Path] = field(default_factory=dict)  # "cer" / "pfx" -> path
 
-    @property
-    def days_left(self) -> int:
-        """Whole days left (rounded down: what expiry warnings use)."""
-        return int((self.not_after - dt.datetime.now(dt.UTC)).total_seconds() // 86400)
+    not_before: dt.datetime | None = None
 
     @property
-    def days_left_rounded(self) -> int:
-        """Days left to the nearest day (for display: a new 365-day certificate says 365)."""
-        return round((self.not_after - dt.datetime.now(dt.UTC)).total_seconds() / 86400)
+    def validity(self) -> Any:
+        """Days left, counted as every command counts them (:func:`crypto.days_left`)."""
+        from graphkit import crypto
+
+        return crypto.days_left(self.not_after)
+
+    @property
+    def days_left(self) -> int:
+        return int(self.validity.days)
+
+    @property
+    def expiry_warning_due(self) -> bool:
+        from graphkit import crypto
+
+        start = self.not_before or self.not_after - dt.timedelta(days=3650)
+        return crypto.expiry_warning_due(start, self.not_after)
 
 
 @dataclass
@@ -414,6 +424,7 @@ def _load_pair(key_path: Path, cert_path: Path, passphrase: bytes | None) -> Cre
         cert_path=cert_path,
         thumbprint=crypto.thumbprints(cert)["sha1"],
         not_after=cert.not_valid_after_utc,
+        not_before=cert.not_valid_before_utc,
         subject=cert.subject.rfc4514_string(),
         reused=True,
         encrypted=encrypted,
@@ -505,6 +516,7 @@ def create_credentials(
         cert_path=cert_path,
         thumbprint=crypto.thumbprints(cert)["sha1"],
         not_after=cert.not_valid_after_utc,
+        not_before=cert.not_valid_before_utc,
         subject=cert.subject.rfc4514_string(),
         reused=False,
         encrypted=bool(passphrase),
@@ -696,10 +708,12 @@ def run_init(request: InitRequest, hooks: Hooks | None = None) -> InitResult:
             hooks.step(
                 f"Reusing the existing key {existing.key_path} and certificate {existing.cert_path}"
             )
-            if existing.days_left < 30:
+            if existing.expiry_warning_due:
+                from graphkit import crypto
+
                 hooks.warn(
-                    f"the certificate expires in {existing.days_left} days: "
-                    "run init again with --new-key and upload the new certificate"
+                    f"the certificate {existing.validity.expires_phrase()}: "
+                    f"{crypto.renew_step(request.profile)}"
                 )
 
     txn = _Transaction()

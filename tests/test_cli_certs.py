@@ -577,7 +577,7 @@ def test_thumbprint_warnings(
     elif case == "not_yet_valid":
         cert = crypto.self_sign(certs_rsa_key, name, days=30, now=now + dt.timedelta(days=10))
     elif case == "expiring":
-        cert = crypto.self_sign(certs_rsa_key, name, days=10)
+        cert = crypto.self_sign(certs_rsa_key, name, days=30, now=now - dt.timedelta(days=22))
     elif case == "ec":
         cert = foreign_certificate(certs_ec_key)
     else:

@@ -196,6 +196,9 @@ def thumbprint(
         emit_json(info)
     else:
         info["key"] = f"{info['key_type']} {info['key_size'] or ''}".strip()
+        if info["days_left"] <= 0:  # "expired 3 days ago", "0 (expires today)"
+            validity = info["validity"]
+            info["days_left"] = validity if "expired" in validity else f"0 ({validity})"
         width = max(len(label) for _, label in _LABELS)
         for k, label in _LABELS:
             typer.echo(f"{label + ':':<{width + 1}} {info[k]}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 from collections.abc import Sequence
@@ -49,9 +50,10 @@ def _certificate_status(settings: Any) -> dict[str, Any]:
         "status": "ok",
         "sha1": cert.sha1,
         "not_after": cert.not_after.isoformat(),
-        "days_left": int(cert.days_left()),
+        "days_left": cert.days_left().days,
+        "validity": str(cert.days_left()),
         "form": cert.form,
-        "warning": certificates.expiry_warning(cert),
+        "warning": certificates.expiry_warning(cert, profile=settings.profile),
     }
 
 
@@ -88,7 +90,7 @@ def show(
     if cert["status"] == "ok":
         sys.stdout.write(
             f"certificate: SHA-1 {cert['sha1']}, expires {cert['not_after'][:10]} "
-            f"({cert['days_left']} days left)\n"
+            f"({cert['validity']})\n"
         )
     elif cert["status"] == "error":
         sys.stdout.write(f"certificate: unusable: {cert['error']}\n")
@@ -103,7 +105,10 @@ def show(
 
 
 def list_profiles(as_json: JsonOpt = False) -> None:
-    """List the profiles in the config file; * marks the default."""
+    """List the profiles, each with its certificate, thumbprint and days left.
+
+    * marks the default. Only the certificate is read (never the key).
+    """
     from graphkit.settings import config_path, read_config
 
     path = config_path()
@@ -116,7 +121,11 @@ def list_profiles(as_json: JsonOpt = False) -> None:
                 "config_file": str(path),
                 "default_profile": default,
                 "profiles": {
-                    name: {**values, "default": name == default}
+                    name: {
+                        **values,
+                        "default": name == default,
+                        "certificate_status": _profile_certificate(values),
+                    }
                     for name, values in profiles.items()
                 },
             }
@@ -129,15 +138,79 @@ def list_profiles(as_json: JsonOpt = False) -> None:
     rows = []
     for name, values in sorted(profiles.items()):
         where = values.get("cloud") or values.get("authority_host") or "global"
+        cert = _profile_certificate(values)
         rows.append(
             (
                 ("* " if name == default else "  ") + name,
                 str(values.get("tenant", "-")),
                 str(values.get("client_id", "-")),
                 str(where),
+                str(values.get("certificate") or "-"),
+                cert.get("sha1") or ("unreadable" if cert["status"] == "error" else "-"),
+                cert.get("validity") or "-",
             )
         )
-    _table(rows, ("  PROFILE", "TENANT", "CLIENT ID", "CLOUD/AUTHORITY"))
+    _table(
+        rows,
+        (
+            "  PROFILE",
+            "TENANT",
+            "CLIENT ID",
+            "CLOUD/AUTHORITY",
+            "CERTIFICATE",
+            "THUMBPRINT (SHA-1)",
+            "DAYS LEFT",
+        ),
+    )
+    for name, values in sorted(profiles.items()):
+        cert = _profile_certificate(values)
+        if cert["status"] == "error":
+            warn(f"profile {name}: {cert['error']}")
+        elif cert.get("warning"):
+            warn(f"profile {name}: {cert['warning']}")
+
+
+@functools.cache
+def _profile_certificate_cached(path: str, passphrase_file: str | None) -> dict[str, Any]:
+    from graphkit import crypto
+    from graphkit.files import read_bytes, read_passphrase_file
+
+    try:
+        passphrase = None
+        if passphrase_file:
+            lines = read_passphrase_file(Path(passphrase_file)).splitlines()
+            passphrase = lines[0] if lines else None
+        bundle = crypto.load_certificate_bundle(
+            read_bytes(Path(path).expanduser(), "certificate"),
+            passphrase,
+            source=f"certificate {path}",
+            key_optional=True,
+        )
+    except GraphkitError as exc:
+        return {"status": "error", "error": str(exc)}
+    cert = bundle.certificate
+    left = crypto.days_left(cert.not_valid_after_utc)
+    warning = None
+    if left.expired or crypto.expiry_warning_due(
+        cert.not_valid_before_utc, cert.not_valid_after_utc
+    ):
+        warning = f"certificate {path} {left.expires_phrase()}"
+    return {
+        "status": "ok",
+        "sha1": crypto.thumbprints(cert)["sha1"],
+        "not_after": cert.not_valid_after_utc.isoformat(),
+        "days_left": left.days,
+        "validity": str(left),
+        "warning": warning,
+    }
+
+
+def _profile_certificate(values: dict[str, Any]) -> dict[str, Any]:
+    """A profile's certificate as stored: thumbprint and days left (the key is not read)."""
+    path = values.get("certificate")
+    if not path:
+        return {"status": "not configured"}
+    return _profile_certificate_cached(str(path), values.get("passphrase_file"))
 
 
 # ------------------------------------------------------------------ use, delete

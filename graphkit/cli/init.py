@@ -157,7 +157,7 @@ class RichHooks:
             "Reuse them?",
             console=self.console,
             # A certificate about to expire is better replaced than reused.
-            default=existing.days_left >= 30,
+            default=not existing.expiry_warning_due,
         )
 
     def show_upload(self, credentials: Credentials, instructions: UploadInstructions) -> None:
@@ -248,14 +248,14 @@ def show_upload(
 ) -> None:
     """The thumbprint and where to upload: the portal page and the az line."""
     i = instructions
-    days = credentials.days_left_rounded
+    left = credentials.validity
     console.print()
     verb = "Reusing" if credentials.reused else "Created"
     console.print(f"[bold]{verb} the certificate to upload to app {i.client_id}[/]")
     rows = [
         ("Certificate", str(i.cert_path)),
         ("Thumbprint", f"{i.thumbprint}  (SHA-1, as the portal shows it)"),
-        ("Expires", f"{credentials.not_after:%Y-%m-%d} (in {days} days)"),
+        ("Expires", f"{credentials.not_after:%Y-%m-%d} ({left})"),
         ("Private key", f"{credentials.key_path}  (mode 0600: never upload or share it)"),
     ]
     for kind, path in sorted(credentials.extra.items()):
