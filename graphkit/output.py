@@ -27,8 +27,10 @@ from typing import Any, TextIO
 __all__ = [
     "FORMATS",
     "JmesQuery",
+    "colorize_json",
     "columns_for",
     "default_format",
+    "json_color",
     "no_color",
     "resource_of",
     "write_items",
@@ -36,7 +38,7 @@ __all__ = [
     "yaml_dump",
 ]
 
-FORMATS = ("table", "json", "jsonl", "csv", "yaml")
+FORMATS = ("table", "json", "jsonl", "csv", "tsv", "yaml")
 
 # Table columns when --select is not given, per collection (from @odata.context).
 DEFAULT_COLUMNS: dict[str, list[str]] = {
@@ -284,6 +286,56 @@ def yaml_dump(value: Any) -> str:
     return _yaml_inline(value) + "\n"
 
 
+# ------------------------------------------------------------------ JSON colour and TSV
+
+_JSON_TOKEN = re.compile(
+    r'("(?:[^"\\]|\\.)*")(\s*:)?|\b(true|false|null)\b|(-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?)'
+)
+
+
+def json_color(out: TextIO) -> bool:
+    """Colour JSON for ``out``: on a terminal, unless NO_COLOR."""
+    try:
+        return bool(out.isatty()) and not no_color()
+    except (AttributeError, ValueError):
+        return False
+
+
+def colorize_json(text: str) -> str:
+    """JSON text with ANSI colours: keys blue, strings green, numbers cyan, literals
+    magenta (as jq does it, roughly). Only for a terminal: see :func:`json_color`."""
+
+    def paint(m: re.Match[str]) -> str:
+        string, colon, literal, number = m.groups()
+        if string is not None:
+            if colon is not None:
+                return f"\x1b[1;34m{string}\x1b[0m{colon}"
+            return f"\x1b[32m{string}\x1b[0m"
+        if literal is not None:
+            return f"\x1b[35m{literal}\x1b[0m"
+        return f"\x1b[36m{number}\x1b[0m"
+
+    return _JSON_TOKEN.sub(paint, text)
+
+
+def tsv_field(value: Any) -> str:
+    """One TSV field, as az -o tsv writes them: no quoting; tabs and newlines inside a
+    value become spaces so the columns and lines hold; a list of strings is joined with
+    ", ", other nesting is compact JSON."""
+    text = cell(value)
+    return text.replace("\t", " ").replace("\r", " ").replace("\n", " ")
+
+
+def tsv_line(value: Any, cols: list[str] | None = None) -> str:
+    """An object's values (in ``cols`` or key order), a list's elements, or a scalar."""
+    if isinstance(value, dict):
+        keys = cols if cols is not None else [k for k in value if not k.startswith("@odata.")]
+        return "\t".join(tsv_field(value.get(k)) for k in keys)
+    if isinstance(value, list):
+        return "\t".join(tsv_field(v) for v in value)
+    return tsv_field(value)
+
+
 # ------------------------------------------------------------------ writers
 
 
@@ -320,11 +372,22 @@ def write_items(
         return n
     if fmt == "json":
         n = 0
+        paint = colorize_json if json_color(out) else None
         for item in items:
             text = json.dumps(item, indent=2, ensure_ascii=False).replace("\n", "\n  ")
-            out.write(("[\n  " if n == 0 else ",\n  ") + text)
+            out.write(("[\n  " if n == 0 else ",\n  ") + (paint(text) if paint else text))
             n += 1
         out.write("\n]\n" if n else "[]\n")
+        return n
+    if fmt == "tsv":
+        n = 0
+        cols = None if shaped else select_columns(select)
+        for item in items:
+            if cols is None and isinstance(item, dict):
+                # Fixed by the first item (as CSV's columns): every line has as many fields.
+                cols = [k for k in item if not k.startswith("@odata.")]
+            out.write(tsv_line(item, cols) + "\n")
+            n += 1
         return n
     if fmt == "yaml":
         n = 0
@@ -545,7 +608,14 @@ def write_object(obj: Any, fmt: str, out: TextIO) -> None:
     if fmt == "jsonl":
         out.write(_dumps_line(obj) + "\n")
     elif fmt == "json":
-        out.write(json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
+        text = json.dumps(obj, indent=2, ensure_ascii=False, default=str)
+        out.write((colorize_json(text) if json_color(out) else text) + "\n")
+    elif fmt == "tsv":
+        if isinstance(obj, list):
+            for element in obj:
+                out.write(tsv_line(element) + "\n")
+        else:
+            out.write(tsv_line(obj) + "\n")
     elif fmt == "yaml":
         out.write(yaml_dump(obj))
     elif fmt == "csv":

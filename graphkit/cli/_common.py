@@ -12,18 +12,22 @@ from typing import Annotated, Any
 import typer
 
 from graphkit.cli._state import STATE, interrupted
-from graphkit.errors import ExitCode, GraphkitError, InputError
+from graphkit.errors import ExitCode, GraphkitError, InputError, UsageError
 
 __all__ = [
+    "DATA_FORMATS",
     "STATE",
     "FirstSentenceHelp",
     "ForceOpt",
+    "OutputOpt",
     "PassphraseFileOpt",
     "PromptPassphraseOpt",
+    "emit",
     "emit_json",
     "error_line",
     "install_log_handler",
     "interrupted",
+    "output_format",
     "read_passphrase",
     "report_exception",
     "say",
@@ -248,6 +252,39 @@ def _prompt_passphrase(confirm: bool) -> str:
 
 
 def emit_json(data: Any) -> None:
-    import json
+    emit(data, "json")
 
-    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+# ----------------------------------------------------------------- -o/--output
+
+# What every data-printing command but query offers (query adds jsonl and csv).
+DATA_FORMATS = ("table", "json", "yaml", "tsv")
+
+OutputOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--output",
+        "-o",
+        help="table (the default: for people), json, yaml or tsv. --json is -o json.",
+        show_default=False,
+    ),
+]
+
+
+def output_format(output: str | None, as_json: bool = False) -> str:
+    """The format from ``-o`` and its alias ``--json``; a usage error for anything else."""
+    fmt = (output or ("json" if as_json else "table")).lower()
+    if as_json and fmt != "json":
+        raise UsageError(f"--json and -o {output} disagree", "give one of them")
+    if fmt not in DATA_FORMATS:
+        raise UsageError(
+            f"--output {output!r} is not offered here", f"use one of {', '.join(DATA_FORMATS)}"
+        )
+    return fmt
+
+
+def emit(data: Any, fmt: str) -> None:
+    """Write ``data`` on stdout as ``fmt`` (json coloured on a terminal, unless NO_COLOR)."""
+    from graphkit import output
+
+    output.write_object(data, fmt if fmt != "table" else "json", sys.stdout)

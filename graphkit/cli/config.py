@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -12,16 +11,16 @@ from typing import Annotated, Any
 import typer
 
 from graphkit.cli import _connection
-from graphkit.cli._common import say, warn
+from graphkit.cli._common import OutputOpt, emit, output_format, say, warn
 from graphkit.cli._typer_internals import LeanCommand
 from graphkit.errors import GraphkitError, InputError, UsageError
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="The same as -o json.")]
 NameArg = Annotated[str, typer.Argument(help="Profile name.")]
 
 
-def _emit(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2) + "\n")
+def _emit(data: Any, fmt: str = "json") -> None:
+    emit(data, fmt)
 
 
 def _table(rows: Sequence[tuple[str, ...]], header: tuple[str, ...] | None = None) -> None:
@@ -60,6 +59,7 @@ def _certificate_status(settings: Any) -> dict[str, Any]:
 @_connection.with_connection_flags
 def show(
     as_json: JsonOpt = False,
+    output: OutputOpt = None,
     *,
     connection: _connection.Connection,
 ) -> None:
@@ -69,11 +69,16 @@ def show(
     """
     from graphkit import settings as profiles
 
+    fmt = output_format(output, as_json)
+    as_json = fmt != "table"
     settings = connection.settings(validate=False)
     rows = settings.describe()
     cert = _certificate_status(settings)
     cfg = settings.config_file or profiles.config_path()
     state = profiles.state_dir()
+    if fmt == "tsv":  # a line per setting: name, value, source
+        _emit([list(row) for row in rows], "tsv")
+        return
     if as_json:
         _emit(
             {
@@ -82,7 +87,8 @@ def show(
                 "config_file": str(cfg),
                 "config_file_exists": cfg.exists(),
                 "state_dir": str(state),
-            }
+            },
+            fmt,
         )
         return
     _table([(name, value, src) for name, value, src in rows], ("SETTING", "VALUE", "SOURCE"))
@@ -104,17 +110,36 @@ def show(
 # ------------------------------------------------------------------------ list
 
 
-def list_profiles(as_json: JsonOpt = False) -> None:
+def list_profiles(as_json: JsonOpt = False, output: OutputOpt = None) -> None:
     """List the profiles, each with its certificate, thumbprint and days left.
 
     * marks the default. Only the certificate is read (never the key).
     """
     from graphkit.settings import config_path, read_config
 
+    fmt = output_format(output, as_json)
+    as_json = fmt != "table"
     path = config_path()
     data = read_config(path)
     profiles: dict[str, dict[str, Any]] = data.get("profiles") or {}
     default = data.get("default_profile")
+    if fmt == "tsv":  # a line per profile
+        lines = []
+        for name, values in sorted(profiles.items()):
+            cert = _profile_certificate(values)
+            lines.append(
+                [
+                    name,
+                    values.get("tenant"),
+                    values.get("client_id"),
+                    values.get("certificate"),
+                    cert.get("sha1"),
+                    cert.get("days_left"),
+                    name == default,
+                ]
+            )
+        _emit(lines, "tsv")
+        return
     if as_json:
         _emit(
             {
@@ -128,7 +153,8 @@ def list_profiles(as_json: JsonOpt = False) -> None:
                     }
                     for name, values in profiles.items()
                 },
-            }
+            },
+            fmt,
         )
         return
     if not profiles:

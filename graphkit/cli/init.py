@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
-from graphkit.cli._common import PassphraseFileOpt, install_log_handler
+from graphkit.cli._common import OutputOpt, PassphraseFileOpt, install_log_handler, output_format
 from graphkit.cli._typer_internals import LeanCommand
 from graphkit.errors import ExitCode, InputError, UsageError
 
@@ -108,7 +108,8 @@ CaBundleOpt = Annotated[
     typer.Option("--ca-bundle", help="CA file to trust for both hosts (stored in the profile)."),
 ]
 JsonOpt = Annotated[
-    bool, typer.Option("--json", help="Print a JSON summary on stdout (progress stays on stderr).")
+    bool,
+    typer.Option("--json", help="The same as -o json: a summary on stdout (progress on stderr)."),
 ]
 
 
@@ -505,12 +506,12 @@ def run_flow(
     request: InitRequest,
     hooks: RichHooks,
     *,
-    as_json: bool,
+    as_json: bool | str,
     try_hint: bool = True,
 ) -> InitResult:
     """Run init with ``hooks``; report an interruption or a Graph 403 properly."""
     from graphkit import onboarding
-    from graphkit.cli._common import emit_json
+    from graphkit.cli._common import emit
     from graphkit.errors import PermissionDeniedError
 
     try:
@@ -521,7 +522,7 @@ def run_flow(
         raise InputError("no answer (end of input)", "answer the prompts, or give flags") from None
     show_smoke(console, result, try_hint=try_hint)
     if as_json:
-        emit_json(result.as_dict())
+        emit(result.as_dict(), "json" if as_json is True else str(as_json))
     if result.smoke is not None and result.smoke.permission_error:
         raise PermissionDeniedError(
             "the profile's token works but Graph refused the test call",
@@ -552,6 +553,7 @@ def init(
     graph_url: GraphUrlOpt = None,
     ca_bundle: CaBundleOpt = None,
     as_json: JsonOpt = False,
+    output: OutputOpt = None,
     sandbox: Annotated[
         bool,
         typer.Option("--sandbox", help="Run the offline demo instead (same as `graphkit demo`)."),
@@ -571,6 +573,7 @@ def init(
             )
         demo(profile=profile or "demo", users=None, home=None, propagation_delay=0.0)
         return
+    fmt = output_format(output, as_json)
     if wait < 0:
         raise InputError(f"--wait {wait} is negative", "give a number of seconds")
     install_log_handler()
@@ -604,7 +607,7 @@ def init(
     except EOFError:
         raise InputError("no answer (end of input)", "answer the prompts, or give flags") from None
     hooks = RichHooks(console, interactive=interactive, yes=yes, profile=request.profile)
-    run_flow(console, request, hooks, as_json=as_json)
+    run_flow(console, request, hooks, as_json=False if fmt == "table" else fmt)
 
 
 def demo(

@@ -60,7 +60,8 @@ OutputOpt = Annotated[
     typer.Option(
         "--output",
         "-o",
-        help="table, json, jsonl, csv or yaml. Default: table on a terminal, json otherwise.",
+        help="table, json, jsonl, csv, tsv or yaml. Default: table on a terminal, json "
+        "otherwise (tsv: one value per line, tab-separated fields, no quoting, as az).",
         show_default=False,
     ),
 ]
