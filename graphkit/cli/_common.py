@@ -232,23 +232,37 @@ def read_passphrase(
     return None
 
 
+PASSPHRASE_TRIES = 3  # a mismatched repeat asks again, as ssh-keygen does
+
+
 def _prompt_passphrase(confirm: bool) -> str:
-    if sys.stdin is None or not sys.stdin.isatty():
-        # Piped input (scripts, tests): read lines; getpass would warn and echo.
-        if sys.stdin is None:
+    if sys.stdin is None:
+        raise InputError(
+            "--prompt-passphrase needs a terminal", f"use --passphrase-file or {PASSPHRASE_ENV}"
+        )
+    tty = sys.stdin.isatty()
+    for attempt in range(1, PASSPHRASE_TRIES + 1):
+        if tty:
+            first = getpass.getpass("Passphrase: ")
+            second = getpass.getpass("Repeat passphrase: ") if confirm else first
+        else:
+            # Piped input (scripts, tests): read lines; getpass would warn and echo.
+            line = sys.stdin.readline()
+            if not line and attempt > 1:  # no more input after a mismatch
+                break
+            first = line.rstrip("\r\n")
+            second = sys.stdin.readline().rstrip("\r\n") if confirm else first
+        if not first:
             raise InputError(
-                "--prompt-passphrase needs a terminal", f"use --passphrase-file or {PASSPHRASE_ENV}"
+                "the passphrase is empty", "type a passphrase, or leave out the option"
             )
-        first = sys.stdin.readline().rstrip("\r\n")
-        second = sys.stdin.readline().rstrip("\r\n") if confirm else first
-    else:
-        first = getpass.getpass("Passphrase: ")
-        second = getpass.getpass("Repeat passphrase: ") if confirm else first
-    if not first:
-        raise InputError("the passphrase is empty", "type a passphrase, or leave out the option")
-    if first != second:
-        raise InputError("the passphrases do not match", "run the command again")
-    return first
+        if first == second:
+            return first
+        if attempt < PASSPHRASE_TRIES:
+            stderr_line("graphkit: the passphrases do not match: try again")
+    raise InputError(
+        f"the passphrases do not match ({PASSPHRASE_TRIES} tries)", "run the command again"
+    )
 
 
 def emit_json(data: Any) -> None:
