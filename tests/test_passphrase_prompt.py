@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from graphkit import crypto
+from graphkit.errors import CryptoError
 
 pexpect = pytest.importorskip("pexpect")
 
@@ -42,7 +43,7 @@ def test_a_mismatched_repeat_asks_again(tmp_path: Path) -> None:
     assert child.exitstatus == 0, child.before
     key = (tmp_path / "app.key").read_bytes()
     crypto.load_private_key(key, b"second try")  # the agreed one, and only it
-    with pytest.raises(Exception):
+    with pytest.raises(CryptoError):
         crypto.load_private_key(key, b"first try")
 
 

@@ -240,29 +240,32 @@ def _prompt_passphrase(confirm: bool) -> str:
         raise InputError(
             "--prompt-passphrase needs a terminal", f"use --passphrase-file or {PASSPHRASE_ENV}"
         )
-    tty = sys.stdin.isatty()
+    if not sys.stdin.isatty():
+        # Piped input (scripts, tests): read lines, once (nobody to ask again); getpass
+        # would warn and echo.
+        first = sys.stdin.readline().rstrip("\r\n")
+        second = sys.stdin.readline().rstrip("\r\n") if confirm else first
+        _check_passphrase_pair(first, second)
+        return first
     for attempt in range(1, PASSPHRASE_TRIES + 1):
-        if tty:
-            first = getpass.getpass("Passphrase: ")
-            second = getpass.getpass("Repeat passphrase: ") if confirm else first
-        else:
-            # Piped input (scripts, tests): read lines; getpass would warn and echo.
-            line = sys.stdin.readline()
-            if not line and attempt > 1:  # no more input after a mismatch
-                break
-            first = line.rstrip("\r\n")
-            second = sys.stdin.readline().rstrip("\r\n") if confirm else first
-        if not first:
-            raise InputError(
-                "the passphrase is empty", "type a passphrase, or leave out the option"
-            )
-        if first == second:
-            return first
-        if attempt < PASSPHRASE_TRIES:
+        first = getpass.getpass("Passphrase: ")
+        second = getpass.getpass("Repeat passphrase: ") if confirm else first
+        if first == second or attempt == PASSPHRASE_TRIES:
+            break
+        if first:
             stderr_line("graphkit: the passphrases do not match: try again")
-    raise InputError(
-        f"the passphrases do not match ({PASSPHRASE_TRIES} tries)", "run the command again"
-    )
+        else:
+            break
+    _check_passphrase_pair(first, second, tries=PASSPHRASE_TRIES)
+    return first
+
+
+def _check_passphrase_pair(first: str, second: str, tries: int = 1) -> None:
+    if not first:
+        raise InputError("the passphrase is empty", "type a passphrase, or leave out the option")
+    if first != second:
+        what = f" ({tries} tries)" if tries > 1 else ""
+        raise InputError(f"the passphrases do not match{what}", "run the command again")
 
 
 def emit_json(data: Any) -> None:
