@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from typer.core import TyperGroup
 
 from graphkit.cli._state import STATE, interrupted
 from graphkit.errors import ExitCode, GraphkitError, InputError, UsageError
@@ -53,6 +54,10 @@ class FirstSentenceHelp:
         if rows:
             with formatter.section("Commands"):
                 formatter.write_dl(rows)
+
+
+class GraphkitSubgroup(FirstSentenceHelp, TyperGroup):
+    """A command group (config, emulator) whose command list shows whole sentences."""
 
 
 def stderr_line(text: str) -> None:

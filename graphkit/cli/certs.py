@@ -289,5 +289,7 @@ def export(
 
 
 def register(app: typer.Typer) -> None:
+    from graphkit.cli._examples import epilog
+
     for command in (keygen, csr, selfsign, thumbprint, export):
-        app.command(cls=LeanCommand)(command)
+        app.command(cls=LeanCommand, epilog=epilog(command.__name__))(command)

@@ -350,15 +350,22 @@ def set_profile(
 
 
 def register(app: typer.Typer) -> None:
+    from graphkit.cli._common import GraphkitSubgroup
+    from graphkit.cli._examples import epilog
+
     group = typer.Typer(
         name="config",
         help="Connection profiles: show the resolved settings, list, choose, create.",
         no_args_is_help=True,
         rich_markup_mode=None,
+        cls=GraphkitSubgroup,
     )
-    group.command("show", cls=LeanCommand)(show)
-    group.command("list", cls=LeanCommand)(list_profiles)
-    group.command("use", cls=LeanCommand)(use)
-    group.command("set", cls=LeanCommand)(set_profile)
-    group.command("delete", cls=LeanCommand)(delete)
+    for name, command in (
+        ("show", show),
+        ("list", list_profiles),
+        ("use", use),
+        ("set", set_profile),
+        ("delete", delete),
+    ):
+        group.command(name, cls=LeanCommand, epilog=epilog(f"config {name}"))(command)
     app.add_typer(group, name="config")

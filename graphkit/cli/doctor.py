@@ -96,4 +96,6 @@ def doctor(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("doctor", cls=LeanCommand)(doctor)
+    from graphkit.cli._examples import epilog
+
+    app.command("doctor", cls=LeanCommand, epilog=epilog("doctor"))(doctor)

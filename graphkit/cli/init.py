@@ -772,5 +772,7 @@ def _run_command(args: list[str]) -> int:
 
 
 def register(app: typer.Typer) -> None:
-    app.command("init", cls=LeanCommand)(init)
-    app.command("demo", cls=LeanCommand)(demo)
+    from graphkit.cli._examples import epilog
+
+    app.command("init", cls=LeanCommand, epilog=epilog("init"))(init)
+    app.command("demo", cls=LeanCommand, epilog=epilog("demo"))(demo)

@@ -364,4 +364,6 @@ def query(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("query", cls=LeanCommand)(query)
+    from graphkit.cli._examples import epilog
+
+    app.command("query", cls=LeanCommand, epilog=epilog("query"))(query)

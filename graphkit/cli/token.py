@@ -159,4 +159,6 @@ def token(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("token", cls=LeanCommand)(token)
+    from graphkit.cli._examples import epilog
+
+    app.command("token", cls=LeanCommand, epilog=epilog("token"))(token)
