@@ -124,6 +124,27 @@ def root(
         bool,
         typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
     ] = False,
+    # Listed here; handled before parsing (cli._typer_internals.run), so that Typer's
+    # completion machinery is loaded only when asked for.
+    install_completion: Annotated[
+        str | None,
+        typer.Option(
+            "--install-completion",
+            metavar="[SHELL]",
+            help="Install tab completion for your shell (or the one named: bash, zsh, fish, "
+            "powershell, pwsh).",
+            show_default=False,
+        ),
+    ] = None,
+    show_completion: Annotated[
+        str | None,
+        typer.Option(
+            "--show-completion",
+            metavar="[SHELL]",
+            help="Print the completion script, to install it yourself.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """graphkit: keys, certificates, tokens and Graph queries, done safely."""
     _common.STATE.debug = _common.STATE.debug or debug
@@ -156,4 +177,11 @@ _emulator.register(app)
 
 def run(argv: list[str]) -> None:
     """Run ``graphkit ARGV`` (see :func:`graphkit.cli.main`); exits with its status."""
-    _typer_internals.run(app, argv)
+    try:
+        _typer_internals.run(app, argv)
+    except _typer_internals.CompletionError as exc:
+        shells = ", ".join(_typer_internals.COMPLETION_SHELLS)
+        _common.error_line(
+            f"{exc}: name the shell, e.g. `graphkit --show-completion bash` ({shells})"
+        )
+        sys.exit(int(ExitCode.USAGE))
