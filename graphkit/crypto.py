@@ -725,90 +725,6 @@ def thumbprints(cert: x509.Certificate) -> dict[str, str]:
     }
 
 
-# ------------------------------------------------------------------ days left
-#
-# One rule for every command (thumbprint, doctor, init, config, token/query warnings).
-
-
-def renew_step(profile: str | None = None) -> str:
-    """The next step every expiry message names (the profile filled in when known)."""
-    command = (
-        f"graphkit init --profile {profile} --new-key" if profile else "graphkit init --new-key"
-    )
-    return (
-        f"make a new pair with `{command}`, upload the new certificate, "
-        "then remove the old one from the app"
-    )
-
-
-RENEW_STEP = renew_step()
-EXPIRY_WARNING_DAYS = 30
-
-
-class DaysLeft:
-    """Whole days until a certificate expires, or since it did.
-
-    ``days`` counts whole days left, rounded down (a certificate valid for 365 days
-    from now has 364 full days and some hours: 364), and ``-N`` when it expired N
-    whole days ago (0 within the day after expiry, with ``expired`` set). ``str()``
-    gives the words every command prints.
-    """
-
-    __slots__ = ("days", "expired")  # a plain class: a dataclass costs import time
-
-    def __init__(self, days: int, expired: bool) -> None:
-        self.days = days
-        self.expired = expired
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, DaysLeft) and (self.days, self.expired) == (
-            other.days,
-            other.expired,
-        )
-
-    def __hash__(self) -> int:
-        return hash((self.days, self.expired))
-
-    def __repr__(self) -> str:
-        return f"DaysLeft({self.days}, expired={self.expired})"
-
-    def __str__(self) -> str:
-        if self.expired:
-            ago = -self.days
-            return (
-                "expired today" if ago == 0 else f"expired {ago} day{'s' if ago != 1 else ''} ago"
-            )
-        if self.days == 0:
-            return "expires today"
-        return f"{self.days} day{'s' if self.days != 1 else ''} left"
-
-    def expires_phrase(self) -> str:
-        """``expires in N days`` / ``expires today`` / ``expired N days ago``."""
-        if self.expired or self.days == 0:
-            return str(self)
-        return f"expires in {self.days} day{'s' if self.days != 1 else ''}"
-
-
-def days_left(not_after: dt.datetime, now: dt.datetime | None = None) -> DaysLeft:
-    """How long until ``not_after``: see :class:`DaysLeft`."""
-    seconds = (not_after - (now or _now())).total_seconds()
-    if seconds >= 0:
-        return DaysLeft(int(seconds // 86400), False)
-    return DaysLeft(-int(-seconds // 86400), True)
-
-
-def expiry_warning_due(
-    not_before: dt.datetime, not_after: dt.datetime, now: dt.datetime | None = None
-) -> bool:
-    """Whether to warn that a certificate is about to expire: from 30 days before, or
-    from the last third of its lifetime when that is shorter (a 30-day certificate
-    does not warn from its first day)."""
-    lifetime = not_after - not_before
-    window = min(dt.timedelta(days=EXPIRY_WARNING_DAYS), lifetime / 3)
-    now = now or _now()
-    return not_after - window <= now <= not_after
-
-
 def _key_type(key: Any) -> str:
     if isinstance(key, rsa.RSAPrivateKey | rsa.RSAPublicKey):
         return "RSA"
@@ -819,6 +735,8 @@ def _key_type(key: Any) -> str:
 
 def certificate_info(cert: x509.Certificate, *, now: dt.datetime | None = None) -> dict[str, Any]:
     """A labelled summary of ``cert`` with warnings, ready for display or JSON."""
+    from graphkit.certificates import days_left, expiry_warning_due, renew_step
+
     now = now or _now()
     pub = cert.public_key()
     size = getattr(pub, "key_size", None)
@@ -827,11 +745,11 @@ def certificate_info(cert: x509.Certificate, *, now: dt.datetime | None = None) 
     left = days_left(not_after, now)
     warnings = []
     if left.expired:
-        warnings.append(f"{left}: Entra ID will reject it; {RENEW_STEP}")
+        warnings.append(f"{left}: Entra ID will reject it; {renew_step()}")
     elif now < not_before:
         warnings.append("not yet valid: check the local clock or the certificate's dates")
     elif expiry_warning_due(not_before, not_after, now):
-        warnings.append(f"{left.expires_phrase()}: {RENEW_STEP}")
+        warnings.append(f"{left.expires_phrase()}: {renew_step()}")
     if not isinstance(pub, rsa.RSAPublicKey):
         warnings.append(f"key is {_key_type(pub)}: Entra ID accepts only RSA")
     elif pub.key_size < MIN_RSA_BITS:

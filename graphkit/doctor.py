@@ -242,19 +242,19 @@ def _check_key(settings: Settings) -> tuple[Check, Any]:
 
 
 def _check_certificate(cert: Any, settings: Settings, now: dt.datetime) -> Check:
-    from graphkit import crypto
+    from graphkit import certificates, crypto
 
     sha1 = crypto.thumbprints(cert)["sha1"]
     not_after = cert.not_valid_after_utc
     not_before = cert.not_valid_before_utc
-    left = crypto.days_left(not_after, now)
+    left = certificates.days_left(not_after, now)
     data = {
         "sha1": sha1,
         "not_after": not_after.isoformat(),
         "days_left": left.days,
         "validity": str(left),
     }
-    renew = crypto.renew_step(settings.profile)
+    renew = certificates.renew_step(settings.profile)
     if left.expired:
         return Check(
             "certificate",
@@ -272,7 +272,7 @@ def _check_certificate(cert: Any, settings: Settings, now: dt.datetime) -> Check
             "check this computer's clock, or wait",
             data,
         )
-    if crypto.expiry_warning_due(not_before, not_after, now):
+    if certificates.expiry_warning_due(not_before, not_after, now):
         return Check(
             "certificate",
             WARN,

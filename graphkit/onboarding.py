@@ -173,10 +173,10 @@ class Credentials:
 
     @property
     def validity(self) -> Any:
-        """Days left, counted as every command counts them (:func:`crypto.days_left`)."""
-        from graphkit import crypto
+        """Days left, counted as every command counts them (:func:`certificates.days_left`)."""
+        from graphkit import certificates
 
-        return crypto.days_left(self.not_after)
+        return certificates.days_left(self.not_after)
 
     @property
     def days_left(self) -> int:
@@ -184,10 +184,10 @@ class Credentials:
 
     @property
     def expiry_warning_due(self) -> bool:
-        from graphkit import crypto
+        from graphkit import certificates
 
         start = self.not_before or self.not_after - dt.timedelta(days=3650)
-        return crypto.expiry_warning_due(start, self.not_after)
+        return certificates.expiry_warning_due(start, self.not_after)
 
 
 @dataclass
@@ -709,11 +709,11 @@ def run_init(request: InitRequest, hooks: Hooks | None = None) -> InitResult:
                 f"Reusing the existing key {existing.key_path} and certificate {existing.cert_path}"
             )
             if existing.expiry_warning_due:
-                from graphkit import crypto
+                from graphkit import certificates
 
                 hooks.warn(
                     f"the certificate {existing.validity.expires_phrase()}: "
-                    f"{crypto.renew_step(request.profile)}"
+                    f"{certificates.renew_step(request.profile)}"
                 )
 
     txn = _Transaction()

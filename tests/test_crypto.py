@@ -405,7 +405,7 @@ def test_certificate_info_time_warnings(
     info = crypto.certificate_info(cert, now=NOW + dt.timedelta(days=offset_days, minutes=1))
     assert len(info["warnings"]) == 1 and says in info["warnings"][0]
     if says == "expired":
-        # One count everywhere (crypto.days_left): 35 whole days ago, said as such.
+        # One count everywhere (certificates.days_left): 35 whole days ago, said as such.
         assert info["days_left"] == -(400 - crypto.DEFAULT_DAYS)
         assert "expired 35 days ago" in info["warnings"][0]
 

@@ -16,7 +16,7 @@ from _auth_helpers import clean_env, emulator_env
 from _onboarding_helpers import init_args, run_cli
 from _x509_helpers import rsa_key, self_signed
 
-from graphkit import crypto
+from graphkit import certificates, crypto
 from graphkit.files import PRIVATE, PUBLIC, atomic_write
 
 NOW = dt.datetime.now(dt.UTC)
@@ -143,7 +143,7 @@ def test_the_expiry_warning_rule_on_token_and_query(
         warned = [ln for ln in r.stderr.splitlines() if "expires" in ln]
         assert bool(warned) is warns, (args, r.stderr)
         if warns:
-            assert crypto.renew_step() in warned[0]
+            assert certificates.renew_step() in warned[0]
 
 
 def run_cli_env(args: list[str], env: dict[str, str]) -> Any:

@@ -159,7 +159,11 @@ def list_profiles(as_json: JsonOpt = False, output: OutputOpt = None) -> None:
         return
     if not profiles:
         say(f"No profiles in {path}.")
-        say("Create one: graphkit config set NAME --tenant ... --client-id ... --certificate ...")
+        say(
+            "Create one: `graphkit init` (it asks for what it needs), or by hand with "
+            "`graphkit config set NAME --tenant ... --client-id ... --certificate ...` "
+            "filled in"
+        )
         return
     rows = []
     for name, values in sorted(profiles.items()):
@@ -198,7 +202,7 @@ def list_profiles(as_json: JsonOpt = False, output: OutputOpt = None) -> None:
 
 @functools.cache
 def _profile_certificate_cached(path: str, passphrase_file: str | None) -> dict[str, Any]:
-    from graphkit import crypto
+    from graphkit import certificates, crypto
     from graphkit.files import read_bytes, read_passphrase_file
 
     try:
@@ -215,9 +219,9 @@ def _profile_certificate_cached(path: str, passphrase_file: str | None) -> dict[
     except GraphkitError as exc:
         return {"status": "error", "error": str(exc)}
     cert = bundle.certificate
-    left = crypto.days_left(cert.not_valid_after_utc)
+    left = certificates.days_left(cert.not_valid_after_utc)
     warning = None
-    if left.expired or crypto.expiry_warning_due(
+    if left.expired or certificates.expiry_warning_due(
         cert.not_valid_before_utc, cert.not_valid_after_utc
     ):
         warning = f"certificate {path} {left.expires_phrase()}"
