@@ -568,6 +568,15 @@ def _write_table(
         # One line per row: embedded newlines and tabs would break the columns.
         return [" ".join(cell(row.get(c)).split()) for c in cols]
 
+    if header and isinstance(first[0], dict):
+        fields = [k for k in first[0] if not k.startswith("@")]
+        left_out = [k for k in fields if k not in cols]
+        if left_out:
+            say(
+                f"{len(cols)} of {len(fields)} fields shown ({', '.join(left_out[:5])}"
+                f"{', ...' if len(left_out) > 5 else ''} left out): choose them with "
+                "--select, or use -o json"
+            )
     rows = [values(item) for item in first]
     layout = _TableLayout(cols, rows, limit, header)
     if layout.hidden:

@@ -170,3 +170,14 @@ def test_later_values_that_do_not_fit_are_cut_with_a_note(env: dict[str, str]) -
     assert sum("…" in ln and bool(GUID.search(ln)) for ln in shown.splitlines()) == len(longer)
     piped = _piped(env, "/users", "--top", "1", "--max-items", "60", "-o", "table")
     assert "…" not in piped.stdout and "cut" not in piped.stderr
+
+
+def test_fields_left_out_of_the_default_columns_are_named(env: dict[str, str]) -> None:
+    user = _users(env, "--top", "1")[0]
+    fields = [k for k in user if not k.startswith("@")]
+    text = "\n".join(_screen_lines(_tty(env, 200, "/users", "--top", "1")))
+    note = next((ln for ln in text.splitlines() if "fields shown" in ln), "")
+    assert f"3 of {len(fields)} fields shown" in note and "--select" in note, text
+    assert "mail" in note  # one of those left out, by name
+    chosen = _tty(env, 200, "/users", "--top", "1", "--select", ",".join(fields))
+    assert "fields shown" not in chosen
