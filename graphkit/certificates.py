@@ -25,23 +25,30 @@ import re
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from graphkit.errors import ConfigError, CryptoError, InputError
-from graphkit.settings import PASSPHRASE_ENV, Settings
+
+if TYPE_CHECKING:  # pragma: no cover
+    from graphkit.settings import Settings
 
 __all__ = [
     "CERTIFICATE_CHECKS_FILE",
     "EXPIRY_WARNING_DAYS",
+    "RENEW_STEP",
     "CertificateFacts",
     "ClientCertificate",
+    "DaysLeft",
     "check",
+    "days_left",
     "expiry_warning",
+    "expiry_warning_due",
     "load",
+    "renew_step",
 ]
 
 # Warn this many days before the client certificate expires (issue 5).
-EXPIRY_WARNING_DAYS = 30
+EXPIRY_WARNING_DAYS = 30  # the longest warning window (see expiry_warning)
 
 # Shortest RSA key check() accepts: crypto.MIN_RSA_BITS, repeated here so that a
 # check served from the record does not import cryptography (a test keeps them equal).
@@ -85,9 +92,9 @@ class ClientCertificate:
         value: dt.datetime = self.certificate.not_valid_after_utc
         return value
 
-    def days_left(self, now: dt.datetime | None = None) -> float:
-        now = now or dt.datetime.now(dt.UTC)
-        return (self.not_after - now).total_seconds() / 86400
+    def days_left(self, now: dt.datetime | None = None) -> DaysLeft:
+        """:func:`days_left` (a :class:`DaysLeft`: ``.days``, ``str()``)."""
+        return days_left(self.not_after, now)
 
 
 class CertificateFacts(NamedTuple):
@@ -106,9 +113,9 @@ class CertificateFacts(NamedTuple):
     key_bits: int
     holds_key: bool
 
-    def days_left(self, now: dt.datetime | None = None) -> float:
-        now = now or dt.datetime.now(dt.UTC)
-        return (self.not_after - now).total_seconds() / 86400
+    def days_left(self, now: dt.datetime | None = None) -> DaysLeft:
+        """:func:`days_left` (a :class:`DaysLeft`: ``.days``, ``str()``)."""
+        return days_left(self.not_after, now)
 
 
 def _now() -> dt.datetime:
@@ -160,6 +167,12 @@ def _load_key(data: bytes, passphrase: bytes | None, source: str) -> Any:
     return crypto.load_private_key(data, passphrase, source=source)
 
 
+def _passphrase_env() -> str:
+    from graphkit.settings import PASSPHRASE_ENV
+
+    return PASSPHRASE_ENV
+
+
 def _passphrase_advice(exc: CryptoError, settings: Settings) -> CryptoError:
     """The crypto layer's passphrase hints name the certificate commands' options;
     here the passphrase comes from the connection settings."""
@@ -168,7 +181,7 @@ def _passphrase_advice(exc: CryptoError, settings: Settings) -> CryptoError:
     if settings.passphrase is None:
         hint = (
             "give it with --passphrase-file, AZURE_CLIENT_CERTIFICATE_PASSWORD or "
-            f"{PASSPHRASE_ENV} (or passphrase_file in the profile)"
+            f"{_passphrase_env()} (or passphrase_file in the profile)"
         )
     else:
         hint = f"check the passphrase (set by {settings.source('passphrase')})"
@@ -492,20 +505,108 @@ def check(
     return cert
 
 
+# ------------------------------------------------------------------ days left
+#
+# One rule for every command (thumbprint, doctor, init, config, token/query warnings).
+# Here rather than in crypto.py: the warm token path warns of expiry without importing
+# cryptography.
+
+
+def renew_step(profile: str | None = None) -> str:
+    """The next step every expiry message names (the profile filled in when known)."""
+    command = (
+        f"graphkit init --profile {profile} --new-key" if profile else "graphkit init --new-key"
+    )
+    return (
+        f"make a new pair with `{command}`, upload the new certificate, "
+        "then remove the old one from the app"
+    )
+
+
+RENEW_STEP = renew_step()
+
+
+class DaysLeft:
+    """Whole days until a certificate expires, or since it did.
+
+    ``days`` counts whole days left, rounded down (a certificate valid for 365 days
+    from now has 364 full days and some hours: 364), and ``-N`` when it expired N
+    whole days ago (0 within the day after expiry, with ``expired`` set). ``str()``
+    gives the words every command prints.
+    """
+
+    __slots__ = ("days", "expired")  # a plain class: a dataclass costs import time
+
+    def __init__(self, days: int, expired: bool) -> None:
+        self.days = days
+        self.expired = expired
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, DaysLeft) and (self.days, self.expired) == (
+            other.days,
+            other.expired,
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.days, self.expired))
+
+    def __repr__(self) -> str:
+        return f"DaysLeft({self.days}, expired={self.expired})"
+
+    def __str__(self) -> str:
+        if self.expired:
+            ago = -self.days
+            return (
+                "expired today" if ago == 0 else f"expired {ago} day{'s' if ago != 1 else ''} ago"
+            )
+        if self.days == 0:
+            return "expires today"
+        return f"{self.days} day{'s' if self.days != 1 else ''} left"
+
+    def expires_phrase(self) -> str:
+        """``expires in N days`` / ``expires today`` / ``expired N days ago``."""
+        if self.expired or self.days == 0:
+            return str(self)
+        return f"expires in {self.days} day{'s' if self.days != 1 else ''}"
+
+
+def days_left(not_after: dt.datetime, now: dt.datetime | None = None) -> DaysLeft:
+    """How long until ``not_after``: see :class:`DaysLeft`."""
+    seconds = (not_after - (now or _now())).total_seconds()
+    if seconds >= 0:
+        return DaysLeft(int(seconds // 86400), False)
+    return DaysLeft(-int(-seconds // 86400), True)
+
+
+def expiry_warning_due(
+    not_before: dt.datetime, not_after: dt.datetime, now: dt.datetime | None = None
+) -> bool:
+    """Whether to warn that a certificate is about to expire: from 30 days before, or
+    from the last third of its lifetime when that is shorter (a 30-day certificate
+    does not warn from its first day)."""
+    lifetime = not_after - not_before
+    window = min(dt.timedelta(days=EXPIRY_WARNING_DAYS), lifetime / 3)
+    now = now or _now()
+    return not_after - window <= now <= not_after
+
+
 def expiry_warning(
     cert: ClientCertificate | CertificateFacts,
     *,
     now: dt.datetime | None = None,
-    days: int = EXPIRY_WARNING_DAYS,
+    profile: str | None = None,
 ) -> str | None:
-    """A warning when ``cert`` expires within ``days`` days, else None."""
-    left = cert.days_left(now)
-    if left >= days:
+    """A warning when ``cert`` is about to expire, else None.
+
+    It starts 30 days before expiry, or at the last third of the certificate's
+    lifetime when that is shorter (:func:`expiry_warning_due`); the days are counted
+    by :func:`days_left`, as every command counts them, and the message names the one
+    next step (:func:`renew_step`).
+    """
+    if not expiry_warning_due(cert.not_before, cert.not_after, now):
         return None
-    whole = max(0, int(left))
-    when = "today" if whole == 0 else "in 1 day" if whole == 1 else f"in {whole} days"
+    left = days_left(cert.not_after, now)
     return (
-        f"certificate {cert.path} (SHA-1 {cert.sha1}) expires {when} "
-        f"({cert.not_after:%Y-%m-%d %H:%M} UTC): make a new one with `graphkit selfsign` "
-        "and upload it to the app registration before then"
+        f"certificate {cert.path} (SHA-1 {cert.sha1}) {left.expires_phrase()} "
+        f"({cert.not_after:%Y-%m-%d %H:%M} UTC): {renew_step(profile)}"
     )

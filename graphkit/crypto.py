@@ -12,7 +12,6 @@ import base64
 import datetime as dt
 import hashlib
 import ipaddress
-import math
 import re
 import secrets
 from collections.abc import Iterable, Sequence
@@ -736,22 +735,21 @@ def _key_type(key: Any) -> str:
 
 def certificate_info(cert: x509.Certificate, *, now: dt.datetime | None = None) -> dict[str, Any]:
     """A labelled summary of ``cert`` with warnings, ready for display or JSON."""
+    from graphkit.certificates import days_left, expiry_warning_due, renew_step
+
     now = now or _now()
     pub = cert.public_key()
     size = getattr(pub, "key_size", None)
     not_before = cert.not_valid_before_utc
     not_after = cert.not_valid_after_utc
-    days_left = (not_after - now).total_seconds() / 86400
+    left = days_left(not_after, now)
     warnings = []
-    if now > not_after:
-        warnings.append(
-            f"expired {math.ceil(-days_left)} day(s) ago: Entra ID will reject it; "
-            "make a new one with `graphkit selfsign`"
-        )
+    if left.expired:
+        warnings.append(f"{left}: Entra ID will reject it; {renew_step()}")
     elif now < not_before:
         warnings.append("not yet valid: check the local clock or the certificate's dates")
-    elif days_left < 30:
-        warnings.append(f"expires in {math.floor(days_left)} day(s): roll it over soon")
+    elif expiry_warning_due(not_before, not_after, now):
+        warnings.append(f"{left.expires_phrase()}: {renew_step()}")
     if not isinstance(pub, rsa.RSAPublicKey):
         warnings.append(f"key is {_key_type(pub)}: Entra ID accepts only RSA")
     elif pub.key_size < MIN_RSA_BITS:
@@ -764,7 +762,8 @@ def certificate_info(cert: x509.Certificate, *, now: dt.datetime | None = None) 
             "serial": format(cert.serial_number, "X"),
             "not_before": not_before.isoformat(),
             "not_after": not_after.isoformat(),
-            "days_left": math.floor(days_left),
+            "days_left": left.days,
+            "validity": str(left),
             "key_type": _key_type(pub),
             "key_size": size,
             "warnings": warnings,

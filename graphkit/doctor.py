@@ -242,23 +242,25 @@ def _check_key(settings: Settings) -> tuple[Check, Any]:
 
 
 def _check_certificate(cert: Any, settings: Settings, now: dt.datetime) -> Check:
-    from graphkit import crypto
+    from graphkit import certificates, crypto
 
     sha1 = crypto.thumbprints(cert)["sha1"]
     not_after = cert.not_valid_after_utc
     not_before = cert.not_valid_before_utc
-    left = (not_after - now).total_seconds() / 86400
-    data = {"sha1": sha1, "not_after": not_after.isoformat(), "days_left": int(left)}
-    renew = (
-        f"make a new pair with `graphkit init --profile {settings.profile or 'NAME'} --new-key`, "
-        "upload the new certificate, then remove the old one from the app"
-    )
-    if now > not_after:
+    left = certificates.days_left(not_after, now)
+    data = {
+        "sha1": sha1,
+        "not_after": not_after.isoformat(),
+        "days_left": left.days,
+        "validity": str(left),
+    }
+    renew = certificates.renew_step(settings.profile)
+    if left.expired:
         return Check(
             "certificate",
             FAIL,
-            f"certificate SHA-1 {sha1} expired on {not_after:%Y-%m-%d} "
-            f"({int(-left)} days ago): Entra ID refuses it",
+            f"certificate SHA-1 {sha1} expired on {not_after:%Y-%m-%d} ({left}): "
+            "Entra ID refuses it",
             renew,
             data,
         )
@@ -270,18 +272,18 @@ def _check_certificate(cert: Any, settings: Settings, now: dt.datetime) -> Check
             "check this computer's clock, or wait",
             data,
         )
-    if left < EXPIRY_WARN_DAYS:
+    if certificates.expiry_warning_due(not_before, not_after, now):
         return Check(
             "certificate",
             WARN,
-            f"certificate SHA-1 {sha1} expires in {int(left)} days ({not_after:%Y-%m-%d})",
+            f"certificate SHA-1 {sha1} {left.expires_phrase()} ({not_after:%Y-%m-%d})",
             renew,
             data,
         )
     return Check(
         "certificate",
         PASS,
-        f"SHA-1 {sha1}, valid until {not_after:%Y-%m-%d} ({int(left)} days left)",
+        f"SHA-1 {sha1}, valid until {not_after:%Y-%m-%d} ({left})",
         data=data,
     )
 

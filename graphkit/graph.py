@@ -248,6 +248,39 @@ def _one_line(text: str, limit: int = 300) -> str:
 # ------------------------------------------------------------------ the client
 
 
+# Every other status Graph documents (https://learn.microsoft.com/graph/errors), with
+# its class (exit status) and what to do; 0 is any other 4xx, 500 any other 5xx.
+_STATUS_ADVICE: dict[int, tuple[type[GraphError], str]] = {
+    0: (GraphError, "Graph refused the request: see its message; check the path and options"),
+    402: (GraphError, "this API is metered: set up billing for the app as the API's docs say"),
+    405: (
+        BadRequestError,
+        "this path does not answer GET, the only method graphkit query sends "
+        "(e.g. $batch takes POST): check the path in the Graph reference",
+    ),
+    406: (BadRequestError, "Graph cannot answer in the format asked for: drop the Accept header"),
+    409: (GraphError, "the object changed meanwhile (a conflict): retry in a moment"),
+    410: (NotFoundError, "the resource is gone: check the path and the id"),
+    411: (BadRequestError, "Graph wants a Content-Length: drop the --header that changes it"),
+    412: (GraphError, "a precondition (If-Match) failed: the object changed; read it again"),
+    413: (BadRequestError, "the request is too large: ask for fewer fields or items"),
+    414: (BadRequestError, "the URL is too long: shorten --filter/--select, or page with --top"),
+    415: (BadRequestError, "Graph does not accept that content type: drop the --header"),
+    416: (BadRequestError, "the byte range asked for does not exist: drop the Range header"),
+    422: (BadRequestError, "the request is well-formed but not valid here: check the options"),
+    423: (GraphError, "the resource is locked: retry later"),
+    424: (GraphError, "a request this one depends on failed: see its message"),
+    500: (
+        GraphError,
+        "Graph failed on its side: retry later; if it persists, give Microsoft support "
+        "the request-id",
+    ),
+    501: (BadRequestError, "Graph does not implement this (yet): try --api beta, or another path"),
+    507: (GraphError, "a storage quota is full: free some space, then retry"),
+    509: (ThrottledError, "the app exceeded its bandwidth cap: wait a while, then retry"),
+}
+
+
 class GraphClient:
     """Authenticated access to Microsoft Graph (or the emulator).
 
@@ -785,7 +818,8 @@ class GraphClient:
             return PermissionDeniedError(text, self._permission_hint(url), **kw)
         if status == 404:
             return NotFoundError(text, "check the path and the id", **kw)
-        return GraphError(text, None, **kw)
+        cls, hint = _STATUS_ADVICE.get(status) or _STATUS_ADVICE[500 if status >= 500 else 0]
+        return cls(text, hint, **kw)
 
     def _permission_hint(self, url: str) -> str:
         role = required_role(url)

@@ -169,15 +169,25 @@ class Credentials:
     encrypted: bool = False
     extra: dict[str, Path] = field(default_factory=dict)  # "cer" / "pfx" -> path
 
-    @property
-    def days_left(self) -> int:
-        """Whole days left (rounded down: what expiry warnings use)."""
-        return int((self.not_after - dt.datetime.now(dt.UTC)).total_seconds() // 86400)
+    not_before: dt.datetime | None = None
 
     @property
-    def days_left_rounded(self) -> int:
-        """Days left to the nearest day (for display: a new 365-day certificate says 365)."""
-        return round((self.not_after - dt.datetime.now(dt.UTC)).total_seconds() / 86400)
+    def validity(self) -> Any:
+        """Days left, counted as every command counts them (:func:`certificates.days_left`)."""
+        from graphkit import certificates
+
+        return certificates.days_left(self.not_after)
+
+    @property
+    def days_left(self) -> int:
+        return int(self.validity.days)
+
+    @property
+    def expiry_warning_due(self) -> bool:
+        from graphkit import certificates
+
+        start = self.not_before or self.not_after - dt.timedelta(days=3650)
+        return certificates.expiry_warning_due(start, self.not_after)
 
 
 @dataclass
@@ -250,6 +260,8 @@ class InitResult:
     made_default: bool
     smoke: SmokeResult | None = None
     tested: bool = False
+    # Environment variables that override the saved profile in other commands.
+    env_overrides: dict[str, str] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         c, i = self.credentials, self.instructions
@@ -412,6 +424,7 @@ def _load_pair(key_path: Path, cert_path: Path, passphrase: bytes | None) -> Cre
         cert_path=cert_path,
         thumbprint=crypto.thumbprints(cert)["sha1"],
         not_after=cert.not_valid_after_utc,
+        not_before=cert.not_valid_before_utc,
         subject=cert.subject.rfc4514_string(),
         reused=True,
         encrypted=encrypted,
@@ -503,6 +516,7 @@ def create_credentials(
         cert_path=cert_path,
         thumbprint=crypto.thumbprints(cert)["sha1"],
         not_after=cert.not_valid_after_utc,
+        not_before=cert.not_valid_before_utc,
         subject=cert.subject.rfc4514_string(),
         reused=False,
         encrypted=bool(passphrase),
@@ -628,6 +642,35 @@ def stored_profile(name: str) -> dict[str, Any] | None:
     return dict(found) if isinstance(found, dict) else None
 
 
+def _without_settings_env() -> dict[str, str]:
+    """The environment without the variables that override a profile's settings."""
+    import os
+
+    from graphkit.settings import ENV_VARS
+
+    hidden = {var for names in ENV_VARS.values() for var in names}
+    return {k: v for k, v in os.environ.items() if k not in hidden}
+
+
+def environment_overrides(profile: str) -> dict[str, str]:
+    """Variables set in the environment that give another commands' run of ``profile``
+    a different value than the profile holds: ``{variable: setting name}``."""
+    import os
+
+    from graphkit.settings import ENV_VARS
+
+    stored = stored_profile(profile) or {}
+    found: dict[str, str] = {}
+    for name, names in ENV_VARS.items():
+        if name == "passphrase":
+            continue
+        for var in names:
+            value = os.environ.get(var, "").strip()
+            if value and value != str(stored.get(name) or ""):
+                found[var] = name
+    return found
+
+
 def run_init(request: InitRequest, hooks: Hooks | None = None) -> InitResult:
     """Run the whole init flow; see the module docstring for the steps.
 
@@ -665,10 +708,12 @@ def run_init(request: InitRequest, hooks: Hooks | None = None) -> InitResult:
             hooks.step(
                 f"Reusing the existing key {existing.key_path} and certificate {existing.cert_path}"
             )
-            if existing.days_left < 30:
+            if existing.expiry_warning_due:
+                from graphkit import certificates
+
                 hooks.warn(
-                    f"the certificate expires in {existing.days_left} days: "
-                    "run init again with --new-key and upload the new certificate"
+                    f"the certificate {existing.validity.expires_phrase()}: "
+                    f"{certificates.renew_step(request.profile)}"
                 )
 
     txn = _Transaction()
@@ -714,14 +759,19 @@ def run_init(request: InitRequest, hooks: Hooks | None = None) -> InitResult:
     )
     if not request.test or not hooks.confirm_upload(instructions):
         return result
+    result.env_overrides = environment_overrides(request.profile)
+    for var, name in result.env_overrides.items():
+        hooks.warn(
+            f"{var} is set in this shell and overrides the profile's {name} in every other "
+            f"command; init tests the profile as saved: `unset {var}` to use it"
+        )
+    # Exactly the profile as saved (within init its answers and flags win): the
+    # environment's AZURE_*/GRAPHKIT_* settings play no part in the test.
     settings = profiles.resolve_settings(
         profile=request.profile,
         overrides={"passphrase": request.passphrase} if request.passphrase else None,
+        env=_without_settings_env(),
     )
-    for name in ("tenant", "client_id", "certificate"):
-        source = settings.sources.get(name, "")
-        if source.startswith("env:"):
-            hooks.warn(f"{source[4:]} in the environment overrides the profile's {name}")
     result.smoke = smoke_test(settings, wait=request.wait, hooks=hooks)
     result.tested = True
     return result

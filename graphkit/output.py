@@ -1,8 +1,10 @@
 """Renderers for Graph results: a Rich table, JSON, JSON lines, CSV and YAML.
 
-Collections are rendered from an iterator, item by item: ``json`` (an array written
-element by element), ``jsonl``, ``csv`` and ``yaml`` never hold the whole result in
-memory; only ``table`` collects (it needs every row to size its columns).
+Collections are rendered from an iterator, item by item, and never held in memory:
+``json`` (an array written element by element), ``jsonl``, ``csv``, ``tsv``, ``yaml``
+and ``table``, whose column widths are fixed from the first page (later values that
+do not fit are cut with "…" on a terminal, and a note on stderr says so; piped, a table
+has no width limit and nothing is cut).
 
 CSV columns come from ``--select`` when given, otherwise from the first item (or the
 first result of ``--query``); keys that first appear in later items are left out, and a
@@ -25,8 +27,10 @@ from typing import Any, TextIO
 __all__ = [
     "FORMATS",
     "JmesQuery",
+    "colorize_json",
     "columns_for",
     "default_format",
+    "json_color",
     "no_color",
     "resource_of",
     "write_items",
@@ -34,7 +38,7 @@ __all__ = [
     "yaml_dump",
 ]
 
-FORMATS = ("table", "json", "jsonl", "csv", "yaml")
+FORMATS = ("table", "json", "jsonl", "csv", "tsv", "yaml")
 
 # Table columns when --select is not given, per collection (from @odata.context).
 DEFAULT_COLUMNS: dict[str, list[str]] = {
@@ -282,6 +286,56 @@ def yaml_dump(value: Any) -> str:
     return _yaml_inline(value) + "\n"
 
 
+# ------------------------------------------------------------------ JSON colour and TSV
+
+_JSON_TOKEN = re.compile(
+    r'("(?:[^"\\]|\\.)*")(\s*:)?|\b(true|false|null)\b|(-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?)'
+)
+
+
+def json_color(out: TextIO) -> bool:
+    """Colour JSON for ``out``: on a terminal, unless NO_COLOR."""
+    try:
+        return bool(out.isatty()) and not no_color()
+    except (AttributeError, ValueError):
+        return False
+
+
+def colorize_json(text: str) -> str:
+    """JSON text with ANSI colours: keys blue, strings green, numbers cyan, literals
+    magenta (as jq does it, roughly). Only for a terminal: see :func:`json_color`."""
+
+    def paint(m: re.Match[str]) -> str:
+        string, colon, literal, number = m.groups()
+        if string is not None:
+            if colon is not None:
+                return f"\x1b[1;34m{string}\x1b[0m{colon}"
+            return f"\x1b[32m{string}\x1b[0m"
+        if literal is not None:
+            return f"\x1b[35m{literal}\x1b[0m"
+        return f"\x1b[36m{number}\x1b[0m"
+
+    return _JSON_TOKEN.sub(paint, text)
+
+
+def tsv_field(value: Any) -> str:
+    """One TSV field, as az -o tsv writes them: no quoting; tabs and newlines inside a
+    value become spaces so the columns and lines hold; a list of strings is joined with
+    ", ", other nesting is compact JSON."""
+    text = cell(value)
+    return text.replace("\t", " ").replace("\r", " ").replace("\n", " ")
+
+
+def tsv_line(value: Any, cols: list[str] | None = None) -> str:
+    """An object's values (in ``cols`` or key order), a list's elements, or a scalar."""
+    if isinstance(value, dict):
+        keys = cols if cols is not None else [k for k in value if not k.startswith("@odata.")]
+        return "\t".join(tsv_field(value.get(k)) for k in keys)
+    if isinstance(value, list):
+        return "\t".join(tsv_field(v) for v in value)
+    return tsv_field(value)
+
+
 # ------------------------------------------------------------------ writers
 
 
@@ -298,11 +352,15 @@ def write_items(
     resource: str | None = None,
     warn: Callable[[str], None] | None = None,
     shaped: bool = False,
+    note: Callable[[str], None] | None = None,
+    batch: int = 100,
 ) -> int:
     """Write a collection in ``fmt``; returns how many elements were written.
 
     ``shaped``: the elements come from ``--query``; columns then follow the first
     element's keys rather than ``--select`` or the resource's defaults.
+    ``note``: where a table's notes go (hidden columns, cut values, the count).
+    ``batch``: a table's widths come from this many first items (the first page).
     """
     if fmt == "jsonl":
         n = 0
@@ -314,11 +372,22 @@ def write_items(
         return n
     if fmt == "json":
         n = 0
+        paint = colorize_json if json_color(out) else None
         for item in items:
             text = json.dumps(item, indent=2, ensure_ascii=False).replace("\n", "\n  ")
-            out.write(("[\n  " if n == 0 else ",\n  ") + text)
+            out.write(("[\n  " if n == 0 else ",\n  ") + (paint(text) if paint else text))
             n += 1
         out.write("\n]\n" if n else "[]\n")
+        return n
+    if fmt == "tsv":
+        n = 0
+        cols = None if shaped else select_columns(select)
+        for item in items:
+            if cols is None and isinstance(item, dict):
+                # Fixed by the first item (as CSV's columns): every line has as many fields.
+                cols = [k for k in item if not k.startswith("@odata.")]
+            out.write(tsv_line(item, cols) + "\n")
+            n += 1
         return n
     if fmt == "yaml":
         n = 0
@@ -333,10 +402,12 @@ def write_items(
         return _write_csv(items, out, select=None if shaped else select, warn=warn)
     if fmt == "table":
         return _write_table(
-            list(items),
+            items,
             out,
             select=None if shaped else select,
             resource=None if shaped else resource,
+            note=note,
+            batch=batch,
         )
     raise ValueError(f"unknown format {fmt!r}")
 
@@ -382,38 +453,163 @@ def _write_csv(
     return n
 
 
-def _console(out: TextIO) -> Any:
-    from rich.console import Console
+def _isatty(out: TextIO) -> bool:
+    try:
+        return bool(out.isatty())
+    except (AttributeError, ValueError):
+        return False
 
-    return Console(file=out, no_color=no_color(), highlight=False, soft_wrap=False)
+
+def terminal_width(out: TextIO) -> int | None:
+    """The width a table must fit: the terminal's (COLUMNS wins), None when ``out`` is
+    not a terminal (piped or redirected: no limit, nothing is cut)."""
+    if not _isatty(out):
+        return None
+    import shutil
+
+    return max(20, shutil.get_terminal_size().columns)
 
 
-def _write_table(items: list[Any], out: TextIO, *, select: str | None, resource: str | None) -> int:
-    from rich import box
-    from rich.table import Table
+def _is_id_column(name: str) -> bool:
+    # Ids are unusable cut or folded: shown whole, always.
+    return name == "id" or name.endswith("Id") or name == "appId"
 
-    console = _console(out)
-    if not items:
+
+class _TableLayout:
+    """Column widths fixed from the first batch of rows, fitted to ``width``.
+
+    Non-id columns are narrowed (widest first, to no less than their header or 8)
+    until the row fits; if it still does not, non-id columns are hidden from the right.
+    Id columns are never narrowed nor hidden.
+    """
+
+    def __init__(self, cols: list[str], rows: list[list[str]], width: int | None, header: bool):
+        natural = [
+            max([len(c) if header else 0] + [len(r[i]) for r in rows]) for i, c in enumerate(cols)
+        ]
+        self.cols = cols
+        self.widths = list(natural)
+        self.shown = list(range(len(cols)))
+        self.hidden: list[str] = []
+        if width is None:
+            return
+
+        def total() -> int:
+            return sum(self.widths[i] for i in self.shown) + 2 * (len(self.shown) - 1)
+
+        floors = {i: min(natural[i], max(len(c) if header else 1, 8)) for i, c in enumerate(cols)}
+        while total() > width:
+            narrowable = [
+                i for i in self.shown if not _is_id_column(cols[i]) and self.widths[i] > floors[i]
+            ]
+            if not narrowable:
+                break
+            widest = max(narrowable, key=lambda i: self.widths[i])
+            self.widths[widest] -= min(self.widths[widest] - floors[widest], total() - width)
+        while total() > width:
+            hideable = [i for i in self.shown if not _is_id_column(cols[i])]
+            if not hideable:
+                break  # only ids left: shown whole (the terminal wraps them)
+            self.shown.remove(hideable[-1])
+            self.hidden.insert(0, cols[hideable[-1]])
+        self.limited = True
+
+    limited = False
+
+    def line(self, values: list[str]) -> tuple[str, int]:
+        """One row's text (no trailing spaces) and how many of its values were cut."""
+        parts: list[str] = []
+        cut = 0
+        last = len(self.shown) - 1
+        for n, i in enumerate(self.shown):
+            text, w = values[i], self.widths[i]
+            if len(text) > w and self.limited and not _is_id_column(self.cols[i]):
+                text = text[: max(0, w - 1)] + "…"
+                cut += 1
+            parts.append(text if n == last else text.ljust(w))
+        return "  ".join(parts).rstrip(), cut
+
+
+def _write_table(
+    items: Iterable[Any],
+    out: TextIO,
+    *,
+    select: str | None,
+    resource: str | None,
+    note: Callable[[str], None] | None = None,
+    batch: int = 100,
+    width: int | bool | None = True,
+) -> int:
+    """A table written as the items arrive: widths from the first ``batch`` items.
+
+    ``width``: True for the terminal's (none when ``out`` is not a terminal), None
+    for no limit, or a number of columns. Values cut to fit end in "…"; hidden columns
+    and cut values are reported through ``note`` (stderr), with what to do instead.
+    """
+    say = note or (lambda _text: None)
+    limit = terminal_width(out) if width is True else (width or None)
+    bold = _isatty(out) and not no_color()
+    iterator = iter(items)
+    first: list[Any] = []
+    for item in iterator:
+        first.append(item)
+        if len(first) >= max(1, batch):
+            break
+    if not first:
+        say("no items")
         return 0
-    first = items[0]
-    if not isinstance(first, dict):
-        table = Table(box=box.SIMPLE_HEAD, show_header=False)
-        table.add_column("value")
-        for item in items:
-            table.add_row(cell(item))
-        console.print(table)
-        return len(items)
-    cols = columns_for(first, select=select, resource=resource) or []
-    table = Table(box=box.SIMPLE_HEAD, header_style=None if no_color() else "bold")
-    for col in cols:
-        # Ids are unreadable when folded: keep them whole, let the other columns wrap.
-        is_id = col == "id" or col.endswith("Id")
-        table.add_column(col, overflow="fold", no_wrap=is_id)
-    for item in items:
+    header = isinstance(first[0], dict)
+    cols = (columns_for(first[0], select=select, resource=resource) or []) if header else ["value"]
+
+    def values(item: Any) -> list[str]:
+        if not header:
+            return [" ".join(cell(item).split())]
         row = item if isinstance(item, dict) else {}
-        table.add_row(*(cell(row.get(c)) for c in cols))
-    console.print(table)
-    return len(items)
+        # One line per row: embedded newlines and tabs would break the columns.
+        return [" ".join(cell(row.get(c)).split()) for c in cols]
+
+    if header and isinstance(first[0], dict):
+        fields = [k for k in first[0] if not k.startswith("@")]
+        left_out = [k for k in fields if k not in cols]
+        if left_out:
+            say(
+                f"{len(cols)} of {len(fields)} fields shown ({', '.join(left_out[:5])}"
+                f"{', ...' if len(left_out) > 5 else ''} left out): choose them with "
+                "--select, or use -o json"
+            )
+    rows = [values(item) for item in first]
+    layout = _TableLayout(cols, rows, limit, header)
+    if layout.hidden:
+        say(
+            f"{len(layout.hidden)} column{'s' if len(layout.hidden) != 1 else ''} hidden "
+            f"({', '.join(layout.hidden)}): widen the terminal, choose fewer with --select, "
+            "or use -o json"
+        )
+    write = out.write
+    if header:
+        text, _ = layout.line(cols)
+        write((f"\x1b[1m{text}\x1b[0m" if bold else text) + "\n")
+        rule = sum(layout.widths[i] for i in layout.shown) + 2 * (len(layout.shown) - 1)
+        write("-" * rule + "\n")
+    n = cut = 0
+    for row in rows:
+        text, c = layout.line(row)
+        write(text + "\n")
+        cut += c
+        n += 1
+    del rows, first
+    for item in iterator:
+        text, c = layout.line(values(item))
+        write(text + "\n")
+        cut += c
+        n += 1
+    if cut:
+        say(
+            f"{cut} value{'s' if cut != 1 else ''} cut to fit the columns (ending in …): "
+            "widen the terminal or use -o json for whole values"
+        )
+    say(f"{n:,} item{'s' if n != 1 else ''}")
+    return n
 
 
 def write_object(obj: Any, fmt: str, out: TextIO) -> None:
@@ -421,7 +617,14 @@ def write_object(obj: Any, fmt: str, out: TextIO) -> None:
     if fmt == "jsonl":
         out.write(_dumps_line(obj) + "\n")
     elif fmt == "json":
-        out.write(json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
+        text = json.dumps(obj, indent=2, ensure_ascii=False, default=str)
+        out.write((colorize_json(text) if json_color(out) else text) + "\n")
+    elif fmt == "tsv":
+        if isinstance(obj, list):
+            for element in obj:
+                out.write(tsv_line(element) + "\n")
+        else:
+            out.write(tsv_line(obj) + "\n")
     elif fmt == "yaml":
         out.write(yaml_dump(obj))
     elif fmt == "csv":
@@ -440,18 +643,16 @@ def write_object(obj: Any, fmt: str, out: TextIO) -> None:
         if isinstance(obj, list):
             _write_table(obj, out, select=None, resource=None)
         elif isinstance(obj, dict):
-            from rich import box
-            from rich.table import Table
-
-            plain = no_color()
-            table = Table(box=box.SIMPLE_HEAD, header_style=None if plain else "bold")
-            table.add_column("field", style=None if plain else "bold")
-            table.add_column("value", overflow="fold")
-            for key, value in obj.items():
-                if key == "@odata.context":
-                    continue
-                table.add_row(key, cell(value))
-            _console(out).print(table)
+            # field / value, one per line; values whole (a terminal wraps long ones).
+            fields = [(str(k), " ".join(cell(v).split())) for k, v in obj.items()]
+            fields = [(k, v) for k, v in fields if k != "@odata.context"]
+            pad = max([len("field")] + [len(k) for k, _ in fields])
+            bold = _isatty(out) and not no_color()
+            head = f"{'field'.ljust(pad)}  value"
+            out.write((f"\x1b[1m{head}\x1b[0m" if bold else head) + "\n")
+            out.write("-" * len(head) + "\n")
+            for key, value in fields:
+                out.write(f"{key.ljust(pad)}  {value}".rstrip() + "\n")
         else:
             out.write(cell(obj) + "\n")
     else:

@@ -249,7 +249,7 @@ class CertificateCredential:
         self._http_cache: token_cache.PersistentHttpCache | None = None
         self.cache_encrypted: bool | None = None
         self._lock = threading.Lock()
-        warning = certificates.expiry_warning(self.facts)
+        warning = certificates.expiry_warning(self.facts, profile=settings.profile)
         if warning:
             self._notice(warning)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import json
 import os
 import pickle
@@ -194,14 +195,18 @@ def test_missing_tenant_is_a_config_error(ident: Identity, home: Path) -> None:
 
 
 def test_expiring_certificate_notice(home: Path, tmp_path: Path) -> None:
-    soon = make_identity(tmp_path / "soon", days=10)
+    soon = make_identity(
+        tmp_path / "soon", days=30, now=dt.datetime.now(dt.UTC) - dt.timedelta(days=22)
+    )
     notices: list[str] = []
     tokens.CertificateCredential(_settings(soon), on_notice=notices.append)
     assert len(notices) == 1 and "expires in" in notices[0] and soon.sha1 in notices[0]
 
 
 def test_notice_handler_default_is_logging(home: Path, tmp_path: Path) -> None:
-    soon = make_identity(tmp_path / "soon", days=10)
+    soon = make_identity(
+        tmp_path / "soon", days=30, now=dt.datetime.now(dt.UTC) - dt.timedelta(days=22)
+    )
     got: list[str] = []
     tokens.set_notice_handler(got.append)
     try:

@@ -590,7 +590,7 @@ def test_thumbprint_warnings(
     elif case == "not_yet_valid":
         cert = crypto.self_sign(certs_rsa_key, name, days=30, now=now + dt.timedelta(days=10))
     elif case == "expiring":
-        cert = crypto.self_sign(certs_rsa_key, name, days=10)
+        cert = crypto.self_sign(certs_rsa_key, name, days=30, now=now - dt.timedelta(days=22))
     elif case == "ec":
         cert = foreign_certificate(certs_ec_key)
     else:
@@ -1392,12 +1392,15 @@ def test_help_sys_modules_check() -> None:
         "import sys\n"
         "from graphkit.cli import main\n"
         "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
-        "print(' '.join(sorted({m.split('.')[0] for m in sys.modules})))\n"
+        "print('MODULES: ' + ' '.join(sorted({m.split('.')[0] for m in sys.modules})))\n"
     )
     proc = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
     )
-    loaded = set(proc.stdout.split())
+    # Only the last line lists modules: the help text before it may use the same words.
+    last = proc.stdout.strip().splitlines()[-1]
+    assert last.startswith("MODULES: ")
+    loaded = set(last.split()[1:])
     assert "graphkit" in loaded
     assert not loaded & {"cryptography", "msal", "requests"}
 

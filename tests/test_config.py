@@ -370,11 +370,13 @@ def test_short_rsa_key_is_refused(home: Path, tmp_path: Path) -> None:
 
 
 def test_expiry_warning_within_30_days(home: Path, tmp_path: Path, ident: Identity) -> None:
-    soon = make_identity(tmp_path / "soon", days=20)
+    soon = make_identity(
+        tmp_path / "soon", days=30, now=dt.datetime.now(dt.UTC) - dt.timedelta(days=22)
+    )
     s = resolve_settings(overrides=_flags({"certificate": str(soon.combined)}), env=_env(home))
     warning = certificates.expiry_warning(certificates.load(s))
     assert warning is not None
-    assert "expires in 19 days" in warning or "expires in 20 days" in warning
+    assert "expires in 7 days" in warning  # 8 days less the test's minutes, rounded down
     assert soon.sha1 in warning
     s = resolve_settings(overrides=_flags({"certificate": str(ident.combined)}), env=_env(home))
     assert certificates.expiry_warning(certificates.load(s)) is None
@@ -413,7 +415,18 @@ def test_cli_set_list_use_show(home: Path, ident: Identity) -> None:
     r = runner.invoke(app, ["config", "list"])
     assert r.exit_code == 0
     lines = r.stdout.splitlines()
-    assert lines[0].split() == ["PROFILE", "TENANT", "CLIENT", "ID", "CLOUD/AUTHORITY"]
+    assert lines[0].split() == [
+        "PROFILE",
+        "TENANT",
+        "CLIENT",
+        "ID",
+        "CLOUD/AUTHORITY",
+        "CERTIFICATE",
+        "THUMBPRINT",
+        "(SHA-1)",
+        "DAYS",
+        "LEFT",
+    ]
     assert any(line.startswith("* work") for line in lines)
     assert any(line.startswith("  lab") for line in lines)
 

@@ -95,7 +95,13 @@ def test_certificate_expiring_soon_warns_and_token_query_warn_too(
 ) -> None:
     emu = graphkit_emulator
     key = crypto.generate_private_key(2048)
-    cert = crypto.self_sign(key, crypto.parse_subject(cn="soon"), days=10)
+    # 8 of 30 days left: in the last third (a fresh short certificate does not warn).
+    cert = crypto.self_sign(
+        key,
+        crypto.parse_subject(cn="soon"),
+        days=30,
+        now=dt.datetime.now(dt.UTC) - dt.timedelta(days=22),
+    )
     _replace_pair(profile, key, cert)
     emu.upload_certificate(emu.default_app.client_id, crypto.dump_certificate(cert))
     code, rep, _ = _doctor()

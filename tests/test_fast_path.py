@@ -15,6 +15,7 @@ cryptography, and nothing else changed.
 from __future__ import annotations
 
 import copy
+import datetime as dt
 import json
 import os
 import re
@@ -594,13 +595,19 @@ def test_validate_without_cache_dir_is_a_full_check_and_writes_nothing(
 def test_credential_warns_of_expiry_from_a_reused_check(
     tmp_path: Path, home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    soon = make_identity(tmp_path / "soon", days=10, key_index=4)
+    # 8 of 30 days left: the last third (a fresh short certificate does not warn).
+    soon = make_identity(
+        tmp_path / "soon",
+        days=30,
+        now=dt.datetime.now(dt.UTC) - dt.timedelta(days=22),
+        key_index=4,
+    )
     tokens.CertificateCredential(_base(soon))  # records the check
     loads = _count_full_loads(monkeypatch)
     notices: list[str] = []
     tokens.CertificateCredential(_base(soon), on_notice=notices.append)
     assert loads == []
-    assert len(notices) == 1 and "expires in 9 days" in notices[0] and soon.sha1 in notices[0]
+    assert len(notices) == 1 and "expires in 7 days" in notices[0] and soon.sha1 in notices[0]
 
 
 # ------------------------------------------------------------ real processes
@@ -702,7 +709,13 @@ def test_warm_cli_run_still_warns_of_expiry_and_refuses_a_replaced_certificate(
     graphkit_emulator: Any, home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     emu = graphkit_emulator
-    soon = make_identity(tmp_path / "soon", days=12, key_index=2)
+    # 8 of 30 days left: the last third (a fresh short certificate does not warn).
+    soon = make_identity(
+        tmp_path / "soon",
+        days=30,
+        now=dt.datetime.now(dt.UTC) - dt.timedelta(days=22),
+        key_index=2,
+    )
     emu.upload_certificate(emu.default_app.client_id, soon.cert)
     pem = tmp_path / "client.pem"
     pem.write_bytes(soon.combined.read_bytes())
@@ -714,7 +727,7 @@ def test_warm_cli_run_still_warns_of_expiry_and_refuses_a_replaced_certificate(
         r = runner.invoke(cli_app, ["token", "--raw"])
         assert r.exit_code == 0, r.stderr
         assert r.stderr.count("graphkit: warning: certificate") == 1
-        assert "expires in 1" in r.stderr
+        assert "expires in 7 days" in r.stderr
     emu.clear_requests()
     # The file now holds a certificate that does not match its key: refused, even
     # though a token for the app is still cached.

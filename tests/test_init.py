@@ -416,7 +416,7 @@ def test_interactive_ctrl_c_at_a_prompt_leaves_nothing(
         child.sendline(graphkit_emulator.default_tenant.domain)
         child.expect(r"Application \(client\) ID")
         child.sendintr()
-        child.expect("Interrupted")
+        child.expect("graphkit: error: interrupted: no file and no profile were left behind")
         child.expect(pexpect.EOF)
     finally:
         child.close()
@@ -480,12 +480,25 @@ def test_interactive_rerun_asks_before_reusing(graphkit_emulator: Any, home: Pat
     assert first.exitstatus == 0
     saved = _profile(home)
     assert saved is not None
+    # The pair has aged into the last third of its life (8 of 30 days left): re-issue
+    # the certificate for the same key with earlier dates (a fresh short one does not
+    # count as expiring: the warning starts at a third of the lifetime).
+    import datetime as dt
+
+    key = crypto.load_private_key(Path(saved["private_key"]).read_bytes())
+    aged = crypto.self_sign(
+        key,
+        crypto.parse_subject(cn="aged"),
+        days=30,
+        now=dt.datetime.now(dt.UTC) - dt.timedelta(days=22),
+    )
+    Path(saved["certificate"]).write_bytes(crypto.dump_certificate(aged))
     sha1 = _sha1(saved["certificate"])
     child = _spawn(emu, home, "--profile", "work", "--no-test")
     try:
         child.expect(r"Reuse them\?.*\(n\)")  # expiring soon: the default is a new pair
         child.sendline("y")
-        child.expect("expires in")  # a 10-day certificate: init warns
+        child.expect("expires in 7 days")  # init warns, counting as every command does
         child.expect(pexpect.EOF)
     finally:
         child.close()

@@ -114,12 +114,12 @@ def test_table_uses_resource_defaults_and_select() -> None:
     buf = io.StringIO()
     output.write_items(iter([user]), "table", buf, resource="users")
     text = buf.getvalue()
-    header = text.splitlines()[1]
+    header = text.splitlines()[0]
     assert header.split() == ["displayName", "userPrincipalName", "id"]
     assert "Engineer" not in text and "\x1b[" not in text  # not a terminal: no escapes
     buf = io.StringIO()
     output.write_items(iter([user]), "table", buf, select="jobTitle,id", resource="users")
-    assert buf.getvalue().splitlines()[1].split() == ["jobTitle", "id"]
+    assert buf.getvalue().splitlines()[0].split() == ["jobTitle", "id"]
 
 
 @pytest.mark.parametrize(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import subprocess
@@ -285,13 +286,15 @@ def test_expiring_certificate_warns_on_stderr(
     graphkit_emulator: Any, home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     emu = graphkit_emulator
-    soon = make_identity(tmp_path / "soon", days=12, key_index=2)
+    soon = make_identity(
+        tmp_path / "soon", days=30, now=dt.datetime.now(dt.UTC) - dt.timedelta(days=22), key_index=2
+    )
     _upload(emu, soon)
     for k, v in _env_vars(emu, soon, home).items():
         monkeypatch.setenv(k, v)
     r = runner.invoke(app, ["token", "--raw"])
     assert r.exit_code == 0, r.stderr
-    assert "graphkit: warning: certificate" in r.stderr and "expires in 1" in r.stderr
+    assert "graphkit: warning: certificate" in r.stderr and "expires in 7 days" in r.stderr
     assert r.stdout.count(".") == 2  # stdout is still only the token
 
 

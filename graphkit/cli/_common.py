@@ -6,25 +6,33 @@ import functools
 import getpass
 import os
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from typer.core import TyperGroup
 
-from graphkit.errors import ExitCode, GraphkitError, InputError
+from graphkit.cli._state import STATE, interrupted
+from graphkit.errors import ExitCode, GraphkitError, InputError, UsageError
 
 __all__ = [
+    "DATA_FORMATS",
     "STATE",
+    "FirstSentenceHelp",
     "ForceOpt",
+    "OutputOpt",
     "PassphraseFileOpt",
     "PromptPassphraseOpt",
+    "emit",
     "emit_json",
     "error_line",
     "install_log_handler",
+    "interrupted",
+    "output_format",
     "read_passphrase",
     "report_exception",
     "say",
+    "silence_stdout",
     "stderr_line",
     "warn",
 ]
@@ -32,12 +40,24 @@ __all__ = [
 PASSPHRASE_ENV = "GRAPHKIT_KEY_PASSPHRASE"
 
 
-@dataclass
-class _State:
-    debug: bool = False
+class FirstSentenceHelp:
+    """Mixin for command groups: the command list shows each command's whole first
+    sentence (Click cuts it at 45 columns, mid-word, with "..."); long ones wrap."""
+
+    def format_commands(self, ctx: Any, formatter: Any) -> None:
+        rows = []
+        for name in self.list_commands(ctx):  # type: ignore[attr-defined]
+            command = self.get_command(ctx, name)  # type: ignore[attr-defined]
+            if command is None or command.hidden:
+                continue
+            rows.append((name, command.get_short_help_str(limit=10_000)))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
 
 
-STATE = _State()
+class GraphkitSubgroup(FirstSentenceHelp, TyperGroup):
+    """A command group (config, emulator) whose command list shows whole sentences."""
 
 
 def stderr_line(text: str) -> None:
@@ -63,6 +83,10 @@ def report_exception(exc: BaseException) -> int:
     if isinstance(exc, GraphkitError):
         error_line(str(exc))
         return int(exc.exit_code)
+    if type(exc).__name__ == "NoArgsIsHelpError":
+        # `graphkit` or `graphkit config` alone: the help, as asked for implicitly.
+        exc.show()  # type: ignore[attr-defined]
+        return int(ExitCode.USAGE)
     if _is_usage_error(exc):
         # A value Typer could not convert (e.g. --days abc), raised while the
         # sub-command parses: one line, like every other error, with where to look.
@@ -82,16 +106,32 @@ def report_exception(exc: BaseException) -> int:
                 "unexpected extra argument(s), not shown as they may hold a secret "
                 "(quote a value that contains spaces)"
             )
+        if message in ("No such option: -v", "No such option: -V"):
+            message += " (--version prints the version)"
         error_line(f"{message}: see {where}")
         return int(ExitCode.USAGE)
     if isinstance(exc, BrokenPipeError):
-        return int(ExitCode.ERROR)
+        # The reader of stdout went away (`graphkit ... | head -1`): stop quietly, with
+        # success, as README "Exit codes" says (a pipeline's own status is the reader's).
+        silence_stdout()
+        return int(ExitCode.OK)
     # Unexpected: one line, the type only (its text might hold secrets), and how to see more.
     error_line(
         f"unexpected {type(exc).__name__}; rerun with --debug for the traceback "
         "and report it if it persists"
     )
     return int(ExitCode.ERROR)
+
+
+def silence_stdout() -> None:
+    """Point stdout at /dev/null: its reader is gone, and the interpreter's final flush
+    of what is still buffered must not fail again (and print) on the closed pipe."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass
 
 
 def install_log_handler() -> None:
@@ -197,26 +237,76 @@ def read_passphrase(
     return None
 
 
+PASSPHRASE_TRIES = 3  # a mismatched repeat asks again, as ssh-keygen does
+
+
 def _prompt_passphrase(confirm: bool) -> str:
-    if sys.stdin is None or not sys.stdin.isatty():
-        # Piped input (scripts, tests): read lines; getpass would warn and echo.
-        if sys.stdin is None:
-            raise InputError(
-                "--prompt-passphrase needs a terminal", f"use --passphrase-file or {PASSPHRASE_ENV}"
-            )
+    if sys.stdin is None:
+        raise InputError(
+            "--prompt-passphrase needs a terminal", f"use --passphrase-file or {PASSPHRASE_ENV}"
+        )
+    if not sys.stdin.isatty():
+        # Piped input (scripts, tests): read lines, once (nobody to ask again); getpass
+        # would warn and echo.
         first = sys.stdin.readline().rstrip("\r\n")
         second = sys.stdin.readline().rstrip("\r\n") if confirm else first
-    else:
+        _check_passphrase_pair(first, second)
+        return first
+    for attempt in range(1, PASSPHRASE_TRIES + 1):
         first = getpass.getpass("Passphrase: ")
         second = getpass.getpass("Repeat passphrase: ") if confirm else first
-    if not first:
-        raise InputError("the passphrase is empty", "type a passphrase, or leave out the option")
-    if first != second:
-        raise InputError("the passphrases do not match", "run the command again")
+        if first == second or attempt == PASSPHRASE_TRIES:
+            break
+        if first:
+            stderr_line("graphkit: the passphrases do not match: try again")
+        else:
+            break
+    _check_passphrase_pair(first, second, tries=PASSPHRASE_TRIES)
     return first
 
 
-def emit_json(data: Any) -> None:
-    import json
+def _check_passphrase_pair(first: str, second: str, tries: int = 1) -> None:
+    if not first:
+        raise InputError("the passphrase is empty", "type a passphrase, or leave out the option")
+    if first != second:
+        what = f" ({tries} tries)" if tries > 1 else ""
+        raise InputError(f"the passphrases do not match{what}", "run the command again")
 
-    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+def emit_json(data: Any) -> None:
+    emit(data, "json")
+
+
+# ----------------------------------------------------------------- -o/--output
+
+# What every data-printing command but query offers (query adds jsonl and csv).
+DATA_FORMATS = ("table", "json", "yaml", "tsv")
+
+OutputOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--output",
+        "-o",
+        help="table (the default: for people), json, yaml or tsv. --json is -o json.",
+        show_default=False,
+    ),
+]
+
+
+def output_format(output: str | None, as_json: bool = False) -> str:
+    """The format from ``-o`` and its alias ``--json``; a usage error for anything else."""
+    fmt = (output or ("json" if as_json else "table")).lower()
+    if as_json and fmt != "json":
+        raise UsageError(f"--json and -o {output} disagree", "give one of them")
+    if fmt not in DATA_FORMATS:
+        raise UsageError(
+            f"--output {output!r} is not offered here", f"use one of {', '.join(DATA_FORMATS)}"
+        )
+    return fmt
+
+
+def emit(data: Any, fmt: str) -> None:
+    """Write ``data`` on stdout as ``fmt`` (json coloured on a terminal, unless NO_COLOR)."""
+    from graphkit import output
+
+    output.write_object(data, fmt if fmt != "table" else "json", sys.stdout)

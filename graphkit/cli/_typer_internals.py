@@ -1,11 +1,16 @@
 """Where graphkit reaches into Typer's private internals, for start-up speed.
 
-Two speed-ups, each with a fallback to Typer's own (slower, never wrong) path:
+Two speed-ups, each with a fallback to Typer's own (slower, never wrong) path, and
+shell completion loaded only when asked for:
 
 - lean parameter conversion (:class:`LeanParams`, :class:`LeanCommand`): Typer 0.2x
   converts every value through pydantic, whose import alone costs ~80 ms;
 - a lazy command tree (:func:`run`): only the command named on the command line is
-  built.
+  built;
+- shell completion (:func:`run` again): Typer's completion machinery costs start-up
+  time on every run when enabled with ``add_completion``; graphkit leaves it off and
+  loads it only for ``graphkit --install-completion|--show-completion [SHELL]`` and
+  for the shell's own completion requests (``_GRAPHKIT_COMPLETE`` set).
 
 Nothing else in graphkit touches Typer internals. ``tests/test_typer_internals.py``
 fails loudly when a Typer release changes what this module relies on (so the
@@ -24,7 +29,7 @@ from typing import Any, get_args
 import typer
 from typer.core import TyperCommand
 
-__all__ = ["LeanCommand", "LeanParams", "plain_runtime_class", "run"]
+__all__ = ["COMPLETION_SHELLS", "LeanCommand", "LeanParams", "plain_runtime_class", "run"]
 
 
 # -------------------------------------------------------------- lean coercion
@@ -195,14 +200,74 @@ def _install_plain_coercion(param: Any) -> None:
 # command's name and help text. Anything it cannot recognise runs the full tree.
 
 
+COMPLETION_SHELLS = ("bash", "zsh", "fish", "powershell", "pwsh")
+COMPLETION_OPTIONS = ("--install-completion", "--show-completion")
+
+
+class CompletionError(Exception):
+    """The shell cannot be told or is not supported (the root group maps it to exit 2)."""
+
+
+def complete_var(prog_name: str) -> str:
+    """The variable a completion script sets when it asks for completions."""
+    return "_{}_COMPLETE".format(prog_name.replace("-", "_").upper())
+
+
+def completion(action: str, shell: str | None, prog_name: str = "graphkit") -> str:
+    """``--show-completion``: the script; ``--install-completion``: install it and say where.
+
+    ``shell`` None: the shell this runs in (Typer detects it with shellingham).
+    """
+    from typer._completion_classes import completion_init
+    from typer._completion_shared import _get_shell_name, get_completion_script, install
+
+    completion_init()
+    shell = shell or _get_shell_name()
+    if shell not in COMPLETION_SHELLS:
+        raise CompletionError(
+            f"cannot tell which shell to complete for ({shell or 'not detected'})"
+        )
+    var = complete_var(prog_name)
+    if action == "--show-completion":
+        return str(get_completion_script(prog_name=prog_name, complete_var=var, shell=shell))
+    shell, path = install(shell=shell, prog_name=prog_name, complete_var=var)
+    return f"{shell} completion installed in {path}: it takes effect in a new shell"
+
+
+def _completion_request(argv: list[str]) -> tuple[str, str | None] | None:
+    argv = [a for a in argv if a != "--debug"]
+    if not argv or argv[0] not in COMPLETION_OPTIONS:
+        return None
+    rest = argv[1:]
+    if len(rest) > 1:
+        raise CompletionError(f"{argv[0]} takes at most one shell name")
+    if rest and rest[0] not in COMPLETION_SHELLS:
+        raise CompletionError(f"{rest[0]!r} is not a shell graphkit completes")
+    return argv[0], (rest[0] if rest else None)
+
+
 def run(app: typer.Typer, argv: list[str], prog_name: str = "graphkit") -> None:
     """Run ``app`` with ``argv``, building only the part of the command tree used."""
+    import sys
+
     from typer.models import CommandInfo
 
+    request = _completion_request(argv)
+    if request is not None:
+        sys.stdout.write(completion(*request, prog_name=prog_name).rstrip("\n") + "\n")
+        return
     commands = list(app.registered_commands)
     groups = list(app.registered_groups)
     word = _command_word(argv)
-    if word is None:  # `graphkit`, `graphkit --help`, `graphkit --version`
+    if os.environ.get(complete_var(prog_name)):
+        # The shell asks for completions: the whole tree, with Typer's completion classes.
+        from typer._completion_classes import completion_init
+
+        completion_init()
+        word = ""
+    if word == "":
+        pass
+    elif word is None:  # `graphkit`, `graphkit --help`, `graphkit --version`
         selected = [_listing_stub(info, CommandInfo) for info in commands] + [
             _listing_stub(info, CommandInfo, group=True) for info in groups
         ]

@@ -17,7 +17,7 @@ from graphkit.cli._common import say
 from graphkit.cli._typer_internals import LeanCommand
 from graphkit.errors import ExitCode, InputError, UsageError
 
-FORMATS = ("jsonl", "json", "table", "csv")
+FORMATS = ("jsonl", "json", "table", "csv", "tsv")
 
 
 @_connection.with_connection_flags
@@ -34,7 +34,7 @@ def batch(
         bool, typer.Option("--ordered", help="Print results in input order (buffers them).")
     ] = False,
     output_format: Annotated[
-        str, typer.Option("--output", "-o", help="jsonl (default), json, table or csv.")
+        str, typer.Option("--output", "-o", help="jsonl (default), json, table, csv or tsv.")
     ] = "jsonl",
     concurrency: Annotated[
         int, typer.Option("--concurrency", help="Most $batch requests in flight (1-32).")
@@ -48,11 +48,6 @@ def batch(
     after its Retry-After; concurrency backs off when Graph throttles. One JSON line per
     item, {"id", "status", "body"}, as items complete. Exit 0 only if every item got a
     2xx answer (1 otherwise).
-
-    \b
-    Examples:
-      printf '%s\\n' '{"method":"GET","url":"/users/ID"}' | graphkit batch
-      graphkit batch requests.jsonl --ordered -o csv > results.csv
     """
     import time
 
@@ -118,4 +113,6 @@ def _read_lines(source: str) -> list[str]:
 
 
 def register(app: typer.Typer) -> None:
-    app.command("batch", cls=LeanCommand)(batch)
+    from graphkit.cli._examples import epilog
+
+    app.command("batch", cls=LeanCommand, epilog=epilog("batch"))(batch)

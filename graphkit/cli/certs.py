@@ -11,9 +11,11 @@ import typer
 
 from graphkit.cli._common import (
     ForceOpt,
+    OutputOpt,
     PassphraseFileOpt,
     PromptPassphraseOpt,
-    emit_json,
+    emit,
+    output_format,
     read_passphrase,
     say,
     warn,
@@ -172,7 +174,8 @@ _LABELS = [
 
 def thumbprint(
     cert: Annotated[Path, typer.Argument(help="Certificate: PEM, DER, key+cert PEM, or PFX.")],
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="The same as -o json.")] = False,
+    output: OutputOpt = None,
     sha1_only: Annotated[
         bool, typer.Option("--sha1", help="Print only the SHA-1 thumbprint the portal shows.")
     ] = False,
@@ -183,6 +186,7 @@ def thumbprint(
     from graphkit import crypto
     from graphkit.files import read_bytes
 
+    fmt = output_format(output, as_json)
     data = read_bytes(cert, "certificate file")
     passphrase = read_passphrase(passphrase_file, prompt_passphrase)
     # Only the certificate is needed: an encrypted key beside it needs no passphrase.
@@ -192,10 +196,13 @@ def thumbprint(
     info = crypto.certificate_info(bundle.certificate)
     if sha1_only:
         typer.echo(info["sha1"])
-    elif as_json:
-        emit_json(info)
+    elif fmt != "table":
+        emit(info, fmt)
     else:
         info["key"] = f"{info['key_type']} {info['key_size'] or ''}".strip()
+        if info["days_left"] <= 0:  # "expired 3 days ago", "0 (expires today)"
+            validity = info["validity"]
+            info["days_left"] = validity if "expired" in validity else f"0 ({validity})"
         width = max(len(label) for _, label in _LABELS)
         for k, label in _LABELS:
             typer.echo(f"{label + ':':<{width + 1}} {info[k]}")
@@ -284,5 +291,7 @@ def export(
 
 
 def register(app: typer.Typer) -> None:
+    from graphkit.cli._examples import epilog
+
     for command in (keygen, csr, selfsign, thumbprint, export):
-        app.command(cls=LeanCommand)(command)
+        app.command(cls=LeanCommand, epilog=epilog(command.__name__))(command)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+import functools
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -11,16 +11,16 @@ from typing import Annotated, Any
 import typer
 
 from graphkit.cli import _connection
-from graphkit.cli._common import say, warn
+from graphkit.cli._common import OutputOpt, emit, output_format, say, warn
 from graphkit.cli._typer_internals import LeanCommand
 from graphkit.errors import GraphkitError, InputError, UsageError
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="The same as -o json.")]
 NameArg = Annotated[str, typer.Argument(help="Profile name.")]
 
 
-def _emit(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2) + "\n")
+def _emit(data: Any, fmt: str = "json") -> None:
+    emit(data, fmt)
 
 
 def _table(rows: Sequence[tuple[str, ...]], header: tuple[str, ...] | None = None) -> None:
@@ -49,15 +49,17 @@ def _certificate_status(settings: Any) -> dict[str, Any]:
         "status": "ok",
         "sha1": cert.sha1,
         "not_after": cert.not_after.isoformat(),
-        "days_left": int(cert.days_left()),
+        "days_left": cert.days_left().days,
+        "validity": str(cert.days_left()),
         "form": cert.form,
-        "warning": certificates.expiry_warning(cert),
+        "warning": certificates.expiry_warning(cert, profile=settings.profile),
     }
 
 
 @_connection.with_connection_flags
 def show(
     as_json: JsonOpt = False,
+    output: OutputOpt = None,
     *,
     connection: _connection.Connection,
 ) -> None:
@@ -67,11 +69,16 @@ def show(
     """
     from graphkit import settings as profiles
 
+    fmt = output_format(output, as_json)
+    as_json = fmt != "table"
     settings = connection.settings(validate=False)
     rows = settings.describe()
     cert = _certificate_status(settings)
     cfg = settings.config_file or profiles.config_path()
     state = profiles.state_dir()
+    if fmt == "tsv":  # a line per setting: name, value, source
+        _emit([list(row) for row in rows], "tsv")
+        return
     if as_json:
         _emit(
             {
@@ -80,7 +87,8 @@ def show(
                 "config_file": str(cfg),
                 "config_file_exists": cfg.exists(),
                 "state_dir": str(state),
-            }
+            },
+            fmt,
         )
         return
     _table([(name, value, src) for name, value, src in rows], ("SETTING", "VALUE", "SOURCE"))
@@ -88,7 +96,7 @@ def show(
     if cert["status"] == "ok":
         sys.stdout.write(
             f"certificate: SHA-1 {cert['sha1']}, expires {cert['not_after'][:10]} "
-            f"({cert['days_left']} days left)\n"
+            f"({cert['validity']})\n"
         )
     elif cert["status"] == "error":
         sys.stdout.write(f"certificate: unusable: {cert['error']}\n")
@@ -102,42 +110,137 @@ def show(
 # ------------------------------------------------------------------------ list
 
 
-def list_profiles(as_json: JsonOpt = False) -> None:
-    """List the profiles in the config file; * marks the default."""
+def list_profiles(as_json: JsonOpt = False, output: OutputOpt = None) -> None:
+    """List the profiles, each with its certificate, thumbprint and days left.
+
+    * marks the default. Only the certificate is read (never the key).
+    """
     from graphkit.settings import config_path, read_config
 
+    fmt = output_format(output, as_json)
+    as_json = fmt != "table"
     path = config_path()
     data = read_config(path)
     profiles: dict[str, dict[str, Any]] = data.get("profiles") or {}
     default = data.get("default_profile")
+    if fmt == "tsv":  # a line per profile
+        lines = []
+        for name, values in sorted(profiles.items()):
+            cert = _profile_certificate(values)
+            lines.append(
+                [
+                    name,
+                    values.get("tenant"),
+                    values.get("client_id"),
+                    values.get("certificate"),
+                    cert.get("sha1"),
+                    cert.get("days_left"),
+                    name == default,
+                ]
+            )
+        _emit(lines, "tsv")
+        return
     if as_json:
         _emit(
             {
                 "config_file": str(path),
                 "default_profile": default,
                 "profiles": {
-                    name: {**values, "default": name == default}
+                    name: {
+                        **values,
+                        "default": name == default,
+                        "certificate_status": _profile_certificate(values),
+                    }
                     for name, values in profiles.items()
                 },
-            }
+            },
+            fmt,
         )
         return
     if not profiles:
         say(f"No profiles in {path}.")
-        say("Create one: graphkit config set NAME --tenant ... --client-id ... --certificate ...")
+        say(
+            "Create one: `graphkit init` (it asks for what it needs), or by hand with "
+            "`graphkit config set NAME --tenant ... --client-id ... --certificate ...` "
+            "filled in"
+        )
         return
     rows = []
     for name, values in sorted(profiles.items()):
         where = values.get("cloud") or values.get("authority_host") or "global"
+        cert = _profile_certificate(values)
         rows.append(
             (
                 ("* " if name == default else "  ") + name,
                 str(values.get("tenant", "-")),
                 str(values.get("client_id", "-")),
                 str(where),
+                str(values.get("certificate") or "-"),
+                cert.get("sha1") or ("unreadable" if cert["status"] == "error" else "-"),
+                cert.get("validity") or "-",
             )
         )
-    _table(rows, ("  PROFILE", "TENANT", "CLIENT ID", "CLOUD/AUTHORITY"))
+    _table(
+        rows,
+        (
+            "  PROFILE",
+            "TENANT",
+            "CLIENT ID",
+            "CLOUD/AUTHORITY",
+            "CERTIFICATE",
+            "THUMBPRINT (SHA-1)",
+            "DAYS LEFT",
+        ),
+    )
+    for name, values in sorted(profiles.items()):
+        cert = _profile_certificate(values)
+        if cert["status"] == "error":
+            warn(f"profile {name}: {cert['error']}")
+        elif cert.get("warning"):
+            warn(f"profile {name}: {cert['warning']}")
+
+
+@functools.cache
+def _profile_certificate_cached(path: str, passphrase_file: str | None) -> dict[str, Any]:
+    from graphkit import certificates, crypto
+    from graphkit.files import read_bytes, read_passphrase_file
+
+    try:
+        passphrase = None
+        if passphrase_file:
+            lines = read_passphrase_file(Path(passphrase_file)).splitlines()
+            passphrase = lines[0] if lines else None
+        bundle = crypto.load_certificate_bundle(
+            read_bytes(Path(path).expanduser(), "certificate"),
+            passphrase,
+            source=f"certificate {path}",
+            key_optional=True,
+        )
+    except GraphkitError as exc:
+        return {"status": "error", "error": str(exc)}
+    cert = bundle.certificate
+    left = certificates.days_left(cert.not_valid_after_utc)
+    warning = None
+    if left.expired or certificates.expiry_warning_due(
+        cert.not_valid_before_utc, cert.not_valid_after_utc
+    ):
+        warning = f"certificate {path} {left.expires_phrase()}"
+    return {
+        "status": "ok",
+        "sha1": crypto.thumbprints(cert)["sha1"],
+        "not_after": cert.not_valid_after_utc.isoformat(),
+        "days_left": left.days,
+        "validity": str(left),
+        "warning": warning,
+    }
+
+
+def _profile_certificate(values: dict[str, Any]) -> dict[str, Any]:
+    """A profile's certificate as stored: thumbprint and days left (the key is not read)."""
+    path = values.get("certificate")
+    if not path:
+        return {"status": "not configured"}
+    return _profile_certificate_cached(str(path), values.get("passphrase_file"))
 
 
 # ------------------------------------------------------------------ use, delete
@@ -251,15 +354,22 @@ def set_profile(
 
 
 def register(app: typer.Typer) -> None:
+    from graphkit.cli._common import GraphkitSubgroup
+    from graphkit.cli._examples import epilog
+
     group = typer.Typer(
         name="config",
         help="Connection profiles: show the resolved settings, list, choose, create.",
         no_args_is_help=True,
         rich_markup_mode=None,
+        cls=GraphkitSubgroup,
     )
-    group.command("show", cls=LeanCommand)(show)
-    group.command("list", cls=LeanCommand)(list_profiles)
-    group.command("use", cls=LeanCommand)(use)
-    group.command("set", cls=LeanCommand)(set_profile)
-    group.command("delete", cls=LeanCommand)(delete)
+    for name, command in (
+        ("show", show),
+        ("list", list_profiles),
+        ("use", use),
+        ("set", set_profile),
+        ("delete", delete),
+    ):
+        group.command(name, cls=LeanCommand, epilog=epilog(f"config {name}"))(command)
     app.add_typer(group, name="config")

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from graphkit.cli import _connection
+from graphkit.cli._common import OutputOpt, emit, output_format
 from graphkit.cli._typer_internals import LeanCommand
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -44,8 +45,9 @@ def _print_summary(console: Console, report: Report) -> None:
 @_connection.with_connection_flags
 def doctor(
     as_json: Annotated[
-        bool, typer.Option("--json", help="Print the report as JSON (for monitoring).")
+        bool, typer.Option("--json", help="The same as -o json (for monitoring).")
     ] = False,
+    output: OutputOpt = None,
     graph_path: Annotated[
         str | None,
         typer.Option(
@@ -67,6 +69,9 @@ def doctor(
 
     from graphkit.doctor import run_doctor
 
+    fmt = output_format(output, as_json)
+    as_json = fmt != "table"
+
     def resolve() -> Any:
         return connection.settings(validate=False)
 
@@ -76,9 +81,14 @@ def doctor(
         console.print("[bold]graphkit doctor[/]")
     report = run_doctor(resolve, graph_path=graph_path, on_check=on_check)
     if as_json:
-        from graphkit.cli._common import emit_json
-
-        emit_json(report.as_dict())
+        data = report.as_dict()
+        # TSV: a line per check (name, status, detail, fix), as az's -o tsv of a list.
+        emit(
+            [{k: c.get(k) for k in ("name", "status", "detail", "fix")} for c in data["checks"]]
+            if fmt == "tsv"
+            else data,
+            fmt,
+        )
     else:
         _print_summary(console, report)
     if not report.ok:
@@ -86,4 +96,6 @@ def doctor(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("doctor", cls=LeanCommand)(doctor)
+    from graphkit.cli._examples import epilog
+
+    app.command("doctor", cls=LeanCommand, epilog=epilog("doctor"))(doctor)

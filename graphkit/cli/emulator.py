@@ -9,12 +9,14 @@ from typing import Annotated, Any
 
 import typer
 
+from graphkit.cli._common import GraphkitSubgroup
 from graphkit.cli._typer_internals import LeanCommand
 
 emulator_app = typer.Typer(
     name="emulator",
     help="A local Entra ID + Microsoft Graph emulator over HTTPS, for tests and demos.",
     no_args_is_help=True,
+    cls=GraphkitSubgroup,
 )
 
 
@@ -283,5 +285,7 @@ def _serve(
 
 
 def register(app: typer.Typer) -> None:
-    emulator_app.command("serve", cls=LeanCommand)(serve)
+    from graphkit.cli._examples import epilog
+
+    emulator_app.command("serve", cls=LeanCommand, epilog=epilog("emulator serve"))(serve)
     app.add_typer(emulator_app, name="emulator")

@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
-from graphkit.cli._common import PassphraseFileOpt, install_log_handler
+from graphkit.cli._common import OutputOpt, PassphraseFileOpt, install_log_handler, output_format
 from graphkit.cli._typer_internals import LeanCommand
-from graphkit.errors import ExitCode, InputError
+from graphkit.errors import ExitCode, InputError, UsageError
 
 if TYPE_CHECKING:  # pragma: no cover
     from rich.console import Console
@@ -108,7 +108,8 @@ CaBundleOpt = Annotated[
     typer.Option("--ca-bundle", help="CA file to trust for both hosts (stored in the profile)."),
 ]
 JsonOpt = Annotated[
-    bool, typer.Option("--json", help="Print a JSON summary on stdout (progress stays on stderr).")
+    bool,
+    typer.Option("--json", help="The same as -o json: a summary on stdout (progress on stderr)."),
 ]
 
 
@@ -157,7 +158,7 @@ class RichHooks:
             "Reuse them?",
             console=self.console,
             # A certificate about to expire is better replaced than reused.
-            default=existing.days_left >= 30,
+            default=not existing.expiry_warning_due,
         )
 
     def show_upload(self, credentials: Credentials, instructions: UploadInstructions) -> None:
@@ -248,14 +249,14 @@ def show_upload(
 ) -> None:
     """The thumbprint and where to upload: the portal page and the az line."""
     i = instructions
-    days = credentials.days_left_rounded
+    left = credentials.validity
     console.print()
     verb = "Reusing" if credentials.reused else "Created"
     console.print(f"[bold]{verb} the certificate to upload to app {i.client_id}[/]")
     rows = [
         ("Certificate", str(i.cert_path)),
         ("Thumbprint", f"{i.thumbprint}  (SHA-1, as the portal shows it)"),
-        ("Expires", f"{credentials.not_after:%Y-%m-%d} (in {days} days)"),
+        ("Expires", f"{credentials.not_after:%Y-%m-%d} ({left})"),
         ("Private key", f"{credentials.key_path}  (mode 0600: never upload or share it)"),
     ]
     for kind, path in sorted(credentials.extra.items()):
@@ -279,7 +280,7 @@ def show_upload(
     console.print()
 
 
-def show_smoke(console: Console, result: InitResult) -> None:
+def show_smoke(console: Console, result: InitResult, *, try_hint: bool = True) -> None:
     smoke = result.smoke
     if smoke is None or smoke.probe is None:
         return
@@ -292,10 +293,20 @@ def show_smoke(console: Console, result: InitResult) -> None:
     console.print(f"[green]✓[/] GET {_esc(probe.path)} works{org}.", soft_wrap=True)
     if probe.note:
         console.print(f"  [dim]Note: {_esc(probe.note)}.[/]", soft_wrap=True)
-    console.print(
-        f"Ready. Try: [bold]graphkit query /users --top 5 --profile {_esc(result.profile)}[/]",
-        soft_wrap=True,
-    )
+    if try_hint:
+        console.print(f"Ready. Try: [bold]{_esc(try_command(result))}[/]", soft_wrap=True)
+    else:
+        console.print("Ready.")
+
+
+def try_command(result: InitResult) -> str:
+    """The command the "Ready" line suggests: one that works when copied (variables
+    that would override the tested profile are unset for it)."""
+    import shlex
+
+    unset = "".join(f"-u {var} " for var in sorted(result.env_overrides))
+    command = f"graphkit query /users --top 5 --profile {shlex.quote(result.profile)}"
+    return f"env {unset}{command}" if unset else command
 
 
 # ------------------------------------------------------------------ prompts
@@ -330,6 +341,29 @@ def _ask_int(console: Console, label: str, default: int, check: Any) -> int:
             return int(answer)
         except GraphkitError as exc:
             console.print(f"[red]{_esc(exc.message)}[/]: {_esc(exc.hint or '')}", soft_wrap=True)
+
+
+_CONNECTION_ENV = {
+    "cloud": "GRAPHKIT_CLOUD",
+    "authority_host": "AZURE_AUTHORITY_HOST",
+    "graph_url": "GRAPHKIT_GRAPH_URL",
+    "ca_bundle": "GRAPHKIT_CA_BUNDLE",
+}
+
+
+def _env_default(var: str, check: Any) -> str | None:
+    """A prompt's default from the environment, when the variable holds a valid value."""
+    import os
+
+    from graphkit.errors import GraphkitError
+
+    value = os.environ.get(var, "").strip()
+    if not value:
+        return None
+    try:
+        return str(check(value))
+    except GraphkitError:
+        return None
 
 
 def _interactive() -> bool:
@@ -379,19 +413,27 @@ def build_request(
         console.print(f"Updating the existing profile [bold]{_esc(name)}[/].")
     tenant = tenant or stored.get("tenant")
     client_id = client_id or stored.get("client_id")
+    # The environment's values (e.g. an emulator's `export AZURE_TENANT_ID=...`) are
+    # offered as defaults; what is answered is what is saved, and tested.
     if interactive and not tenant:
         tenant = _ask(
             console,
             "Tenant (directory ID or domain, e.g. contoso.onmicrosoft.com)",
-            None,
+            _env_default("AZURE_TENANT_ID", profiles.check_tenant),
             profiles.check_tenant,
         )
     if interactive and not client_id:
-        client_id = _ask(console, "Application (client) ID", None, profiles.check_client_id)
+        client_id = _ask(
+            console,
+            "Application (client) ID",
+            _env_default("AZURE_CLIENT_ID", profiles.check_client_id),
+            profiles.check_client_id,
+        )
+    # A value a script must give: a usage error (exit 2), as for a missing argument.
     if not tenant:
-        raise InputError("no tenant given", "give --tenant (a GUID or a domain)")
+        raise UsageError("no tenant given", "give --tenant (a GUID or a domain)")
     if not client_id:
-        raise InputError("no client id given", "give --client-id (the Application (client) ID)")
+        raise UsageError("no client id given", "give --client-id (the Application (client) ID)")
     has_pair = bool(stored.get("certificate")) and not new_key
     if days is None:
         days = 365
@@ -412,6 +454,15 @@ def build_request(
     for key in ("cloud", "authority_host", "graph_url", "ca_bundle"):
         if key not in values and stored.get(key):
             values[key] = stored[key]
+    # Hosts and CA from the environment (nothing asks for them) go into the profile, so
+    # that the profile init saves, and tests without the environment, works on its own.
+    import os
+
+    for key, var in _CONNECTION_ENV.items():
+        value = os.environ.get(var, "").strip()
+        if key not in values and value:
+            values[key] = profiles.normalize_cloud(value) if key == "cloud" else value
+            console.print(f"  Saving {key} = {_esc(value)} (from {var}) in the profile.")
     if values.get("ca_bundle"):
         values["ca_bundle"] = str(Path(values["ca_bundle"]).expanduser().resolve())
     return onboarding.InitRequest(
@@ -433,28 +484,34 @@ def build_request(
 
 
 def _interrupted(console: Console, hooks: RichHooks | None) -> NoReturn:
-    """Ctrl-C: say what was kept (a profile saved before the upload prompt) and exit 130."""
+    """Ctrl-C: one ``graphkit: error: interrupted`` line saying what was kept (a
+    profile saved before the upload prompt, or nothing), then exit 130."""
+    from graphkit.cli._common import interrupted
+
     if hooks is not None:
         hooks._end_live_line()
     console.print()
     if hooks is not None and hooks.saved_profile:
-        console.print(
-            f"Interrupted. Profile [bold]{_esc(hooks.saved_profile)}[/] is saved; once the "
-            f"certificate is uploaded, check it with "
-            f"[bold]graphkit doctor --profile {_esc(hooks.saved_profile)}[/].",
-            soft_wrap=True,
+        interrupted(
+            f"profile {hooks.saved_profile} is saved; once the certificate is uploaded, "
+            f"check it with `graphkit doctor --profile {hooks.saved_profile}`"
         )
     else:
-        console.print("Interrupted: no file and no profile were left behind.")
+        interrupted("no file and no profile were left behind")
     raise typer.Exit(int(ExitCode.INTERRUPTED))
 
 
 def run_flow(
-    console: Console, request: InitRequest, hooks: RichHooks, *, as_json: bool
+    console: Console,
+    request: InitRequest,
+    hooks: RichHooks,
+    *,
+    as_json: bool | str,
+    try_hint: bool = True,
 ) -> InitResult:
     """Run init with ``hooks``; report an interruption or a Graph 403 properly."""
     from graphkit import onboarding
-    from graphkit.cli._common import emit_json
+    from graphkit.cli._common import emit
     from graphkit.errors import PermissionDeniedError
 
     try:
@@ -463,9 +520,9 @@ def run_flow(
         _interrupted(console, hooks)
     except EOFError:
         raise InputError("no answer (end of input)", "answer the prompts, or give flags") from None
-    show_smoke(console, result)
+    show_smoke(console, result, try_hint=try_hint)
     if as_json:
-        emit_json(result.as_dict())
+        emit(result.as_dict(), "json" if as_json is True else str(as_json))
     if result.smoke is not None and result.smoke.permission_error:
         raise PermissionDeniedError(
             "the profile's token works but Graph refused the test call",
@@ -496,6 +553,7 @@ def init(
     graph_url: GraphUrlOpt = None,
     ca_bundle: CaBundleOpt = None,
     as_json: JsonOpt = False,
+    output: OutputOpt = None,
     sandbox: Annotated[
         bool,
         typer.Option("--sandbox", help="Run the offline demo instead (same as `graphkit demo`)."),
@@ -515,6 +573,7 @@ def init(
             )
         demo(profile=profile or "demo", users=None, home=None, propagation_delay=0.0)
         return
+    fmt = output_format(output, as_json)
     if wait < 0:
         raise InputError(f"--wait {wait} is negative", "give a number of seconds")
     install_log_handler()
@@ -548,7 +607,7 @@ def init(
     except EOFError:
         raise InputError("no answer (end of input)", "answer the prompts, or give flags") from None
     hooks = RichHooks(console, interactive=interactive, yes=yes, profile=request.profile)
-    run_flow(console, request, hooks, as_json=as_json)
+    run_flow(console, request, hooks, as_json=False if fmt == "table" else fmt)
 
 
 def demo(
@@ -630,7 +689,8 @@ def demo(
             ],
         )
         hooks = _DemoHooks(console, world, profile=profile)
-        run_flow(console, request, hooks, as_json=False)
+        # The demo's profile and emulator are gone once it ends: no "Try" naming them.
+        run_flow(console, request, hooks, as_json=False, try_hint=False)
         steps = [
             ["token", "--profile", profile],
             [
@@ -652,10 +712,16 @@ def demo(
             sys.stdout.flush()
             if code:
                 raise typer.Exit(code)
+        kept = (
+            ""
+            if world.temporary
+            else f" Its state is kept in {_esc(str(world.home))} (the emulator stopped with it)."
+        )
         console.print(
-            f"\nThat was the first page of the demo tenant's {world.users} users. Next: "
-            "[bold]graphkit init[/] for your own tenant's app, [bold]graphkit doctor[/] "
-            "to check a setup."
+            f"\nThat was the first page of the demo tenant's {world.users} users.{kept}\n"
+            "Next: `graphkit init` for your own tenant's app; `graphkit emulator serve` "
+            "to keep an emulator running for your own scripts.",
+            soft_wrap=True,
         )
 
 
@@ -706,5 +772,7 @@ def _run_command(args: list[str]) -> int:
 
 
 def register(app: typer.Typer) -> None:
-    app.command("init", cls=LeanCommand)(init)
-    app.command("demo", cls=LeanCommand)(demo)
+    from graphkit.cli._examples import epilog
+
+    app.command("init", cls=LeanCommand, epilog=epilog("init"))(init)
+    app.command("demo", cls=LeanCommand, epilog=epilog("demo"))(demo)

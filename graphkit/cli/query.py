@@ -60,7 +60,8 @@ OutputOpt = Annotated[
     typer.Option(
         "--output",
         "-o",
-        help="table, json, jsonl, csv or yaml. Default: table on a terminal, json otherwise.",
+        help="table, json, jsonl, csv, tsv or yaml. Default: table on a terminal, json "
+        "otherwise (tsv: one value per line, tab-separated fields, no quoting, as az).",
         show_default=False,
     ),
 ]
@@ -174,17 +175,20 @@ def _collection_items(
     body: Any = first
     while True:
         values = body.get("value") if isinstance(body, dict) else None
+        # Rows may go to the terminal the progress line is on: take the line away first.
+        progress.clear()
         for item in values if isinstance(values, list) else []:
             if max_items is not None and n >= max_items:
                 return
             yield item
             n += 1
-        progress.update(n, page_no)
         if max_items is not None and n >= max_items:
             return
         # The page's items are written (the writer asks for the next item only after
-        # writing the last): push them out of stdout's buffer before a fetch that may wait.
+        # writing the last): push them out of stdout's buffer before a fetch that may
+        # wait, then show the progress below them.
         sys.stdout.flush()
+        progress.update(n, page_no)
         body = next(pages, None)
         if body is None:
             return
@@ -226,9 +230,19 @@ def _render(
         stderr_line(f"graphkit: {first['@odata.count']} items in total (@odata.count)")
     resource = output.resource_of(first.get("@odata.context"), path)
     items = _collection_items(first, pages, max_items=max_items, progress=progress)
+
+    def note(text: str) -> None:
+        out.flush()
+        progress.clear()
+        stderr_line(f"graphkit: {text}")
+
+    # A table's widths come from the first page (or --max-items, if fewer).
+    batch = max(1, min(len(values), max_items or len(values)))
     try:
         if jq is None:
-            output.write_items(items, fmt, out, select=select, resource=resource, warn=warn)
+            output.write_items(
+                items, fmt, out, select=select, resource=resource, warn=warn, note=note, batch=batch
+            )
         elif jq.streams:
             output.write_items(
                 jq.per_item(items),
@@ -238,13 +252,15 @@ def _render(
                 resource=resource,
                 warn=warn,
                 shaped=jq.reshapes,
+                note=note,
+                batch=batch,
             )
         else:
             collected = list(items)
             progress.clear()
             result = jq.search(collected)
             if isinstance(result, list):
-                output.write_items(result, fmt, out, warn=warn, shaped=True)
+                output.write_items(result, fmt, out, warn=warn, shaped=True, note=note)
             else:
                 output.write_object(result, fmt, out)
     finally:
@@ -306,7 +322,8 @@ def query(
     headers = _headers(header)
     follow = all_ or max_items is not None
     # Progress only when it cannot garble the data: stderr is a terminal, and stdout is
-    # not that terminal receiving a stream (a table is printed after paging ends).
+    # not that terminal receiving a stream (a table's rows and the progress line take
+    # turns: the line is cleared before each page's rows and shown again after them).
     progress = _Progress(
         follow and _isatty(sys.stderr) and (fmt == "table" or not _isatty(sys.stdout))
     )
@@ -347,4 +364,6 @@ def query(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("query", cls=LeanCommand)(query)
+    from graphkit.cli._examples import epilog
+
+    app.command("query", cls=LeanCommand, epilog=epilog("query"))(query)

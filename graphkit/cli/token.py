@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from graphkit.cli import _connection
+from graphkit.cli._common import OutputOpt, emit, output_format
 from graphkit.cli._typer_internals import LeanCommand
 from graphkit.errors import UsageError
 
@@ -127,7 +128,8 @@ def token(
         bool,
         typer.Option("--raw", help="Print only the token, for an Authorization header."),
     ] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="The same as -o json.")] = False,
+    output: OutputOpt = None,
     force_refresh: _connection.ForceRefreshOpt = False,
     *,
     connection: _connection.Connection,
@@ -137,25 +139,26 @@ def token(
     The token is masked unless --show-token; --raw prints only the token, e.g.
     `curl -H "Authorization: Bearer $(graphkit token --raw)" ...`.
     """
-    if raw and as_json:
-        raise UsageError("--raw and --json cannot be combined", "choose one")
+    fmt = output_format(output, as_json)
+    if raw and fmt != "table":
+        raise UsageError(f"--raw and -o {fmt} cannot be combined", "choose one")
     settings = connection.settings()
     access = _get_token(settings, force_refresh)
     if raw:
         sys.stdout.write(access.token + "\n")
-    elif as_json:
-        import json
-
+    elif fmt != "table":
         data = _summary(access, settings, show_token)
         if show_token:
             data.pop("access_token_masked")
         else:
             data.pop("access_token")
-        sys.stdout.write(json.dumps(data, indent=2) + "\n")
+        emit(data, fmt)
     else:
         _render(access, settings, show_token)
     sys.stdout.flush()
 
 
 def register(app: typer.Typer) -> None:
-    app.command("token", cls=LeanCommand)(token)
+    from graphkit.cli._examples import epilog
+
+    app.command("token", cls=LeanCommand, epilog=epilog("token"))(token)
