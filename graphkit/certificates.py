@@ -351,15 +351,17 @@ def _files_digest(settings: Settings) -> str | None:
     they pair; None when one cannot be read (the full check then says why)."""
     digest = hashlib.sha256(b"graphkit certificate check v2\0")
     digest.update(b"explicit" if settings.key_given_for_certificate else b"fallback")
+    from graphkit.files import read_bytes
+
     try:
         for path in (settings.certificate, settings.private_key):
             if path is None:
                 digest.update(b"-")
                 continue
-            data = Path(path).read_bytes()
+            data = read_bytes(path)  # a regular file of bounded size, or InputError
             digest.update(b"F%d:" % len(data))
             digest.update(data)
-    except OSError:
+    except InputError:
         return None
     return digest.hexdigest()
 

@@ -41,8 +41,10 @@ from graphkit.errors import (
     redact,
     register_secret,
 )
+from graphkit.retry import parse_retry_after
 from graphkit.transport import DEFAULT_PORTS as _DEFAULT_PORTS
 from graphkit.transport import (
+    check_headers,
     connection_refused,
     is_loopback,
     loopback_refused_hint,
@@ -219,24 +221,36 @@ def required_role(url: str) -> str | None:
     return _ROLE_FOR_SEGMENT.get(first)
 
 
-def _retry_after(value: str | None) -> float | None:
-    """Seconds from a Retry-After header: a (possibly fractional) number or an HTTP date."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        import email.utils
+def _resolve_link(base: str, link: Any, what: str, *, redirect: bool = False) -> str:
+    """A link Graph sent (``@odata.nextLink``, a redirect's ``Location``) made absolute
+    against ``base``.
 
+    A value that is no usable URL (not a string, an unclosed ``[``, a bad port, a scheme
+    requests cannot fetch) is Graph's fault (or a proxy's), said as such; whether the
+    token may go there is judged afterwards, by origin.
+
+    Raises:
+        GraphError: the link is malformed.
+    """
+    problem = None
+    url = ""
+    if not isinstance(link, str) or not link.strip():
+        problem = "not a URL"
+    else:
         try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        seconds = when.timestamp() - time.time()
-    if seconds != seconds:  # NaN
-        return None
-    return max(0.0, seconds)
+            url = urljoin(base, link.strip())
+            origin, _plain = _target(url)
+        except (ValueError, UsageError):
+            problem = "not a valid URL"
+        else:
+            if redirect and origin[0] not in _DEFAULT_PORTS:
+                problem = "not an http(s) URL"
+    if problem:
+        raise GraphError(
+            f"Graph sent {what} that is {problem} ({_one_line(repr(link), 100)})",
+            "retry; if it persists, check the Graph URL (a proxy may be altering answers)",
+        )
+    return url
 
 
 def _one_line(text: str, limit: int = 300) -> str:
@@ -454,6 +468,7 @@ class GraphClient:
         Returns ``None`` for an empty body and the text for a non-JSON body (``/$count``).
         """
         url = self.url(path)
+        headers = check_headers(headers)
         if method.upper() == "GET":
             params, headers = advanced_query(url, params, headers)
         resp = self._send(method, url, params, headers, json_body=json_body)
@@ -483,14 +498,14 @@ class GraphClient:
         url = self.url(path)
         # nextLinks keep the advanced query (and its $count=true), so the header goes on
         # every page.
-        params, hdrs = advanced_query(url, params, headers)
+        params, hdrs = advanced_query(url, params, check_headers(headers))
         body = self._decode(self._send("GET", url, params, hdrs))
         while True:
             yield body
             next_link = body.get("@odata.nextLink") if isinstance(body, dict) else None
             if not follow or not next_link:
                 return
-            next_link = urljoin(url, str(next_link))
+            next_link = _resolve_link(url, next_link, "an @odata.nextLink")
             self._check_origin(next_link, "the @odata.nextLink Graph returned")
             url = next_link
             body = self._decode(self._send("GET", url, None, hdrs))
@@ -591,7 +606,9 @@ class GraphClient:
                     if redirects > MAX_REDIRECTS:
                         raise GraphError(f"too many redirects from {url}", status=status)
                     # A redirect may leave the Graph host; _send only authorizes Graph.
-                    url = urljoin(url, resp.headers["Location"])
+                    url = _resolve_link(
+                        url, resp.headers["Location"], "a redirect Location", redirect=True
+                    )
                     query = ""
                     if status == 303:
                         method, json_body = "GET", None
@@ -627,7 +644,7 @@ class GraphClient:
                 else:
                     return resp
             # Retry, if the budget allows.
-            delay = _retry_after(resp.headers.get("Retry-After")) if resp is not None else None
+            delay = parse_retry_after(resp.headers.get("Retry-After")) if resp is not None else None
             if delay is None:
                 backoff = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (attempt - 1))
                 delay = backoff * random.uniform(0.5, 1.0)  # jitter spreads out retries

@@ -209,8 +209,43 @@ def _env(env: Mapping[str, str] | None) -> Mapping[str, str]:
 
 
 def _home(env: Mapping[str, str] | None) -> Path | None:
+    """``GRAPHKIT_HOME`` as a path, or None when unset.
+
+    Raises:
+        ConfigError: it names something other than a directory for files (a file, a
+            device, or a place in /proc or /sys, where nothing can be stored).
+    """
     value = _env(env).get(HOME_ENV, "").strip()
-    return Path(value).expanduser() if value else None
+    if not value:
+        return None
+    home = Path(value).expanduser()
+    problem = _home_problem(home)
+    if problem:
+        raise ConfigError(
+            f"{HOME_ENV}={value if len(value) <= 100 else value[:97] + '...'} {problem}",
+            f"set {HOME_ENV} to a directory of yours (created, mode 0700, if missing)",
+        )
+    return home
+
+
+def _home_problem(home: Path) -> str | None:
+    """Why ``home`` cannot hold graphkit's files, or None."""
+    import stat
+
+    try:
+        st = os.stat(home)
+    except FileNotFoundError:
+        st = None
+    except OSError as exc:  # too long, a loop, a file where a directory should be...
+        return f"is not a usable directory ({exc.strerror})"
+    if st is not None and not stat.S_ISDIR(st.st_mode):
+        return "is not a directory"
+    if os.name == "posix":
+        real = os.path.realpath(home)
+        for pseudo in ("/proc", "/sys"):
+            if real == pseudo or real.startswith(pseudo + "/"):
+                return f"is in {pseudo}, a kernel file system that cannot hold files"
+    return None
 
 
 def config_dir(env: Mapping[str, str] | None = None) -> Path:
@@ -265,6 +300,11 @@ def read_config(path: Path | None = None) -> dict[str, Any]:
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(
             f"config file {path} is not valid TOML ({exc})", "fix or delete it"
+        ) from None
+    except RecursionError:  # arrays or tables nested thousands deep
+        raise ConfigError(
+            f"config file {path} is not a graphkit config: its values nest too deeply",
+            "fix or delete it",
         ) from None
     profiles = data.get("profiles", {})
     if not isinstance(profiles, dict) or not all(isinstance(p, dict) for p in profiles.values()):
