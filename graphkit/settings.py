@@ -285,11 +285,16 @@ def read_config(path: Path | None = None) -> dict[str, Any]:
     Raises:
         ConfigError: the file is not valid TOML or has the wrong shape.
     """
+    from graphkit.files import read_bytes
+
     path = path or config_path()
     try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        return {}
+        if not os.path.lexists(path):
+            return {}
+        # A regular file of bounded size only: a FIFO there would block, a device never end.
+        raw = read_bytes(path, "config file")
+    except InputError as exc:
+        raise ConfigError(exc.message, exc.hint) from None
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
     _check_private_config(path)
@@ -549,28 +554,33 @@ def normalize_cloud(value: str) -> str:
     return key
 
 
+_URL_HINT = "give a host name or https://host[:port]"
+
+
 def _origin(value: str, what: str, *, allow_path: bool = False) -> tuple[str, str]:
     """``https://host[:port]`` (lower-case, no trailing slash) and the remaining path."""
     raw = value.strip()
     if not raw:
-        raise ConfigError(f"{what} is empty")
+        raise ConfigError(f"{what} is empty", _URL_HINT)
     if "://" not in raw:
         raw = "https://" + raw
     try:
         parts = urlsplit(raw)
         port = parts.port
     except ValueError:
-        raise ConfigError(f"{what} {value!r} is not a valid URL") from None
+        raise ConfigError(f"{what} {value!r} is not a valid URL", _URL_HINT) from None
     host = (parts.hostname or "").lower()
     if not host:
-        raise ConfigError(f"{what} {value!r} has no host name")
+        raise ConfigError(f"{what} {value!r} has no host name", _URL_HINT)
     from graphkit.transport import is_loopback
 
     loopback = is_loopback(host)
     if parts.scheme.lower() != "https" and not (parts.scheme.lower() == "http" and loopback):
         raise ConfigError(f"{what} {value!r} must use https", "tokens are only ever sent over TLS")
     if parts.query or parts.fragment or parts.username or parts.password:
-        raise ConfigError(f"{what} {value!r} must not carry a query, fragment or user name")
+        raise ConfigError(
+            f"{what} {value!r} must not carry a query, fragment or user name", _URL_HINT
+        )
     path = parts.path.rstrip("/")
     if path and not allow_path:
         raise ConfigError(

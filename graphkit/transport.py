@@ -116,6 +116,9 @@ def check_headers(headers: Mapping[str, str] | None) -> dict[str, str]:
     """
     checked: dict[str, str] = {}
     for name, value in (headers or {}).items():
+        if isinstance(name, str) and name.strip().lower() == "authorization":
+            checked[name] = value  # never sent: GraphClient sends only its own token
+            continue
         if not isinstance(name, str) or not _HEADER_NAME.match(name):
             raise UsageError(
                 "a header name is not a token (letters, digits and !#$%&'*+-.^_`|~; "
@@ -255,6 +258,12 @@ def make_session(
                     f"(HTTP {response.status_code}), and none is followed there",
                 )
             return response
+
+        def get_redirect_target(self, resp: Any) -> None:
+            """None: requests follows no redirect here, nor even prepares one (it does,
+            for ``Response.next``, and a malformed ``Location`` then raises ValueError
+            out of ``send``). Callers read the status and ``Location`` themselves."""
+            return None
 
         def rebuild_auth(self, prepared_request: Any, response: Any) -> None:
             """requests reads ~/.netrc again on a redirect: only strip the header."""
