@@ -155,7 +155,7 @@ def _load_key(data: bytes, passphrase: bytes | None, source: str) -> Any:
                     password=passphrase if encrypted else None,
                     unsafe_skip_rsa_key_validation=True,
                 )
-            except Exception:
+            except Exception:  # nosec B110  # the full load below reports what is wrong
                 pass
     return crypto.load_private_key(data, passphrase, source=source)
 
@@ -426,7 +426,7 @@ def _record_check(cache_dir: Path, digest: str, cert: ClientCertificate) -> None
     try:
         ensure_private_dir(cache_dir)
         atomic_write(path, text.encode("utf-8"), mode=PRIVATE, force=True)
-    except Exception:  # a lost record costs one full check next time
+    except Exception:  # nosec B110  # a lost record costs one full check next time
         pass
 
 

@@ -680,7 +680,8 @@ def dump_pfx(
             serialization.PrivateFormat.PKCS12.encryption_builder()
             .kdf_rounds(2048)
             .key_cert_algorithm(pkcs12.PBES.PBESv1SHA1And3KeyTripleDESCBC)
-            .hmac_hash(hashes.SHA1())
+            # --legacy exists for readers that know only 3DES/SHA-1 PFX (opt-in).
+            .hmac_hash(hashes.SHA1())  # nosec B303
             .build(passphrase)
         )
     else:
@@ -856,7 +857,7 @@ def thumbprints(cert: x509.Certificate) -> dict[str, str]:
     client assertion's header; ``customKeyIdentifier`` is in the app manifest.
     """
     der = cert.public_bytes(serialization.Encoding.DER)
-    sha1 = hashlib.sha1(der).digest()
+    sha1 = hashlib.sha1(der, usedforsecurity=False).digest()  # a name (x5t), not a check
     sha256 = hashlib.sha256(der).digest()
     return {
         "sha1": sha1.hex().upper(),

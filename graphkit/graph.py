@@ -647,7 +647,8 @@ class GraphClient:
             delay = parse_retry_after(resp.headers.get("Retry-After")) if resp is not None else None
             if delay is None:
                 backoff = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (attempt - 1))
-                delay = backoff * random.uniform(0.5, 1.0)  # jitter spreads out retries
+                # Jitter spreads out retries; it needs no unpredictability.
+                delay = backoff * random.uniform(0.5, 1.0)  # nosec B311
             elapsed = time.monotonic() - started
             if attempt >= self.max_attempts or elapsed + delay > self.max_total_wait:
                 why = (

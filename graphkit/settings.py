@@ -66,7 +66,8 @@ __all__ = [
 
 HOME_ENV = "GRAPHKIT_HOME"
 PROFILE_ENV = "GRAPHKIT_PROFILE"
-PASSPHRASE_ENV = "GRAPHKIT_KEY_PASSPHRASE"  # the same variable the certificate commands read
+# The same variable the certificate commands read.
+PASSPHRASE_ENV = "GRAPHKIT_KEY_PASSPHRASE"  # nosec B105  # the name of a variable, not its value
 CONFIG_FILE = "config.toml"
 APP_NAME = "graphkit"
 

@@ -485,7 +485,7 @@ class CertificateCredential:
             {
                 "access_token": found["secret"],
                 "expires_in": int(int(found["expires_on"]) - now),
-                "token_source": "cache",
+                "token_source": "cache",  # nosec B105  # where the token came from
             }
         )
 

@@ -65,7 +65,7 @@ def _summary(token: AccessToken, settings: Settings, show_token: bool) -> dict[s
     claims = token.claims
     now = time.time()
     return {
-        "token_type": "Bearer",
+        "token_type": "Bearer",  # nosec B105  # the scheme's name, not a token
         "access_token": token.token if show_token else None,
         "access_token_masked": mask(token.token) if not show_token else None,
         "expires_on": token.expires_on,
