@@ -66,7 +66,10 @@ def wire_url(url: str) -> str:
 
 def origin_of(url: str) -> Origin:
     """(scheme, host, port) of ``url``, lower-cased, with the scheme's default port."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)  # raises for an unclosed or bad [IPv6] host, whatever the scheme
+    except ValueError:
+        raise UsageError(f"{url!r} is not a valid URL", "check the URL") from None
     scheme = parts.scheme.lower()
     try:
         port = parts.port
