@@ -24,8 +24,10 @@ __all__ = [
     "PRIVATE",
     "PUBLIC",
     "atomic_write",
+    "check_directory",
     "check_output",
     "ensure_private_dir",
+    "input_file_problem",
     "not_private",
     "not_private_location",
     "read_bytes",
@@ -285,6 +287,39 @@ def _temp_name(target: Path) -> Path:
     return target.parent / f".{name}{suffix}"
 
 
+def input_file_problem(path: str | os.PathLike[str]) -> str | None:
+    """Why ``path`` cannot be read as an input file (see :func:`read_bytes`), or None."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return "does not exist"
+    except (OSError, ValueError) as exc:
+        return f"cannot be used ({getattr(exc, 'strerror', None) or 'not a usable path'})"
+    if stat.S_ISDIR(st.st_mode):
+        return "is a directory"
+    if not stat.S_ISREG(st.st_mode):
+        return "is not a regular file (a device, pipe or socket)"
+    return None
+
+
+def check_directory(directory: Path, what: str = "directory") -> None:
+    """Refuse a directory path that cannot hold files (a name too long, a file in the
+    way, a loop), before any work is done; a missing one is fine (it is created).
+
+    Raises:
+        InputError: with the reason.
+    """
+    try:
+        st = os.stat(directory)
+    except FileNotFoundError:
+        return
+    except (OSError, ValueError) as exc:
+        reason = getattr(exc, "strerror", None) or "not a usable path"
+        raise InputError(f"{what} {directory} cannot be used: {reason}", "choose another") from None
+    if not stat.S_ISDIR(st.st_mode):
+        raise InputError(f"{what} {directory} exists and is not a directory", "choose another")
+
+
 def check_output(target: Path, force: bool = False) -> None:
     """Refuse an output name that cannot be written, before any work is done.
 
@@ -302,8 +337,8 @@ def check_output(target: Path, force: bool = False) -> None:
         )
     try:
         st = os.lstat(target)
-    except FileNotFoundError:
-        return
+    except (FileNotFoundError, NotADirectoryError):
+        return  # (a file where a directory should be: ensure_private_dir names it)
     except (OSError, ValueError) as exc:
         reason = getattr(exc, "strerror", None) or "not a usable path"
         raise InputError(f"cannot write {target}: {reason}", "choose another path") from None
