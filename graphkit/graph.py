@@ -673,7 +673,7 @@ class GraphClient:
         if "json" in ctype or content[:1] in (b"{", b"["):
             try:
                 return json.loads(content)
-            except ValueError:
+            except (ValueError, RecursionError):  # RecursionError: [[[[... nested deep
                 raise GraphError(
                     f"Graph sent a response that is not valid JSON "
                     f"(client-request-id {resp.request.headers.get('client-request-id')})",
@@ -686,7 +686,7 @@ class GraphClient:
     def _error_body(resp: requests.Response) -> dict[str, Any]:
         try:
             body = json.loads(resp.content)
-        except ValueError:
+        except (ValueError, RecursionError):
             return {}
         err = body.get("error") if isinstance(body, dict) else None
         return err if isinstance(err, dict) else {}

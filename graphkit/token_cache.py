@@ -503,7 +503,7 @@ def _read_json(path: Path) -> Any:
         return None
     try:
         return json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
 
 

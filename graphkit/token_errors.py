@@ -180,7 +180,7 @@ def discovery_error(exc: ValueError, settings: Settings) -> AuthError:
     match = re.search(r"\{.*\}", text, re.DOTALL)
     body: dict[str, Any] = {}
     if match:
-        with contextlib.suppress(ValueError):
+        with contextlib.suppress(ValueError, RecursionError):  # a server's text, nested deep
             parsed = json.loads(match.group(0))
             if isinstance(parsed, dict):
                 body = parsed

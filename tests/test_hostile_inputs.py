@@ -155,7 +155,10 @@ class _Handler(BaseHTTPRequestHandler):
         status, headers, body = (
             self.server.answers.pop(0) if self.server.answers else (200, {}, {"value": []})
         )
-        data = b"" if body is None else json.dumps(body).encode()
+        if isinstance(body, dict) and set(body) == {"@raw"}:  # bytes as they are, not JSON
+            data = _expand(body["@raw"], {n: "" for n in _NAMED}).encode()
+        else:
+            data = b"" if body is None else json.dumps(body).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
