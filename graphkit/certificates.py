@@ -309,7 +309,8 @@ def _load(settings: Settings, *, now: dt.datetime | None) -> ClientCertificate:
         )
     from cryptography.hazmat.primitives.asymmetric import rsa
 
-    if not isinstance(key, rsa.RSAPrivateKey):
+    if not isinstance(key, rsa.RSAPrivateKey) or key.key_size > crypto.MAX_RSA_BITS:
+        # Not RSA, or so large that msal's own load of it would check it for a minute.
         crypto.require_rsa(key, f"the key for certificate {cert_path}")  # raises
     # The size is checked by check(): loaded alone, a short key is left for the
     # identity platform to refuse (AADSTS50032), as it would.

@@ -60,6 +60,9 @@ def _make_files(spec: dict[str, Any], tmp: Path, names: dict[str, str]) -> None:
             os.mkfifo(path, 0o600)
         elif isinstance(what, dict) and "size" in what:
             path.write_bytes(b"\0" * int(what["size"]))
+        elif isinstance(what, dict) and "concat" in what:
+            path.write_bytes(b"".join(Path(_expand(f, names)).read_bytes() for f in what["concat"]))
+            path.chmod(int(what.get("mode", "600"), 8))
         else:
             text = what["text"] if isinstance(what, dict) else what
             path.write_bytes(_expand(text, names).encode("utf-8", "surrogateescape"))
