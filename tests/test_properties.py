@@ -394,6 +394,42 @@ def test_jwts_decoded_for_display(token: str) -> None:
     assert isinstance(decode_claims(token), dict)
 
 
+_CLAIM = st.one_of(
+    st.none(),
+    st.integers(-(10**20), 10**20),
+    st.floats(),  # NaN and infinities too: json.loads reads NaN and 1e400
+    st.text(max_size=8),
+    st.lists(st.one_of(st.text(max_size=5), st.integers()), max_size=3),
+)
+
+
+@FAST
+@given(
+    claims=st.fixed_dictionaries(
+        {}, optional={k: _CLAIM for k in ("iat", "exp", "aud", "tid", "appid", "roles")}
+    ),
+    expires_on=st.integers(-(10**15), 10**15),
+)
+@example(claims={"iat": 10**14}, expires_on=10**14)
+@example(claims={"iat": float("inf"), "roles": [1, "a"]}, expires_on=0)
+def test_token_claims_are_displayed_whatever_they_hold(
+    claims: dict[str, Any], expires_on: int
+) -> None:
+    """``graphkit token`` shows a token's claims (from a server): absurd times, NaN,
+    roles that are not strings are shown, never a crash."""
+    import contextlib
+    import io
+
+    from graphkit.cli import token as token_cli
+    from graphkit.settings import Settings
+    from graphkit.tokens import AccessToken
+
+    access = AccessToken("eyJ.a.b", expires_on, from_cache=False, claims=claims)
+    json.dumps(token_cli._summary(access, Settings(), False), default=str)
+    with contextlib.redirect_stdout(io.StringIO()):
+        token_cli._render(access, Settings(), False)
+
+
 # ------------------------------------------------------------------ JMESPath
 
 _JMES_TEXT = st.one_of(
