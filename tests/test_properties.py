@@ -490,3 +490,32 @@ def test_jmespath(expression: str, data: Any) -> None:
     _ok_or_graphkit_error(query.search, data)
     if query.streams and isinstance(data, list):
         _ok_or_graphkit_error(lambda: list(query.per_item(data)))
+
+
+# ------------------------------------------------------------------ file names
+
+_FILE_NAME = st.one_of(
+    st.text(max_size=40),
+    st.integers(240, 300).map(lambda n: "n" * n),
+    st.sampled_from(["..", ".", "", "a/../..", "/dev/null", "/proc/self/x", "a\x00b"]),
+)
+
+
+@FAST
+@given(name=_FILE_NAME)
+@example(name="a" * 300)
+@example(name="b" * 250)
+def test_output_and_input_file_names(home: Path, name: str) -> None:
+    """Any name given for an output (--out, --pem...) or an input (--key, a certificate)
+    is written or read, or refused with a GraphkitError."""
+    from graphkit import files
+
+    out = home / "names"
+    out.mkdir(mode=0o700, exist_ok=True)
+    target = out / name if name and not name.startswith("/") else Path(name or ".")
+    if _ok_or_graphkit_error(files.atomic_write, target, b"x", force=False) is not None:
+        assert files.read_bytes(target) == b"x"
+        target.unlink()
+    _ok_or_graphkit_error(files.read_bytes, target)
+    _ok_or_graphkit_error(files.read_passphrase_file, target)
+    files.input_file_problem(target)  # never raises
