@@ -329,7 +329,7 @@ class CertificateCredential:
             )
         except requests.exceptions.RequestException as exc:
             raise network_error(exc, settings) from None
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:  # RecursionError: JSON nested deep
             raise discovery_error(exc, settings) from None
         finally:
             self._save_http_cache()
@@ -408,7 +408,7 @@ class CertificateCredential:
                     f"the token endpoint at {host} failed ({first_line(redact(str(exc)))})",
                     "retry later",
                 )
-            except ValueError as exc:  # not JSON
+            except (ValueError, RecursionError) as exc:  # not JSON (or nested past parsing)
                 if self._last_status() != 429:
                     self._refuse_redirect()
                     raise AuthError(

@@ -21,12 +21,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from test_security import client_identity, echoing_authority, servers, tls
 from typer.testing import CliRunner
 
 from graphkit import crypto
 from graphkit import graph as graph_mod
 from graphkit.cli import app
 from graphkit.errors import GraphkitError
+
+__all__ = ["client_identity", "echoing_authority", "servers", "tls"]  # fixtures, used
 
 DATA = Path(__file__).parent / "data"
 CORPUS = json.loads((DATA / "hostile_inputs.json").read_text(encoding="utf-8"))
@@ -230,3 +233,38 @@ def test_the_16384_bit_key_in_the_corpus_is_real() -> None:
     key = serialization.load_pem_private_key(data, None, unsafe_skip_rsa_key_validation=True)
     assert key.key_size == 16384  # type: ignore[union-attr]
     assert stat.S_ISREG(os.stat(DATA / "rsa16384.key").st_mode)
+
+
+# ------------------------------------------------------------------ a hostile identity server
+
+_DEEP = b"[" * 100_000 + b"]" * 100_000
+
+
+@pytest.mark.parametrize("where", ["discovery", "token"])
+def test_identity_server_json_nested_100000_deep(
+    echoing_authority: tuple[Any, dict[str, str]], where: str
+) -> None:
+    """msal parses the identity server's answers with json.loads: one nested 100,000
+    deep is a malformed answer (graphkit's error), not a RecursionError."""
+    import subprocess
+    import sys
+
+    from test_security import TENANT
+
+    server, env = echoing_authority
+    path = (
+        f"/{TENANT}/v2.0/.well-known/openid-configuration"
+        if where == "discovery"
+        else f"/{TENANT}/oauth2/v2.0/token"
+    )
+    server.answers[path] = (200, {}, _DEEP)
+    proc = subprocess.run(
+        [sys.executable, "-m", "graphkit", "token"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("graphkit: error: ")]
+    assert len(errors) == 1 and "unexpected" not in errors[0], proc.stderr[-500:]
+    assert proc.returncode in (4, 5, 9), (proc.returncode, errors)
