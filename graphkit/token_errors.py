@@ -169,8 +169,9 @@ def network_error(exc: BaseException, settings: Settings) -> NetworkError:
     )
 
 
-def discovery_error(exc: ValueError, settings: Settings) -> AuthError:
-    """msal raises ValueError when OIDC discovery fails; dig out the AADSTS code."""
+def discovery_error(exc: ValueError | RecursionError, settings: Settings) -> AuthError:
+    """msal raises ValueError when OIDC discovery fails (RecursionError when its JSON
+    nests too deep); dig out the AADSTS code."""
     texts = []
     e: BaseException | None = exc
     while e is not None:
