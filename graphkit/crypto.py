@@ -801,7 +801,85 @@ def _load_pem_bundle(
     return CertificateBundle(leaf, key, chain, form="pem")
 
 
+# A PKCS#8 RSA key of MAX_RSA_BITS (n and d of 1 KiB, five CRT numbers of 512 bytes)
+# takes about 4.7 KB; a key bag larger than this cannot hold one (encrypted, its size
+# is the plaintext's, rounded up to a block).
+_MAX_KEY_BAG = 6 * 1024
+_OID_DATA = bytes.fromhex("2a864886f70d010701")  # 1.2.840.113549.1.7.1
+_OID_KEY_BAGS = (
+    bytes.fromhex("2a864886f70d010c0a0101"),  # keyBag
+    bytes.fromhex("2a864886f70d010c0a0102"),  # pkcs8ShroudedKeyBag
+)
+
+
+def _der(data: bytes, pos: int) -> tuple[int, int, int]:
+    """(tag, start of content, end of content) of the DER element at ``pos``.
+
+    Raises:
+        ValueError: not DER (an indefinite BER length, or past the end).
+    """
+    tag = data[pos]
+    first = data[pos + 1]
+    start = pos + 2
+    if first < 0x80:
+        length = first
+    else:
+        count = first & 0x7F
+        if not 1 <= count <= 4:
+            raise ValueError("indefinite or huge length")
+        length = int.from_bytes(data[start : start + count], "big")
+        start += count
+    end = start + length
+    if end > len(data):
+        raise ValueError("past the end")
+    return tag, start, end
+
+
+def _children(data: bytes, start: int, end: int) -> Iterable[tuple[int, int, int]]:
+    pos = start
+    while pos < end:
+        element = _der(data, pos)
+        yield element
+        pos = element[2]
+
+
+def _pfx_key_bag_size(data: bytes) -> int | None:
+    """The size of the largest key bag in a PFX's unencrypted contents, read without
+    decrypting anything (a shrouded key bag sits there in the usual layout), or None
+    when the structure is not the plain DER expected (then nothing is concluded)."""
+    try:
+        _, start, end = _der(data, 0)  # PFX
+        _version, auth_safe = list(_children(data, start, end))[:2]
+        oid, content = list(_children(data, auth_safe[1], auth_safe[2]))[:2]
+        if data[oid[1] : oid[2]] != _OID_DATA:
+            return None
+        octets = next(iter(_children(data, content[1], content[2])))  # [0] -> OCTET STRING
+        sequence = _der(data, octets[1])  # AuthenticatedSafe
+        largest = 0
+        for info in _children(data, sequence[1], sequence[2]):
+            kids = list(_children(data, info[1], info[2]))
+            if len(kids) < 2 or data[kids[0][1] : kids[0][2]] != _OID_DATA:
+                continue  # encryptedData: certificates, usually
+            inner = next(iter(_children(data, kids[1][1], kids[1][2])))
+            safe_contents = _der(data, inner[1])
+            for bag in _children(data, safe_contents[1], safe_contents[2]):
+                bag_id, value = list(_children(data, bag[1], bag[2]))[:2]
+                if data[bag_id[1] : bag_id[2]] in _OID_KEY_BAGS:
+                    largest = max(largest, value[2] - value[1])
+        return largest
+    except (ValueError, IndexError, StopIteration):
+        return None
+
+
 def _load_pfx(data: bytes, passphrase: bytes | None, source: str) -> CertificateBundle:
+    bag = _pfx_key_bag_size(data)
+    if bag is not None and bag > _MAX_KEY_BAG:
+        # Opening it would check the key for a minute (16384 bits) before we could.
+        raise CryptoError(
+            f"{source} holds a private key of {bag:,} bytes, too large for an RSA key of "
+            f"{MAX_RSA_BITS} bits or less (graphkit takes {MIN_RSA_BITS} to {MAX_RSA_BITS})",
+            "make a key of 2048, 3072 or 4096 bits with `graphkit keygen`",
+        )
     try:
         loaded = pkcs12.load_pkcs12(data, passphrase)
     except ValueError:

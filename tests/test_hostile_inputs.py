@@ -225,6 +225,44 @@ def test_hostile_graph_answer(
     assert entry["message"] in str(info.value)
 
 
+@pytest.mark.parametrize("protection", ["none", "aes", "3des"])
+def test_a_pfx_with_a_16384_bit_key_is_refused_before_it_is_opened(protection: str) -> None:
+    """Opening a PFX checks its key (a minute for 16384 bits): the size of its key bag
+    is read first, in each layout cryptography writes (OpenSSL's is the same)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.serialization import pkcs12
+
+    key = serialization.load_pem_private_key(
+        (DATA / "rsa16384.key").read_bytes(), None, unsafe_skip_rsa_key_validation=True
+    )
+    cert = x509.load_pem_x509_certificate((DATA / "rsa16384.crt").read_bytes())
+    builder = serialization.PrivateFormat.PKCS12.encryption_builder()
+    enc: Any = {
+        "none": serialization.NoEncryption(),
+        "aes": builder.kdf_rounds(1000)
+        .key_cert_algorithm(pkcs12.PBES.PBESv2SHA256AndAES256CBC)
+        .hmac_hash(hashes.SHA256())
+        .build(b"pw"),
+        "3des": builder.kdf_rounds(1000)
+        .key_cert_algorithm(pkcs12.PBES.PBESv1SHA1And3KeyTripleDESCBC)
+        .hmac_hash(hashes.SHA1())
+        .build(b"pw"),
+    }[protection]
+    pfx = pkcs12.serialize_key_and_certificates(b"big", key, cert, None, enc)
+    with pytest.raises(GraphkitError, match="too large for an RSA key of 8192 bits or less"):
+        crypto.load_certificate_bundle(pfx, b"pw")
+
+
+def test_a_pfx_with_a_4096_bit_key_still_opens(certs_rsa_key: Any) -> None:
+    key = crypto.generate_private_key(4096)
+    cert = crypto.self_sign(key, crypto.parse_subject(cn="4096"))
+    for legacy in (False, True):
+        pfx = crypto.dump_pfx(key, cert, b"pw", legacy=legacy)
+        assert crypto._pfx_key_bag_size(pfx) is not None
+        assert crypto.load_certificate_bundle(pfx, b"pw").certificate == cert
+
+
 def test_the_16384_bit_key_in_the_corpus_is_real() -> None:
     """The corpus's big key is a genuine RSA key: refused for its size, not its shape."""
     from cryptography.hazmat.primitives import serialization
