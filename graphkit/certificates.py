@@ -162,7 +162,7 @@ def _load_key(data: bytes, passphrase: bytes | None, source: str) -> Any:
                     password=passphrase if encrypted else None,
                     unsafe_skip_rsa_key_validation=True,
                 )
-            except Exception:
+            except Exception:  # nosec B110  # the full load below reports what is wrong
                 pass
     return crypto.load_private_key(data, passphrase, source=source)
 
@@ -322,7 +322,8 @@ def _load(settings: Settings, *, now: dt.datetime | None) -> ClientCertificate:
         )
     from cryptography.hazmat.primitives.asymmetric import rsa
 
-    if not isinstance(key, rsa.RSAPrivateKey):
+    if not isinstance(key, rsa.RSAPrivateKey) or key.key_size > crypto.MAX_RSA_BITS:
+        # Not RSA, or so large that msal's own load of it would check it for a minute.
         crypto.require_rsa(key, f"the key for certificate {cert_path}")  # raises
     # The size is checked by check(): loaded alone, a short key is left for the
     # identity platform to refuse (AADSTS50032), as it would.
@@ -364,15 +365,17 @@ def _files_digest(settings: Settings) -> str | None:
     they pair; None when one cannot be read (the full check then says why)."""
     digest = hashlib.sha256(b"graphkit certificate check v2\0")
     digest.update(b"explicit" if settings.key_given_for_certificate else b"fallback")
+    from graphkit.files import read_bytes
+
     try:
         for path in (settings.certificate, settings.private_key):
             if path is None:
                 digest.update(b"-")
                 continue
-            data = Path(path).read_bytes()
+            data = read_bytes(path)  # a regular file of bounded size, or InputError
             digest.update(b"F%d:" % len(data))
             digest.update(data)
-    except OSError:
+    except InputError:
         return None
     return digest.hexdigest()
 
@@ -437,7 +440,7 @@ def _record_check(cache_dir: Path, digest: str, cert: ClientCertificate) -> None
     try:
         ensure_private_dir(cache_dir)
         atomic_write(path, text.encode("utf-8"), mode=PRIVATE, force=True)
-    except Exception:  # a lost record costs one full check next time
+    except Exception:  # nosec B110  # a lost record costs one full check next time
         pass
 
 

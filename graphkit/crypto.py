@@ -32,6 +32,7 @@ __all__ = [
     "DEFAULT_KEY_SIZE",
     "KEY_SIZES",
     "MAX_DAYS",
+    "MAX_RSA_BITS",
     "MIN_RSA_BITS",
     "CertificateBundle",
     "build_csr",
@@ -60,6 +61,11 @@ __all__ = [
 
 # Entra ID rejects RSA keys under 2048 bits (AADSTS50032) and non-RSA keys entirely.
 MIN_RSA_BITS = 2048
+# Entra ID documents no maximum. Key Vault and the portal's tooling stop at 4096, and
+# Microsoft's IdentityModel signs nothing with RS256 over 4096 bits; 8192 is the
+# largest size any mainstream tool makes on request. Larger keys are refused before
+# the key check that would take half a minute (see _checked_key).
+MAX_RSA_BITS = 8192
 KEY_SIZES = (2048, 3072, 4096)
 DEFAULT_KEY_SIZE = 2048  # what the portal's docs use; 3072/4096 cost more per token
 # A year, like `openssl req -days 365` in Microsoft's walkthroughs.
@@ -67,6 +73,8 @@ DEFAULT_DAYS = 365
 # The portal refuses nothing under this, but a self-signed credential older than a few
 # years is a liability; 3650 days is the largest a careful tool should mint.
 MAX_DAYS = 3650
+# RFC 5280's ub-common-name: what cryptography (and every CA) accepts in a CN.
+MAX_CN = 64
 # Backdate notBefore a little so a client whose clock runs slow still accepts it.
 _BACKDATE = dt.timedelta(minutes=5)
 
@@ -108,6 +116,12 @@ def require_rsa(key: Any, what: str = "key") -> rsa.RSAPrivateKey | rsa.RSAPubli
         raise CryptoError(
             f"{what} is RSA {key.key_size} bits; Entra ID requires at least {MIN_RSA_BITS}",
             "generate a new key with `graphkit keygen --size 2048` (or larger)",
+        )
+    if key.key_size > MAX_RSA_BITS:
+        raise CryptoError(
+            f"{what} is RSA {key.key_size} bits; graphkit takes RSA keys of "
+            f"{MIN_RSA_BITS} to {MAX_RSA_BITS} bits",
+            "make a key of 2048, 3072 or 4096 bits with `graphkit keygen`",
         )
     return key
 
@@ -152,7 +166,19 @@ def load_private_key(data: bytes, passphrase: bytes | None = None, *, source: st
             "give its passphrase with --passphrase-file, GRAPHKIT_KEY_PASSPHRASE "
             "or --prompt-passphrase",
         )
-    loader = serialization.load_pem_private_key if pem else serialization.load_der_private_key
+    return _checked_key(_parse_private_key(block, pem, encrypted, passphrase, source), source)
+
+
+def _parse_private_key(
+    block: bytes, pem: bool, encrypted: bool, passphrase: bytes | None, source: str
+) -> Any:
+    """The key in ``block``, parsed without RSA's slow consistency check (that comes in
+    :func:`_checked_key`, once the size is known to be reasonable)."""
+    raw_loader = serialization.load_pem_private_key if pem else serialization.load_der_private_key
+
+    def loader(data: bytes, password: bytes | None) -> Any:
+        return raw_loader(data, password=password, unsafe_skip_rsa_key_validation=True)
+
     try:
         return loader(block, password=passphrase if encrypted else None)
     except TypeError:
@@ -179,6 +205,35 @@ def load_private_key(data: bytes, passphrase: bytes | None = None, *, source: st
             f"{source} uses an unsupported key algorithm",
             "make an RSA key with `graphkit keygen`",
         ) from None
+
+
+def _checked_key(key: Any, source: str) -> Any:
+    """``key``, refused when it is an RSA key over :data:`MAX_RSA_BITS`, then checked.
+
+    The consistency check of an RSA private key tests its primes, and its cost grows
+    steeply with the size (about 15 s for 8192 bits, 30 s and more for 16384 on a
+    small machine): the size is checked first, so a huge key is refused at once.
+    """
+    if isinstance(key, rsa.RSAPrivateKey):
+        if key.key_size > MAX_RSA_BITS:
+            raise CryptoError(
+                f"{source} is RSA {key.key_size} bits; graphkit takes RSA keys of "
+                f"{MIN_RSA_BITS} to {MAX_RSA_BITS} bits",
+                "make a key of 2048, 3072 or 4096 bits with `graphkit keygen`",
+            )
+        der = key.private_bytes(
+            serialization.Encoding.DER,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        try:
+            return serialization.load_der_private_key(der, None)
+        except ValueError:
+            raise CryptoError(
+                f"{source} is not a valid RSA key (its numbers are inconsistent)",
+                "regenerate it with `graphkit keygen`",
+            ) from None
+    return key
 
 
 def _reason(exc: Exception) -> str:
@@ -256,7 +311,16 @@ def parse_subject(subject: str | None = None, cn: str | None = None) -> x509.Nam
     if cn is not None:
         if not cn.strip():
             raise CryptoError("the common name is empty", "give --cn NAME")
-        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn.strip())])
+        if len(cn.strip()) > MAX_CN:
+            raise CryptoError(
+                f"the common name is {len(cn.strip())} characters; at most {MAX_CN} fit "
+                "in a certificate (RFC 5280)",
+                "give a shorter --cn",
+            )
+        try:
+            return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn.strip())])
+        except ValueError as exc:
+            raise CryptoError(f"invalid common name{_because(exc)}", "give --cn NAME") from None
     if not subject or not subject.strip():
         raise CryptoError("no subject given", "give --subject 'CN=my-app,O=Contoso' or --cn NAME")
     try:
@@ -287,37 +351,107 @@ def _subject_problem(subject: str) -> str:
     return ""
 
 
+_SAN_KINDS = ("dns", "email", "uri", "ip")
+_SAN_HINT = "use DNS:host, email:addr, URI:scheme://... or IP:address"
+_DNS_LABEL = re.compile(r"^[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?$")
+_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:[!-~]+$")  # a scheme, then visible ASCII
+_EMAIL_LOCAL = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]{1,64}$")
+
+
+def _a_label_hint(text: str, kind: str) -> str:
+    """How to write a non-ASCII name: its IDNA A-label when Python can make one."""
+    if kind == "URI":
+        return (
+            "certificates carry ASCII names: write the host as an A-label (xn--...) "
+            "and percent-encode the rest"
+        )
+    try:
+        host = text.split("@")[-1]
+        a_label = host.encode("idna").decode("ascii")
+    except (UnicodeError, ValueError):
+        return "certificates carry ASCII names: write international names as A-labels (xn--...)"
+    shown = text[: len(text) - len(host)] + a_label
+    return f"certificates carry ASCII names: write it as {kind}:{shown}"
+
+
+def _dns_problem(name: str) -> str | None:
+    """Why ``name`` is not a DNS name (``*.`` wildcard allowed), or None."""
+    body = name[2:] if name.startswith("*.") else name
+    body = body[:-1] if body.endswith(".") else body
+    if len(body) > 253:
+        return "longer than 253 characters"
+    for label in body.split("."):
+        if not _DNS_LABEL.match(label):
+            return f"{label!r} is not a DNS label (letters, digits and '-', up to 63)"
+    return None
+
+
 def parse_san(value: str) -> x509.GeneralName:
-    """``DNS:host``, ``email:a@b``, ``URI:https://x``, ``IP:1.2.3.4``, or a bare value (guessed)."""
+    """``DNS:host``, ``email:a@b``, ``URI:https://x``, ``IP:1.2.3.4``, or a bare value (guessed).
+
+    Names are checked here, with the reason in the message: ASCII only (an
+    international name is written as its A-label, ``xn--...``, as certificates carry
+    it), no empty value, no unknown ``TYPE:`` prefix.
+
+    Raises:
+        CryptoError: the value is empty, of an unknown type, or not a valid name.
+    """
+    shown = value if len(value) <= 80 else value[:77] + "..."
     kind, sep, rest = value.partition(":")
-    if sep and kind.lower() in {"dns", "email", "uri", "ip"} and rest:
-        kind = kind.lower()
+    if sep and kind.strip().lower() in _SAN_KINDS:
+        kind = kind.strip().lower()
+        if not rest.strip():
+            raise CryptoError(f"empty --san {shown!r}: it names nothing", _SAN_HINT)
     else:
         rest = value
-        if "://" in value:
-            kind = "uri"
-        elif "@" in value:
-            kind = "email"
-        else:
-            try:
-                ipaddress.ip_address(value)
-                kind = "ip"
-            except ValueError:
+        try:
+            ipaddress.ip_address(value.strip())
+            kind = "ip"
+        except ValueError:
+            if "://" in value:
+                kind = "uri"
+            elif "@" in value:
+                kind = "email"
+            elif sep:
+                raise CryptoError(
+                    f"unknown --san type {kind.strip()!r} in {shown!r}", _SAN_HINT
+                ) from None
+            else:
                 kind = "dns"
     rest = rest.strip()
     if not rest:
-        raise CryptoError(f"empty --san {value!r}", "use DNS:host, email:addr or URI:url")
+        raise CryptoError(f"empty --san {shown!r}", _SAN_HINT)
+    if not rest.isascii():
+        label = {"dns": "DNS", "email": "email", "uri": "URI", "ip": "IP"}[kind]
+        raise CryptoError(f"--san {shown!r} is not ASCII", _a_label_hint(rest, label))
     if kind == "dns":
+        problem = _dns_problem(rest)
+        if problem:
+            raise CryptoError(f"invalid DNS name in --san {shown!r}: {problem}", _SAN_HINT)
         return x509.DNSName(rest)
     if kind == "email":
+        local, at, domain = rest.rpartition("@")
+        if not domain:
+            problem = "no domain after '@'"
+        elif not (at and _EMAIL_LOCAL.match(local)):
+            problem = "no valid user name before '@'"
+        else:
+            problem = _dns_problem(domain)
+        if problem:
+            raise CryptoError(f"invalid email address in --san {shown!r}: {problem}", _SAN_HINT)
         return x509.RFC822Name(rest)
     if kind == "uri":
+        if not _URI.match(rest):
+            raise CryptoError(
+                f"invalid URI in --san {shown!r}: it needs a scheme and no spaces",
+                "use URI:https://host/path",
+            )
         return x509.UniformResourceIdentifier(rest)
     try:
         return x509.IPAddress(ipaddress.ip_address(rest))
     except ValueError:
         raise CryptoError(
-            f"invalid IP address in --san {value!r}", "use IP:192.0.2.10 or IP:2001:db8::1"
+            f"invalid IP address in --san {shown!r}", "use IP:192.0.2.10 or IP:2001:db8::1"
         ) from None
 
 
@@ -545,7 +679,8 @@ def dump_pfx(
             serialization.PrivateFormat.PKCS12.encryption_builder()
             .kdf_rounds(2048)
             .key_cert_algorithm(pkcs12.PBES.PBESv1SHA1And3KeyTripleDESCBC)
-            .hmac_hash(hashes.SHA1())
+            # --legacy exists for readers that know only 3DES/SHA-1 PFX (opt-in).
+            .hmac_hash(hashes.SHA1())  # nosec B303
             .build(passphrase)
         )
     else:
@@ -665,7 +800,85 @@ def _load_pem_bundle(
     return CertificateBundle(leaf, key, chain, form="pem")
 
 
+# A PKCS#8 RSA key of MAX_RSA_BITS (n and d of 1 KiB, five CRT numbers of 512 bytes)
+# takes about 4.7 KB; a key bag larger than this cannot hold one (encrypted, its size
+# is the plaintext's, rounded up to a block).
+_MAX_KEY_BAG = 6 * 1024
+_OID_DATA = bytes.fromhex("2a864886f70d010701")  # 1.2.840.113549.1.7.1
+_OID_KEY_BAGS = (
+    bytes.fromhex("2a864886f70d010c0a0101"),  # keyBag
+    bytes.fromhex("2a864886f70d010c0a0102"),  # pkcs8ShroudedKeyBag
+)
+
+
+def _der(data: bytes, pos: int) -> tuple[int, int, int]:
+    """(tag, start of content, end of content) of the DER element at ``pos``.
+
+    Raises:
+        ValueError: not DER (an indefinite BER length, or past the end).
+    """
+    tag = data[pos]
+    first = data[pos + 1]
+    start = pos + 2
+    if first < 0x80:
+        length = first
+    else:
+        count = first & 0x7F
+        if not 1 <= count <= 4:
+            raise ValueError("indefinite or huge length")
+        length = int.from_bytes(data[start : start + count], "big")
+        start += count
+    end = start + length
+    if end > len(data):
+        raise ValueError("past the end")
+    return tag, start, end
+
+
+def _children(data: bytes, start: int, end: int) -> Iterable[tuple[int, int, int]]:
+    pos = start
+    while pos < end:
+        element = _der(data, pos)
+        yield element
+        pos = element[2]
+
+
+def _pfx_key_bag_size(data: bytes) -> int | None:
+    """The size of the largest key bag in a PFX's unencrypted contents, read without
+    decrypting anything (a shrouded key bag sits there in the usual layout), or None
+    when the structure is not the plain DER expected (then nothing is concluded)."""
+    try:
+        _, start, end = _der(data, 0)  # PFX
+        _version, auth_safe = list(_children(data, start, end))[:2]
+        oid, content = list(_children(data, auth_safe[1], auth_safe[2]))[:2]
+        if data[oid[1] : oid[2]] != _OID_DATA:
+            return None
+        octets = next(iter(_children(data, content[1], content[2])))  # [0] -> OCTET STRING
+        sequence = _der(data, octets[1])  # AuthenticatedSafe
+        largest = 0
+        for info in _children(data, sequence[1], sequence[2]):
+            kids = list(_children(data, info[1], info[2]))
+            if len(kids) < 2 or data[kids[0][1] : kids[0][2]] != _OID_DATA:
+                continue  # encryptedData: certificates, usually
+            inner = next(iter(_children(data, kids[1][1], kids[1][2])))
+            safe_contents = _der(data, inner[1])
+            for bag in _children(data, safe_contents[1], safe_contents[2]):
+                bag_id, value = list(_children(data, bag[1], bag[2]))[:2]
+                if data[bag_id[1] : bag_id[2]] in _OID_KEY_BAGS:
+                    largest = max(largest, value[2] - value[1])
+        return largest
+    except (ValueError, IndexError, StopIteration):
+        return None
+
+
 def _load_pfx(data: bytes, passphrase: bytes | None, source: str) -> CertificateBundle:
+    bag = _pfx_key_bag_size(data)
+    if bag is not None and bag > _MAX_KEY_BAG:
+        # Opening it would check the key for a minute (16384 bits) before we could.
+        raise CryptoError(
+            f"{source} holds a private key of {bag:,} bytes, too large for an RSA key of "
+            f"{MAX_RSA_BITS} bits or less (graphkit takes {MIN_RSA_BITS} to {MAX_RSA_BITS})",
+            "make a key of 2048, 3072 or 4096 bits with `graphkit keygen`",
+        )
     try:
         loaded = pkcs12.load_pkcs12(data, passphrase)
     except ValueError:
@@ -692,6 +905,13 @@ def _load_pfx(data: bytes, passphrase: bytes | None, source: str) -> Certificate
         raise CryptoError(
             f"{source} is a PFX without a certificate", "export it again with its certificate"
         )
+    key_size = getattr(loaded.key, "key_size", 0)
+    if isinstance(loaded.key, rsa.RSAPrivateKey) and key_size > MAX_RSA_BITS:
+        raise CryptoError(
+            f"{source} holds an RSA {key_size}-bit key; graphkit takes RSA keys of "
+            f"{MIN_RSA_BITS} to {MAX_RSA_BITS} bits",
+            "make a key of 2048, 3072 or 4096 bits with `graphkit keygen`",
+        )
     return CertificateBundle(
         loaded.cert.certificate,
         loaded.key,
@@ -714,7 +934,7 @@ def thumbprints(cert: x509.Certificate) -> dict[str, str]:
     client assertion's header; ``customKeyIdentifier`` is in the app manifest.
     """
     der = cert.public_bytes(serialization.Encoding.DER)
-    sha1 = hashlib.sha1(der).digest()
+    sha1 = hashlib.sha1(der, usedforsecurity=False).digest()  # a name (x5t), not a check
     sha256 = hashlib.sha256(der).digest()
     return {
         "sha1": sha1.hex().upper(),
@@ -754,6 +974,8 @@ def certificate_info(cert: x509.Certificate, *, now: dt.datetime | None = None) 
         warnings.append(f"key is {_key_type(pub)}: Entra ID accepts only RSA")
     elif pub.key_size < MIN_RSA_BITS:
         warnings.append(f"RSA {pub.key_size} bits: Entra ID requires at least {MIN_RSA_BITS}")
+    elif pub.key_size > MAX_RSA_BITS:
+        warnings.append(f"RSA {pub.key_size} bits: graphkit uses keys of at most {MAX_RSA_BITS}")
     info: dict[str, Any] = dict(thumbprints(cert))
     info.update(
         {

@@ -19,11 +19,16 @@ from pathlib import Path
 from graphkit.errors import InputError, OutputExistsError
 
 __all__ = [
+    "MAX_INPUT_BYTES",
+    "MAX_PASSPHRASE_BYTES",
     "PRIVATE",
     "PUBLIC",
     "UntrustedPathError",
     "atomic_write",
+    "check_directory",
+    "check_output",
     "ensure_private_dir",
+    "input_file_problem",
     "not_private",
     "not_private_location",
     "read_bytes",
@@ -44,11 +49,33 @@ _fsync = os.fsync
 _EXISTS_HINT = "choose another path or pass --force to replace it"
 
 
-def read_bytes(path: str | os.PathLike[str], what: str = "file") -> bytes:
-    """Read a whole input file, turning OS errors into one-line InputErrors."""
+# The largest input file read whole: keys, certificates, CSRs and PFX files are a few
+# kilobytes (a PEM with a long chain, tens); a passphrase file needs one line. A device
+# such as /dev/zero would otherwise be read until memory runs out.
+MAX_INPUT_BYTES = 1 << 20
+MAX_PASSPHRASE_BYTES = 64 << 10
+
+
+def read_bytes(
+    path: str | os.PathLike[str],
+    what: str = "file",
+    *,
+    max_size: int = MAX_INPUT_BYTES,
+    special_hint: str = "give a file on disk",
+) -> bytes:
+    """Read a whole input file, turning OS errors into one-line InputErrors.
+
+    Only a regular file is read (a FIFO would wait for a writer, a device never end),
+    and at most ``max_size`` bytes of it: the checks are made on the opened file, which
+    is opened without blocking.
+
+    Raises:
+        InputError: missing, a directory, unreadable, not a regular file, too large.
+    """
     p = Path(path)
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
     try:
-        return p.read_bytes()
+        fd = os.open(p, flags)
     except FileNotFoundError:
         raise InputError(f"{what} {p} does not exist", "check the path") from None
     except IsADirectoryError:
@@ -57,23 +84,64 @@ def read_bytes(path: str | os.PathLike[str], what: str = "file") -> bytes:
         raise InputError(
             f"cannot read {what} {p}: permission denied", "check its permissions"
         ) from None
+    except (OSError, ValueError) as exc:  # ValueError: a NUL in the name
+        reason = getattr(exc, "strerror", None) or "not a usable file name"
+        raise InputError(f"cannot read {what} {p}", f"{reason}; check the file") from None
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise InputError(f"{what} {p} is a directory", "give a file")
+        if not stat.S_ISREG(st.st_mode):
+            raise InputError(
+                f"{what} {p} is not a regular file (a device, pipe or socket)", special_hint
+            )
+        if st.st_size > max_size:
+            raise InputError(
+                f"{what} {p} is too large ({st.st_size:,} bytes; at most {max_size:,})",
+                "check that you gave the right file",
+            )
+        chunks: list[bytes] = []
+        size = 0
+        while chunk := os.read(fd, min(1 << 16, max_size + 1 - size)):
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > max_size:  # it grew while we read it
+                raise InputError(
+                    f"{what} {p} is too large (more than {max_size:,} bytes)",
+                    "check that you gave the right file",
+                )
+        return b"".join(chunks)
     except OSError as exc:
         raise InputError(f"cannot read {what} {p}", f"{exc.strerror}; check the file") from None
+    finally:
+        os.close(fd)
 
 
 def read_passphrase_file(path: str | os.PathLike[str]) -> bytes:
     """Read a passphrase file like :func:`read_bytes`, but never name a missing one.
 
     ``--passphrase-file hunter2`` is a likely slip: the "file" is the passphrase itself,
-    and an error repeating it would put it on the screen and in logs.
+    and an error repeating it would put it on the screen and in logs. Like every input
+    file it must be a regular file (no pipe: give a piped passphrase with
+    ``--prompt-passphrase``, which reads it from standard input).
     """
-    if not os.path.lexists(path):
+    try:
+        exists = os.path.lexists(path)
+    except (OSError, ValueError):
+        exists = False
+    if not exists:
         raise InputError(
             "the passphrase file does not exist (its name is not repeated: it may be "
             "the passphrase itself)",
             "give the path of a file whose first line is the passphrase",
         )
-    return read_bytes(path, "passphrase file")
+    return read_bytes(
+        path,
+        "passphrase file",
+        max_size=MAX_PASSPHRASE_BYTES,
+        special_hint="give a file on disk, or pipe the passphrase to --prompt-passphrase, "
+        "or set GRAPHKIT_KEY_PASSPHRASE",
+    )
 
 
 def _trusted_owner(uid: int) -> bool:
@@ -301,8 +369,83 @@ def ensure_private_dir(path: str | os.PathLike[str]) -> Path:
 _TMP_NAME = re.compile(r"^\..+\.(\d+)-[0-9a-f]{12}\.tmp$")
 
 
+def _name_max(directory: Path) -> int:
+    """The longest file name (in bytes) the file system holding ``directory`` takes."""
+    try:
+        return int(os.pathconf(directory if str(directory) else ".", "PC_NAME_MAX"))
+    except (OSError, ValueError, AttributeError):
+        return 255  # POSIX's usual NAME_MAX (and Windows')
+
+
 def _temp_name(target: Path) -> Path:
-    return target.parent / f".{target.name}.{os.getpid()}-{secrets.token_hex(6)}.tmp"
+    suffix = f".{os.getpid()}-{secrets.token_hex(6)}.tmp"
+    name = target.name
+    # A name close to the limit still gets a temporary beside it: shorten its copy.
+    room = _name_max(target.parent) - len(suffix) - 1
+    while len(os.fsencode(name)) > room:
+        name = name[:-1]
+    return target.parent / f".{name}{suffix}"
+
+
+def input_file_problem(path: str | os.PathLike[str]) -> str | None:
+    """Why ``path`` cannot be read as an input file (see :func:`read_bytes`), or None."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return "does not exist"
+    except (OSError, ValueError) as exc:
+        return f"cannot be used ({getattr(exc, 'strerror', None) or 'not a usable path'})"
+    if stat.S_ISDIR(st.st_mode):
+        return "is a directory"
+    if not stat.S_ISREG(st.st_mode):
+        return "is not a regular file (a device, pipe or socket)"
+    return None
+
+
+def check_directory(directory: Path, what: str = "directory") -> None:
+    """Refuse a directory path that cannot hold files (a name too long, a file in the
+    way, a loop), before any work is done; a missing one is fine (it is created).
+
+    Raises:
+        InputError: with the reason.
+    """
+    try:
+        st = os.stat(directory)
+    except FileNotFoundError:
+        return
+    except (OSError, ValueError) as exc:
+        reason = getattr(exc, "strerror", None) or "not a usable path"
+        raise InputError(f"{what} {directory} cannot be used: {reason}", "choose another") from None
+    if not stat.S_ISDIR(st.st_mode):
+        raise InputError(f"{what} {directory} exists and is not a directory", "choose another")
+
+
+def check_output(target: Path, force: bool = False) -> None:
+    """Refuse an output name that cannot be written, before any work is done.
+
+    Raises:
+        InputError: the name is too long for the file system, or is a directory.
+        OutputExistsError: it exists and ``force`` is false.
+    """
+    limit = _name_max(target.parent)
+    size = len(os.fsencode(target.name))
+    if size > limit:
+        raise InputError(
+            f"the file name {target.name[:40]}... is {size} bytes long; the file system "
+            f"takes at most {limit}",
+            "choose a shorter name",
+        )
+    try:
+        st = os.lstat(target)
+    except (FileNotFoundError, NotADirectoryError):
+        return  # (a file where a directory should be: ensure_private_dir names it)
+    except (OSError, ValueError) as exc:
+        reason = getattr(exc, "strerror", None) or "not a usable path"
+        raise InputError(f"cannot write {target}: {reason}", "choose another path") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise InputError(f"{target} is a directory", "give a file name")
+    if not force:
+        raise OutputExistsError(f"{target} already exists", _EXISTS_HINT)
 
 
 def _process_gone(pid: int) -> bool:
@@ -376,10 +519,9 @@ def _stage(target: Path, data: bytes, mode: int) -> Path:
 
 
 def _check_target(target: Path, force: bool) -> None:
-    if target.is_dir():
+    if os.path.isdir(target):  # a symbolic link to a directory is refused too
         raise InputError(f"{target} is a directory", "give a file name")
-    if not force and os.path.lexists(target):
-        raise OutputExistsError(f"{target} already exists", _EXISTS_HINT)
+    check_output(target, force)
 
 
 def atomic_write(

@@ -41,8 +41,10 @@ from graphkit.errors import (
     redact,
     register_secret,
 )
+from graphkit.retry import parse_retry_after
 from graphkit.transport import DEFAULT_PORTS as _DEFAULT_PORTS
 from graphkit.transport import (
+    check_headers,
     connection_refused,
     is_loopback,
     loopback_refused_hint,
@@ -219,25 +221,36 @@ def required_role(url: str) -> str | None:
     return _ROLE_FOR_SEGMENT.get(first)
 
 
-def _retry_after(value: str | None, now: Callable[[], float] = time.time) -> float | None:
-    """Seconds from a Retry-After header: a (possibly fractional) number or an HTTP date
-    (counted from ``now()``, the wall clock)."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        import email.utils
+def _resolve_link(base: str, link: Any, what: str, *, redirect: bool = False) -> str:
+    """A link Graph sent (``@odata.nextLink``, a redirect's ``Location``) made absolute
+    against ``base``.
 
+    A value that is no usable URL (not a string, an unclosed ``[``, a bad port, a scheme
+    requests cannot fetch) is Graph's fault (or a proxy's), said as such; whether the
+    token may go there is judged afterwards, by origin.
+
+    Raises:
+        GraphError: the link is malformed.
+    """
+    problem = None
+    url = ""
+    if not isinstance(link, str) or not link.strip():
+        problem = "not a URL"
+    else:
         try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        seconds = when.timestamp() - now()
-    if seconds != seconds:  # NaN
-        return None
-    return max(0.0, seconds)
+            url = urljoin(base, link.strip())
+            origin, _plain = _target(url)
+        except (ValueError, UsageError):
+            problem = "not a valid URL"
+        else:
+            if redirect and origin[0] not in _DEFAULT_PORTS:
+                problem = "not an http(s) URL"
+    if problem:
+        raise GraphError(
+            f"Graph sent {what} that is {problem} ({_one_line(repr(link), 100)})",
+            "retry; if it persists, check the Graph URL (a proxy may be altering answers)",
+        )
+    return url
 
 
 def _one_line(text: str, limit: int = 300) -> str:
@@ -511,6 +524,7 @@ class GraphClient:
         """Send one request (with retries) and return the response itself, headers and
         all (:meth:`decode` gives its body)."""
         url = self.url(path)
+        headers = check_headers(headers)
         if method.upper() == "GET":
             params, headers = advanced_query(url, params, headers)
         return self._send(method, url, params, headers, json_body=json_body)
@@ -539,7 +553,7 @@ class GraphClient:
         url = self.url(path)
         # nextLinks keep the advanced query (and its $count=true), so the header goes on
         # every page.
-        params, hdrs = advanced_query(url, params, headers)
+        params, hdrs = advanced_query(url, params, check_headers(headers))
         body = self._decode(self._send("GET", url, params, hdrs))
         query = encode_params(params)
         first = f"{url}{'&' if '?' in url else '?'}{query}" if query else url
@@ -549,7 +563,7 @@ class GraphClient:
             next_link = body.get("@odata.nextLink") if isinstance(body, dict) else None
             if not follow or not next_link:
                 return
-            next_link = urljoin(url, str(next_link))
+            next_link = _resolve_link(url, next_link, "an @odata.nextLink")
             self._check_origin(next_link, "the @odata.nextLink Graph returned")
             # A nextLink seen before (its own URL; a fragment changes nothing on the
             # wire) would page forever through the same items.
@@ -660,7 +674,9 @@ class GraphClient:
                     if redirects > MAX_REDIRECTS:
                         raise GraphError(f"too many redirects from {url}", status=status)
                     # A redirect may leave the Graph host; _send only authorizes Graph.
-                    url = urljoin(url, resp.headers["Location"])
+                    url = _resolve_link(
+                        url, resp.headers["Location"], "a redirect Location", redirect=True
+                    )
                     query = ""
                     if status == 303:
                         method, json_body = "GET", None
@@ -697,13 +713,14 @@ class GraphClient:
                     return resp
             # Retry, if the budget allows.
             delay = (
-                _retry_after(resp.headers.get("Retry-After"), self._now)
+                parse_retry_after(resp.headers.get("Retry-After"), now=self._now())
                 if resp is not None
                 else None
             )
             if delay is None:
                 backoff = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (attempt - 1))
-                delay = backoff * random.uniform(0.5, 1.0)  # jitter spreads out retries
+                # Jitter spreads out retries; it needs no unpredictability.
+                delay = backoff * random.uniform(0.5, 1.0)  # nosec B311
             elapsed = self._clock() - started
             if attempt >= self.max_attempts or elapsed + delay > self.max_total_wait:
                 why = (
@@ -733,7 +750,7 @@ class GraphClient:
         if "json" in ctype or content[:1] in (b"{", b"["):
             try:
                 return json.loads(content)
-            except ValueError:
+            except (ValueError, RecursionError):  # RecursionError: [[[[... nested deep
                 raise GraphError(
                     f"Graph sent a response that is not valid JSON "
                     f"(client-request-id {resp.request.headers.get('client-request-id')})",
@@ -746,7 +763,7 @@ class GraphClient:
     def _error_body(resp: requests.Response) -> dict[str, Any]:
         try:
             body = json.loads(resp.content)
-        except ValueError:
+        except (ValueError, RecursionError):
             return {}
         err = body.get("error") if isinstance(body, dict) else None
         return err if isinstance(err, dict) else {}

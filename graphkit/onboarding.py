@@ -694,6 +694,9 @@ def run_init(request: InitRequest, hooks: Hooks | None = None) -> InitResult:
         if request.directory
         else credentials_dir(request.profile)
     )
+    from graphkit.files import check_directory
+
+    check_directory(directory, "the key directory")
     creds: Credentials | None = None
     if not request.new_key:
         existing = find_existing(request.profile, stored, directory, request.passphrase, hooks)

@@ -18,6 +18,7 @@ double-quoted (a JSON string is a valid YAML double-quoted scalar).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -167,7 +168,12 @@ class JmesQuery:
             self._compiled = jmespath.compile(expression)
         except JMESPathError as exc:
             raise UsageError(
-                f"invalid --query {expression!r}: {' '.join(str(exc).split())}",
+                f"invalid --query {_shown(expression)}: {_one_line(str(exc))}",
+                "see https://jmespath.org for the syntax",
+            ) from None
+        except RecursionError:  # 5,000 '[' nest deeper than the parser recurses
+            raise UsageError(
+                f"invalid --query {_shown(expression)}: nested too deeply",
                 "see https://jmespath.org for the syntax",
             ) from None
         self.expression = expression
@@ -199,17 +205,58 @@ class JmesQuery:
         return self._right is not None
 
     def search(self, data: Any) -> Any:
-        return self._compiled.search(data)
+        with self._failures():
+            return self._compiled.search(data)
 
     def per_item(self, items: Iterable[Any]) -> Iterator[Any]:
         """The projection's elements, item by item (only when :attr:`streams`)."""
         right, cond = self._right, self._cond
         for item in items:
-            if cond is not None and not _truthy(cond.search(item)):
-                continue
-            value = right.search(item)
+            with self._failures():
+                if cond is not None and not _truthy(cond.search(item)):
+                    continue
+                value = right.search(item)
             if value is not None:
                 yield value
+
+    @contextlib.contextmanager
+    def _failures(self) -> Iterator[None]:
+        """A runtime failure of the expression (``abs(`"a"`)``, ``keys(@)`` on a list,
+        ``sort_by`` over lists) as a usage error naming the expression and the reason."""
+        from jmespath.exceptions import JMESPathError
+
+        from graphkit.errors import UsageError
+
+        try:
+            yield
+        except JMESPathError as exc:
+            function = getattr(exc, "function_name", None)
+            if function is not None:  # a JMESPathTypeError: not the value (it is data)
+                expected = " or ".join(getattr(exc, "expected_types", None) or ["?"])
+                actual = getattr(exc, "actual_type", "?")
+                why = f"{function}() expects {expected}, got {actual}"
+            else:
+                why = _one_line(str(exc), 120)
+            raise UsageError(
+                f"--query {_shown(self.expression)} cannot be applied to the result: {why}",
+                "check the functions and the types they take "
+                "(https://jmespath.org/specification.html#built-in-functions)",
+            ) from None
+        except RecursionError:
+            raise UsageError(
+                f"--query {_shown(self.expression)} nests too deeply to be applied",
+                "simplify the expression",
+            ) from None
+
+
+def _shown(expression: str, limit: int = 80) -> str:
+    """An expression as messages quote it: repr, and cut short when long."""
+    return repr(expression) if len(expression) <= limit else repr(expression[:limit]) + "..."
+
+
+def _one_line(text: str, limit: int = 300) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _truthy(value: Any) -> bool:

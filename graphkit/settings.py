@@ -66,7 +66,8 @@ __all__ = [
 
 HOME_ENV = "GRAPHKIT_HOME"
 PROFILE_ENV = "GRAPHKIT_PROFILE"
-PASSPHRASE_ENV = "GRAPHKIT_KEY_PASSPHRASE"  # the same variable the certificate commands read
+# The same variable the certificate commands read.
+PASSPHRASE_ENV = "GRAPHKIT_KEY_PASSPHRASE"  # nosec B105  # the name of a variable, not its value
 CONFIG_FILE = "config.toml"
 APP_NAME = "graphkit"
 
@@ -209,8 +210,43 @@ def _env(env: Mapping[str, str] | None) -> Mapping[str, str]:
 
 
 def _home(env: Mapping[str, str] | None) -> Path | None:
+    """``GRAPHKIT_HOME`` as a path, or None when unset.
+
+    Raises:
+        ConfigError: it names something other than a directory for files (a file, a
+            device, or a place in /proc or /sys, where nothing can be stored).
+    """
     value = _env(env).get(HOME_ENV, "").strip()
-    return Path(value).expanduser() if value else None
+    if not value:
+        return None
+    home = Path(value).expanduser()
+    problem = _home_problem(home)
+    if problem:
+        raise ConfigError(
+            f"{HOME_ENV}={value if len(value) <= 100 else value[:97] + '...'} {problem}",
+            f"set {HOME_ENV} to a directory of yours (created, mode 0700, if missing)",
+        )
+    return home
+
+
+def _home_problem(home: Path) -> str | None:
+    """Why ``home`` cannot hold graphkit's files, or None."""
+    import stat
+
+    try:
+        st = os.stat(home)
+    except FileNotFoundError:
+        st = None
+    except OSError as exc:  # too long, a loop, a file where a directory should be...
+        return f"is not a usable directory ({exc.strerror})"
+    if st is not None and not stat.S_ISDIR(st.st_mode):
+        return "is not a directory"
+    if os.name == "posix":
+        real = os.path.realpath(home)
+        for pseudo in ("/proc", "/sys"):
+            if real == pseudo or real.startswith(pseudo + "/"):
+                return f"is in {pseudo}, a kernel file system that cannot hold files"
+    return None
 
 
 def config_dir(env: Mapping[str, str] | None = None) -> Path:
@@ -250,6 +286,7 @@ def read_config(path: Path | None = None) -> dict[str, Any]:
     Raises:
         ConfigError: the file is not valid TOML or has the wrong shape.
     """
+
     path = path or config_path()
     raw = _read_private_config(path)
     if raw is None:
@@ -261,6 +298,11 @@ def read_config(path: Path | None = None) -> dict[str, Any]:
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(
             f"config file {path} is not valid TOML ({exc})", "fix or delete it"
+        ) from None
+    except RecursionError:  # arrays or tables nested thousands deep
+        raise ConfigError(
+            f"config file {path} is not a graphkit config: its values nest too deeply",
+            "fix or delete it",
         ) from None
     profiles = data.get("profiles", {})
     if not isinstance(profiles, dict) or not all(isinstance(p, dict) for p in profiles.values()):
@@ -517,28 +559,33 @@ def normalize_cloud(value: str) -> str:
     return key
 
 
+_URL_HINT = "give a host name or https://host[:port]"
+
+
 def _origin(value: str, what: str, *, allow_path: bool = False) -> tuple[str, str]:
     """``https://host[:port]`` (lower-case, no trailing slash) and the remaining path."""
     raw = value.strip()
     if not raw:
-        raise ConfigError(f"{what} is empty")
+        raise ConfigError(f"{what} is empty", _URL_HINT)
     if "://" not in raw:
         raw = "https://" + raw
     try:
         parts = urlsplit(raw)
         port = parts.port
     except ValueError:
-        raise ConfigError(f"{what} {value!r} is not a valid URL") from None
+        raise ConfigError(f"{what} {value!r} is not a valid URL", _URL_HINT) from None
     host = (parts.hostname or "").lower()
     if not host:
-        raise ConfigError(f"{what} {value!r} has no host name")
+        raise ConfigError(f"{what} {value!r} has no host name", _URL_HINT)
     from graphkit.transport import is_loopback
 
     loopback = is_loopback(host)
     if parts.scheme.lower() != "https" and not (parts.scheme.lower() == "http" and loopback):
         raise ConfigError(f"{what} {value!r} must use https", "tokens are only ever sent over TLS")
     if parts.query or parts.fragment or parts.username or parts.password:
-        raise ConfigError(f"{what} {value!r} must not carry a query, fragment or user name")
+        raise ConfigError(
+            f"{what} {value!r} must not carry a query, fragment or user name", _URL_HINT
+        )
     path = parts.path.rstrip("/")
     if path and not allow_path:
         raise ConfigError(

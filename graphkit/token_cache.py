@@ -58,7 +58,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-TOKEN_CACHE_PREFIX = "msal_token_cache"  # + partition: .json (0600 file) / .bin (encrypted)
+# + partition: .json (0600 file) / .bin (encrypted)
+TOKEN_CACHE_PREFIX = "msal_token_cache"  # nosec B105  # a file name
 HTTP_CACHE_FILE = "msal_http_cache.pickle"
 # What msal's application resolved (authority -> cache environment and realm) and which
 # token store it used: lets the warm path read the token cache without msal.
@@ -225,7 +226,7 @@ class PersistentHttpCache(dict):
     """
 
     def __init__(self, path: Path) -> None:
-        import pickle
+        import pickle  # nosec B403  # msal's HTTP cache format; see load()
 
         super().__init__()
         self.path = path
@@ -234,7 +235,7 @@ class PersistentHttpCache(dict):
         self.load()
 
     def load(self) -> None:
-        import pickle
+        import pickle  # nosec B403  # msal's HTTP cache format; see load()
 
         from graphkit.files import read_private
 
@@ -242,7 +243,8 @@ class PersistentHttpCache(dict):
         if raw is None:
             return
         try:
-            data = pickle.loads(raw)
+            # Only a regular file of ours that nobody else can write (read_private).
+            data = pickle.loads(raw)  # nosec B301
         except Exception:  # corrupt, truncated, from another msal version...
             log.debug("ignoring unreadable http cache %s", self.path)
             return
@@ -252,7 +254,7 @@ class PersistentHttpCache(dict):
 
     def save(self) -> None:
         """Write the cache if it changed; failures are logged, never raised."""
-        import pickle
+        import pickle  # nosec B403  # msal's HTTP cache format; see load()
 
         from graphkit.files import PRIVATE, atomic_write
 
@@ -501,7 +503,7 @@ def _read_json(path: Path) -> Any:
         return None
     try:
         return json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
 
 

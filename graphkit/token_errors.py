@@ -169,8 +169,9 @@ def network_error(exc: BaseException, settings: Settings) -> NetworkError:
     )
 
 
-def discovery_error(exc: ValueError, settings: Settings) -> AuthError:
-    """msal raises ValueError when OIDC discovery fails; dig out the AADSTS code."""
+def discovery_error(exc: ValueError | RecursionError, settings: Settings) -> AuthError:
+    """msal raises ValueError when OIDC discovery fails (RecursionError when its JSON
+    nests too deep); dig out the AADSTS code."""
     texts = []
     e: BaseException | None = exc
     while e is not None:
@@ -180,7 +181,7 @@ def discovery_error(exc: ValueError, settings: Settings) -> AuthError:
     match = re.search(r"\{.*\}", text, re.DOTALL)
     body: dict[str, Any] = {}
     if match:
-        with contextlib.suppress(ValueError):
+        with contextlib.suppress(ValueError, RecursionError):  # a server's text, nested deep
             parsed = json.loads(match.group(0))
             if isinstance(parsed, dict):
                 body = parsed

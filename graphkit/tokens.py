@@ -114,7 +114,7 @@ def decode_claims(token: str) -> dict[str, Any]:
     try:
         raw = base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4))
         claims = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: [[[[...
         return {}
     return claims if isinstance(claims, dict) else {}
 
@@ -329,7 +329,7 @@ class CertificateCredential:
             )
         except requests.exceptions.RequestException as exc:
             raise network_error(exc, settings) from None
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:  # RecursionError: JSON nested deep
             raise discovery_error(exc, settings) from None
         finally:
             self._save_http_cache()
@@ -408,7 +408,7 @@ class CertificateCredential:
                     f"the token endpoint at {host} failed ({first_line(redact(str(exc)))})",
                     "retry later",
                 )
-            except ValueError as exc:  # not JSON
+            except (ValueError, RecursionError) as exc:  # not JSON (or nested past parsing)
                 if self._last_status() != 429:
                     self._refuse_redirect()
                     raise AuthError(
@@ -485,7 +485,7 @@ class CertificateCredential:
             {
                 "access_token": found["secret"],
                 "expires_in": int(int(found["expires_on"]) - now),
-                "token_source": "cache",
+                "token_source": "cache",  # nosec B105  # where the token came from
             }
         )
 

@@ -22,7 +22,8 @@ It also judges a URL's origin as requests will really connect to it
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -30,6 +31,7 @@ from graphkit.errors import GraphkitError, UsageError, register_secret
 
 __all__ = [
     "Origin",
+    "check_headers",
     "connection_refused",
     "is_loopback",
     "loopback_refused_hint",
@@ -64,7 +66,10 @@ def wire_url(url: str) -> str:
 
 def origin_of(url: str) -> Origin:
     """(scheme, host, port) of ``url``, lower-cased, with the scheme's default port."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)  # raises for an unclosed or bad [IPv6] host, whatever the scheme
+    except ValueError:
+        raise UsageError(f"{url!r} is not a valid URL", "check the URL") from None
     scheme = parts.scheme.lower()
     try:
         port = parts.port
@@ -96,6 +101,41 @@ def show_origin(origin: Origin) -> str:
     if port is None or port == DEFAULT_PORTS.get(scheme):
         return f"{scheme}://{host}"
     return f"{scheme}://{host}:{port}"
+
+
+# RFC 9110: a field name is a token; a value is visible ASCII, spaces and tabs (http.client
+# sends latin-1, but Graph's headers are ASCII, and CR/LF would start another header).
+_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+_HEADER_VALUE = re.compile(r"^[\t\x20-\x7e]*$")
+
+
+def check_headers(headers: Mapping[str, str] | None) -> dict[str, str]:
+    """``headers`` as a dict, each name an RFC 9110 token and each value visible ASCII.
+
+    Neither is repeated in the message: a malformed header may well carry a credential.
+
+    Raises:
+        UsageError: a name or value that would be refused, or would split the request.
+    """
+    checked: dict[str, str] = {}
+    for name, value in (headers or {}).items():
+        if isinstance(name, str) and name.strip().lower() == "authorization":
+            checked[name] = value  # never sent: GraphClient sends only its own token
+            continue
+        if not isinstance(name, str) or not _HEADER_NAME.match(name):
+            raise UsageError(
+                "a header name is not a token (letters, digits and !#$%&'*+-.^_`|~; "
+                "not shown: it may hold a secret)",
+                "e.g. -H 'Prefer: x'",
+            )
+        if not isinstance(value, str) or not _HEADER_VALUE.match(value):
+            raise UsageError(
+                f"the value of header {name} holds a line break, a control or a non-ASCII "
+                "character (not shown: it may hold a secret)",
+                "give visible ASCII only",
+            )
+        checked[name] = value
+    return checked
 
 
 def is_loopback(host: str) -> bool:
@@ -221,6 +261,12 @@ def make_session(
                     f"(HTTP {response.status_code}), and none is followed there",
                 )
             return response
+
+        def get_redirect_target(self, resp: Any) -> None:
+            """None: requests follows no redirect here, nor even prepares one (it does,
+            for ``Response.next``, and a malformed ``Location`` then raises ValueError
+            out of ``send``). Callers read the status and ``Location`` themselves."""
+            return None
 
         def rebuild_auth(self, prepared_request: Any, response: Any) -> None:
             """requests reads ~/.netrc again on a redirect: only strip the header."""

@@ -37,7 +37,7 @@ __all__ = [
     "warn",
 ]
 
-PASSPHRASE_ENV = "GRAPHKIT_KEY_PASSPHRASE"
+PASSPHRASE_ENV = "GRAPHKIT_KEY_PASSPHRASE"  # nosec B105  # the name of a variable, not its value
 
 
 class FirstSentenceHelp:

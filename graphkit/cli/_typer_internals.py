@@ -229,8 +229,10 @@ def completion(action: str, shell: str | None, prog_name: str = "graphkit") -> s
         )
     var = complete_var(prog_name)
     if action == "--show-completion":
-        return str(get_completion_script(prog_name=prog_name, complete_var=var, shell=shell))
-    shell, path = install(shell=shell, prog_name=prog_name, complete_var=var)
+        # 'shell' names the shell the script is for (bash, zsh...): nothing is run.
+        script = get_completion_script(prog_name=prog_name, complete_var=var, shell=shell)  # nosec B604  # a shell name, not shell=True
+        return str(script)
+    shell, path = install(shell=shell, prog_name=prog_name, complete_var=var)  # nosec B604  # a shell name
     return f"{shell} completion installed in {path}: it takes effect in a new shell"
 
 

@@ -21,7 +21,7 @@ from graphkit.cli._common import (
     warn,
 )
 from graphkit.cli._typer_internals import LeanCommand
-from graphkit.errors import CryptoError, InputError, OutputExistsError
+from graphkit.errors import CryptoError, InputError
 
 SubjectOpt = Annotated[
     str | None,
@@ -44,6 +44,8 @@ def _load_key(path: Path, passphrase: bytes | None) -> Any:
 
 def _refuse_existing(*targets: Path | None, force: bool) -> None:
     """Fail before any prompt or slow work if an output exists (atomic_write checks again)."""
+    from graphkit.files import check_output
+
     seen: set[Path] = set()
     for target in targets:
         if target is None:
@@ -51,10 +53,7 @@ def _refuse_existing(*targets: Path | None, force: bool) -> None:
         if target in seen:
             raise InputError(f"{target} is given for two outputs", "give each output its own path")
         seen.add(target)
-        if target.exists() and not force:
-            raise OutputExistsError(
-                f"{target} already exists", "choose another path or pass --force to replace it"
-            )
+        check_output(target, force)
 
 
 def _sans(values: list[str] | None) -> list[Any]:

@@ -336,12 +336,13 @@ def set_profile(
             )
         if values.get(key) is not None:
             raise UsageError(f"{key} is both set and unset", "give one or the other")
+    from graphkit.files import input_file_problem
+
     for key in ("certificate", "private_key", "passphrase_file", "ca_bundle"):
         value = values[key]
-        if value is not None and not Path(value).expanduser().is_file():
-            raise InputError(
-                f"{key.replace('_', ' ')} file {value} does not exist", "check the path"
-            )
+        problem = None if value is None else input_file_problem(Path(value).expanduser())
+        if problem:
+            raise InputError(f"{key.replace('_', ' ')} file {value} {problem}", "check the path")
     if all(v is None for v in values.values()) and not keys and default is None:
         raise UsageError(
             "nothing to set",

@@ -16,7 +16,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from graphkit.doctor import Check, Report
 
 _BADGES = {
-    "pass": "[green]PASS[/]",
+    "pass": "[green]PASS[/]",  # nosec B105  # a badge for a passed check
     "warn": "[yellow]WARN[/]",
     "fail": "[bold red]FAIL[/]",
     "skip": "[dim]SKIP[/]",

@@ -98,7 +98,8 @@ def _sha1_b64(cert: Any) -> str:
 
     from cryptography.hazmat.primitives import hashes
 
-    return base64.b64encode(cert.fingerprint(hashes.SHA1())).decode()
+    # The manifest's customKeyIdentifier is the SHA-1 thumbprint: a name, not a signature.
+    return base64.b64encode(cert.fingerprint(hashes.SHA1())).decode()  # nosec B303
 
 
 # azure-identity cannot take this from the environment: without it, msal first asks

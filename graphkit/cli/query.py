@@ -156,7 +156,9 @@ def _headers(values: list[str] | None) -> dict[str, str]:
                 "--header Authorization is not allowed", "graphkit sends its own token"
             )
         headers[name] = value.strip()
-    return headers
+    from graphkit.transport import check_headers
+
+    return check_headers(headers)
 
 
 # ------------------------------------------------------------------ fetching

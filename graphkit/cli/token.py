@@ -24,6 +24,8 @@ _SHOWN_PREFIX = 12
 
 def relative(seconds: float) -> str:
     """``in 59 min``, ``3 min ago``, ``in 1 h 5 min``, ``in 30 s``."""
+    if seconds != seconds or seconds in (float("inf"), float("-inf")):  # a server's NaN, 1e400
+        return "at no real time"
     future = seconds >= 0
     s = int(abs(seconds))
     if s < 60:
@@ -40,13 +42,19 @@ def relative(seconds: float) -> str:
 
 
 def local_time(epoch: float) -> str:
-    return dt.datetime.fromtimestamp(epoch).astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")
+    try:
+        return dt.datetime.fromtimestamp(epoch).astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")
+    except (OverflowError, ValueError, OSError):  # a server's absurd time: year 10**11
+        return f"{epoch} (not a date)"
 
 
 def _iso(epoch: Any) -> str | None:
     if not isinstance(epoch, int | float):
         return None
-    return dt.datetime.fromtimestamp(epoch).astimezone().isoformat(timespec="seconds")
+    try:
+        return dt.datetime.fromtimestamp(epoch).astimezone().isoformat(timespec="seconds")
+    except (OverflowError, ValueError, OSError):
+        return None
 
 
 def mask(token: str) -> str:
@@ -66,7 +74,7 @@ def _summary(token: AccessToken, settings: Settings, show_token: bool) -> dict[s
     claims = token.claims
     now = time.time()
     return {
-        "token_type": "Bearer",
+        "token_type": "Bearer",  # nosec B105  # the scheme's name, not a token
         "access_token": token.token if show_token else None,
         "access_token_masked": mask(token.token) if not show_token else None,
         "expires_on": token.expires_on,

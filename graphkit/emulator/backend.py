@@ -230,7 +230,7 @@ def make_key_credential(
     from cryptography.hazmat.primitives import serialization
 
     der = cert.public_bytes(serialization.Encoding.DER)
-    sha1 = hashlib.sha1(der).digest()
+    sha1 = hashlib.sha1(der, usedforsecurity=False).digest()  # the thumbprint: a name
     sha256 = hashlib.sha256(der).digest()
     return KeyCredential(
         key_id=key_id,

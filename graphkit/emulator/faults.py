@@ -132,7 +132,7 @@ class FaultInjector:
                 times=int(times) if times is not None else None,
                 retry_after=float(retry_after) if retry_after is not None else None,
                 delay=float(delay or 0.0),
-                _rng=random.Random(seed),
+                _rng=random.Random(seed),  # nosec B311  # reproducible fault timing, not a secret
             )
             self._next_id += 1
             self._faults.append(fault)

@@ -143,7 +143,7 @@ ADVANCED_HINT = (
     "https://aka.ms/graph-docs/advanced-queries for more information"
 )
 SORTING_UNSUPPORTED = "Sorting not supported for current query."
-INVALID_SKIP_TOKEN = "Invalid Skip Token"
+INVALID_SKIP_TOKEN = "Invalid Skip Token"  # nosec B105  # Graph's error message
 
 
 def _bad(message: str, code: str = "BadRequest") -> GraphApiError:

@@ -89,7 +89,7 @@ def _assemble(
         server_key_pem=crypto.dump_private_key(server_key),
         signing_key=signing_key,
         signing_cert_der=der,
-        kid=_b64url(hashlib.sha1(der).digest()),
+        kid=_b64url(hashlib.sha1(der, usedforsecurity=False).digest()),  # a key id: a name
     )
 
 

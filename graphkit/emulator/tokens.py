@@ -256,7 +256,7 @@ class TokenService:
         lifetime = self.backend.token_lifetime
         token = self.mint(app, resource, lifetime=lifetime)
         return {
-            "token_type": "Bearer",
+            "token_type": "Bearer",  # nosec B105  # the scheme's name, not a token
             "expires_in": lifetime,
             "ext_expires_in": lifetime,
             "access_token": token,
