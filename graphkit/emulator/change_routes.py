@@ -108,7 +108,7 @@ def h_users_delta(svc: Services, req: Request, m: re.Match[str]) -> Response:
 
 
 def _group_id(svc: Services, tenant_id: str) -> Any:
-    return lambda: svc.backend.ids.make("group", tenant_id, svc.backend._next())
+    return lambda: svc.backend.ids.make("created-group", tenant_id, svc.backend._next())
 
 
 def h_create_group(svc: Services, req: Request, m: re.Match[str]) -> Response:
