@@ -82,8 +82,6 @@ def h_users_delta(svc: Services, req: Request, m: re.Match[str]) -> Response:
     version = m["version"]
     prefer = str(req.headers.get("prefer", "")).replace(" ", "").lower()
     initial = f"{req.base}/{version}/users/delta"
-    select = next((v for k, v in req.query.items() if k.lower() == "$select"), None)
-    location = initial + (f"?$select={select}&$deltatoken=" if select else "?$deltatoken=")
     with svc.backend.lock:
         page = delta.run_delta(
             tenant.users,
@@ -91,7 +89,7 @@ def h_users_delta(svc: Services, req: Request, m: re.Match[str]) -> Response:
             req.query,
             now=svc.backend.now(),
             minimal="return=minimal" in prefer,
-            location=location,
+            location=initial,
         )
     body: dict[str, Any] = {
         "@odata.context": r._context(req, version, r._select_fragment("users", page.select))

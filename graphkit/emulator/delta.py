@@ -133,7 +133,8 @@ def run_delta(
         params: the query string, decoded.
         now: the emulator's clock.
         minimal: ``Prefer: return=minimal`` (changed properties only).
-        location: the initial query URL, for a 410 answer's Location.
+        location: the initial query's URL (no query string), for a 410's Location: a
+            URL "with an empty $deltaToken (same as the initial query)".
     Raises:
         GraphApiError: 400 for a refused query option, 410 for a token that is no more.
     """
@@ -158,6 +159,12 @@ def run_delta(
             or now - float(state.get("issued", 0)) > TOKEN_LIFETIME
             or int(state.get("seq", 0)) > journal.seq
         ):
+            kept = (state or {}).get("select") or p.get("$select")
+            if kept:  # start over with the same $select
+                names = kept if isinstance(kept, list) else [str(kept)]
+                location = f"{location}?$select={','.join(names)}&$deltatoken="
+            else:
+                location = f"{location}?$deltatoken="
             raise SyncStateNotFound(location)
         select = state.get("select")
         ids = state.get("ids")
