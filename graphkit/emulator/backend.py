@@ -389,7 +389,7 @@ class Backend:
                         "display_name": t.display_name,
                         "created": t.created,
                         "users": t.users.seeded,
-                        "writes": t.users.export_state() if t.users.changed else None,
+                        "writes": t.users.export_state() if t.users.stateful else None,
                         "groups": t.groups,
                     }
                     for t in self.tenants.values()

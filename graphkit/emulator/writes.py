@@ -176,7 +176,13 @@ class UserOverlay:
 
     @property
     def changed(self) -> bool:
+        """Whether anything was written (else every answer comes from the directory)."""
         return self._version != 0
+
+    @property
+    def stateful(self) -> bool:
+        """Whether there is anything to keep across a restart (writes, or a sync reset)."""
+        return self.changed or self.journal.epoch != 0
 
     def _underlying(self, pos: int) -> int:
         if not self._deleted:
