@@ -399,3 +399,39 @@ def test_python_api_writes_users(emu: Any, writer: str) -> None:
         emu.delete_user(user["id"])
     emu.reset()
     assert len(emu.backend.tenant(emu.default_tenant.id).users) == 250
+
+
+def test_the_overlay_matches_a_plain_list_under_many_writes() -> None:
+    """Positions, lookups and order stay those of a list that was edited the same way."""
+    import random
+
+    from graphkit.emulator.users import UserDirectory
+    from graphkit.emulator.writes import UserOverlay
+
+    tenant = "0b5e2d4a-1f3c-4e6b-8a9d-7c1e2f3a4b5c"
+    counter = iter(range(10**6))
+    overlay = UserOverlay(
+        UserDirectory(300, seed=7, tenant_id=tenant, domain=DOMAIN, company="C"),
+        clock=lambda: 0.0,
+        make_id=lambda: f"00000000-0000-4000-8000-{next(counter):012d}",
+    )
+    model = [overlay.get(i) for i in range(300)]
+    rng = random.Random(13)
+    for step in range(400):
+        action = rng.random()
+        if action < 0.4 and model:
+            victim = model.pop(rng.randrange(len(model)))
+            overlay.delete(victim["id"])
+        elif action < 0.7:
+            model.append(overlay.create(_new_user(f"n{step}")))
+        elif model:
+            k = rng.randrange(len(model))
+            model[k] = overlay.update(model[k]["id"], {"jobTitle": f"t{step}"})
+    assert len(overlay) == len(model)
+    assert [overlay.get(i)["id"] for i in range(len(model))] == [u["id"] for u in model]
+    for pos, user in enumerate(model):
+        assert overlay.index_of_id(user["id"]) == pos
+        assert overlay.lookup("userPrincipalName", user["userPrincipalName"]) == [pos]
+        assert overlay.find(user["userPrincipalName"])["jobTitle"] == user["jobTitle"]
+    by_name = [overlay.get(i)["displayName"].lower() for i in overlay.order("displayName", False)]
+    assert by_name == sorted(u["displayName"].lower() for u in model)
