@@ -27,6 +27,8 @@ def _get_emulator(
     token_lifetime: int,
     propagation_delay: float,
     state_dir: Path | None = None,
+    throttle: str = "off",
+    throttle_window: float = 10.0,
 ) -> Any:
     from graphkit.emulator import Emulator
     from graphkit.errors import InputError, NetworkError
@@ -39,6 +41,16 @@ def _get_emulator(
         raise InputError("--token-lifetime must be positive", "use e.g. 3599 seconds")
     if propagation_delay < 0:
         raise InputError("--propagation-delay cannot be negative", "use 0 or more seconds")
+    from graphkit.emulator.throttle import ThrottleBudget
+
+    try:
+        ThrottleBudget(lambda: 0.0, throttle, throttle_window)
+    except ValueError as exc:
+        raise InputError(
+            f"--throttle {throttle}: {exc}",
+            "use off, auto, small, medium, large, or a number of resource units; "
+            "--throttle-window a positive number of seconds",
+        ) from None
     try:
         emu = Emulator(
             users=users,
@@ -47,6 +59,8 @@ def _get_emulator(
             token_lifetime=token_lifetime,
             propagation_delay=propagation_delay,
             state_dir=state_dir,
+            throttle=throttle,
+            throttle_window=throttle_window,
         )
     except ValueError as exc:  # a state directory others could write, or a damaged state
         raise InputError(
@@ -236,6 +250,19 @@ def serve(
             show_default=False,
         ),
     ] = None,
+    throttle: Annotated[
+        str,
+        typer.Option(
+            "--throttle",
+            help="Throttle as Graph's identity and access service: off, auto (by the "
+            "tenant's size), small (3,500 RU per 10 s), medium (5,000), large (8,000), or "
+            "a number of resource units per --throttle-window.",
+        ),
+    ] = "off",
+    throttle_window: Annotated[
+        float,
+        typer.Option("--throttle-window", help="Seconds of the throttling window."),
+    ] = 10.0,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the connection details as one JSON line.")
     ] = False,
@@ -246,7 +273,16 @@ def serve(
     install_log_handler()  # a serving error is one line (with --debug, a traceback)
     with _stop_on_signals():
         _serve(
-            port, users, seed, certificate, token_lifetime, propagation_delay, state_dir, as_json
+            port,
+            users,
+            seed,
+            certificate,
+            token_lifetime,
+            propagation_delay,
+            state_dir,
+            as_json,
+            throttle,
+            throttle_window,
         )
     say("graphkit emulator stopped")
 
@@ -260,11 +296,22 @@ def _serve(
     propagation_delay: float,
     state_dir: Path | None,
     as_json: bool,
+    throttle: str = "off",
+    throttle_window: float = 10.0,
 ) -> None:
     import json
     import sys
 
-    emu = _get_emulator(port, users, seed, token_lifetime, propagation_delay, state_dir)
+    emu = _get_emulator(
+        port,
+        users,
+        seed,
+        token_lifetime,
+        propagation_delay,
+        state_dir,
+        throttle,
+        throttle_window,
+    )
     try:
         uploaded = _upload(emu, certificate) if certificate is not None else None
         info = emu.info()

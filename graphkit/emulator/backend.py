@@ -21,6 +21,7 @@ from typing import Any
 from graphkit.emulator.errors import GraphApiError
 from graphkit.emulator.odata import EntitySchema
 from graphkit.emulator.users import UserDirectory
+from graphkit.emulator.writes import UserOverlay
 
 __all__ = [
     "GRAPH_APP_ID",
@@ -153,7 +154,7 @@ class TenantState:
     domain: str
     display_name: str
     created: float
-    users: UserDirectory
+    users: UserOverlay  # the generated users plus what was written (writes.py)
     groups: list[dict[str, Any]] = field(default_factory=list)
 
     def public(self) -> Tenant:
@@ -387,7 +388,9 @@ class Backend:
                         "domain": t.domain,
                         "display_name": t.display_name,
                         "created": t.created,
-                        "users": len(t.users),
+                        "users": t.users.seeded,
+                        "writes": t.users.export_state() if t.users.stateful else None,
+                        "groups": t.groups,
                     }
                     for t in self.tenants.values()
                 ],
@@ -430,15 +433,21 @@ class Backend:
                         domain=str(t["domain"]),
                         display_name=str(t["display_name"]),
                         created=float(t["created"]),
-                        users=UserDirectory(
-                            int(t["users"]),
-                            seed=self.seed,
-                            tenant_id=str(t["id"]),
-                            domain=str(t["domain"]),
-                            company=str(t["display_name"]),
+                        users=self._overlay(
+                            UserDirectory(
+                                int(t["users"]),
+                                seed=self.seed,
+                                tenant_id=str(t["id"]),
+                                domain=str(t["domain"]),
+                                company=str(t["display_name"]),
+                            ),
+                            str(t["id"]),
                         ),
                     )
-                    state.groups = self._seed_groups(state)
+                    if t.get("writes"):
+                        state.users.load_state(t["writes"])
+                    groups = t.get("groups")
+                    state.groups = list(groups) if groups is not None else self._seed_groups(state)
                     tenants[state.id] = state
                 apps: dict[str, AppState] = {}
                 for a in data["apps"]:
@@ -487,13 +496,24 @@ class Backend:
                 domain=domain,
                 display_name=name,
                 created=self.now(),
-                users=UserDirectory(
-                    users, seed=self.seed, tenant_id=tid, domain=domain, company=name
+                users=self._overlay(
+                    UserDirectory(
+                        users, seed=self.seed, tenant_id=tid, domain=domain, company=name
+                    ),
+                    tid,
                 ),
             )
             state.groups = self._seed_groups(state)
             self.tenants[tid] = state
             return state
+
+    def _overlay(self, directory: UserDirectory, tenant_id: str) -> UserOverlay:
+        """The directory with a write overlay; created users get ids from the counter."""
+        return UserOverlay(
+            directory,
+            clock=self.now,
+            make_id=lambda: self.ids.make("user", tenant_id, self._next()),
+        )
 
     def _seed_groups(self, tenant: TenantState) -> list[dict[str, Any]]:
         groups = []

@@ -52,6 +52,10 @@ class Emulator:
             port in this directory across restarts (see :mod:`graphkit.emulator.state`).
             A directory that holds a state wins over ``users``/``seed``/``domain``...;
             the stored port is reused when it is free and ``port`` is 0.
+        throttle: a throttling budget as Graph's identity and access service applies it
+            (see :mod:`graphkit.emulator.throttle`): None/"off" (the default), "auto" (by
+            the tenant's size), "small", "medium", "large", or resource units per
+            ``throttle_window`` seconds.
     """
 
     def __init__(
@@ -64,6 +68,8 @@ class Emulator:
         propagation_delay: float = 0.0,
         domain: str = DEFAULT_DOMAIN,
         state_dir: str | os.PathLike[str] | None = None,
+        throttle: Any = None,
+        throttle_window: float = 10.0,
     ):
         if users < 0:
             raise ValueError("users cannot be negative")
@@ -76,6 +82,9 @@ class Emulator:
             propagation_delay=propagation_delay,
             default_domain=domain,
         )
+        from graphkit.emulator.throttle import ThrottleBudget
+
+        self._throttle = ThrottleBudget(self.backend.now, throttle, throttle_window)
         self._faults = FaultInjector()
         self._log = RequestLog()
         self._requested_port = port
@@ -134,6 +143,7 @@ class Emulator:
             reset=self.reset,
             info=self.info,
             after_request=self._persist,
+            throttle=self._throttle,
         )
         self._tmp, self._ca_bundle, self._server = tmp, str(ca), server
         # Removes the directory even if stop() is never called (at exit, at the latest).
@@ -336,6 +346,94 @@ class Emulator:
     def now(self) -> float:
         return self.backend.now()
 
+    # ---------------------------------------------------------------- users, groups
+
+    def _users(self, tenant: Tenant | str | None) -> Any:
+        return self.backend.tenant(self._tenant_id(tenant))
+
+    def create_user(self, tenant: Tenant | str | None = None, **properties: Any) -> dict[str, Any]:
+        """Create a user as ``POST /users`` would (seen by ``/users/delta``). Defaults:
+        ``accountEnabled`` True, a password, ``mailNickname`` from the userPrincipalName.
+
+        Raises:
+            ValueError: a property Graph would refuse (missing, invalid, UPN taken).
+        """
+        from graphkit.emulator.errors import GraphApiError
+        from graphkit.emulator.writes import create_user
+
+        t = self._users(tenant)
+        body = {"accountEnabled": True, "passwordProfile": {"password": "emulator-Pa55word!"}}
+        if "userPrincipalName" in properties:
+            body["mailNickname"] = str(properties["userPrincipalName"]).split("@")[0]
+        body.update(properties)
+        try:
+            with self.backend.lock:
+                user = create_user(t.users, t.domain, body)
+        except GraphApiError as err:
+            raise ValueError(err.message) from None
+        self._persist()
+        return user
+
+    def update_user(
+        self, key: str, tenant: Tenant | str | None = None, **properties: Any
+    ) -> dict[str, Any]:
+        """Change a user's properties (by id or userPrincipalName), as ``PATCH`` would.
+
+        Raises:
+            KeyError: no such user. ValueError: a property Graph would refuse.
+        """
+        from graphkit.emulator.errors import GraphApiError
+        from graphkit.emulator.writes import update_user
+
+        t = self._users(tenant)
+        try:
+            with self.backend.lock:
+                user = update_user(t.users, t.domain, key, properties)
+        except GraphApiError as err:
+            raise (KeyError if err.status == 404 else ValueError)(err.message) from None
+        self._persist()
+        return user
+
+    def delete_user(
+        self, key: str, tenant: Tenant | str | None = None, *, permanent: bool = False
+    ) -> None:
+        """Delete a user (delta reason "changed"; ``permanent``: "deleted").
+
+        Raises:
+            KeyError: no such user.
+        """
+        from graphkit.emulator.errors import GraphApiError
+        from graphkit.emulator.writes import delete_user
+
+        t = self._users(tenant)
+        try:
+            with self.backend.lock:
+                delete_user(t.users, key, permanent=permanent)
+        except GraphApiError as err:
+            raise KeyError(err.message) from None
+        self._persist()
+
+    def get_user(self, key: str, tenant: Tenant | str | None = None) -> dict[str, Any] | None:
+        """A user by id or userPrincipalName, every property (None if there is none)."""
+        with self.backend.lock:
+            return self._users(tenant).users.find(key)
+
+    def reset_delta(self, tenant: Tenant | str | None = None) -> None:
+        """A sync reset: every delta token issued so far answers 410 Gone."""
+        with self.backend.lock:
+            self._users(tenant).users.journal.epoch += 1
+        self._persist()
+
+    # ---------------------------------------------------------------- throttling
+
+    def set_throttle(self, budget: Any, window: float | None = None) -> None:
+        """Turn the throttling budget on or off (see ``throttle`` above); windows restart."""
+        self._throttle.configure(budget, window)
+
+    def throttle_stats(self) -> dict[str, Any]:
+        """The budget, how many requests were charged and throttled, units spent now."""
+        return self._throttle.stats()
+
     # ---------------------------------------------------------------- faults, log
 
     def add_fault(
@@ -386,6 +484,7 @@ class Emulator:
         """Back to the start state: same default tenant and app ids, no faults, empty log,
         clock and settings as constructed."""
         self.backend.reset()
+        self._throttle.configure(self._throttle.budget, self._throttle.window)
         self._faults.clear()
         self._log.clear()
         self._persist()
@@ -439,6 +538,7 @@ class Emulator:
             "graph_resource_aliases": [GRAPH_RESOURCE],
             "environment": self.environ(),
             "state_dir": self.state_dir,
+            "throttling": self._throttle.settings(),
         }
 
     def __repr__(self) -> str:
