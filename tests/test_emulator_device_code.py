@@ -104,6 +104,7 @@ def test_msal_sees_a_declined_request(emu: Any) -> None:
     emu.create_user("bob")
     app = _public_app(emu)
     flow = app.initiate_device_flow(scopes=[f"{GRAPH}/User.Read"])
+    assert emu.wait_for_device_code() == flow["user_code"]
     emu.decline_device_code(flow["user_code"])
     result = app.acquire_token_by_device_flow(flow)
     assert result.get("error") == "authorization_declined", result
@@ -204,8 +205,8 @@ def test_users_and_settings_survive_a_restart(tmp_path: Any) -> None:
 
     with Emulator(users=3, state_dir=str(tmp_path / "state")) as emu:
         emu.create_user("ada", roles=["Application Administrator"])
-        emu.settings(service_principal_delay=30, users_can_register_apps=True)
+        emu.settings(service_principal_delay=30, users_can_register_apps=False)
     with Emulator(state_dir=str(tmp_path / "state")) as again:
         assert [u["roles"] for u in again.users()] == [["Application Administrator"]]
         assert again.settings()["service_principal_delay"] == 30
-        assert again.settings()["users_can_register_apps"] is True
+        assert again.settings()["users_can_register_apps"] is False

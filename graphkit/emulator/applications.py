@@ -153,19 +153,22 @@ def _require(
         raise _denied()
 
 
-def delegated_may_access_apps(svc: Any, req: Any, *, write: bool) -> bool:
-    """GET (read) or PATCH/addKey/removeKey (write) on an application, delegated."""
-    try:
-        _require(
-            svc,
-            req,
-            app_roles=frozenset(),
-            scopes=_APPS_WRITE_SCOPES if write else _APPS_READ_SCOPES,
-            directory_roles=APP_ADMIN_ROLES if write else None,
-        )
-    except GraphApiError:
+def delegated_may_access_apps(
+    svc: Any, req: Any, *, write: bool, app: AppState | None = None
+) -> bool:
+    """GET (read) or PATCH/addKey/removeKey (write) on an application, delegated: the
+    scope, and for a write an admin role or ownership of ``app`` (its creator)."""
+    scopes = _APPS_WRITE_SCOPES if write else _APPS_READ_SCOPES
+    if not token_permissions(req.claims) & scopes:
         return False
-    return True
+    if not write:
+        return True
+    account = _account(svc, req.claims)
+    if account is None:
+        return False
+    return bool(set(account.roles) & APP_ADMIN_ROLES) or (
+        app is not None and account.id in app.owners
+    )
 
 
 # ---------------------------------------------------------------- resources
@@ -251,13 +254,12 @@ def h_create_application(svc: Any, req: Any, m: re.Match[str]) -> Any:
     from graphkit.emulator import routes
 
     b = svc.backend
-    directory_roles = None if b.users_can_register_apps else APP_ADMIN_ROLES
     _require(
         svc,
         req,
         app_roles=_APPS_WRITE_APP,
         scopes=_APPS_WRITE_SCOPES,
-        directory_roles=directory_roles,
+        directory_roles=None if b.users_can_register_apps else APP_ADMIN_ROLES,
     )
     data = routes._json_body(req)
     if not isinstance(data, dict):
@@ -286,6 +288,8 @@ def h_create_application(svc: Any, req: Any, m: re.Match[str]) -> Any:
         app = b.create_app(tenant.id, name.strip())
         app.has_sp = False
         app.required_resource_access = access
+        if is_delegated(req.claims):
+            app.owners.append(str(req.claims.get("oid")))
         try:
             b.set_key_credentials(app, data.get("keyCredentials", []))
         except GraphApiError:
@@ -301,18 +305,21 @@ def h_create_service_principal(svc: Any, req: Any, m: re.Match[str]) -> Any:
     from graphkit.emulator import routes
 
     b = svc.backend
-    _require(
-        svc,
-        req,
-        app_roles=_APPS_WRITE_APP,
-        scopes=_APPS_WRITE_SCOPES,
-        directory_roles=APP_ADMIN_ROLES,
-    )
     data = routes._json_body(req)
     app_id = str(data.get("appId", "")).strip().lower() if isinstance(data, dict) else ""
     tenant = routes._tenant(svc, req)
     with b.lock:
         app = b.find_app(app_id) if app_id else None
+        owner = app is not None and str(req.claims.get("oid")) in app.owners
+        _require(
+            svc,
+            req,
+            app_roles=_APPS_WRITE_APP,
+            scopes=_APPS_WRITE_SCOPES,
+            # The app's owner (its creator) may create its service principal; others
+            # need an admin role.
+            directory_roles=None if owner else APP_ADMIN_ROLES,
+        )
         if app_id == GRAPH_APP_ID or (app is not None and app.has_sp):
             raise GraphApiError(
                 400,

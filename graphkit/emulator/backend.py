@@ -191,6 +191,7 @@ class AppState:
     sp_created: float = 0.0
     required_resource_access: list[dict[str, Any]] | None = None  # as given at creation
     passwords: list[dict[str, Any]] = field(default_factory=list)  # passwordCredentials
+    owners: list[str] = field(default_factory=list)  # signed-in users' ids (the creator)
 
     def public(self) -> App:
         return App(self.client_id, self.object_id, self.tenant_id, self.display_name, self.sp_id)
@@ -384,9 +385,9 @@ class Backend:
         self.service_principal_delay = 0.0
         self.device_code_interval = DEFAULT_INTERVAL
         self.device_code_expires_in = DEFAULT_EXPIRES_IN
-        # Entra's tenant default lets every member register apps; the emulator starts as
-        # the locked-down tenant admins usually run (docs/FIDELITY.md).
-        self.users_can_register_apps = False
+        # Entra's tenant default ("Users can register applications": Yes); a locked-down
+        # tenant sets it to No, and then only the admin roles may (docs/FIDELITY.md).
+        self.users_can_register_apps = True
 
     def delegated_settings(self) -> dict[str, Any]:
         return {
@@ -440,6 +441,7 @@ class Backend:
                         "sp_created": a.sp_created,
                         "required_resource_access": a.required_resource_access,
                         "passwords": a.passwords,
+                        "owners": a.owners,
                     }
                     for a in self.apps.values()
                 ],
@@ -499,6 +501,7 @@ class Backend:
                         sp_created=float(a.get("sp_created", 0.0)),
                         required_resource_access=a.get("required_resource_access"),
                         passwords=list(a.get("passwords", [])),
+                        owners=[str(o) for o in a.get("owners", [])],
                     )
                     apps[app.client_id] = app
                 self.tenants, self.apps = tenants, apps

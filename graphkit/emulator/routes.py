@@ -553,7 +553,9 @@ def _may_access_app(svc: Services, req: Request, app: AppState, granted: frozens
     from graphkit.emulator import applications
 
     if applications.is_delegated(req.claims):
-        return applications.delegated_may_access_apps(svc, req, write=granted is APPS_WRITE)
+        return applications.delegated_may_access_apps(
+            svc, req, write=granted is APPS_WRITE, app=app
+        )
     roles = _roles(req)
     if roles & granted:
         return True
