@@ -210,3 +210,58 @@ def test_users_and_settings_survive_a_restart(tmp_path: Any) -> None:
         assert [u["roles"] for u in again.users()] == [["Application Administrator"]]
         assert again.settings()["service_principal_delay"] == 30
         assert again.settings()["users_can_register_apps"] is False
+
+
+def test_a_custom_client_needs_public_client_flows(emu: Any) -> None:
+    emu.create_user("ada", roles=["Global Administrator"])
+    custom = emu.create_app(display_name="my admin client")
+    flow = requests.post(
+        f"{emu.authority()}/oauth2/v2.0/devicecode",
+        data={"client_id": custom.client_id, "scope": "User.Read"},
+        verify=emu.ca_bundle,
+        timeout=30,
+    ).json()
+    emu.approve_device_code(flow["user_code"], "ada")
+    r = _poll(emu, flow["device_code"], custom.client_id)
+    assert r.status_code == 401 and r.json()["error_codes"] == [7000218]
+    # "Allow public client flows" on: the same request now gets its token.
+    emu.grant(emu.default_app, "Application.ReadWrite.All")
+    token = emu.issue_token()
+    patched = graph(
+        emu,
+        f"/v1.0/applications/{custom.object_id}",
+        token,
+        method="PATCH",
+        json={"isFallbackPublicClient": True},
+    )
+    assert patched.status_code == 204
+    ok = _poll(emu, flow["device_code"], custom.client_id)
+    assert ok.status_code == 200, ok.text
+    assert claims_of(ok.json()["access_token"])["appid"] == custom.client_id
+
+
+def test_organizations_authority_signs_in_the_users_home_tenant(emu: Any) -> None:
+    fabrikam = emu.create_tenant("fabrikam.onmicrosoft.com")
+    user = emu.create_user("ada", tenant=fabrikam)
+    base = f"{emu.authority_host}/organizations/oauth2/v2.0"
+    flow = requests.post(
+        f"{base}/devicecode",
+        data={"client_id": GRAPH_CLI, "scope": "User.Read"},
+        verify=emu.ca_bundle,
+        timeout=30,
+    ).json()
+    emu.approve_device_code(flow["user_code"], "ada@fabrikam.onmicrosoft.com")
+    r = requests.post(
+        f"{base}/token",
+        data={
+            "grant_type": DEVICE_GRANT,
+            "client_id": GRAPH_CLI,
+            "device_code": flow["device_code"],
+        },
+        verify=emu.ca_bundle,
+        timeout=30,
+    )
+    assert r.status_code == 200, r.text
+    claims = claims_of(r.json()["access_token"])
+    assert claims["tid"] == fabrikam.id and claims["oid"] == user["id"]
+    assert claims["scp"] == "User.Read"

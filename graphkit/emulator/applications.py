@@ -92,6 +92,7 @@ SP_SCHEMA = odata.EntitySchema(
 )
 _CREATE_FIELDS = {
     "displayName",
+    "isFallbackPublicClient",
     "keyCredentials",
     "requiredResourceAccess",
     "signInAudience",
@@ -288,6 +289,7 @@ def h_create_application(svc: Any, req: Any, m: re.Match[str]) -> Any:
         app = b.create_app(tenant.id, name.strip())
         app.has_sp = False
         app.required_resource_access = access
+        app.public_client = data.get("isFallbackPublicClient") is True
         if is_delegated(req.claims):
             app.owners.append(str(req.claims.get("oid")))
         try:

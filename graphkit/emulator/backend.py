@@ -192,6 +192,7 @@ class AppState:
     required_resource_access: list[dict[str, Any]] | None = None  # as given at creation
     passwords: list[dict[str, Any]] = field(default_factory=list)  # passwordCredentials
     owners: list[str] = field(default_factory=list)  # signed-in users' ids (the creator)
+    public_client: bool = False  # isFallbackPublicClient ("Allow public client flows")
 
     def public(self) -> App:
         return App(self.client_id, self.object_id, self.tenant_id, self.display_name, self.sp_id)
@@ -442,6 +443,7 @@ class Backend:
                         "required_resource_access": a.required_resource_access,
                         "passwords": a.passwords,
                         "owners": a.owners,
+                        "public_client": a.public_client,
                     }
                     for a in self.apps.values()
                 ],
@@ -502,6 +504,7 @@ class Backend:
                         required_resource_access=a.get("required_resource_access"),
                         passwords=list(a.get("passwords", [])),
                         owners=[str(o) for o in a.get("owners", [])],
+                        public_client=bool(a.get("public_client", False)),
                     )
                     apps[app.client_id] = app
                 self.tenants, self.apps = tenants, apps
@@ -813,6 +816,7 @@ class Backend:
             "displayName": app.display_name,
             "publisherDomain": tenant.domain,
             "signInAudience": "AzureADMyOrg",
+            "isFallbackPublicClient": app.public_client,
             "keyCredentials": [k.to_graph(with_key=with_keys) for k in app.keys],
             "passwordCredentials": [dict(p) for p in app.passwords],
             "requiredResourceAccess": app.required_resource_access

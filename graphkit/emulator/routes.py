@@ -541,7 +541,14 @@ APP_SCHEMA = odata.EntitySchema(
     orderable_advanced=("displayName",),  # aad-advanced-queries.md: sorting applications
     resource_label="Application",
 )
-_PATCHABLE = {"displayName", "keyCredentials", "description", "notes", "tags"}
+_PATCHABLE = {
+    "displayName",
+    "keyCredentials",
+    "description",
+    "notes",
+    "tags",
+    "isFallbackPublicClient",
+}
 
 
 def _caller(svc: Services, req: Request) -> AppState | None:
@@ -638,6 +645,10 @@ def h_application_patch(svc: Services, req: Request, m: re.Match[str]) -> Respon
             if not isinstance(data["displayName"], str) or not data["displayName"].strip():
                 raise GraphApiError(400, "BadRequest", "displayName must be a non-empty string.")
             app.display_name = data["displayName"]
+        if "isFallbackPublicClient" in data:
+            if not isinstance(data["isFallbackPublicClient"], bool):
+                raise GraphApiError(400, "BadRequest", "isFallbackPublicClient must be a boolean.")
+            app.public_client = data["isFallbackPublicClient"]
     return Response(204, b"", _graph_headers(req))
 
 

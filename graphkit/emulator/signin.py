@@ -161,6 +161,17 @@ def redeem_device_code(svc: Any, ident: str, form: dict[str, str], note: dict[st
             900144,
             "The request body must contain the following parameter: 'device_code'.",
         )
+    app = b.find_app(client_id) if client_id not in PUBLIC_CLIENTS else None
+    if app is not None and not app.public_client:
+        # A custom client id without "Allow public client flows" (PROTOCOL.md §7):
+        # Entra wants a client credential. UNCONFIRMED: Entra may answer only once the
+        # user has signed in; the emulator answers at every poll.
+        raise EntraError(
+            "invalid_client",
+            7000218,
+            "The request body must contain the following parameter: 'client_assertion' "
+            "or 'client_secret'.",
+        )
     flow = b.device_flows.poll(code, client_id, b.now())
     with b.lock:
         account = b.accounts.by_id[str(flow.account_id)]
