@@ -122,6 +122,9 @@ def test_create_grant_and_use_an_app_as_a_privileged_role_administrator(
         {"id": USER_READ_ALL, "type": "Role"}
     ]
     app_id, object_id = created["appId"], created["id"]
+    # The Python API finds it as the client side will (by name, then by client id).
+    assert emu.find_application("provisioned").client_id == app_id
+    assert emu.application(app_id).object_id == object_id
     # Both addressing forms; the key only with $select=keyCredentials.
     by_app_id = graph(emu, f"/v1.0/applications(appId='{app_id}')?$select=id", token).json()
     assert by_app_id["id"] == object_id
@@ -424,3 +427,29 @@ def test_an_app_with_no_valid_certificate_cannot_use_addkey(emu: Any, tmp_path: 
     )
     assert r.status_code == 401
     assert emu.requests()[-1]["proof_refusal"] == "no valid certificate"
+
+
+def test_a_provisioned_app_survives_a_restart(tmp_path: Path) -> None:
+    from graphkit.emulator import Emulator
+
+    cert = identity(tmp_path, "new-app")
+    with Emulator(users=3, state_dir=str(tmp_path / "state")) as emu:
+        emu.create_user("owner")
+        token = signin(emu, "owner")
+        body = {**_create_body(cert.cert), "isFallbackPublicClient": True}
+        created = graph(emu, "/v1.0/applications", token, method="POST", json=body).json()
+        emu.add_password_credential(created["appId"], "ci")
+    with Emulator(state_dir=str(tmp_path / "state")) as again:
+        token = signin(again, "owner")
+        url = f"/v1.0/applications/{created['id']}?$select=keyCredentials,passwordCredentials"
+        app = graph(again, url, token).json()
+        assert app["keyCredentials"][0]["key"] == _b64der(cert.cert)
+        assert [p["displayName"] for p in app["passwordCredentials"]] == ["ci"]
+        full = graph(again, f"/v1.0/applications/{created['id']}", token).json()
+        assert full["isFallbackPublicClient"] is True
+        assert full["requiredResourceAccess"] == body["requiredResourceAccess"]
+        # Still no service principal, and still owned by its creator (who may create one).
+        sp = graph(
+            again, "/v1.0/servicePrincipals", token, method="POST", json={"appId": created["appId"]}
+        )
+        assert sp.status_code == 201, sp.text

@@ -215,8 +215,6 @@ def h_token(svc: Services, req: Request, m: re.Match[str]) -> Response:
     except UnicodeDecodeError:
         text = ""
     form = dict(parse_qsl(text, keep_blank_values=True))
-    from graphkit.emulator import signin
-
     if form.get("grant_type") == signin.DEVICE_CODE_GRANT:
         return json_response(
             200, signin.redeem_device_code(svc, m["tenant"], form, req.note), _entra_headers(req)
@@ -269,9 +267,7 @@ def _tenant(svc: Services, req: Request) -> TenantState:
 
 def _roles(req: Request) -> set[str]:
     """The token's permissions: app roles, or for a signed-in user its delegated scopes."""
-    from graphkit.emulator.applications import token_permissions
-
-    return token_permissions(req.claims)
+    return applications.token_permissions(req.claims)
 
 
 def _denied() -> GraphApiError:
@@ -557,8 +553,6 @@ def _caller(svc: Services, req: Request) -> AppState | None:
 
 def _may_access_app(svc: Services, req: Request, app: AppState, granted: frozenset[str]) -> bool:
     """The caller holds a role in ``granted`` (APPS_READ or APPS_WRITE), or OwnedBy on ``app``."""
-    from graphkit.emulator import applications
-
     if applications.is_delegated(req.claims):
         return applications.delegated_may_access_apps(
             svc, req, write=granted is APPS_WRITE, app=app
@@ -1019,13 +1013,10 @@ def a_settings(svc: Services, req: Request, m: re.Match[str]) -> Response:
     b = svc.backend
     if req.method != "GET":
         data = _admin_json(req)
-        from graphkit.emulator import signin
-
         unknown = set(data) - {"propagation_delay", "token_lifetime"} - set(b.delegated_settings())
         if unknown:
             raise ValueError(f"unknown setting(s): {', '.join(sorted(unknown))}")
         with b.lock:
-            signin.apply_settings(b, data)
             if "propagation_delay" in data:
                 value = float(data["propagation_delay"])
                 if value < 0:
@@ -1036,6 +1027,7 @@ def a_settings(svc: Services, req: Request, m: re.Match[str]) -> Response:
                 if lifetime < 1:
                     raise ValueError("token_lifetime must be positive")
                 b.token_lifetime = lifetime
+            signin.apply_settings(b, data)
     return json_response(
         200,
         {
