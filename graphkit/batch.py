@@ -9,9 +9,9 @@ adaptive concurrency.
 - an item answered 429, 503 or 504 is retried on its own, after its own
   ``Retry-After`` (or backoff), in a later batch; the rest of its batch is not resent.
   Items that failed only because such an item did (424 Failed Dependency) go with it;
-- ``dependsOn`` follows Graph's rules: an item and everything it depends on travel in
-  one batch (so a chain is at most 20 long), and Graph answers 424 when a dependency
-  failed;
+- ``dependsOn`` follows Graph's rules: requests that depend on each other travel in one
+  batch of their own, as a chain (each on the one before, at most 20) or a fan-out (all
+  on the same request), and Graph answers 424 when a dependency failed;
 - concurrency adapts, additive increase and multiplicative decrease: halved on a 429
   (or when ``x-ms-throttle-limit-percentage`` reaches 0.9), one more after a batch
   answered without any throttling, between 1 and ``max_concurrency``.
@@ -184,7 +184,38 @@ def parse_items(lines: Iterable[str], graph_url: str) -> list[BatchItem]:
                 f"$batch holds at most {MAX_BATCH}",
                 "split the chain",
             )
+        _check_shape(group)
     return items
+
+
+def _check_shape(group: list[BatchItem]) -> None:
+    """Graph serves dependsOn only as a sequence (each request depending on the one
+    before it) or a fan-out (every request depending on the same one); anything else
+    is refused as a whole (json-batching.md, known issues)."""
+    if len(group) == 1:
+        if group[0].depends_on:
+            raise UsageError(f"line {group[0].line}: a request cannot depend on itself")
+        return
+    for item in group:
+        if len(item.depends_on) > 1:
+            raise UsageError(
+                f"line {item.line}: a request may depend on one other only "
+                "(Graph refuses a $batch where one depends on several)",
+                "order them as a chain: each request depending on the one before",
+            )
+    roots = [i for i in group if not i.depends_on]
+    targets = {i.depends_on[0] for i in group if i.depends_on}
+    chain = len(roots) == 1 and all(
+        i.depends_on == [group[n - 1].id] for n, i in enumerate(group) if n
+    )
+    fan_out = len(roots) == 1 and targets == {roots[0].id}
+    if not (chain or fan_out):
+        raise UsageError(
+            f"line {group[0].line}: these requests depend on each other in a shape Graph "
+            "refuses: a $batch takes a chain (each on the one before) or a fan-out (all "
+            "on the same request)",
+            "reorder the input or split it",
+        )
 
 
 def _groups(items: list[BatchItem]) -> list[list[BatchItem]]:
@@ -368,6 +399,10 @@ class BatchRunner:
             results = keep
             order = {i.id: n for n, i in enumerate(batch)}
             group.sort(key=lambda i: order[i.id])
+            # A dependency already answered is done: only those sent again are waited on.
+            again_ids = {i.id for i in group}
+            for item in group:
+                item.depends_on = [d for d in item.depends_on if d in again_ids]
             again.append((self._retry.clock() + max(retry_ids.values()), group))
         with self._lock:
             if throttled:
@@ -378,11 +413,17 @@ class BatchRunner:
 
 
 def _take_batch(pending: list[list[BatchItem]]) -> list[BatchItem]:
-    """Whole groups, in order, up to MAX_BATCH requests."""
+    """The next $batch: a group of dependent requests alone (Graph refuses a batch
+    mixing a chain with independent requests), else independent ones, up to
+    MAX_BATCH, in order."""
+    first = pending[0]
+    if len(first) > 1:
+        pending.pop(0)
+        return list(first)
     batch: list[BatchItem] = []
     rest: list[list[BatchItem]] = []
     for group in pending:
-        if len(batch) + len(group) <= MAX_BATCH:
+        if len(group) == 1 and len(batch) < MAX_BATCH:
             batch.extend(group)
         else:
             rest.append(group)

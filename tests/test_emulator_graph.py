@@ -581,9 +581,12 @@ def test_add_key_and_remove_key_with_proof(emu: Any, tmp_path: Path) -> None:
         "passwordCredential": None,
         "proof": _proof(one.key, app.object_id),
     }
-    # No valid certificate yet: addKey is refused (PATCH must add the first one).
+    # No valid certificate yet: addKey is refused (PATCH must add the first one), with
+    # Graph's one answer to a proof it cannot accept.
     r = graph(emu, f"{url}/addKey", token, method="POST", json=body)
-    assert r.status_code == 400 and "PATCH" in r.json()["error"]["message"]
+    assert r.status_code == 401
+    assert r.json()["error"]["code"] == "Authentication_MissingOrMalformed"
+    assert emu.requests()[-1]["proof_refusal"] == "no valid certificate"
     emu.upload_certificate(app, one.cert)
 
     bad_proofs = {
@@ -594,7 +597,7 @@ def test_add_key_and_remove_key_with_proof(emu: Any, tmp_path: Path) -> None:
     }
     for why, proof in bad_proofs.items():
         r = graph(emu, f"{url}/addKey", token, method="POST", json={**body, "proof": proof})
-        assert r.status_code == 400, why
+        assert r.status_code == 401, why
     assert len(emu.key_credentials(app)) == 1
 
     r = graph(emu, f"{url}/addKey", token, method="POST", json=body)

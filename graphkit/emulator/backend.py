@@ -186,6 +186,14 @@ class AppState:
     created: float
     roles: set[str] = field(default_factory=set)
     keys: list[KeyCredential] = field(default_factory=list)
+    # Apps created through Graph (POST /applications) have no service principal until
+    # POST /servicePrincipals; sp_created starts the service-principal propagation delay.
+    has_sp: bool = True
+    sp_created: float = 0.0
+    required_resource_access: list[dict[str, Any]] | None = None  # as given at creation
+    passwords: list[dict[str, Any]] = field(default_factory=list)  # passwordCredentials
+    owners: list[str] = field(default_factory=list)  # signed-in users' ids (the creator)
+    public_client: bool = False  # isFallbackPublicClient ("Allow public client flows")
 
     def public(self) -> App:
         return App(self.client_id, self.object_id, self.tenant_id, self.display_name, self.sp_id)
@@ -351,6 +359,7 @@ class Backend:
             self.clock.offset = 0.0
             self.token_lifetime = int(cfg["token_lifetime"])
             self.propagation_delay = float(cfg["propagation_delay"])
+            self._reset_delegated()
             self.tenants: dict[str, TenantState] = {}
             self.apps: dict[str, AppState] = {}  # by client id
             self._counter = 0
@@ -363,6 +372,32 @@ class Backend:
 
     def now(self) -> float:
         return self.clock.now()
+
+    def _reset_delegated(self) -> None:
+        """Signed-in users, device-code requests and their settings (issue 12)."""
+        from graphkit.emulator.device_code import (
+            DEFAULT_EXPIRES_IN,
+            DEFAULT_INTERVAL,
+            Accounts,
+            DeviceFlows,
+        )
+
+        self.accounts = Accounts()
+        self.device_flows = DeviceFlows()
+        self.service_principal_delay = 0.0
+        self.device_code_interval = DEFAULT_INTERVAL
+        self.device_code_expires_in = DEFAULT_EXPIRES_IN
+        # Entra's tenant default ("Users can register applications": Yes); a locked-down
+        # tenant sets it to No, and then only the admin roles may (docs/FIDELITY.md).
+        self.users_can_register_apps = True
+
+    def delegated_settings(self) -> dict[str, Any]:
+        return {
+            "service_principal_delay": self.service_principal_delay,
+            "device_code_interval": self.device_code_interval,
+            "device_code_expires_in": self.device_code_expires_in,
+            "users_can_register_apps": self.users_can_register_apps,
+        }
 
     # ------------------------------------------------------------------ persistence
 
@@ -382,6 +417,8 @@ class Backend:
                 "propagation_delay": self.propagation_delay,
                 "default_tenant_id": self.default_tenant_id,
                 "default_client_id": self.default_client_id,
+                "delegated": self.delegated_settings(),
+                "accounts": self.accounts.export(),
                 "tenants": [
                     {
                         "id": t.id,
@@ -404,6 +441,12 @@ class Backend:
                         "created": a.created,
                         "roles": sorted(a.roles),
                         "keys": [_key_state(k) for k in a.keys],
+                        "has_sp": a.has_sp,
+                        "sp_created": a.sp_created,
+                        "required_resource_access": a.required_resource_access,
+                        "passwords": a.passwords,
+                        "owners": a.owners,
+                        "public_client": a.public_client,
                     }
                     for a in self.apps.values()
                 ],
@@ -426,6 +469,11 @@ class Backend:
                 self.clock.offset = float(data["clock_offset"])
                 self.token_lifetime = int(data["token_lifetime"])
                 self.propagation_delay = float(data["propagation_delay"])
+                self._reset_delegated()
+                for name, value in dict(data.get("delegated", {})).items():
+                    if name in self.delegated_settings():
+                        setattr(self, name, type(getattr(self, name))(value))
+                self.accounts.load(data.get("accounts", []))
                 tenants: dict[str, TenantState] = {}
                 for t in data["tenants"]:
                     state = TenantState(
@@ -460,6 +508,12 @@ class Backend:
                         created=float(a["created"]),
                         roles={_check_role(r) for r in a["roles"]},
                         keys=[_key_from_state(k) for k in a["keys"]],
+                        has_sp=bool(a.get("has_sp", True)),
+                        sp_created=float(a.get("sp_created", 0.0)),
+                        required_resource_access=a.get("required_resource_access"),
+                        passwords=list(a.get("passwords", [])),
+                        owners=[str(o) for o in a.get("owners", [])],
+                        public_client=bool(a.get("public_client", False)),
                     )
                     apps[app.client_id] = app
                 self.tenants, self.apps = tenants, apps
@@ -593,6 +647,14 @@ class Backend:
                 None,
             )
 
+    def service_principal_visible(self, app: AppState) -> bool:
+        """The app has a service principal the directory already finds (PROTOCOL.md §8:
+        a new one is "not found" for ``service_principal_delay`` seconds)."""
+        with self.lock:
+            if not app.has_sp:
+                return False
+            return self.now() - app.sp_created >= self.service_principal_delay
+
     def apps_in(self, tenant_id: str) -> list[AppState]:
         with self.lock:
             return [a for a in self.apps.values() if a.tenant_id == tenant_id]
@@ -640,6 +702,24 @@ class Backend:
                     app.keys = [k for k in app.keys if k is not kc]
                     return kc
         raise KeyError(f"no certificate {ident!r} on application {client_id}")
+
+    def add_password_credential(self, client_id: str, display_name: str) -> dict[str, Any]:
+        """A passwordCredential on the app (the portal's "New client secret"), metadata
+        only: the emulator keeps no secret, so ``secretText`` is null."""
+        with self.lock:
+            app = self.app(client_id)
+            now = self.now()
+            cred = {
+                "customKeyIdentifier": None,
+                "displayName": display_name,
+                "endDateTime": iso(now + 180 * 86400),
+                "hint": "abc",
+                "keyId": self.ids.make("password", app.client_id, self._next()),
+                "secretText": None,
+                "startDateTime": iso(now),
+            }
+            app.passwords.append(cred)
+            return dict(cred)
 
     def grants(self, client_id: str | None = None) -> list[dict[str, str]]:
         """The application permissions granted (admin consent), for one app or all."""
@@ -756,9 +836,12 @@ class Backend:
             "displayName": app.display_name,
             "publisherDomain": tenant.domain,
             "signInAudience": "AzureADMyOrg",
+            "isFallbackPublicClient": app.public_client,
             "keyCredentials": [k.to_graph(with_key=with_keys) for k in app.keys],
-            "passwordCredentials": [],
-            "requiredResourceAccess": [
+            "passwordCredentials": [dict(p) for p in app.passwords],
+            "requiredResourceAccess": app.required_resource_access
+            if app.required_resource_access is not None
+            else [
                 {
                     "resourceAppId": GRAPH_APP_ID,
                     "resourceAccess": [

@@ -434,6 +434,114 @@ class Emulator:
         """The budget, how many requests were charged and throttled, units spent now."""
         return self._throttle.stats()
 
+    # ------------------------------------------- delegated sign-in (device code flow)
+
+    def create_account(
+        self,
+        user_principal_name: str,
+        *,
+        roles: list[str] | tuple[str, ...] = (),
+        display_name: str | None = None,
+        tenant: Tenant | str | None = None,
+    ) -> dict[str, Any]:
+        """Add a user who can sign in (approve a device code), with directory roles:
+        "Global Administrator", "Privileged Role Administrator", "Application
+        Administrator", "Cloud Application Administrator" (none: a plain user).
+        A bare name gets the tenant's domain. Returns ``id``, ``user_principal_name``..."""
+        from graphkit.emulator import signin
+
+        account = signin.create_account(
+            self.backend,
+            self._tenant_id(tenant),
+            user_principal_name,
+            display_name=display_name,
+            roles=list(roles),
+        )
+        self._persist()
+        return account.to_dict()
+
+    def accounts(self) -> list[dict[str, Any]]:
+        """The users who can sign in (approve device codes), of every tenant."""
+        with self.backend.lock:
+            return self.backend.accounts.export()
+
+    def device_codes(self) -> list[dict[str, Any]]:
+        """Device code requests: ``user_code``, ``client_id``, ``scopes``, ``state``, ``polls``."""
+        return self.backend.device_flows.list()
+
+    def wait_for_device_code(self, timeout: float = 30.0) -> str:
+        """The user code of the newest pending request, waiting (no sleep) for one.
+
+        Raises:
+            TimeoutError: none within ``timeout`` seconds."""
+        flows = self.backend.device_flows
+        with flows.changed:
+            ok = flows.changed.wait_for(
+                lambda: any(f.state == "pending" for f in flows.by_device_code.values()), timeout
+            )
+            if not ok:
+                raise TimeoutError("no device code was requested")
+            pending = [f for f in flows.by_device_code.values() if f.state == "pending"]
+            return pending[-1].user_code
+
+    def wait_for_device_code_poll(
+        self, user_code: str, polls: int = 1, timeout: float = 30.0
+    ) -> None:
+        """Block until the client has polled for ``user_code`` ``polls`` times.
+
+        Raises:
+            TimeoutError: it did not within ``timeout`` seconds."""
+        if not self.backend.device_flows.wait_for_poll(user_code, polls, timeout):
+            raise TimeoutError(f"user code {user_code} was not polled {polls} time(s)")
+
+    def approve_device_code(self, user_code: str, user: str) -> None:
+        """``user`` (upn or id) signs in and approves: the next poll gets the tokens."""
+        from graphkit.emulator import signin
+
+        signin.approve(self.backend, user_code, user)
+
+    def decline_device_code(self, user_code: str) -> None:
+        """The user declines: the next poll gets ``authorization_declined``."""
+        self.backend.device_flows.set_state(user_code, "declined")
+
+    def slow_down_device_code(self, user_code: str, times: int = 1) -> None:
+        """The next ``times`` polls get ``slow_down`` (the interval grows 5 s each)."""
+        self.backend.device_flows.queue_slow_down(user_code, times)
+
+    def settings(self, **changes: Any) -> dict[str, Any]:
+        """Read, or change, the delegated-side settings: ``service_principal_delay``
+        (seconds a new service principal is not found), ``device_code_interval``,
+        ``device_code_expires_in``, ``users_can_register_apps``."""
+        from graphkit.emulator import signin
+
+        unknown = set(changes) - set(self.backend.delegated_settings())
+        if unknown:
+            raise ValueError(f"unknown setting(s): {', '.join(sorted(unknown))}")
+        with self.backend.lock:
+            signin.apply_settings(self.backend, changes)
+        if changes:
+            self._persist()
+        return self.backend.delegated_settings()
+
+    def application(self, app: App | str) -> App:
+        """An application by client id (one created through Graph included)."""
+        return self.backend.app(_client_id(app)).public()
+
+    def find_application(self, display_name: str) -> App | None:
+        """The newest application with ``display_name`` (created through Graph or not)."""
+        with self.backend.lock:
+            found = [a for a in self.backend.apps.values() if a.display_name == display_name]
+        return found[-1].public() if found else None
+
+    def add_password_credential(
+        self, app: App | str, display_name: str = "secret"
+    ) -> dict[str, Any]:
+        """Give the app a passwordCredential (as the portal's "New client secret"); its
+        ``secretText`` is never stored or shown. Returns the credential's metadata."""
+        cred = self.backend.add_password_credential(_client_id(app), display_name)
+        self._persist()
+        return cred
+
     # ---------------------------------------------------------------- faults, log
 
     def add_fault(

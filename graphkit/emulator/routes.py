@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
-from graphkit.emulator import odata
+from graphkit.emulator import applications, odata, signin
 from graphkit.emulator.backend import AppState, Backend, TenantState
 from graphkit.emulator.errors import EntraError, GraphApiError
 from graphkit.emulator.faults import FaultInjector, retry_after_header
@@ -224,6 +224,10 @@ def h_token(svc: Services, req: Request, m: re.Match[str]) -> Response:
     except UnicodeDecodeError:
         text = ""
     form = dict(parse_qsl(text, keep_blank_values=True))
+    if form.get("grant_type") == signin.DEVICE_CODE_GRANT:
+        return json_response(
+            200, signin.redeem_device_code(svc, m["tenant"], form, req.note), _entra_headers(req)
+        )
     answer = svc.tokens.client_credentials(m["tenant"], form, req.note)
     return json_response(200, answer, _entra_headers(req))
 
@@ -274,8 +278,8 @@ def _tenant(svc: Services, req: Request) -> TenantState:
 
 
 def _roles(req: Request) -> set[str]:
-    roles = req.claims.get("roles") or []
-    return set(roles) if isinstance(roles, list) else set()
+    """The token's permissions: app roles, or for a signed-in user its delegated scopes."""
+    return applications.token_permissions(req.claims)
 
 
 def _denied() -> GraphApiError:
@@ -545,7 +549,14 @@ APP_SCHEMA = odata.EntitySchema(
     orderable_advanced=("displayName",),  # aad-advanced-queries.md: sorting applications
     resource_label="Application",
 )
-_PATCHABLE = {"displayName", "keyCredentials", "description", "notes", "tags"}
+_PATCHABLE = {
+    "displayName",
+    "keyCredentials",
+    "description",
+    "notes",
+    "tags",
+    "isFallbackPublicClient",
+}
 
 
 def _caller(svc: Services, req: Request) -> AppState | None:
@@ -554,6 +565,10 @@ def _caller(svc: Services, req: Request) -> AppState | None:
 
 def _may_access_app(svc: Services, req: Request, app: AppState, granted: frozenset[str]) -> bool:
     """The caller holds a role in ``granted`` (APPS_READ or APPS_WRITE), or OwnedBy on ``app``."""
+    if applications.is_delegated(req.claims):
+        return applications.delegated_may_access_apps(
+            svc, req, write=granted is APPS_WRITE, app=app
+        )
     roles = _roles(req)
     if roles & granted:
         return True
@@ -636,6 +651,10 @@ def h_application_patch(svc: Services, req: Request, m: re.Match[str]) -> Respon
             if not isinstance(data["displayName"], str) or not data["displayName"].strip():
                 raise GraphApiError(400, "BadRequest", "displayName must be a non-empty string.")
             app.display_name = data["displayName"]
+        if "isFallbackPublicClient" in data:
+            if not isinstance(data["isFallbackPublicClient"], bool):
+                raise GraphApiError(400, "BadRequest", "isFallbackPublicClient must be a boolean.")
+            app.public_client = data["isFallbackPublicClient"]
     return Response(204, b"", _graph_headers(req))
 
 
@@ -656,7 +675,7 @@ def h_add_key(svc: Services, req: Request, m: re.Match[str]) -> Response:
         raise GraphApiError(400, "BadRequest", "The request body must be a JSON object.")
     if data.get("passwordCredential"):
         raise GraphApiError(400, "BadRequest", "The emulator supports certificates only.")
-    svc.tokens.verify_proof(app, data.get("proof"))
+    svc.tokens.verify_proof(app, data.get("proof"), req.note)
     kc = svc.backend.add_key(app, data.get("keyCredential"))
     body = {"@odata.context": _context(req, m["version"], "microsoft.graph.keyCredential")}
     body.update(kc.to_graph(with_key=False))
@@ -670,7 +689,7 @@ def h_remove_key(svc: Services, req: Request, m: re.Match[str]) -> Response:
     data = _json_body(req)
     if not isinstance(data, dict) or not data.get("keyId"):
         raise GraphApiError(400, "BadRequest", "'keyId' is required.")
-    svc.tokens.verify_proof(app, data.get("proof"))
+    svc.tokens.verify_proof(app, data.get("proof"), req.note)
     svc.backend.remove_key(app, str(data["keyId"]))
     return Response(204, b"", _graph_headers(req))
 
@@ -877,6 +896,7 @@ def _app_dict(a: AppState) -> dict[str, Any]:
         "tenant_id": a.tenant_id,
         "display_name": a.display_name,
         "service_principal_id": a.sp_id,
+        "has_service_principal": a.has_sp,
         "roles": sorted(a.roles),
         "certificates": [k.to_graph(with_key=False) for k in a.keys],
     }
@@ -1038,7 +1058,7 @@ def a_settings(svc: Services, req: Request, m: re.Match[str]) -> Response:
     b = svc.backend
     if req.method != "GET":
         data = _admin_json(req)
-        unknown = set(data) - {"propagation_delay", "token_lifetime"}
+        unknown = set(data) - {"propagation_delay", "token_lifetime"} - set(b.delegated_settings())
         if unknown:
             raise ValueError(f"unknown setting(s): {', '.join(sorted(unknown))}")
         with b.lock:
@@ -1052,8 +1072,14 @@ def a_settings(svc: Services, req: Request, m: re.Match[str]) -> Response:
                 if lifetime < 1:
                     raise ValueError("token_lifetime must be positive")
                 b.token_lifetime = lifetime
+            signin.apply_settings(b, data)
     return json_response(
-        200, {"propagation_delay": b.propagation_delay, "token_lifetime": b.token_lifetime}
+        200,
+        {
+            "propagation_delay": b.propagation_delay,
+            "token_lifetime": b.token_lifetime,
+            **b.delegated_settings(),
+        },
     )
 
 
@@ -1098,6 +1124,7 @@ ROUTES: list[Route] = [
     _r("GET", f"/{_T}/discovery/v2\\.0/keys", h_jwks, "discovery"),
     _r("GET", f"/{_T}/discovery/keys", h_jwks, "discovery"),
     _r("POST", f"/{_T}/oauth2/v2\\.0/token", h_token, "token"),
+    _r("POST", f"/{_T}/oauth2/v2\\.0/devicecode", signin.h_devicecode, "token"),
     _r("GET", f"{_V}/users", h_users, "graph", USERS_READ),
     _r("GET", f"{_V}/users/\\$count", h_users_count, "graph", USERS_READ),
     _r("GET", f"{_V}/users/(?P<key>[^/]+)", h_user, "graph", USERS_READ),
@@ -1113,6 +1140,16 @@ ROUTES: list[Route] = [
     _r("PATCH", f"{_V}{_APP}", h_application_patch, "graph"),
     _r("POST", f"{_V}{_APP}/addKey", h_add_key, "graph"),
     _r("POST", f"{_V}{_APP}/removeKey", h_remove_key, "graph"),
+    _r("POST", f"{_V}/applications", applications.h_create_application, "graph"),
+    _r("GET", f"{_V}/servicePrincipals", applications.h_service_principals, "graph"),
+    _r("POST", f"{_V}/servicePrincipals", applications.h_create_service_principal, "graph"),
+    _r("GET", f"{_V}/servicePrincipals/(?P<key>[^/]+)", applications.h_service_principal, "graph"),
+    _r(
+        "POST",
+        f"{_V}/servicePrincipals/(?P<key>[^/]+)/appRoleAssignedTo",
+        applications.h_app_role_assigned_to,
+        "graph",
+    ),
     _r("POST", f"{_V}/\\$batch", h_batch, "graph"),
     _r("GET", "/_emulator/?", a_info, "admin"),
     _r("GET", "/_emulator/requests", a_requests, "admin"),
@@ -1144,6 +1181,13 @@ ROUTES: list[Route] = [
     _r("PATCH", "/_emulator/settings", a_settings, "admin"),
     _r("POST", "/_emulator/clock/advance", a_advance, "admin"),
     _r("GET", "/_emulator/stats", a_stats, "admin"),
+    _r("POST", "/_emulator/apps/(?P<client>[^/]+)/passwords", applications.a_add_password, "admin"),
+    _r("GET", "/_emulator/accounts", signin.a_accounts, "admin"),
+    _r("POST", "/_emulator/accounts", signin.a_create_account, "admin"),
+    _r("GET", "/_emulator/device-codes", signin.a_device_codes, "admin"),
+    _r("POST", "/_emulator/device-codes/(?P<code>[^/]+)/approve", signin.a_approve, "admin"),
+    _r("POST", "/_emulator/device-codes/(?P<code>[^/]+)/decline", signin.a_decline, "admin"),
+    _r("POST", "/_emulator/device-codes/(?P<code>[^/]+)/slow-down", signin.a_slow_down, "admin"),
 ]
 
 
@@ -1168,9 +1212,18 @@ ADMIN_DOCS: dict[Handler, str] = {
     a_add_fault: 'add a fault {"kind", "endpoint", "every"|"probability", "times", "retry_after"}',
     a_clear_faults: "remove every fault",
     a_remove_fault: "remove one fault",
-    a_settings: "read (GET) or change (POST/PATCH) propagation_delay, token_lifetime",
+    a_settings: "read (GET) or change (POST/PATCH) propagation_delay, token_lifetime, "
+    "service_principal_delay, device_code_interval, device_code_expires_in, "
+    "users_can_register_apps",
     a_advance: 'move the clock {"seconds"}',
     a_stats: "peak memory and request count",
+    applications.a_add_password: 'add a passwordCredential (metadata only) {"display_name"}',
+    signin.a_accounts: "signed-in users (who can approve a device code) and their directory roles",
+    signin.a_create_account: 'add one {"user_principal_name", "display_name", "roles", "tenant"}',
+    signin.a_device_codes: "device code requests (user code, client, scopes, state, polls)",
+    signin.a_approve: 'a signed-in user approves a user code {"user": upn or id}',
+    signin.a_decline: "the user declines (the next poll gets authorization_declined)",
+    signin.a_slow_down: 'the next poll(s) get slow_down {"times": 1}',
 }
 
 

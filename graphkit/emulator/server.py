@@ -216,7 +216,15 @@ class _Handler(BaseHTTPRequestHandler):
                 svc.after_request()  # state written before the client hears of it
             except Exception:
                 log.exception("graphkit emulator: could not save the state")
-        for key in ("alg", "thumbprint_header", "client_id", "error_code", "request_id"):
+        for key in (
+            "alg",
+            "thumbprint_header",
+            "client_id",
+            "error_code",
+            "request_id",
+            "proof_refusal",  # which addKey/removeKey proof rule failed (not sent)
+            "user",  # the signed-in user of a delegated token answer
+        ):
             if key in req.note:
                 entry[key] = req.note[key]
         svc.log.add(entry)

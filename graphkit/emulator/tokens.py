@@ -228,6 +228,16 @@ class TokenService:
                 "installed by the administrator of the tenant or consented to by any user in "
                 "the tenant. You may have sent your authentication request to the wrong tenant.",
             )
+        if not self.backend.service_principal_visible(app):
+            # UNCONFIRMED wording: Entra's AADSTS7000229 for an app without a service
+            # principal in the tenant (or one not yet propagated, PROTOCOL.md §8).
+            raise EntraError(
+                "invalid_client",
+                7000229,
+                f"The client application {client_id} is missing service principal in the "
+                f"tenant {tenant.id}. See instructions here: https://go.microsoft.com/fwlink/"
+                "?linkid=2225119",
+            )
         assertion = form.get("client_assertion")
         if not assertion:
             if form.get("client_secret"):
@@ -455,48 +465,58 @@ class TokenService:
 
     # ------------------------------------------------------- addKey/removeKey proofs
 
-    def verify_proof(self, app: AppState, proof: Any) -> None:
+    def verify_proof(
+        self, app: AppState, proof: Any, note: MutableMapping[str, Any] | None = None
+    ) -> None:
         """Check an addKey/removeKey proof: a JWT signed by one of the app's current
         certificates, ``aud`` 00000002-0000-0000-c000-000000000000, ``iss`` the application
-        OBJECT id, ``nbf`` and ``exp`` at most 10 minutes apart (PROTOCOL.md §6).
+        OBJECT id, ``nbf`` and ``exp`` at most 10 minutes apart, no ``=`` padding
+        (PROTOCOL.md §6, §9; microsoft-graph-docs application-rollkey-prooftoken.md).
+
+        Every refusal is Graph's one answer, 401 ``Authentication_MissingOrMalformed``
+        "Access Token missing or malformed." (captured: Microsoft Q&A 587303); which rule
+        failed goes to ``note["proof_refusal"]`` (the request log), never to the client.
 
         Raises:
-            GraphApiError: 400 naming what is wrong with the proof.
+            GraphApiError: 401 Authentication_MissingOrMalformed.
         """
+        note = note if note is not None else {}
 
         def bad(why: str) -> GraphApiError:
-            return GraphApiError(400, "Request_BadRequest", f"Invalid proof: {why}.")
+            note["proof_refusal"] = why
+            return GraphApiError(
+                401, "Authentication_MissingOrMalformed", "Access Token missing or malformed."
+            )
 
         if not isinstance(proof, str) or not proof:
-            raise bad("'proof' (a JWT signed by one of the application's certificates) is required")
+            raise bad("no proof")
+        if "=" in proof:
+            raise bad("padding")  # rollkey-prooftoken.md: '=' gives this error
         try:
             header, claims, signing_input, signature = _parse_jwt(proof)
         except EntraError:
             raise bad("not a JWT") from None
         alg = header.get("alg")
         if alg not in ASSERTION_ALGS:
-            raise bad(f"unsupported signing algorithm '{alg}'")
+            raise bad("algorithm")
         now = self.backend.now()
         with self.backend.lock:
             valid = [k for k in app.keys if k.start <= now <= k.end]
         if not valid:
-            raise bad(
-                "the application has no valid certificate; use PATCH /applications/{id} "
-                "to add the first one"
-            )
+            raise bad("no valid certificate")  # addkey.md: such apps must use PATCH
         if not any(_verify(k.public_key, alg, signing_input, signature) for k in valid):
-            raise bad("it is not signed by any of the application's current certificates")
+            raise bad("signer")
         if claims.get("aud") != "00000002-0000-0000-c000-000000000000":
-            raise bad("'aud' must be 00000002-0000-0000-c000-000000000000")
+            raise bad("aud")
         if str(claims.get("iss", "")).lower() != app.object_id:
-            raise bad("'iss' must be the application's object id (not its appId)")
+            raise bad("iss")
         nbf, exp = claims.get("nbf"), claims.get("exp")
         if not isinstance(nbf, int | float) or not isinstance(exp, int | float):
-            raise bad("'nbf' and 'exp' are required")
+            raise bad("nbf/exp missing")
         if exp - nbf > 600:
-            raise bad("'exp' must be at most 10 minutes after 'nbf'")
+            raise bad("lifetime")
         if now < nbf - CLOCK_SKEW or now > exp + CLOCK_SKEW:
-            raise bad("it is outside its validity period")
+            raise bad("expired")
 
     # ---------------------------------------------------------------- access tokens
 
