@@ -154,7 +154,7 @@ def a_create_user(svc: Services, req: Request, m: re.Match[str]) -> Response:
     tenant = _admin_tenant(svc, data)
     body = {k: v for k, v in data.items() if k != "tenant"}
     body.setdefault("accountEnabled", True)
-    body.setdefault("passwordProfile", {"password": "emulator-Pa55word!"})
+    body.setdefault("passwordProfile", {"password": writes.PLACEHOLDER_PASSWORD})
     if "userPrincipalName" in body and "mailNickname" not in body:
         body["mailNickname"] = str(body["userPrincipalName"]).split("@")[0]
     try:

@@ -362,7 +362,9 @@ class Emulator:
         from graphkit.emulator.writes import create_user
 
         t = self._users(tenant)
-        body = {"accountEnabled": True, "passwordProfile": {"password": "emulator-Pa55word!"}}
+        from graphkit.emulator.writes import PLACEHOLDER_PASSWORD
+
+        body = {"accountEnabled": True, "passwordProfile": {"password": PLACEHOLDER_PASSWORD}}
         if "userPrincipalName" in properties:
             body["mailNickname"] = str(properties["userPrincipalName"]).split("@")[0]
         body.update(properties)

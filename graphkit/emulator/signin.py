@@ -245,7 +245,7 @@ def _token_answer(svc: Any, flow: DeviceFlow, account: Account) -> dict[str, Any
         json.dumps({"uid": account.id, "utid": tenant.id}).encode()
     ).rstrip(b"=")
     return {
-        "token_type": "Bearer",
+        "token_type": "Bearer",  # nosec B105  # OAuth's token type, not a secret
         # Delegated answers carry the granted scopes (unlike client credentials).
         "scope": " ".join(f"{GRAPH_RESOURCE}/{s}" for s in flow.scopes) + " openid profile",
         "expires_in": lifetime,

@@ -42,6 +42,10 @@ __all__ = [
     "update_user",
 ]
 
+# The password the admin and Python APIs give a created user when none is given:
+# emulated users never sign in with a password (Graph needs one to create a user).
+PLACEHOLDER_PASSWORD = "emulator-Pa55word!"  # nosec B105  # a fixed, documented test value
+
 # user-post-users.md, "Request body": required when creating a user.
 USER_REQUIRED = ("accountEnabled", "displayName", "mailNickname", "userPrincipalName")
 # group-post-groups.md: required when creating a group.
