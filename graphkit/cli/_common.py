@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import getpass
 import os
 import sys
 from pathlib import Path
@@ -252,6 +251,8 @@ def _prompt_passphrase(confirm: bool) -> str:
         second = sys.stdin.readline().rstrip("\r\n") if confirm else first
         _check_passphrase_pair(first, second)
         return first
+    import getpass  # only when asked: it imports termios
+
     for attempt in range(1, PASSPHRASE_TRIES + 1):
         first = getpass.getpass("Passphrase: ")
         second = getpass.getpass("Repeat passphrase: ") if confirm else first

@@ -11,7 +11,6 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -142,11 +141,16 @@ _CONNECTION_FLAGS: dict[str, Any] = {
 }
 
 
-@dataclass(frozen=True)
 class Connection:
-    """The connection flags one command was given (None: not given)."""
+    """The connection flags one command was given (None: not given).
 
-    flags: dict[str, Any]
+    (A plain class: a dataclass costs a millisecond of every command's start-up.)
+    """
+
+    __slots__ = ("flags",)
+
+    def __init__(self, flags: dict[str, Any]) -> None:
+        self.flags = flags
 
     def settings(self, *, validate: bool = True) -> Settings:
         """Resolve them: see :func:`settings_from_flags`."""

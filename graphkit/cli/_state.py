@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
 
 __all__ = ["STATE", "interrupted"]
 
 
-@dataclass
 class _State:
-    debug: bool = False  # --debug, wherever it was given
-    interrupted_shown: bool = False  # the one "interrupted" line has been printed
+    """The process's command-line state (a plain class: no dataclass cost at start-up)."""
+
+    def __init__(self) -> None:
+        self.debug = False  # --debug, wherever it was given
+        self.interrupted_shown = False  # the one "interrupted" line has been printed
 
 
 STATE = _State()
