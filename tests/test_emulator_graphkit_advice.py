@@ -3,7 +3,8 @@ emulator on a loopback address, and a tenant of `common` (AADSTS90010).
 
 The Graph side lives in graphkit/graph.py, the token side in graphkit/token_errors.py,
 the CA bundle's check in graphkit/settings.py; the loopback helpers they share in
-graphkit/transport.py."""
+graphkit/transport.py. (A refused loopback token endpoint is checked, for `token` and
+`query`, in tests/test_network_errors.py.)"""
 
 from __future__ import annotations
 
@@ -64,30 +65,6 @@ def test_a_remote_host_keeps_the_generic_advice() -> None:
     assert not transport.is_loopback("10.0.0.1")
     assert not transport.connection_refused(TimeoutError("timed out"))
     assert transport.connection_refused(ConnectionRefusedError(111, "Connection refused"))
-
-
-def test_refused_loopback_token_endpoint_names_the_emulator(
-    tmp_path: Path, refused_port: int
-) -> None:
-    ident = make_identity(tmp_path / "ident")
-    dead = f"https://127.0.0.1:{refused_port}"
-    env = child_env(
-        tmp_path / "home",
-        AZURE_TENANT_ID=TENANT,
-        AZURE_CLIENT_ID=CLIENT_ID,
-        AZURE_CLIENT_CERTIFICATE_PATH=str(ident.combined),
-        AZURE_AUTHORITY_HOST=dead,
-        GRAPHKIT_GRAPH_URL=dead,
-    )
-    proc = subprocess.run(
-        [sys.executable, "-m", "graphkit", "token"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert proc.returncode == ExitCode.NETWORK, proc.stderr
-    assert f"nothing is listening at {dead}: if it is the graphkit emulator" in proc.stderr
 
 
 @pytest.mark.filterwarnings("ignore:Using /common or /organizations authority")

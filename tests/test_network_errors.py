@@ -53,6 +53,8 @@ def test_unreachable_authority_exits_network(
     [line] = _errors(proc.stderr)
     assert line.startswith("graphkit: error: ")
     assert f"127.0.0.1:{port}" in line
+    # A refused loopback authority is most likely a stopped emulator: the advice says so.
+    assert f"nothing is listening at {dead}: if it is the graphkit emulator" in line
 
 
 def test_graph_connection_failures_exit_network(
