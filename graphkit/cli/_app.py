@@ -1,10 +1,12 @@
 """The ``graphkit`` application: assembles the command groups and maps errors.
 
-This is the one place where exceptions become a one-line message and an exit status
-(:class:`GraphkitGroup`): those raised by a command (:meth:`GraphkitGroup.invoke`) and
-those raised while the root group itself parses (``graphkit --bogus``, an unknown
-command: :meth:`GraphkitGroup.main`). Sub-modules register commands and import their
-heavy dependencies inside the command bodies, so ``graphkit --help`` stays fast.
+Exceptions become a one-line message and an exit status in :class:`GraphkitGroup`,
+through :func:`graphkit.cli._report.conclude` (which the direct path,
+:mod:`graphkit.cli._direct`, shares): those raised by a command
+(:meth:`GraphkitGroup.invoke`) and those raised while the root group itself parses
+(``graphkit --bogus``, an unknown command: :meth:`GraphkitGroup.main`). Sub-modules
+register commands and import their heavy dependencies inside the command bodies, so
+``graphkit --help`` stays fast.
 """
 
 from __future__ import annotations
