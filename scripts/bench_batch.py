@@ -31,13 +31,12 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
-from _bench import record  # noqa: E402
+from _bench import graphkit_env, make_identity, record, serve  # noqa: E402
 
 ITEMS = int(os.environ.get("BENCH_BATCH_ITEMS", "10000"))
 BUDGET = int(os.environ.get("BENCH_BATCH_BUDGET", "500"))  # RU per window
@@ -60,19 +59,6 @@ print(json.dumps({"items": len(urls), "ok": ok, "seconds": seconds}))
 """
 
 
-def _serve(users: int, certificate: Path) -> tuple[subprocess.Popen[str], dict[str, Any]]:
-    """The emulator in a process of its own, throttling budget on."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "graphkit", "emulator", "serve", "--json", "--users",
-         str(users), "--certificate", str(certificate), "--throttle", str(BUDGET),
-         "--throttle-window", str(WINDOW)],
-        stdout=subprocess.PIPE,
-        text=True,
-    )  # fmt: skip
-    assert proc.stdout is not None
-    return proc, json.loads(proc.stdout.readline())
-
-
 def _check(output: str, expected: dict[str, str]) -> tuple[int, int, int, int]:
     """(answered once with the right user, missing, duplicated, wrong) over the output."""
     seen: dict[str, int] = {}
@@ -92,31 +78,17 @@ def _check(output: str, expected: dict[str, str]) -> tuple[int, int, int, int]:
 
 
 def main() -> int:
-    from graphkit import crypto
-
     graphkit_bin = str(Path(sys.executable).with_name("graphkit"))
     with tempfile.TemporaryDirectory(prefix="graphkit-bench-") as tmp:
         work = Path(tmp)
-        key = crypto.generate_private_key(2048)
-        cert = crypto.self_sign(key, crypto.parse_subject(cn="graphkit-bench"))
-        pem = work / "bench.pem"
-        pem.write_bytes(crypto.dump_combined_pem(key, cert))
-        pem.chmod(0o600)
-        crt = work / "bench.crt"
-        crt.write_bytes(crypto.dump_certificate(cert))
-        proc, info = _serve(ITEMS, crt)
+        _, _, pem, crt = make_identity(work)
+        # The emulator in a process of its own, its throttling budget on.
+        proc, info = serve(
+            "--users", str(ITEMS), "--certificate", str(crt), "--throttle", str(BUDGET),
+            "--throttle-window", str(WINDOW),
+        )  # fmt: skip
         try:
-            env = {k: v for k, v in os.environ.items() if not k.startswith(("AZURE_", "GRAPHKIT_"))}
-            env.update(
-                GRAPHKIT_HOME=str(work / "home"),
-                AZURE_TENANT_ID=info["tenant"]["id"],
-                AZURE_CLIENT_ID=info["app"]["client_id"],
-                AZURE_CLIENT_CERTIFICATE_PATH=str(pem),
-                AZURE_AUTHORITY_HOST=info["authority_host"],
-                GRAPHKIT_GRAPH_URL=info["graph_url"],
-                GRAPHKIT_CA_BUNDLE=info["ca_bundle"],
-                NO_COLOR="1",
-            )
+            env = graphkit_env(info, pem, work / "home")
             # The users' ids (graphkit itself pages them: a few RU), one item per user.
             ids = subprocess.run(
                 [graphkit_bin, "query", "/users", "--all", "--top", "999", "--select", "id",
