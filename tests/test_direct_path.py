@@ -16,7 +16,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import pytest
 from _auth_helpers import token_cache_file
@@ -25,7 +25,7 @@ from typer.testing import CliRunner
 from graphkit.cli import _direct, main
 from graphkit.cli import app as cli_app
 from graphkit.cli import query as query_module
-from graphkit.cli._options import parameters
+from graphkit.cli._options import Option, parameters
 
 runner = CliRunner()
 
@@ -193,3 +193,14 @@ def test_a_warm_query_process_imports_no_typer_msal_cryptography_rich_or_pydanti
     assert json.loads(warm.stdout) == json.loads(cold.stdout)
     assert [r["kind"] for r in signed_in_env.emu.requests()] == ["graph"]
     assert sorted(loaded & set(NOT_ON_THE_WARM_PATH)) == []
+
+
+def test_an_option_with_anything_but_help_settings_is_left_to_typer() -> None:
+    def command(
+        days: Annotated[int, Option("--days", help="Days.", min=1)] = 5,
+        name: Annotated[str | None, Option("--name", help="A name.")] = None,
+    ) -> None: ...
+
+    params = parameters(command)
+    assert _direct.parse(params, ["--name", "x"]) == {"days": 5, "name": "x"}
+    assert _direct.parse(params, ["--days", "3"]) is None  # min=1 is Typer's to check

@@ -58,6 +58,11 @@ def run(argv: list[str]) -> None:
     conclude(call, debug=debug)
 
 
+# Declaration settings that change only the help, never a value: anything else (a
+# callback, envvar, min/max, exists...) leaves the command line to Typer.
+_PLAIN_SETTINGS = frozenset({"help", "show_default", "metavar", "hidden", "rich_help_panel"})
+
+
 class _Unsure(Exception):
     """The command line is not one this path understands: Typer runs it."""
 
@@ -125,12 +130,8 @@ def _parse(params: list[Param], args: list[str]) -> dict[str, Any]:
 
 def _kind(p: Param) -> tuple[bool, Any]:
     """(takes a list, the type of one value) for a parameter this path can convert."""
-    settings = p.declaration.settings
-    if any(
-        settings.get(key) not in (None, False)
-        for key in ("callback", "envvar", "is_eager", "parser", "click_type", "min", "max")
-    ):
-        raise _Unsure
+    if not set(p.declaration.settings) <= _PLAIN_SETTINGS:
+        raise _Unsure  # a callback, an envvar, bounds, a path check...: Typer's to apply
     typ = p.typ
     args = [a for a in typing.get_args(typ) if a is not type(None)]
     if args and typing.get_origin(typ) in (typing.Union, type(int | None)):
