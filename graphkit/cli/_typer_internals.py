@@ -28,6 +28,7 @@ from typing import Annotated, Any, get_args
 
 import typer
 from typer.core import TyperCommand
+from typer.models import CommandInfo
 
 from graphkit.cli._options import CONVERTERS as _CONVERTERS
 from graphkit.cli._options import REQUIRED, Option, parameters
@@ -127,16 +128,49 @@ def for_typer(func: Callable[..., Any]) -> Callable[..., Any]:
 
 class GraphkitTyper(typer.Typer):
     """A Typer application whose commands may declare their options with
-    :mod:`graphkit.cli._options` (see :func:`for_typer`)."""
+    :mod:`graphkit.cli._options` (see :func:`for_typer`).
+
+    The conversion waits until Typer builds the command (it reads the registered
+    ``CommandInfo.callback``): registering a dozen commands stays cheap, and ``graphkit
+    --help`` or one command converts only what it builds.
+    """
 
     def command(self, *args: Any, **kwargs: Any) -> Callable[[Callable[..., Any]], Any]:
         register = super().command(*args, **kwargs)
 
         def decorator(func: Callable[..., Any]) -> Any:
-            register(for_typer(func))
+            register(func)
+            info = self.registered_commands[-1]
+            raw = info.__dict__.pop("callback")
+            info.__class__ = LazyCommandInfo
+            info.callback = raw
             return func
 
         return decorator
+
+
+class LazyCommandInfo(CommandInfo):
+    """A registered command whose callback is converted (:func:`for_typer`) when first
+    read, that is when Typer builds the command."""
+
+    raw_callback: Any = None
+    converted: Any = None
+
+    @property
+    def callback(self) -> Any:
+        if self.converted is None and self.raw_callback is not None:
+            self.converted = for_typer(self.raw_callback)
+        return self.converted
+
+    @callback.setter
+    def callback(self, value: Any) -> None:
+        self.raw_callback = value
+        self.converted = None
+
+
+def _declared(info: Any) -> Any:
+    """A registered command's own function, its declarations unconverted."""
+    return getattr(info, "raw_callback", None) or info.callback
 
 
 def _plain_converter(desc: Any) -> Callable[[Any], Any] | None:
@@ -322,7 +356,7 @@ def _command_word(argv: list[str]) -> str | None:
 def _command_name(info: Any) -> str:
     from typer.main import get_command_name
 
-    return str(info.name or get_command_name(info.callback.__name__))
+    return str(info.name or get_command_name(_declared(info).__name__))
 
 
 def _group_name(info: Any) -> str | None:
@@ -348,7 +382,7 @@ def _listing_stub(info: Any, command_info: Any, *, group: bool = False) -> Any:
     else:
         solved = info
         name = _command_name(info)
-        text = info.help if info.help is not None else inspect.getdoc(info.callback)
+        text = info.help if info.help is not None else inspect.getdoc(_declared(info))
     return command_info(
         name=name,
         callback=_listed_only,
