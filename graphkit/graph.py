@@ -477,6 +477,13 @@ class GraphClient:
         """Get a new token now, bypassing the credential's cache (``--force-refresh``)."""
         self._bearer(force_refresh=True)
 
+    def token_claims(self) -> dict[str, Any]:
+        """The claims of the token the next request carries (got now if need be), decoded
+        without verification; {} for an opaque token. Nothing is sent to Graph."""
+        self._bearer()
+        claims = getattr(self._access, "claims", None)
+        return dict(claims) if isinstance(claims, dict) else {}
+
     def _bearer(self, *, force_refresh: bool = False) -> str:
         access = self._access
         if force_refresh or access is None or self._now() >= self._renew_at:
