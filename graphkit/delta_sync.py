@@ -144,6 +144,11 @@ class DeltaSync:
             "path": parts.path,
             "params": {k.lower(): v for k, v in sorted(merged.items(), key=lambda kv: kv[0])},
         }
+        from graphkit.files import check_directory, check_output
+
+        # A name the file system cannot take is refused now, not after a whole round.
+        check_directory(self.state_file.parent, "the delta state file's directory")
+        check_output(self.state_file, force=True)
         self._profile = profile
         self._tenant = tenant.lower() if tenant else None
         self._client_id = client_id.lower() if client_id else None
