@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from graphkit.cli import _connection
+from graphkit.cli import _connection, _delta
 from graphkit.cli._common import stderr_line, warn
 from graphkit.cli._typer_internals import LeanCommand
 from graphkit.errors import UsageError
@@ -299,6 +299,8 @@ def query(
     output_format: OutputOpt = None,
     expression: QueryOpt = None,
     force_refresh: _connection.ForceRefreshOpt = False,
+    delta_state: _delta.DeltaStateOpt = None,
+    delta_reset: _delta.DeltaResetOpt = False,
     *,
     connection: _connection.Connection,
 ) -> None:
@@ -322,6 +324,8 @@ def query(
         raise UsageError(f"--max-items {max_items} is not a positive number", "use 1 or more")
     params = _params(select, filter_, top, search, orderby, expand, count)
     headers = _headers(header)
+    if delta_state is not None or delta_reset:
+        _delta.check_options(delta_state, delta_reset, path, max_items=max_items)
     follow = all_ or max_items is not None
     # Progress only when it cannot garble the data: stderr is a terminal, and stdout is
     # not that terminal receiving a stream (a table's rows and the progress line take
@@ -342,18 +346,32 @@ def query(
         if force_refresh:
             client.refresh_token()
         try:
-            _render(
-                client,
-                path,
-                params,
-                headers,
-                follow=follow,
-                max_items=max_items,
-                fmt=fmt,
-                expression=expression,
-                select=select,
-                progress=progress,
-            )
+            if delta_state is not None:
+                _delta.render(
+                    client,
+                    path,
+                    params,
+                    headers,
+                    state_file=delta_state,
+                    reset=delta_reset,
+                    settings=settings,
+                    fmt=fmt,
+                    expression=expression,
+                    select=select,
+                )
+            else:
+                _render(
+                    client,
+                    path,
+                    params,
+                    headers,
+                    follow=follow,
+                    max_items=max_items,
+                    fmt=fmt,
+                    expression=expression,
+                    select=select,
+                    progress=progress,
+                )
             sys.stdout.flush()
         except BrokenPipeError:
             # `graphkit query ... | head`: stop quietly; keep the interpreter's final
