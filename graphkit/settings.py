@@ -709,6 +709,8 @@ def resolve_settings(
     profile: str | None = None,
     overrides: Mapping[str, Any] | None = None,
     env: Mapping[str, str] | None = None,
+    *,
+    no_profile: bool = False,
 ) -> Settings:
     """Merge flags (``overrides``) > environment > profile, recording each source.
 
@@ -720,6 +722,8 @@ def resolve_settings(
             ``passphrase_file``, ``cloud``, ``authority_host``, ``graph_url``,
             ``ca_bundle``); None values are ignored.
         env: the environment (default ``os.environ``).
+        no_profile: read no profile at all (not even the default one): for a profile
+            that is about to be made (``app create``).
 
     Returns:
         Settings with values normalised; formats are checked, files are not (see
@@ -731,7 +735,9 @@ def resolve_settings(
     env = _env(env)
     path = config_path(env)
     data = read_config(path)
-    name, profile_source, prof = _select_profile(profile, env, data, path)
+    name, profile_source, prof = (
+        (None, "default", {}) if no_profile else _select_profile(profile, env, data, path)
+    )
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None and v != ""}
     unknown = [k for k in overrides if k not in PROFILE_KEYS and k != "passphrase"]
     if unknown:
