@@ -98,6 +98,22 @@ def _create(emu: Any, *more: str, name: str = "reports") -> list[str]:
     ]
 
 
+def _finish(client_id: str, profile: str, *more: str) -> list[str]:
+    """app create --client-id: finish an existing app (hosts from the profile)."""
+    return [
+        "app",
+        "create",
+        "--client-id",
+        client_id,
+        "--profile",
+        profile,
+        "--permission",
+        "User.Read.All",
+        "--json",
+        *more,
+    ]
+
+
 def _profile(home: Path, name: str) -> dict[str, Any] | None:
     path = home / "config.toml"
     if not path.exists():
@@ -197,19 +213,7 @@ def test_application_administrator_creates_then_a_privileged_role_administrator_
 
     emu.clear_requests()
     approver.will(_approve_as(emu, "pra"))
-    second = run_cli(
-        [
-            "app",
-            "create",
-            "--client-id",
-            app.client_id,
-            "--profile",
-            "reports",
-            "--permission",
-            "User.Read.All",
-            "--json",
-        ]
-    )
+    second = run_cli(_finish(app.client_id, "reports"))
     assert second.exit_code == 0, second.stderr
     out = second.json()["app"]
     assert not out["app_created"] and not out["certificate_added"]  # the profile's pair
@@ -224,19 +228,7 @@ def test_application_administrator_creates_then_a_privileged_role_administrator_
 
     # A third run grants nothing twice.
     approver.will(_approve_as(emu, "pra"))
-    third = run_cli(
-        [
-            "app",
-            "create",
-            "--client-id",
-            app.client_id,
-            "--profile",
-            "reports",
-            "--permission",
-            "User.Read.All",
-            "--json",
-        ]
-    )
+    third = run_cli(_finish(app.client_id, "reports"))
     assert third.exit_code == 0, third.stderr
     assert third.json()["app"]["granted"] == []
     assert third.json()["app"]["already_granted"] == ["User.Read.All"]
@@ -253,20 +245,9 @@ def test_client_id_of_an_app_without_the_certificate_adds_it_and_keeps_the_other
     emu.upload_certificate(app.client_id, identity(tmp_path, "other").cert)
     approver.will(_approve_as(emu, "ga"))
     result = run_cli(
-        [
-            "app",
-            "create",
-            "--client-id",
-            app.client_id,
-            "--profile",
-            "legacy",
-            "--tenant",
-            emu.default_tenant.domain,
-            *emulator_flags(emu),
-            "--permission",
-            "User.Read.All",
-            "--json",
-        ]
+        _finish(
+            app.client_id, "legacy", "--tenant", emu.default_tenant.domain, *emulator_flags(emu)
+        )
     )
     assert result.exit_code == 0, result.stderr
     out = result.json()
@@ -360,3 +341,41 @@ def test_dry_run_sends_nothing_to_graph_and_writes_nothing(
     assert body["dry_run"] is True
     assert [c["method"] for c in body["calls"]] == ["GET", "POST", "POST", "POST"]
     assert not [r for r in emu.requests() if r["kind"] in ("graph", "token")]
+
+
+def test_ctrl_c_once_the_app_exists_keeps_the_profile_and_says_how_to_finish(
+    graphkit_emulator: Any, home: Path, approver: Approver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    emu = graphkit_emulator
+    emu.create_account("pra", roles=["Privileged Role Administrator"])
+
+    def interrupt(client_id: str) -> Any:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(provisioning, "_create_sp_call", interrupt)  # Ctrl-C at that step
+    approver.will(_approve_as(emu, "pra"))
+    result = run_cli(_create(emu, "--permission", "User.Read.All"))
+    assert result.exit_code == ExitCode.INTERRUPTED
+    [app] = _apps_named(emu, "reports")
+    [line] = [ln for ln in result.stderr.splitlines() if ln.startswith("graphkit: error:")]
+    assert line.startswith("graphkit: error: interrupted: app " + app.client_id)
+    assert f"--client-id {app.client_id}" in line
+    profile = _profile(home, "reports")
+    assert profile is not None and Path(profile["private_key"]).exists()
+
+
+def test_ctrl_c_before_the_app_exists_leaves_no_file(
+    graphkit_emulator: Any, home: Path, approver: Approver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    emu = graphkit_emulator
+    emu.create_account("pra", roles=["Privileged Role Administrator"])
+
+    def interrupt(*args: Any) -> Any:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(provisioning, "_create_app_call", interrupt)
+    approver.will(_approve_as(emu, "pra"))
+    result = run_cli(_create(emu, "--permission", "User.Read.All"))
+    assert result.exit_code == ExitCode.INTERRUPTED
+    assert "no profile was saved and no key file left" in result.stderr
+    assert not all_files(home / "credentials") and _profile(home, "reports") is None

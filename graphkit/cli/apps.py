@@ -12,7 +12,7 @@ summary on stdout, and ``--dry-run`` the calls a run would make.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
@@ -98,6 +98,7 @@ class AppHooks(RichHooks):
     def __init__(self, console: Console, *, profile: str) -> None:
         super().__init__(console, interactive=False, yes=True, profile=profile)
         self.waiting_for = "the new service principal is not found yet"
+        self._shown: tuple[str, int] | None = None
 
     def show_code(self, code: DeviceCode) -> None:
         self._end_live_line()
@@ -108,7 +109,7 @@ class AppHooks(RichHooks):
         )
 
     def tick(self, left: float) -> None:
-        self._live(f"Waiting for the sign-in: the code expires in {_mmss(left)}")
+        self._live(f"Waiting for the sign-in: the code expires in {_mmss(left)}", 0)
 
     def waiting(self, retry_in: float, left: float, attempt: int) -> None:
         self._live(
@@ -117,17 +118,15 @@ class AppHooks(RichHooks):
             attempt,
         )
 
-    def _live(self, text: str, attempt: int | None = None) -> None:
+    def _live(self, text: str, attempt: int) -> None:
+        """One line rewritten in place on a terminal; on a pipe, once per attempt."""
         if self._tty:
             self.console.file.write("\r\x1b[2K" + text)
             self.console.file.flush()
             self._live_line = True
-        elif attempt is None or attempt != self._last_attempt:
-            if attempt is not None or not self._live_line:
-                self.console.print(text, soft_wrap=True, markup=False)
-            self._live_line = attempt is None  # a pipe: the sign-in's wait said once
-        if attempt is not None:
-            self._last_attempt = attempt
+        elif (self.waiting_for, attempt) != self._shown:
+            self.console.print(text, soft_wrap=True, markup=False)
+        self._shown = (self.waiting_for, attempt)
 
 
 def _default_profile(name: str | None) -> str:
@@ -305,22 +304,47 @@ def create(
             fmt=fmt,
         )
         return
-    _run(
-        console,
-        hooks,
-        settings,
-        name=name,
-        permissions=permissions,
-        profile=profile,
-        values=values,
-        admin_client_id=admin_client_id,
-        client_id=client_id,
-        days=days,
-        wait=wait,
-        pair=pair,
-        directory=directory,
-        fmt=fmt,
-    )
+    try:
+        _run(
+            console,
+            hooks,
+            settings,
+            name=name,
+            permissions=permissions,
+            profile=profile,
+            values=values,
+            admin_client_id=admin_client_id,
+            client_id=client_id,
+            days=days,
+            wait=wait,
+            pair=pair,
+            directory=directory,
+            fmt=fmt,
+        )
+    except KeyboardInterrupt:
+        _interrupted(hooks, profile)
+
+
+def _interrupted(hooks: AppHooks, profile: str) -> NoReturn:
+    """Ctrl-C: one line saying what was kept, then exit 130."""
+    from graphkit.cli._state import interrupted
+    from graphkit.errors import ExitCode
+
+    hooks._end_live_line()
+    if hooks.saved_profile:
+        from graphkit import onboarding
+
+        client = (onboarding.stored_profile(profile) or {}).get("client_id")
+        interrupted(
+            f"app {client} exists and profile {profile} holds its key: `graphkit app create "
+            f"--profile {profile} --client-id {client} --permission ...` finishes it"
+        )
+    else:
+        interrupted(
+            "no profile was saved and no key file left; if the sign-in had finished, check "
+            "the tenant's app registrations for the app before running again"
+        )
+    raise typer.Exit(int(ExitCode.INTERRUPTED))
 
 
 def _run(
