@@ -447,9 +447,10 @@ def provision(
         outcome.service_principal_id = str(sp["id"])
         granted: set[str] = set()
     else:
-        _finish_existing(client, client_id, key, outcome, step, wait_for)
+        _existing_app(client, client_id, key, outcome, step)
         if on_app is not None:
             on_app(outcome)
+        _service_principal(client, client_id, outcome, step, wait_for)
         assert outcome.service_principal_id is not None
         sp_id = outcome.service_principal_id
         body = wait_for(lambda: _send(client, _assignments_call(sp_id)))
@@ -476,15 +477,14 @@ def provision(
     return outcome
 
 
-def _finish_existing(
+def _existing_app(
     client: GraphClient,
     client_id: str,
     key: dict[str, Any],
     outcome: Outcome,
     step: Callable[[str], None],
-    wait_for: Callable[[Callable[[], Any]], Any],
 ) -> None:
-    """Find the app, add the certificate if missing, find or create its service principal."""
+    """Find the app; add the certificate when it lacks it (keeping every other one)."""
     try:
         app = _send(client, _find_app_call(client_id))
     except NotFoundError:
@@ -507,6 +507,16 @@ def _finish_existing(
     else:
         step(f"The certificate is on app {client_id} already")
 
+
+def _service_principal(
+    client: GraphClient,
+    client_id: str,
+    outcome: Outcome,
+    step: Callable[[str], None],
+    wait_for: Callable[[Callable[[], Any]], Any],
+) -> None:
+    """Find the app's service principal, or create it."""
+
     def find() -> dict[str, Any] | None:
         body = _send(client, _find_sp_call(client_id))
         items = body.get("value") if isinstance(body, dict) else None
@@ -521,14 +531,23 @@ def _finish_existing(
         except GraphError as exc:
             if not (exc.status == 400 and exc.code == _SP_IN_USE):
                 raise _refused(
-                    exc, "creating the service principal", CREATE_ROLES, outcome
+                    exc,
+                    "creating the service principal",
+                    CREATE_ROLES,
+                    outcome,
+                    note="if it was created moments ago it may not be found yet: then wait a "
+                    "minute and run this again",
                 ) from None
 
             # It exists, but is not found yet (created moments ago): wait for it.
             def found() -> dict[str, Any]:
                 got = find()
                 if got is None:
-                    raise NotFoundError(f"service principal of {client_id} {_NOT_PRESENT}")
+                    raise NotFoundError(
+                        f"the service principal of app {client_id} {_NOT_PRESENT}",
+                        "wait a minute and run this again",
+                        status=404,
+                    )
                 return got
 
             sp = wait_for(found)
@@ -573,8 +592,7 @@ def holdings(outcome: Outcome) -> str:
         f"app {outcome.display_name!r} (client id {outcome.client_id}, object id "
         f"{outcome.object_id})"
     )
-    have = "created" if outcome.app_created else "found"
-    parts = [f"the tenant holds the {have} {what}"]
+    parts = [f"the tenant holds {what}" + (", created now" if outcome.app_created else "")]
     if outcome.service_principal_id:
         parts.append(f"its service principal {outcome.service_principal_id}")
     else:
@@ -585,10 +603,10 @@ def holdings(outcome: Outcome) -> str:
 
 
 def _refused(
-    exc: GraphError, doing: str, roles: tuple[str, ...], outcome: Outcome
+    exc: GraphError, doing: str, roles: tuple[str, ...], outcome: Outcome, note: str = ""
 ) -> GraphkitError:
     """``exc`` said with the directory role ``doing`` needs (on a 403) and what the
-    tenant now holds, with the re-run that finishes the job."""
+    tenant now holds, with the re-run that finishes the job (and ``note``)."""
     state = holdings(outcome)
     rerun = (
         f"; re-running with --client-id {outcome.client_id} finishes it without creating a "
@@ -604,6 +622,8 @@ def _refused(
     else:
         message = f"{doing} failed: {exc.message} ({state})"
         hint = (exc.hint or "retry") + rerun
+    if note:
+        hint = f"{hint}; {note}"
     return type(exc)(
         message,
         hint,

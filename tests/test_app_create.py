@@ -379,3 +379,36 @@ def test_ctrl_c_before_the_app_exists_leaves_no_file(
     assert result.exit_code == ExitCode.INTERRUPTED
     assert "no profile was saved and no key file left" in result.stderr
     assert not all_files(home / "credentials") and _profile(home, "reports") is None
+
+
+def test_client_id_waits_for_a_service_principal_created_moments_ago(
+    graphkit_emulator: Any, home: Path, approver: Approver, waits: FakeTime
+) -> None:
+    from graphkit.settings import Settings
+
+    emu = graphkit_emulator
+    emu.create_account("ga", roles=["Global Administrator"])
+    # Someone made the app and its service principal a moment ago (through Graph).
+    settings = Settings(
+        tenant=emu.default_tenant.domain,
+        authority_host=emu.authority_host,
+        graph_url=emu.graph_url,
+        ca_bundle=str(emu.ca_bundle),
+    )
+    admin = admin_signin.sign_in(
+        settings, on_code=lambda code: emu.approve_device_code(code.user_code, "ga")
+    )
+    with admin_signin.graph_client(settings, admin) as graph:
+        made = graph.request("POST", "/applications", json_body={"displayName": "half"})
+        emu.settings(service_principal_delay=100)
+        graph.request("POST", "/servicePrincipals", json_body={"appId": made["appId"]})
+    approver.will(_approve_as(emu, "ga"))
+    result = run_cli(
+        _finish(made["appId"], "half", "--tenant", emu.default_tenant.domain, *emulator_flags(emu))
+    )
+    assert result.exit_code == 0, result.stderr
+    out = result.json()["app"]
+    assert not out["service_principal_created"] and out["certificate_added"]
+    assert out["granted"] == ["User.Read.All"] and out["waited_seconds"] >= 1
+    assert "the new service principal is not found yet" in result.stderr
+    assert result.json()["smoke_test"]["roles"] == ["User.Read.All"]
