@@ -453,7 +453,9 @@ def provision(
         _service_principal(client, client_id, outcome, step, wait_for)
         assert outcome.service_principal_id is not None
         sp_id = outcome.service_principal_id
-        body = wait_for(lambda: _send(client, _assignments_call(sp_id)))
+        body = wait_for(
+            lambda: _send(client, _assignments_call(sp_id), reading="the app's granted permissions")
+        )
         granted = {
             str(a.get("appRoleId"))
             for a in (body.get("value") or [] if isinstance(body, dict) else [])
@@ -486,7 +488,7 @@ def _existing_app(
 ) -> None:
     """Find the app; add the certificate when it lacks it (keeping every other one)."""
     try:
-        app = _send(client, _find_app_call(client_id))
+        app = _send(client, _find_app_call(client_id), reading=f"app {client_id}")
     except NotFoundError:
         raise NotFoundError(
             f"no app registration with client id {client_id} in this tenant",
@@ -518,7 +520,7 @@ def _service_principal(
     """Find the app's service principal, or create it."""
 
     def find() -> dict[str, Any] | None:
-        body = _send(client, _find_sp_call(client_id))
+        body = _send(client, _find_sp_call(client_id), reading="the app's service principal")
         items = body.get("value") if isinstance(body, dict) else None
         return dict(items[0]) if isinstance(items, list) and items else None
 

@@ -168,3 +168,15 @@ def test_conditional_access_advice(code: int) -> None:
     err = device_code_error(answer, Settings(tenant="contoso.onmicrosoft.com"), "x")
     assert "Conditional Access" in err.message and f"AADSTS{code}" in err.message
     assert "another administrator" in str(err.hint) and "device" in str(err.hint)
+
+
+def test_without_a_tenant_the_users_home_tenant_signs_in(graphkit_emulator: Any) -> None:
+    emu = graphkit_emulator
+    emu.create_account("ada", roles=["Application Administrator"])
+    settings = _settings(emu)
+    settings.tenant = None  # /organizations
+    admin = admin_signin.sign_in(
+        settings, on_code=lambda c: emu.approve_device_code(c.user_code, "ada")
+    )
+    assert admin.tenant_id == emu.default_tenant.id
+    assert any(r["path"].startswith("/organizations/") for r in emu.requests())
