@@ -207,6 +207,7 @@ def test_application_administrator_creates_then_a_privileged_role_administrator_
     assert app.client_id in error and app.object_id in error
     assert f"--client-id {app.client_id}" in error and "without creating a second app" in error
     assert "Traceback" not in first.stderr
+    _no_secret(first.stdout, first.stderr)
     assert emu.roles(app.client_id) == []
     profile = _profile(home, "reports")
     assert profile is not None and profile["client_id"] == app.client_id
@@ -412,3 +413,42 @@ def test_client_id_waits_for_a_service_principal_created_moments_ago(
     assert out["granted"] == ["User.Read.All"] and out["waited_seconds"] >= 1
     assert "the new service principal is not found yet" in result.stderr
     assert result.json()["smoke_test"]["roles"] == ["User.Read.All"]
+
+
+def test_dry_run_of_client_id_shows_the_conditional_calls(
+    graphkit_emulator: Any, home: Path
+) -> None:
+    emu = graphkit_emulator
+    client_id = emu.default_app.client_id
+    result = run_cli(
+        _finish(
+            client_id,
+            "work",
+            "--dry-run",
+            "--tenant",
+            emu.default_tenant.domain,
+            *emulator_flags(emu),
+        )
+    )
+    assert result.exit_code == 0, result.stderr
+    calls = result.json()["calls"]
+    assert [(c["method"], c["url"].split("/v1.0", 1)[1].split("?")[0]) for c in calls] == [
+        ("GET", "/servicePrincipals"),
+        ("GET", f"/applications(appId='{client_id}')"),
+        ("PATCH", "/applications/<the app's object id>"),
+        ("GET", "/servicePrincipals"),
+        ("POST", "/servicePrincipals"),
+        ("GET", "/servicePrincipals/<the app's service principal id>/appRoleAssignments"),
+        ("POST", "/servicePrincipals/<Microsoft Graph's service principal id>/appRoleAssignedTo"),
+    ]
+    assert [c["purpose"].startswith("only if") for c in calls] == [
+        False,
+        False,
+        True,
+        False,
+        True,
+        False,
+        True,
+    ]
+    assert not [r for r in emu.requests() if r["kind"] in ("graph", "token")]
+    assert not all_files(home)
