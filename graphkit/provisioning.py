@@ -568,14 +568,10 @@ def _send(client: GraphClient, call: GraphCall, *, reading: str | None = None) -
         return client.request(call.method, call.path, call.params, json_body=call.body)
     except GraphError as exc:
         if reading and exc.status == 403:
-            raise type(exc)(
+            raise exc.restated(
                 f"reading {reading} was refused ({exc.message})",
                 "the sign-in needs the delegated permission Application.Read.All (or "
                 "Application.ReadWrite.All) consented for its client",
-                status=exc.status,
-                code=exc.code,
-                request_id=exc.request_id,
-                client_request_id=exc.client_request_id,
             ) from None
         raise
 
@@ -626,11 +622,4 @@ def _refused(
         hint = (exc.hint or "retry") + rerun
     if note:
         hint = f"{hint}; {note}"
-    return type(exc)(
-        message,
-        hint,
-        status=exc.status,
-        code=exc.code,
-        request_id=exc.request_id,
-        client_request_id=exc.client_request_id,
-    )
+    return exc.restated(message, hint)
