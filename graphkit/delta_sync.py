@@ -307,14 +307,7 @@ class DeltaSync:
         else:
             message = f"Graph reset the delta round while it was being read ({what})"
             hint = "run the command again"
-        return DeltaStateExpiredError(
-            message,
-            hint,
-            status=exc.status,
-            code=exc.code,
-            request_id=exc.request_id,
-            client_request_id=exc.client_request_id,
-        )
+        return exc.restated(message, hint, DeltaStateExpiredError)
 
 
 def _show(key: str, value: Any) -> str:

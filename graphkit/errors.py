@@ -11,6 +11,7 @@ from __future__ import annotations
 import enum
 import functools
 import re
+import typing
 
 __all__ = [
     "AuthError",
@@ -154,6 +155,9 @@ class NetworkError(GraphkitError):
     exit_code = ExitCode.NETWORK
 
 
+_E = typing.TypeVar("_E", bound="GraphError")
+
+
 class GraphError(GraphkitError):
     """A Graph call failed; carries the HTTP status, Graph's error code and request ids."""
 
@@ -173,6 +177,24 @@ class GraphError(GraphkitError):
         self.code = redact(code) if code else code
         self.request_id = redact(request_id) if request_id else request_id
         self.client_request_id = redact(client_request_id) if client_request_id else None
+
+    @typing.overload
+    def restated(self: _E, message: str, hint: str | None) -> _E: ...
+    @typing.overload
+    def restated(self, message: str, hint: str | None, cls: type[_E]) -> _E: ...
+    def restated(
+        self, message: str, hint: str | None, cls: type[GraphError] | None = None
+    ) -> GraphError:
+        """This error in other words (as ``cls``, default its own class), keeping its
+        status, Graph's code and the request ids."""
+        return (cls or type(self))(
+            message,
+            hint,
+            status=self.status,
+            code=self.code,
+            request_id=self.request_id,
+            client_request_id=self.client_request_id,
+        )
 
 
 class PermissionDeniedError(GraphError):

@@ -47,6 +47,7 @@ __all__ = [
     "PROFILE_KEYS",
     "Settings",
     "check_client_id",
+    "check_object_id",
     "check_profile_name",
     "check_tenant",
     "config_dir",
@@ -95,6 +96,7 @@ DEFAULT_CLOUD = "global"
 PROFILE_KEYS = (
     "tenant",
     "client_id",
+    "object_id",
     "certificate",
     "private_key",
     "passphrase_file",
@@ -183,6 +185,29 @@ def check_client_id(value: str | None) -> str:
         raise ConfigError(
             f"client id {text!r} is not a GUID",
             "use the Application (client) ID from the app registration's Overview page",
+        )
+    return text.lower()
+
+
+def check_object_id(value: str | None) -> str:
+    """The application's OBJECT id (not its client id), a GUID, stripped and lower-cased.
+
+    ``addKey``/``removeKey`` proofs and ``/applications/{id}`` name the app by it
+    (PROTOCOL.md §6, §9); the portal shows it on the app's Overview page as "Object ID".
+
+    Raises:
+        ConfigError: empty, or not a GUID.
+    """
+    text = (value or "").strip()
+    if not text:
+        raise ConfigError(
+            "no object id given",
+            "give the app's Object ID (the app registration's Overview page, \"Object ID\")",
+        )
+    if not is_guid(text):
+        raise ConfigError(
+            f"object id {text!r} is not a GUID",
+            "use the Object ID from the app registration's Overview page (not its client id)",
         )
     return text.lower()
 
@@ -483,6 +508,7 @@ class Settings:
     profile: str | None = None
     tenant: str | None = None
     client_id: str | None = None
+    object_id: str | None = None  # the application object's id (app create saves it)
     certificate: Path | None = None
     private_key: Path | None = None
     passphrase: bytes | None = field(default=None, repr=False)
@@ -527,6 +553,7 @@ class Settings:
         for name in (
             "tenant",
             "client_id",
+            "object_id",
             "certificate",
             "private_key",
             "cloud",
@@ -623,6 +650,9 @@ def check_values(values: Mapping[str, Any], where: str = "settings") -> None:
     client_id = values.get("client_id")
     if client_id is not None:
         check_client_id(str(client_id))
+    object_id = values.get("object_id")
+    if object_id is not None:
+        check_object_id(str(object_id))
     if values.get("cloud") is not None:
         normalize_cloud(str(values["cloud"]))
     if values.get("authority_host") is not None:
@@ -679,6 +709,8 @@ def resolve_settings(
     profile: str | None = None,
     overrides: Mapping[str, Any] | None = None,
     env: Mapping[str, str] | None = None,
+    *,
+    no_profile: bool = False,
 ) -> Settings:
     """Merge flags (``overrides``) > environment > profile, recording each source.
 
@@ -690,6 +722,8 @@ def resolve_settings(
             ``passphrase_file``, ``cloud``, ``authority_host``, ``graph_url``,
             ``ca_bundle``); None values are ignored.
         env: the environment (default ``os.environ``).
+        no_profile: read no profile at all (not even the default one): for a profile
+            that is about to be made (``app create``).
 
     Returns:
         Settings with values normalised; formats are checked, files are not (see
@@ -701,7 +735,9 @@ def resolve_settings(
     env = _env(env)
     path = config_path(env)
     data = read_config(path)
-    name, profile_source, prof = _select_profile(profile, env, data, path)
+    name, profile_source, prof = (
+        (None, "default", {}) if no_profile else _select_profile(profile, env, data, path)
+    )
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None and v != ""}
     unknown = [k for k in overrides if k not in PROFILE_KEYS and k != "passphrase"]
     if unknown:
@@ -754,6 +790,8 @@ def resolve_settings(
         settings.tenant = checked("tenant", check_tenant)
     if "client_id" in raw:
         settings.client_id = checked("client_id", check_client_id)
+    if "object_id" in raw:
+        settings.object_id = checked("object_id", check_object_id)
     for key in ("certificate", "private_key"):
         if key in raw:
             setattr(settings, key, Path(str(raw[key])).expanduser())

@@ -178,6 +178,35 @@ def test_application_administrator_creates_but_cannot_grant(emu: Any, tmp_path: 
     assert emu.roles(created.json()["appId"]) == ["User.Read.All"]
 
 
+def test_app_role_assignments_list_what_the_service_principal_was_granted(
+    emu: Any, tmp_path: Path
+) -> None:
+    cert = identity(tmp_path, "new-app")
+    emu.create_account("pra", roles=["Privileged Role Administrator"])
+    token = signin(emu, "pra")
+    created = graph(emu, "/v1.0/applications", token, method="POST", json=_create_body(cert.cert))
+    app_id = created.json()["appId"]
+    emu.settings(service_principal_delay=30)
+    sp_id = graph(emu, "/v1.0/servicePrincipals", token, method="POST", json={"appId": app_id})
+    sp_id = sp_id.json()["id"]
+    path = f"/v1.0/servicePrincipals/{sp_id}/appRoleAssignments"
+    # Not found until the new service principal has replicated.
+    assert graph(emu, path, token).status_code == 404
+    emu.advance(30)
+    assert graph(emu, path, token).json()["value"] == []
+    graph_sp = _graph_sp(emu, token)
+    grant = _grant(emu, token, graph_sp, sp_id, "User.Read.All")
+    assert grant.status_code == 201
+    [listed] = graph(emu, path, token).json()["value"]
+    assert listed["id"] == grant.json()["id"]
+    assert listed["appRoleId"] == USER_READ_ALL
+    assert listed["principalId"] == sp_id and listed["resourceId"] == graph_sp["id"]
+    assert listed["principalType"] == "ServicePrincipal"
+    # Application.Read.All or more is needed to read them.
+    narrow = signin(emu, "pra", ["User.Read"])
+    assert graph(emu, path, narrow).status_code == 403
+
+
 def test_who_may_create_apps_and_service_principals(emu: Any, tmp_path: Path) -> None:
     cert = identity(tmp_path, "new-app")
     emu.create_account("plain")

@@ -53,6 +53,13 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
         "--client-id 00000000-0000-0000-0000-000000000000 --no-test -o json",
         "graphkit init --profile reports --yes",
     ),
+    "app create": (
+        "graphkit app create --name reports --permission User.Read.All "
+        "--tenant contoso.onmicrosoft.com",
+        "graphkit app create --name reports --permission User.Read.All --dry-run",
+        "graphkit app create --profile reports --client-id 00000000-0000-0000-0000-000000000000 "
+        "--permission User.Read.All",
+    ),
     "demo": (
         "graphkit demo",
         "graphkit demo --home ./graphkit-demo --propagation-delay 5",

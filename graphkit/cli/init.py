@@ -366,6 +366,32 @@ def _interactive() -> bool:
         return False
 
 
+def connection_values(
+    console: Console, connection: dict[str, str | None], stored: dict[str, Any]
+) -> dict[str, str]:
+    """The hosts, cloud and CA bundle a new or updated profile stores: the flags, else
+    the profile's, else the environment's (said on ``console``: nothing asks for them),
+    so that the profile works, and is tested, on its own."""
+    import os
+
+    from graphkit import settings as profiles
+
+    values = {k: v for k, v in connection.items() if v}
+    if "cloud" in values:
+        values["cloud"] = profiles.normalize_cloud(values["cloud"])
+    for key in ("cloud", "authority_host", "graph_url", "ca_bundle"):
+        if key not in values and stored.get(key):
+            values[key] = stored[key]
+    for key, var in _CONNECTION_ENV.items():
+        value = os.environ.get(var, "").strip()
+        if key not in values and value:
+            values[key] = profiles.normalize_cloud(value) if key == "cloud" else value
+            console.print(f"  Saving {key} = {_esc(value)} (from {var}) in the profile.")
+    if values.get("ca_bundle"):
+        values["ca_bundle"] = str(Path(values["ca_bundle"]).expanduser().resolve())
+    return values
+
+
 def build_request(
     console: Console,
     *,
@@ -441,23 +467,7 @@ def build_request(
             "[yellow]warning:[/] the PFX will not be protected by a passphrase "
             "(give --passphrase-file); it is written with mode 0600"
         )
-    values = {k: v for k, v in connection.items() if v}
-    if "cloud" in values:
-        values["cloud"] = profiles.normalize_cloud(values["cloud"])
-    for key in ("cloud", "authority_host", "graph_url", "ca_bundle"):
-        if key not in values and stored.get(key):
-            values[key] = stored[key]
-    # Hosts and CA from the environment (nothing asks for them) go into the profile, so
-    # that the profile init saves, and tests without the environment, works on its own.
-    import os
-
-    for key, var in _CONNECTION_ENV.items():
-        value = os.environ.get(var, "").strip()
-        if key not in values and value:
-            values[key] = profiles.normalize_cloud(value) if key == "cloud" else value
-            console.print(f"  Saving {key} = {_esc(value)} (from {var}) in the profile.")
-    if values.get("ca_bundle"):
-        values["ca_bundle"] = str(Path(values["ca_bundle"]).expanduser().resolve())
+    values = connection_values(console, connection, stored)
     return onboarding.InitRequest(
         tenant=tenant,
         client_id=client_id,

@@ -1175,6 +1175,12 @@ ROUTES: list[Route] = [
         applications.h_app_role_assigned_to,
         "graph",
     ),
+    _r(
+        "GET",
+        f"{_V}/servicePrincipals/(?P<key>[^/]+)/appRoleAssignments",
+        applications.h_app_role_assignments,
+        "graph",
+    ),
     _r("POST", f"{_V}/\\$batch", h_batch, "graph"),
     _r("GET", "/_emulator/?", a_info, "admin"),
     _r("GET", "/_emulator/requests", a_requests, "admin"),
