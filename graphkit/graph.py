@@ -593,21 +593,53 @@ class GraphClient:
         path: str,
         params: Mapping[str, Any] | None = None,
         headers: Mapping[str, str] | None = None,
-    ) -> tuple[str, dict[str, str]]:
-        """The full URL and the headers :meth:`send` would send, without a token, and
-        without sending anything (``graphkit query --dry-run``). The Authorization
-        header is shown as ``Bearer ***``."""
+        *,
+        data: bytes | None = None,
+    ) -> requests.PreparedRequest:
+        """The request :meth:`send` would send first, built but not sent and without a
+        token: its ``Authorization`` header reads ``Bearer ***`` (``query --dry-run``).
+
+        Nothing goes over the network, to Graph or to the token endpoint.
+        """
+        import requests
+
         url = self.url(path)
         self._check_origin(url, "the URL")
         headers = check_headers(headers)
         if method.upper() == "GET":
             params, headers = advanced_query(url, params, headers)
         query = encode_params(params)
-        if query:
-            url = f"{url}{'&' if '?' in url else '?'}{query}"
-        hdrs = self._headers("(generated per request)", 1, headers)
-        hdrs["Authorization"] = "Bearer ***"
-        return url, hdrs
+        hdrs = self._headers(str(uuid.uuid4()), 1, headers)
+        if self.is_graph_url(url):
+            hdrs["Authorization"] = "Bearer ***"
+        request = requests.Request(method, url, headers=hdrs, data=data, params=query or None)
+        return self.session.prepare_request(request)
+
+    def iter_body(self, resp: requests.Response, chunk_size: int = 1 << 16) -> Iterator[bytes]:
+        """The body of a response :meth:`send` returned with ``stream=True``, in chunks as
+        they arrive; the response is closed at the end.
+
+        Raises:
+            NetworkError: the connection dropped, or the body ended before its length.
+        """
+        import requests
+
+        try:
+            yield from resp.iter_content(chunk_size)
+        except (
+            requests.exceptions.ConnectionError,
+            requests.exceptions.Timeout,
+            requests.exceptions.ChunkedEncodingError,
+            requests.exceptions.ContentDecodingError,
+        ) as exc:
+            crid = resp.request.headers.get("client-request-id") or "-"
+            raise NetworkError(
+                f"the answer from {_show_origin(_origin(resp.url))} was cut short "
+                f"({type(exc).__name__}; client-request-id {crid})",
+                "retry; if it persists, check the network and proxy settings",
+            ) from None
+        finally:
+            resp.close()
 
     def get(
         self,

@@ -9,7 +9,10 @@ nothing really waits.
 
 from __future__ import annotations
 
+import json
 import os
+import stat
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -147,3 +150,210 @@ def test_a_dropped_connection_on_patch_is_not_retried(env: SignedIn) -> None:
     assert sent["method"] == "PATCH" and sent["fault"] == "reset"
     assert info.value.client_request_id == sent["client_request_id"]
     assert t.slept == []
+
+
+# ------------------------------------------------------------------ the command line
+
+
+def _cli(*args: str, input: bytes | str | None = None) -> Any:
+    """`graphkit query ARGS` in this process (CliRunner), stdout and stderr apart."""
+    from typer.testing import CliRunner
+
+    from graphkit.cli import app
+
+    return CliRunner().invoke(app, ["query", *args], input=input, catch_exceptions=False)
+
+
+def _errors(stderr: str) -> list[str]:
+    return [ln for ln in stderr.splitlines() if ln.startswith("graphkit: error: ")]
+
+
+def test_create_patch_delete_a_user(env: SignedIn, tmp_path: Path) -> None:
+    emu = env.emu
+    body = tmp_path / "ada.json"
+    body.write_text(json.dumps(_new_user()))
+    r = _cli("/users", "-X", "post", "--body", f"@{body}", "-o", "json")
+    assert r.exit_code == 0, r.stderr
+    created = json.loads(r.stdout)  # 201: the created object, printed as a GET's would be
+    assert created["userPrincipalName"] == f"ada@{DOMAIN}" and "passwordProfile" not in created
+    uid = created["id"]
+    assert emu.get_user(uid)["displayName"] == "Ada Lovelace"
+
+    r = _cli(f"/users/{uid}", "-X", "PATCH", "--body", '{"jobTitle": "Analyst"}')
+    assert (r.exit_code, r.stdout) == (0, "")  # 204: nothing printed
+    r = _cli(f"/users/{uid}", "--select", "jobTitle", "-o", "json")
+    assert json.loads(r.stdout)["jobTitle"] == "Analyst"
+
+    r = _cli(f"/users/{uid}", "-X", "Delete")
+    assert (r.exit_code, r.stdout) == (0, "")
+    r = _cli(f"/users/{uid}")
+    assert r.exit_code == 7, r.stderr
+    sent = [(e["method"], e["status"]) for e in _graph_log(emu)]
+    assert sent == [("POST", 201), ("PATCH", 204), ("GET", 200), ("DELETE", 204), ("GET", 404)]
+
+
+def test_create_patch_delete_a_group_with_the_body_on_stdin(env: SignedIn) -> None:
+    group = {
+        "displayName": "Analysts",
+        "mailEnabled": False,
+        "mailNickname": "analysts",
+        "securityEnabled": True,
+    }
+    r = _cli("/groups", "-X", "POST", "--body", "-", "-o", "yaml", input=json.dumps(group))
+    assert r.exit_code == 0, r.stderr
+    assert "displayName: Analysts" in r.stdout
+    r = _cli("/groups", "--filter", "displayName eq 'Analysts'", "--query", "[0].id", "-o", "tsv")
+    gid = r.stdout.strip()
+    assert len(gid) == 36, r.stdout
+    r = _cli(f"/groups/{gid}", "-X", "PATCH", "--body", "-", input='{"description": "reads"}')
+    assert (r.exit_code, r.stdout) == (0, "")
+    r = _cli(f"/groups/{gid}", "-o", "json")
+    assert json.loads(r.stdout)["description"] == "reads"
+    r = _cli(f"/groups/{gid}", "-X", "DELETE")
+    assert (r.exit_code, r.stdout) == (0, "")
+    assert _cli(f"/groups/{gid}").exit_code == 7
+
+
+@pytest.mark.parametrize(
+    ("where", "expect"),
+    [
+        ("inline", "--body is not valid JSON: Expecting ',' delimiter at line 1, column 21"),
+        ("stdin", "the body on stdin is not valid JSON: Expecting ',' delimiter at line 1"),
+        ("file", "is not valid JSON: Expecting ',' delimiter at line 1, column 21"),
+    ],
+)
+def test_invalid_json_is_refused_before_anything_is_sent(
+    env: SignedIn, tmp_path: Path, where: str, expect: str
+) -> None:
+    bad = '{"displayName": "x" "secret": "hunter2"}'
+    args, stdin = ["--body", bad], None
+    if where == "stdin":
+        args, stdin = ["--body", "-"], bad
+    elif where == "file":
+        (tmp_path / "bad.json").write_text(bad)
+        args = ["--body", f"@{tmp_path / 'bad.json'}"]
+    env.emu.clear_requests()
+    r = _cli("/users", "-X", "POST", *args, input=stdin)
+    assert r.exit_code == (3 if where == "file" else 2), r.stderr
+    [line] = _errors(r.stderr)
+    assert expect in line and "hunter2" not in r.stderr
+    assert env.emu.requests() == []  # neither Graph nor the token endpoint
+
+
+def test_a_body_that_is_not_json_goes_as_given_with_its_content_type(
+    env: SignedIn, tmp_path: Path
+) -> None:
+    emu = env.emu
+    user = emu.create_user(**{"userPrincipalName": f"grace@{DOMAIN}", "displayName": "Grace"})
+    photo = tmp_path / "grace.jpg"
+    data = b"\xff\xd8\xff\xe0" + os.urandom(300_000) + b"\xff\xd9"
+    photo.write_bytes(data)
+    path = f"/users/{user['id']}/photo/$value"
+    r = _cli(path, "-X", "PUT", "--body", f"@{photo}", "--content-type", "image/jpeg")
+    assert (r.exit_code, r.stdout) == (0, ""), r.stderr
+    assert emu.get_photo(user["id"]) == data
+
+    out = tmp_path / "out" / "photo.jpg"
+    r = _cli(path, "--output-file", str(out))
+    assert (r.exit_code, r.stdout) == (0, ""), r.stderr
+    assert out.read_bytes() == data
+    # Not secret: the mode a shell's > would give (0666 less the umask), as curl -o does.
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o666 & ~umask
+    assert f"saved {len(data):,} bytes (image/jpeg)" in r.stderr
+
+    # Never replaced without --force; with it, replaced.
+    out.write_bytes(b"old")
+    r = _cli(path, "--output-file", str(out))
+    assert r.exit_code == 3 and "already exists" in _errors(r.stderr)[0]
+    assert out.read_bytes() == b"old"
+    r = _cli(path, "--output-file", str(out), "--force")
+    assert r.exit_code == 0 and out.read_bytes() == data
+
+
+def test_a_user_without_a_photo_is_404_and_no_file_is_written(
+    env: SignedIn, tmp_path: Path
+) -> None:
+    user = env.emu.create_user(**{"userPrincipalName": f"grace@{DOMAIN}", "displayName": "Grace"})
+    out = tmp_path / "photo.jpg"
+    r = _cli(f"/users/{user['id']}/photo/$value", "--output-file", str(out))
+    assert r.exit_code == 7
+    assert "ImageNotFound" in _errors(r.stderr)[0]
+    assert not out.exists()
+
+
+def test_an_answer_cut_short_leaves_no_file(env: SignedIn, tmp_path: Path) -> None:
+    emu = env.emu
+    user = emu.create_user(**{"userPrincipalName": f"grace@{DOMAIN}", "displayName": "Grace"})
+    emu.set_photo(user["id"], b"\xff\xd8" + os.urandom(200_000))
+    _cli("/users", "--top", "1")  # the token first
+    emu.add_fault("truncate", endpoint="graph", every=1, times=1)
+    out = tmp_path / "photos" / "photo.jpg"
+    r = _cli(f"/users/{user['id']}/photo/$value", "--output-file", str(out))
+    assert r.exit_code == 9, r.stderr
+    assert "cut short" in _errors(r.stderr)[0]
+    assert list(out.parent.iterdir()) == []  # no file, and no temporary left
+
+
+def test_dry_run_prints_the_request_and_sends_nothing(env: SignedIn) -> None:
+    emu = env.emu
+    emu.clear_requests()
+    r = _cli(
+        "/users", "-X", "POST", "--body", json.dumps(_new_user()), "--select", "id",
+        "-H", "Prefer: return=minimal", "--dry-run",
+    )  # fmt: skip
+    assert r.exit_code == 0, r.stderr
+    head, _, body = r.stdout.partition("\n\n")
+    lines = head.splitlines()
+    assert lines[0] == f"POST {emu.graph_url}/v1.0/users?$select=id"
+    headers = dict(line.split(": ", 1) for line in lines[1:])
+    assert headers["Authorization"] == "Bearer ***"
+    assert headers["Content-Type"] == "application/json"
+    assert headers["Prefer"] == "return=minimal"
+    assert len(headers["client-request-id"]) == 36
+    assert json.loads(body) == _new_user()
+    assert emu.requests() == []  # no Graph request, and no token request either
+    assert emu.get_user(f"ada@{DOMAIN}") is None
+
+
+def test_methods_and_flags_that_do_not_fit_are_refused(env: SignedIn, tmp_path: Path) -> None:
+    env.emu.clear_requests()
+    cases = [
+        (["/users", "-X", "TRACE"], "-X/--method 'TRACE' is not a method graphkit query sends"),
+        (["/users", "--body", "{}"], "--body with GET"),
+        (["/users", "-X", "POST", "--all", "--body", "{}"], "--all and --max-items page"),
+        (["/users", "-X", "DELETE", "--max-items", "3"], "--all and --max-items page"),
+        (["/users", "--all", "--output-file", str(tmp_path / "f")], "--output-file saves"),
+        (["/users", "-X", "POST", "--content-type", "text/plain"], "--content-type without"),
+    ]
+    for args, expect in cases:
+        r = _cli(*args)
+        assert r.exit_code == 2, (args, r.stderr)
+        [line] = _errors(r.stderr)
+        assert expect in line, (args, line)
+    assert env.emu.requests() == []
+
+
+def test_a_503_on_a_cli_post_exits_10_naming_the_client_request_id(env: SignedIn) -> None:
+    emu = env.emu
+    _cli("/users", "--top", "1")  # the token first
+    emu.clear_requests()
+    emu.add_fault("503", endpoint="graph", every=1, times=1, retry_after=0)
+    r = _cli("/users", "-X", "POST", "--body", json.dumps(_new_user()))
+    assert r.exit_code == 10, r.stderr
+    [line] = _errors(r.stderr)
+    [sent] = _graph_log(emu)
+    assert "may have been applied" in line and sent["client_request_id"] in line
+    assert r.stdout == ""
+
+
+def test_a_429_on_a_cli_post_is_retried(env: SignedIn) -> None:
+    emu = env.emu
+    _cli("/users", "--top", "1")
+    emu.clear_requests()
+    emu.add_fault("429", endpoint="graph", every=1, times=1, retry_after=0)
+    r = _cli("/users", "-X", "POST", "--body", json.dumps(_new_user()), "-o", "json")
+    assert r.exit_code == 0, r.stderr
+    assert json.loads(r.stdout)["userPrincipalName"] == f"ada@{DOMAIN}"
+    assert [e["status"] for e in _graph_log(emu)] == [429, 201]
