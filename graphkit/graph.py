@@ -912,7 +912,9 @@ class GraphClient:
 
     @staticmethod
     def decode(resp: requests.Response) -> Any:
-        """The body of ``resp``: decoded JSON, the text of a non-JSON body, or None."""
+        """The body of ``resp``: decoded JSON, the text of a text body (``/$count``), the
+        bytes of a binary one (``photo/$value``: any type not text, JSON or XML), or
+        None when it is empty."""
         return GraphClient._decode(resp)
 
     @staticmethod
@@ -931,6 +933,9 @@ class GraphClient:
                     "retry; if it persists, check the Graph URL",
                     status=resp.status_code,
                 ) from None
+        media = ctype.split(";", 1)[0].strip().lower()
+        if media and not (media.startswith("text/") or "json" in media or "xml" in media):
+            return content  # an image, a PDF, a zip: its own bytes, not mangled text
         return resp.text
 
     @staticmethod

@@ -325,7 +325,10 @@ def test_methods_and_flags_that_do_not_fit_are_refused(env: SignedIn, tmp_path: 
         (["/users", "-X", "POST", "--all", "--body", "{}"], "--all and --max-items page"),
         (["/users", "-X", "DELETE", "--max-items", "3"], "--all and --max-items page"),
         (["/users", "--all", "--output-file", str(tmp_path / "f")], "--output-file saves"),
-        (["/users", "-X", "POST", "--content-type", "text/plain"], "--content-type without"),
+        (
+            ["/users", "-X", "POST", "--content-type", "text/plain"],
+            "a Content-Type (--content-type or --header) without --body",
+        ),
     ]
     for args, expect in cases:
         r = _cli(*args)
@@ -357,3 +360,41 @@ def test_a_429_on_a_cli_post_is_retried(env: SignedIn) -> None:
     assert r.exit_code == 0, r.stderr
     assert json.loads(r.stdout)["userPrincipalName"] == f"ada@{DOMAIN}"
     assert [e["status"] for e in _graph_log(emu)] == [429, 201]
+
+
+def test_a_binary_answer_is_never_printed_as_text(env: SignedIn) -> None:
+    """Without --output-file a photo goes to stdout as its own bytes when stdout is a
+    pipe or a file (as curl does), and the library returns bytes, not mangled text."""
+    emu = env.emu
+    user = emu.create_user(**{"userPrincipalName": f"grace@{DOMAIN}", "displayName": "Grace"})
+    data = b"\xff\xd8\xff\xe0" + bytes(range(256)) * 8
+    emu.set_photo(user["id"], data)
+    path = f"/users/{user['id']}/photo/$value"
+    with GraphClient.from_env() as c:
+        assert c.get(path) == data
+    r = _cli(path)  # CliRunner: stdout is not a terminal
+    assert r.exit_code == 0, r.stderr
+    assert r.stdout_bytes == data
+
+
+def test_a_binary_answer_is_not_written_to_a_terminal(env: SignedIn) -> None:
+    pexpect = pytest.importorskip("pexpect")
+    import sys
+
+    emu = env.emu
+    user = emu.create_user(**{"userPrincipalName": f"grace@{DOMAIN}", "displayName": "Grace"})
+    emu.set_photo(user["id"], b"\xff\xd8\xff\xe0" + b"\x1b[2J" * 100)  # would clear the screen
+    child = pexpect.spawn(
+        sys.executable,
+        ["-m", "graphkit", "query", f"/users/{user['id']}/photo/$value"],
+        env={**os.environ, **env.env},
+        encoding="utf-8",
+        codec_errors="replace",
+        timeout=60,
+    )
+    child.expect(pexpect.EOF)
+    child.close()
+    text = child.before
+    assert child.exitstatus == 2, text
+    assert "404 bytes of binary data, not printed on a terminal" in text
+    assert "--output-file" in text and "\x1b[2J" not in text

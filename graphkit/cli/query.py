@@ -364,6 +364,24 @@ def _save(client: GraphClient, resp: Any, target: Path, force: bool) -> int:
     return size
 
 
+def _write_binary(data: bytes, expression: str | None) -> None:
+    """A binary answer (a photo) to stdout as its own bytes, as curl does: to a pipe or
+    a file, never to a terminal (it would garble it)."""
+    if expression is not None:
+        raise UsageError(
+            f"Graph answered {len(data):,} bytes of binary data: --query needs JSON",
+            "drop --query, or save the answer with --output-file FILE",
+        )
+    if _isatty(sys.stdout):
+        raise UsageError(
+            f"Graph answered {len(data):,} bytes of binary data, not printed on a terminal",
+            "save it with --output-file FILE (or redirect stdout to a file)",
+        )
+    sys.stdout.flush()
+    sys.stdout.buffer.write(data)
+    sys.stdout.buffer.flush()
+
+
 # ------------------------------------------------------------------ fetching
 
 
@@ -418,6 +436,9 @@ def _render(
 
     jq = output.JmesQuery(expression) if expression else None
     out = sys.stdout
+    if isinstance(first, bytes):
+        _write_binary(first, expression)
+        return
     values = first.get("value") if isinstance(first, dict) else None
     if not isinstance(values, list):
         # A single object (users/{id}) or a bare value (users/$count).
@@ -571,7 +592,10 @@ def query(
             _check_json(data, body)
         headers["Content-Type"] = ctype
     elif ctype is not None:
-        raise UsageError("--content-type without --body", "give the body with --body")
+        raise UsageError(
+            "a Content-Type (--content-type or --header) without --body",
+            "give the body with --body, or drop the Content-Type",
+        )
     if output_file is not None:
         from graphkit import files
 
