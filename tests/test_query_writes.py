@@ -398,3 +398,31 @@ def test_a_binary_answer_is_not_written_to_a_terminal(env: SignedIn) -> None:
     assert child.exitstatus == 2, text
     assert "404 bytes of binary data, not printed on a terminal" in text
     assert "--output-file" in text and "\x1b[2J" not in text
+
+
+def test_a_batch_request_is_resent_after_a_503_only_when_every_item_may_be(
+    env: SignedIn,
+) -> None:
+    from typer.testing import CliRunner
+
+    from graphkit.cli import app
+
+    emu = env.emu
+    uid = emu.create_user(**{"userPrincipalName": f"grace@{DOMAIN}", "displayName": "G"})["id"]
+    _cli("/users", "--top", "1")  # the token first
+
+    def run(lines: list[dict[str, Any]]) -> Any:
+        emu.clear_requests()
+        emu.add_fault("503", endpoint="graph", every=1, times=1, retry_after=0)
+        text = "".join(json.dumps(line) + "\n" for line in lines)
+        return CliRunner().invoke(app, ["batch", "-", "--concurrency", "1"], input=text)
+
+    read = {"method": "GET", "url": f"/users/{uid}"}
+    r = run([read])
+    assert r.exit_code == 0, r.stderr
+    assert [e["status"] for e in _graph_log(emu)] == [503, 200]
+
+    r = run([read, {"method": "POST", "url": "/users", "body": _new_user()}])
+    assert r.exit_code == 10, r.stderr
+    assert "may have been applied" in _errors(r.stderr)[0]
+    assert [e["status"] for e in _graph_log(emu)] == [503]
