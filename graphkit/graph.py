@@ -539,10 +539,8 @@ class GraphClient:
         json_body: Any = None,
         data: bytes | None = None,
     ) -> Any:
-        """Send one request (with retries) and return the decoded JSON body.
-
-        Returns ``None`` for an empty body and the text for a non-JSON body (``/$count``).
-        """
+        """Send one request (with retries) and return its decoded body (see
+        :meth:`decode`): ``None`` for an empty body (a 204)."""
         return self.decode(self.send(method, path, params, headers, json_body=json_body, data=data))
 
     def send(
@@ -572,10 +570,7 @@ class GraphClient:
             OutcomeUnknownError: a request that is not idempotent met a 5xx answer or a
                 dropped connection; it may have been applied and was not sent again.
         """
-        url = self.url(path)
-        headers = check_headers(headers)
-        if method.upper() == "GET":
-            params, headers = advanced_query(url, params, headers)
+        url, params, headers = self._resolve(method, path, params, headers)
         return self._send(
             method,
             url,
@@ -586,6 +581,21 @@ class GraphClient:
             idempotent=idempotent,
             stream=stream,
         )
+
+    def _resolve(
+        self,
+        method: str,
+        path: str,
+        params: Mapping[str, Any] | None,
+        headers: Mapping[str, str] | None,
+    ) -> tuple[str, Mapping[str, Any] | None, Mapping[str, str]]:
+        """The URL for ``path``, and the query options and headers a request carries
+        (checked; what an advanced GET needs added)."""
+        url = self.url(path)
+        checked: Mapping[str, str] = check_headers(headers)
+        if method.upper() == "GET":
+            params, checked = advanced_query(url, params, checked)
+        return url, params, checked
 
     def prepare(
         self,
@@ -603,11 +613,8 @@ class GraphClient:
         """
         import requests
 
-        url = self.url(path)
+        url, params, headers = self._resolve(method, path, params, headers)
         self._check_origin(url, "the URL")
-        headers = check_headers(headers)
-        if method.upper() == "GET":
-            params, headers = advanced_query(url, params, headers)
         query = encode_params(params)
         hdrs = self._headers(str(uuid.uuid4()), 1, headers)
         if self.is_graph_url(url):
