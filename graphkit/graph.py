@@ -895,8 +895,8 @@ class GraphClient:
         """A POST/PATCH that met a 5xx (``resp``) or a dropped connection (``exc``)."""
         path = urlsplit(url).path
         check = (
-            f"check whether it took effect (GET the object, or find client-request-id "
-            f"{client_request_id} in the tenant's logs) before sending it again"
+            "check whether it took effect (GET the object, or look its client-request-id "
+            "up in the tenant's logs) before sending it again"
         )
         if resp is None:
             where = _show_origin(_origin(url))
