@@ -309,6 +309,31 @@ def _is_json(content_type: str) -> bool:
     return media == JSON_TYPE or media.endswith("+json")
 
 
+def _get_body(
+    verb: str, spec: str | None, content_type: str | None, headers: dict[str, str]
+) -> bytes | None:
+    """The body ``--body`` gives, checked as JSON unless its type is another; its
+    ``Content-Type`` set in ``headers``."""
+    ctype = _content_type(headers, content_type)
+    if spec is None:
+        if ctype is not None:
+            raise UsageError(
+                "a Content-Type (--content-type or --header) without --body",
+                "give the body with --body, or drop the Content-Type",
+            )
+        return None
+    if verb == "GET":
+        raise UsageError(
+            "--body with GET: Graph reads no body on a GET", "send it with -X POST, PATCH or PUT"
+        )
+    data = _read_body(spec)
+    ctype = ctype or JSON_TYPE
+    if _is_json(ctype):
+        _check_json(data, spec)
+    headers["Content-Type"] = ctype
+    return data
+
+
 class _NoToken:
     """The credential of a dry run: it asks the identity platform for nothing."""
 
@@ -578,24 +603,7 @@ def query(
                 "shape printed output",
                 "drop one or the other",
             )
-    data: bytes | None = None
-    ctype = _content_type(headers, content_type)
-    if body is not None:
-        if verb == "GET":
-            raise UsageError(
-                "--body with GET: Graph reads no body on a GET",
-                "send it with -X POST, PATCH or PUT",
-            )
-        data = _read_body(body)
-        ctype = ctype or JSON_TYPE
-        if _is_json(ctype):
-            _check_json(data, body)
-        headers["Content-Type"] = ctype
-    elif ctype is not None:
-        raise UsageError(
-            "a Content-Type (--content-type or --header) without --body",
-            "give the body with --body, or drop the Content-Type",
-        )
+    data = _get_body(verb, body, content_type, headers)
     if output_file is not None:
         from graphkit import files
 
