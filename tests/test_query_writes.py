@@ -317,6 +317,20 @@ def test_dry_run_prints_the_request_and_sends_nothing(env: SignedIn) -> None:
     assert emu.get_user(f"ada@{DOMAIN}") is None
 
 
+def test_a_dry_run_needs_no_certificate(
+    env: SignedIn, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AZURE_CLIENT_CERTIFICATE_PATH", str(tmp_path / "missing.pem"))
+    r = _cli("users/ada@contoso.onmicrosoft.com", "-X", "DELETE", "--dry-run")
+    assert r.exit_code == 0, r.stderr
+    assert r.stdout.startswith(
+        f"DELETE {env.emu.graph_url}/v1.0/users/ada@contoso.onmicrosoft.com\n"
+    )
+    assert "Authorization: Bearer ***\n" in r.stdout
+    assert _cli("users/ada@contoso.onmicrosoft.com", "-X", "DELETE").exit_code == 4  # for real
+    assert env.emu.requests() == []
+
+
 def test_methods_and_flags_that_do_not_fit_are_refused(env: SignedIn, tmp_path: Path) -> None:
     env.emu.clear_requests()
     cases = [

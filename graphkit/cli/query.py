@@ -619,15 +619,16 @@ def query(
         progress.clear()
         stderr_line(f"graphkit: {reason}: waiting {seconds:.1f} s")
 
-    settings = connection.settings()
     if dry_run:
-        # Nothing is sent: not the request, not a token request (and no certificate is
-        # loaded, so no passphrase is asked for).
+        # Nothing is sent: not the request, not a token request; the certificate is not
+        # even loaded (no passphrase is asked for): only the Graph URL is needed.
+        settings = connection.settings(validate=False)
         with GraphClient.from_settings(
             settings, credential=_NoToken(), validate=False, api=api
         ) as client:
             _render_dry_run(client.prepare(verb, path, params, headers, data=data))
         return
+    settings = connection.settings()
     credential = _connection.credential_from_settings(settings)
     with GraphClient.from_settings(
         settings, credential=credential, validate=False, api=api, on_wait=on_wait
