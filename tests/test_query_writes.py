@@ -339,6 +339,7 @@ def test_methods_and_flags_that_do_not_fit_are_refused(env: SignedIn, tmp_path: 
         (["/users", "-X", "POST", "--all", "--body", "{}"], "--all and --max-items page"),
         (["/users", "-X", "DELETE", "--max-items", "3"], "--all and --max-items page"),
         (["/users", "--all", "--output-file", str(tmp_path / "f")], "--output-file saves"),
+        (["/users", "--force"], "--force replaces an --output-file; there is none"),
         (
             ["/users", "-X", "POST", "--content-type", "text/plain"],
             "a Content-Type (--content-type or --header) without --body",

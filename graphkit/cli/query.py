@@ -586,6 +586,10 @@ def query(
             f"--all and --max-items page through the answer of a GET; a {verb} is answered once",
             "drop them, or use -X GET",
         )
+    if force and output_file is None:
+        raise UsageError(
+            "--force replaces an --output-file; there is none", "give --output-file FILE"
+        )
     if output_file is not None:
         shaping = [
             name
