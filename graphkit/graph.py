@@ -30,6 +30,7 @@ from urllib.parse import quote, urljoin, urlsplit
 
 from graphkit.errors import (
     BadRequestError,
+    ConfigError,
     ForeignHostError,
     GraphError,
     NetworkError,
@@ -71,6 +72,8 @@ __all__ = [
 ]
 
 API_VERSIONS = ("v1.0", "beta")
+# Microsoft Graph's application id: a v1.0 token's aud may be it rather than the URL.
+_GRAPH_APP_ID = "00000003-0000-0000-c000-000000000000"
 
 # Statuses worth retrying: throttling and "try again later" gateway answers.
 RETRY_STATUSES = frozenset({429, 503, 504})
@@ -378,6 +381,13 @@ class GraphClient:
             )
         self.graph_url = graph_url
         self.api = api
+        scope = getattr(credential, "scope", None)
+        if isinstance(scope, str) and not self.is_graph_audience(scope.removesuffix("/.default")):
+            raise ConfigError(
+                f"this credential gets tokens for {scope}, not for Microsoft Graph at "
+                f"{graph_url}: graphkit sends Graph only Graph tokens",
+                "give the Graph client a credential for the Graph scope (the default)",
+            )
         self.credential = credential
         self.ca_bundle = ca_bundle
         self.max_attempts = max(1, int(max_attempts))
@@ -479,6 +489,16 @@ class GraphClient:
             rel = f"{self.api}/{rel}"
         return f"{self.graph_url}/{rel}"
 
+    def is_graph_audience(self, resource: str) -> bool:
+        """Whether ``resource`` (a token's ``aud``, a scope without ``/.default``) names
+        Microsoft Graph: the configured Graph URL, a national cloud's Graph host, or
+        Graph's application id (what a v1.0 token's ``aud`` may carry instead)."""
+        from graphkit.settings import CLOUDS
+
+        value = resource.strip().rstrip("/").lower()
+        known = {self.graph_url.lower(), _GRAPH_APP_ID, *(g for _login, g in CLOUDS.values())}
+        return value in known
+
     def is_graph_url(self, url: str) -> bool:
         """True when a request for ``url`` goes to the Graph origin, and plainly so."""
         try:
@@ -509,6 +529,13 @@ class GraphClient:
         """Get a new token now, bypassing the credential's cache (``--force-refresh``)."""
         self._bearer(force_refresh=True)
 
+    def token_claims(self) -> dict[str, Any]:
+        """The claims of the token the next request carries (got now if need be), decoded
+        without verification; {} for an opaque token. Nothing is sent to Graph."""
+        self._bearer()
+        claims = getattr(self._access, "claims", None)
+        return dict(claims) if isinstance(claims, dict) else {}
+
     def _bearer(self, *, force_refresh: bool = False) -> str:
         access = self._access
         if force_refresh or access is None or self._now() >= self._renew_at:
@@ -517,8 +544,16 @@ class GraphClient:
                 access = self.credential.get_token(force_refresh=True)
             else:
                 access = self.credential.get_token()
-            self._access = access
             register_secret(str(access.token))
+            claims = getattr(access, "claims", None)
+            aud = claims.get("aud") if isinstance(claims, dict) else None
+            if isinstance(aud, str) and aud and not self.is_graph_audience(aud):
+                raise ConfigError(
+                    f"refusing to send Graph a token whose audience is {aud}: graphkit sends "
+                    "Graph only Graph tokens",
+                    "give the Graph client a credential for the Graph scope (the default)",
+                )
+            self._access = access
             # Renewed TOKEN_REUSE_MARGIN before it expires, or halfway through a
             # lifetime shorter than twice that: a token that lives less than the margin
             # would otherwise be replaced before every request.

@@ -53,9 +53,15 @@ def token_error(
     result: Mapping[str, Any],
     settings: Settings,
     cert: ClientCertificate | CertificateFacts | None = None,
+    *,
+    scope: str | None = None,
 ) -> AuthError:
-    """Turn a token-endpoint (or discovery) error answer into advice (PROTOCOL.md §2)."""
+    """Turn a token-endpoint (or discovery) error answer into advice (PROTOCOL.md §2).
+
+    ``scope``: the scope asked for, when it is not Graph's (``--scope``/``--resource``).
+    """
     error = str(result.get("error") or "error")
+    other = scope is not None and scope != settings.scope
     codes = _error_codes(result)
     code = codes[0] if codes else None
     description = first_line(redact(str(result.get("error_description") or "")))
@@ -109,6 +115,21 @@ def token_error(
             f"the certificate's RSA key is too short{bits}: Entra ID requires 2048 bits or more",
             "make a new key and certificate with `graphkit keygen` and `graphkit selfsign`, "
             "and upload it",
+            code=code,
+        )
+    if other and (code in (1002012, 70011) or error == "invalid_scope"):
+        return AuthError(
+            f"scope {scope} was refused",
+            "give exactly one resource followed by /.default, e.g. "
+            "https://contoso.sharepoint.com/.default",
+            code=code,
+        )
+    if other and code == 500011:
+        resource = str(scope).removesuffix("/.default")
+        return AuthError(
+            f"resource {resource} is not known in tenant {tenant}",
+            "check the resource's URL (SharePoint Online: https://<tenant>.sharepoint.com; "
+            "Exchange Online: https://outlook.office365.com); the tenant must have that service",
             code=code,
         )
     if code in (1002012, 70011) or error == "invalid_scope":

@@ -4,7 +4,8 @@ hang. Derandomized, so a run is the same every time; a few seconds in all.
 
 Parsers covered: PEM, DER and PFX loading (keys, certificates, CSRs), subjects and
 SANs, Graph paths and URLs, nextLinks and redirect Locations, headers, config files and
-environment values, Retry-After, JWTs decoded for display, JMESPath.
+environment values, Retry-After, JWTs decoded for display, JMESPath, --scope and
+--resource, delta state files.
 """
 
 from __future__ import annotations
@@ -519,6 +520,63 @@ def test_output_and_input_file_names(home: Path, name: str) -> None:
     _ok_or_graphkit_error(files.read_bytes, target)
     _ok_or_graphkit_error(files.read_passphrase_file, target)
     files.input_file_problem(target)  # never raises
+
+
+@FAST
+@given(
+    scope=st.one_of(st.none(), st.text(max_size=40), st.just("https://x.example/.default")),
+    resource=st.one_of(st.none(), st.text(max_size=40), st.just("https://x.example/")),
+)
+@example(scope="/.default", resource=None)
+@example(scope=None, resource="https://x.example/.default")
+def test_scopes_and_resources(scope: str | None, resource: str | None) -> None:
+    """--scope/--resource: one resource with /.default, or graphkit's own error."""
+    from graphkit.tokens import requested_scope
+
+    wanted = _ok_or_graphkit_error(requested_scope, scope, resource)
+    if wanted is not None:
+        assert wanted.endswith("/.default") and wanted != "/.default"
+        assert not any(c.isspace() for c in wanted)
+
+
+_STATE = {
+    "format": "graphkit delta state",
+    "version": 1,
+    "delta_link": "https://graph.example/v1.0/users/delta?$deltatoken=x",
+}
+
+
+@FAST
+@given(
+    raw=st.one_of(
+        st.binary(max_size=200),
+        st.builds(
+            lambda changes: json.dumps({**_STATE, **changes}).encode(),
+            st.dictionaries(
+                st.sampled_from(["format", "version", "delta_link", "query", "tenant"]),
+                st.one_of(st.none(), st.integers(), st.text(max_size=10), st.lists(st.integers())),
+                max_size=3,
+            ),
+        ),
+    )
+)
+@example(raw=b"[" * 5000)
+@example(raw=json.dumps(_STATE).encode())
+def test_delta_state_files(home: Path, raw: bytes) -> None:
+    """A --delta-state file, whatever it holds: read as a state, or refused with a
+    GraphkitError (and then never replaced)."""
+    from graphkit.delta_sync import DeltaSync
+    from graphkit.graph import GraphClient
+
+    path = home / "delta-state.json"
+    path.write_bytes(raw)
+    client = GraphClient("https://graph.example", _Credential())
+    sync = _ok_or_graphkit_error(DeltaSync, client, path, "/users/delta")
+    if sync is not None:
+        assert isinstance(sync.previous, dict)
+        assert isinstance(sync.previous["delta_link"], str)
+    else:
+        assert path.read_bytes() == raw
 
 
 # ------------------------------------------------------------------ query -X and --body

@@ -341,6 +341,14 @@ def test_methods_and_flags_that_do_not_fit_are_refused(env: SignedIn, tmp_path: 
         (["/users", "--all", "--output-file", str(tmp_path / "f")], "--output-file saves"),
         (["/users", "--force"], "--force replaces an --output-file; there is none"),
         (
+            ["/users/delta", "--delta-state", str(tmp_path / "s.json"), "--dry-run"],
+            "--delta-state runs a GET round from its saved state; --dry-run cannot",
+        ),
+        (
+            ["/users/delta", "--delta-state", str(tmp_path / "s.json"), "-X", "POST"],
+            "-X POST cannot go with it",
+        ),
+        (
             ["/users", "-X", "POST", "--content-type", "text/plain"],
             "a Content-Type (--content-type or --header) without --body",
         ),

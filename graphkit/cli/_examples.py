@@ -43,7 +43,7 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     ),
     "token": (
         "graphkit token",
-        "graphkit token -o json --profile reports",
+        "graphkit token --resource https://contoso.sharepoint.com -o json --profile reports",
         'curl -H "Authorization: Bearer $(graphkit token --raw)" '
         "https://graph.microsoft.com/v1.0/organization",
     ),

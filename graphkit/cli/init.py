@@ -150,13 +150,13 @@ class RichHooks:
     def confirm_reuse(self, existing: Credentials) -> bool:
         if not self.interactive or self.yes:
             return True
-        from rich.prompt import Confirm
+        from graphkit.cli import _prompt
 
-        return Confirm.ask(
+        return _prompt.confirm(
+            self.console,
             f"Profile [bold]{_esc(self.profile)}[/] already has a key and certificate "
             f"(SHA-1 {existing.thumbprint}, expires {existing.not_after:%Y-%m-%d}). "
             "Reuse them?",
-            console=self.console,
             # A certificate about to expire is better replaced than reused.
             default=not existing.expiry_warning_due,
         )
@@ -184,12 +184,10 @@ class RichHooks:
                 soft_wrap=True,
             )
             return False
-        from rich.prompt import Confirm
+        from graphkit.cli import _prompt
 
-        ok = Confirm.ask(
-            "Have you uploaded the certificate? Test the profile now",
-            console=self.console,
-            default=True,
+        ok = _prompt.confirm(
+            self.console, "Have you uploaded the certificate? Test the profile now", default=True
         )
         if not ok:
             self.console.print(
@@ -314,15 +312,11 @@ def try_command(result: InitResult) -> str:
 
 def _ask(console: Console, label: str, default: str | None, check: Any) -> str:
     """A Rich prompt that repeats until ``check`` accepts the answer."""
-    from rich.prompt import Prompt
-
+    from graphkit.cli import _prompt
     from graphkit.errors import GraphkitError
 
     while True:
-        if default is None:
-            answer = Prompt.ask(label, console=console)
-        else:
-            answer = Prompt.ask(label, console=console, default=default)
+        answer = _prompt.text(console, label, default)
         try:
             return str(check(answer))
         except GraphkitError as exc:
@@ -330,12 +324,11 @@ def _ask(console: Console, label: str, default: str | None, check: Any) -> str:
 
 
 def _ask_int(console: Console, label: str, default: int, check: Any) -> int:
-    from rich.prompt import IntPrompt
-
+    from graphkit.cli import _prompt
     from graphkit.errors import GraphkitError
 
     while True:
-        answer = IntPrompt.ask(label, console=console, default=default)
+        answer = _prompt.integer(console, label, default)
         try:
             check(answer)
             return int(answer)

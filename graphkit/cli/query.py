@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from graphkit.cli import _connection
+from graphkit.cli import _connection, _delta
 from graphkit.cli._common import ForceOpt, stderr_line, warn
 from graphkit.cli._typer_internals import LeanCommand
 from graphkit.errors import UsageError
@@ -547,6 +547,8 @@ def query(
     output_format: OutputOpt = None,
     expression: QueryOpt = None,
     force_refresh: _connection.ForceRefreshOpt = False,
+    delta_state: _delta.DeltaStateOpt = None,
+    delta_reset: _delta.DeltaResetOpt = False,
     method: MethodOpt = "GET",
     body: BodyOpt = None,
     content_type: ContentTypeOpt = None,
@@ -580,6 +582,23 @@ def query(
     params = _params(select, filter_, top, search, orderby, expand, count)
     headers = _headers(header)
     verb = _method(method)
+    if delta_state is not None or delta_reset:
+        _delta.check_options(delta_state, delta_reset, path, max_items=max_items)
+        others = [
+            name
+            for name, given in (
+                (f"-X {verb}", verb != "GET"),
+                ("--output-file", output_file is not None),
+                ("--dry-run", dry_run),
+            )
+            if given
+        ]
+        if others:
+            raise UsageError(
+                f"--delta-state runs a GET round from its saved state; {', '.join(others)} "
+                "cannot go with it",
+                "drop one or the other",
+            )
     follow = all_ or max_items is not None
     if follow and verb != "GET":
         raise UsageError(
@@ -646,25 +665,39 @@ def query(
             stderr_line(f"graphkit: saved {size:,} bytes ({ctype}) to {output_file}")
             return
         try:
-            if verb == "GET":
-                pages = client.pages(path, params, headers, follow=follow)
-                first = next(pages)
+            if delta_state is not None:
+                _delta.render(
+                    client,
+                    path,
+                    params,
+                    headers,
+                    state_file=delta_state,
+                    reset=delta_reset,
+                    settings=settings,
+                    fmt=fmt,
+                    expression=expression,
+                    select=select,
+                )
             else:
-                resp = client.send(verb, path, params, headers, data=data)
-                if resp.status_code == 204 or not resp.content:
-                    return  # 204 No Content (a PATCH, a DELETE): nothing to print
-                first, pages = client.decode(resp), iter(())
-            _render(
-                first,
-                pages,
-                path,
-                follow=follow,
-                max_items=max_items,
-                fmt=fmt,
-                expression=expression,
-                select=select,
-                progress=progress,
-            )
+                if verb == "GET":
+                    pages = client.pages(path, params, headers, follow=follow)
+                    first = next(pages)
+                else:
+                    resp = client.send(verb, path, params, headers, data=data)
+                    if resp.status_code == 204 or not resp.content:
+                        return  # 204 No Content (a PATCH, a DELETE): nothing to print
+                    first, pages = client.decode(resp), iter(())
+                _render(
+                    first,
+                    pages,
+                    path,
+                    follow=follow,
+                    max_items=max_items,
+                    fmt=fmt,
+                    expression=expression,
+                    select=select,
+                    progress=progress,
+                )
             sys.stdout.flush()
         except BrokenPipeError:
             # `graphkit query ... | head`: stop quietly; keep the interpreter's final
