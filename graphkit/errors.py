@@ -25,6 +25,7 @@ __all__ = [
     "InputError",
     "NetworkError",
     "NotFoundError",
+    "OutcomeUnknownError",
     "OutputExistsError",
     "PermissionDeniedError",
     "ThrottledError",
@@ -92,6 +93,7 @@ class ExitCode(enum.IntEnum):
     NOT_FOUND = 7  # Graph 404
     THROTTLED = 8  # retries exhausted on 429/503/504
     NETWORK = 9  # connection, TLS or timeout
+    OUTCOME_UNKNOWN = 10  # a POST/PATCH met a 5xx or a dropped connection: maybe applied
     INTERRUPTED = 130
 
 
@@ -207,6 +209,14 @@ class NotFoundError(GraphError):
 
 class ThrottledError(GraphError):
     exit_code = ExitCode.THROTTLED
+
+
+class OutcomeUnknownError(GraphError):
+    """A request that is not idempotent (POST, PATCH) met a 5xx answer or a dropped
+    connection: it may have been applied, so it was not sent again. Carries the
+    ``client_request_id`` it was sent with, to look it up."""
+
+    exit_code = ExitCode.OUTCOME_UNKNOWN
 
 
 class BadRequestError(GraphError):

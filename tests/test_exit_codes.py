@@ -7,6 +7,7 @@ written here, and the table's rows are read from the README.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -71,6 +72,19 @@ def _unclassified(env: SignedIn, tmp: Path, mp: pytest.MonkeyPatch) -> tuple[int
     return _cli("doctor")  # a failed check: "The exit status is 1 when any check fails"
 
 
+def _outcome_unknown(env: SignedIn, tmp: Path, mp: pytest.MonkeyPatch) -> tuple[int, str]:
+    env.emu.grant(env.emu.default_app, "User.ReadWrite.All")
+    env.emu.add_fault("503", endpoint="graph", every=1, retry_after=0)
+    user = {
+        "accountEnabled": True,
+        "displayName": "Ada",
+        "mailNickname": "ada",
+        "userPrincipalName": "ada@contoso.onmicrosoft.com",
+        "passwordProfile": {"password": "xWwvJ]6NMw+bWH-d"},
+    }
+    return _cli("query", "/users", "-X", "POST", "--body", json.dumps(user))
+
+
 def _interrupted(env: SignedIn, tmp: Path, mp: pytest.MonkeyPatch) -> tuple[int, str]:
     command, *argv = graphkit_argv("keygen", "-o", str(tmp / "k.key"), "--prompt-passphrase")
     child = pexpect.spawn(command, argv, encoding="utf-8", timeout=60)
@@ -94,6 +108,7 @@ CASES: dict[int, tuple[str, Case]] = {
     7: ("Graph 404", _not_found),
     8: ("429 until the retries run out", _throttled),
     9: ("connection refused", _network),
+    10: ("503 on a POST: it may have been applied", _outcome_unknown),
     130: ("Ctrl-C at a prompt", _interrupted),
 }
 

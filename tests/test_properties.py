@@ -577,3 +577,36 @@ def test_delta_state_files(home: Path, raw: bytes) -> None:
         assert isinstance(sync.previous["delta_link"], str)
     else:
         assert path.read_bytes() == raw
+
+
+# ------------------------------------------------------------------ query -X and --body
+
+
+@FAST
+@given(
+    method=st.text(max_size=8),
+    body=st.one_of(st.binary(max_size=60), st.text(max_size=60).map(str.encode)),
+    content_type=st.none() | st.text(max_size=30),
+)
+@example(method="post", body=b'{"a": [1, 2', content_type=None)
+@example(method="PUT", body=b"\xff\xd8", content_type="image/jpeg\r\nX: y")
+@example(method="PATCH", body=b"[" * 5000, content_type="application/json")
+def test_query_methods_and_bodies(method: str, body: bytes, content_type: str | None) -> None:
+    """`query -X` and `--body`/`--content-type`: a method is one of the five or refused, a
+    body is JSON or refused (naming where it breaks, never echoing it), a content type is
+    one header value or refused; nothing else escapes."""
+    from graphkit.cli import query
+
+    verb = _ok_or_graphkit_error(query._method, method)
+    if verb is not None:
+        assert verb in query.METHODS
+    headers: dict[str, str] = {}
+    ctype = _ok_or_graphkit_error(query._content_type, headers, content_type)
+    if ctype is not None:
+        assert "\n" not in ctype and "\r" not in ctype
+    try:
+        query._check_json(body, "--body")
+    except GraphkitError as exc:
+        assert "is not" in str(exc) and (len(body) < 8 or body.decode("latin-1") not in str(exc))
+    else:
+        json.loads(body)

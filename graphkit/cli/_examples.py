@@ -33,9 +33,9 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
         "graphkit export --key reports.key --cert reports.crt --pem reports.pem --no-passphrase",
     ),
     "query": (
-        "graphkit query /users --top 5 --select displayName,mail,id",
-        "graphkit query /users --all --query '[].id' -o tsv",
         "graphkit query /users --all --select displayName,mail -o csv > users.csv",
+        "graphkit query /users -X POST --body @ada.json",
+        "graphkit query 'users/{id}/photo/$value' --output-file ada.jpg",
     ),
     "batch": (
         "graphkit batch requests.jsonl --ordered > results.jsonl",

@@ -464,6 +464,45 @@ class Emulator:
         with self.backend.lock:
             return self._users(tenant).users.find(key)
 
+    def set_photo(
+        self,
+        key: str,
+        data: bytes,
+        tenant: Tenant | str | None = None,
+        *,
+        content_type: str = "image/jpeg",
+    ) -> None:
+        """Give a user a profile photo, as ``PUT /users/{key}/photo/$value`` would.
+
+        Raises:
+            KeyError: no such user. ValueError: a photo Graph would refuse.
+        """
+        from graphkit.emulator.errors import GraphApiError
+        from graphkit.emulator.writes import set_photo
+
+        t = self._users(tenant)
+        try:
+            with self.backend.lock:
+                set_photo(t.users, key, content_type, data)
+        except GraphApiError as err:
+            raise (KeyError if err.status == 404 else ValueError)(err.message) from None
+        self._persist()
+
+    def get_photo(self, key: str, tenant: Tenant | str | None = None) -> bytes | None:
+        """A user's profile photo bytes (None without one).
+
+        Raises:
+            KeyError: no such user.
+        """
+        from graphkit.emulator.errors import GraphApiError
+
+        try:
+            with self.backend.lock:
+                found = self._users(tenant).users.photo(key)
+        except GraphApiError as err:
+            raise KeyError(err.message) from None
+        return found[1] if found is not None else None
+
     def reset_delta(self, tenant: Tenant | str | None = None) -> None:
         """A sync reset: every delta token issued so far answers 410 Gone."""
         with self.backend.lock:
