@@ -216,12 +216,16 @@ def application_path(*, client_id: str | None = None, object_id: str | None = No
     return f"/applications(appId='{client_id}')"
 
 
-def _read_denied(exc: PermissionDeniedError, what: str, client_id: str | None) -> ConfigError:
+def _read_denied(exc: PermissionDeniedError, what: str, client_id: str | None) -> GraphError:
     app = f"app {client_id}" if client_id else "the app"
-    return ConfigError(
+    return PermissionDeniedError(
         f"{app} may not read its own registration ({what}): Graph answered 403",
         "grant it Application.Read.All (or make it an owner of itself with "
         "Application.ReadWrite.OwnedBy), or use --admin to sign in as an administrator",
+        status=exc.status,
+        code=exc.code,
+        request_id=exc.request_id,
+        client_request_id=exc.client_request_id,
     )
 
 
@@ -261,7 +265,8 @@ def read_credentials(
     passwordCredentials.
 
     Raises:
-        ConfigError: the caller may not read the registration (403).
+        PermissionDeniedError: the caller may not read the registration (403), with
+            what to grant.
     """
     try:
         body = client.get(path, {"$select": "keyCredentials,passwordCredentials"})

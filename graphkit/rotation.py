@@ -440,6 +440,7 @@ def _run(
 ) -> None:
     from graphkit import app_keys, certificates, onboarding
     from graphkit import settings as profiles
+    from graphkit.errors import PermissionDeniedError
 
     assert settings.profile is not None
     profile = settings.profile
@@ -454,7 +455,7 @@ def _run(
         try:
             listed = app_keys.list_certificates(client, path, client_id=settings.client_id)
             registered = {c.thumbprint: c.key_id for c in listed if c.thumbprint}
-        except ConfigError:
+        except PermissionDeniedError:
             if not request.keep_old and current.sha1 not in state.key_ids:
                 raise ConfigError(
                     f"app {settings.client_id} may not read its own registration, so rotate "

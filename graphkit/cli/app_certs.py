@@ -159,11 +159,11 @@ def _key_id_for(
 ) -> tuple[str, str | None]:
     """(keyId, thumbprint or None) of the certificate named by ``wanted``."""
     from graphkit import app_keys
-    from graphkit.errors import ConfigError, NotFoundError
+    from graphkit.errors import NotFoundError, PermissionDeniedError
 
     try:
         listed = app_keys.list_certificates(client, path, client_id=settings.client_id)
-    except ConfigError:
+    except PermissionDeniedError:
         if "-" in wanted:  # a keyId: no need to read the list
             return wanted, None
         raise

@@ -1,0 +1,211 @@
+"""`graphkit cert list|add|remove` against the emulator: real msal, requests and HTTPS.
+
+With the app's own certificate (addKey/removeKey and a proof, no permission needed),
+the certificate in use protected by --force, and the administrator's read-modify-write
+PATCH that keeps every other credential.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from _auth_helpers import Identity, make_identity
+from _emulator_helpers import msal_app, no_ca_env
+from _onboarding_helpers import clean_env, emulator_flags, run_cli
+from test_emulator_applications import signin
+
+from graphkit import app_keys
+from graphkit.errors import ExitCode
+from graphkit.graph import GraphClient
+
+_no_ca_env = pytest.fixture(autouse=True)(no_ca_env)
+
+
+@pytest.fixture
+def emu(graphkit_emulator: Any) -> Any:
+    return graphkit_emulator
+
+
+@pytest.fixture
+def ident(emu: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Identity:
+    """A profile ``work`` (the default) on the emulator's default app, its certificate
+    uploaded."""
+    clean_env(monkeypatch, tmp_path / "home")
+    ident = make_identity(tmp_path / "keys")
+    emu.upload_certificate(emu.default_app, ident.cert)
+    r = run_cli(
+        [
+            "config",
+            "set",
+            "work",
+            "--tenant",
+            emu.default_tenant.id,
+            "--client-id",
+            emu.default_app.client_id,
+            "--certificate",
+            str(ident.combined),
+            *emulator_flags(emu),
+        ]
+    )
+    assert r.exit_code == 0, r.stderr
+    return ident
+
+
+def _registered(emu: Any) -> list[str]:
+    return sorted(
+        base64.b64decode(k["customKeyIdentifier"]).hex().upper()
+        for k in emu.key_credentials(emu.default_app)
+    )
+
+
+def _gets_tokens(emu: Any, ident: Identity) -> bool:
+    credential = {
+        "private_key": ident.key_pem.read_text(),
+        "public_certificate": ident.crt.read_text(),
+    }
+    result = msal_app(emu, emu.default_app.client_id, credential).acquire_token_for_client(
+        [emu.graph_scope]
+    )
+    return "access_token" in result
+
+
+def test_list_marks_the_certificate_in_use(emu: Any, ident: Identity, tmp_path: Path) -> None:
+    other = make_identity(tmp_path / "other", key_index=1, cn="next-cert")
+    emu.upload_certificate(emu.default_app, other.cert)
+    r = run_cli(["cert", "list", "--json"])
+    assert r.exit_code == ExitCode.PERMISSION, r.stderr
+    assert "Application.Read.All" in r.stderr  # it may not read itself: says what to grant
+    emu.grant(emu.default_app, "Application.Read.All")
+    r = run_cli(["cert", "list", "--json"])
+    assert r.exit_code == 0, r.stderr
+    rows = {row["thumbprint"]: row for row in r.json()}
+    assert sorted(rows) == sorted([ident.sha1, other.sha1])
+    assert rows[ident.sha1]["in_use"] is True and rows[other.sha1]["in_use"] is False
+    assert rows[other.sha1]["display_name"] == "CN=next-cert"
+    assert 363 <= rows[other.sha1]["days_left"] <= 365
+    keys = {k["keyId"] for k in emu.key_credentials(emu.default_app)}
+    assert {row["key_id"] for row in rows.values()} == keys
+    table = run_cli(["cert", "list"])
+    assert table.exit_code == 0, table.stderr
+    [mine] = [line for line in table.stdout.splitlines() if ident.sha1 in line]
+    assert mine.lstrip().startswith("*")
+
+
+def test_add_and_remove_with_the_apps_own_certificate(
+    emu: Any, ident: Identity, tmp_path: Path
+) -> None:
+    # No permission at all: the object id is given, the proof does the rest.
+    assert emu.roles(emu.default_app) == ["User.Read.All"]
+    oid = emu.default_app.object_id
+    other = make_identity(tmp_path / "other", key_index=1)
+    r = run_cli(["cert", "add", str(other.crt), "--object-id", oid, "--json"])
+    assert r.exit_code == 0, r.stderr
+    added = r.json()
+    assert added["thumbprint"] == other.sha1
+    assert _registered(emu) == sorted([ident.sha1, other.sha1])
+    assert _gets_tokens(emu, other)
+    proofs = [e for e in emu.requests() if e["path"].endswith("/addKey")]
+    assert [e["status"] for e in proofs] == [200]
+    # Without reading the list, a keyId names it.
+    r = run_cli(["cert", "remove", added["key_id"], "--object-id", oid])
+    assert r.exit_code == 0, r.stderr
+    assert _registered(emu) == [ident.sha1]
+    assert not _gets_tokens(emu, other)
+
+
+def test_remove_by_thumbprint_when_the_app_may_read_itself(
+    emu: Any, ident: Identity, tmp_path: Path
+) -> None:
+    emu.grant(emu.default_app, "Application.Read.All")
+    other = make_identity(tmp_path / "other", key_index=1)
+    emu.upload_certificate(emu.default_app, other.cert)
+    shown = ":".join(other.sha1[i : i + 2] for i in range(0, 40, 2)).lower()  # openssl's form
+    r = run_cli(["cert", "remove", shown])
+    assert r.exit_code == 0, r.stderr
+    assert _registered(emu) == [ident.sha1]
+    r = run_cli(["cert", "remove", other.sha1])
+    assert r.exit_code == ExitCode.NOT_FOUND
+    assert f"holds no certificate {other.sha1}" in r.stderr
+
+
+def test_removing_the_certificate_in_use_needs_force(emu: Any, ident: Identity) -> None:
+    emu.grant(emu.default_app, "Application.Read.All")
+    r = run_cli(["cert", "remove", ident.sha1])
+    assert r.exit_code == ExitCode.USAGE
+    [line] = [x for x in r.stderr.splitlines() if x.startswith("graphkit: error:")]
+    assert "is the one profile work signs in with" in line and "AADSTS700027" in line
+    assert "--force" in line and "graphkit rotate" in line
+    assert _registered(emu) == [ident.sha1]
+    r = run_cli(["cert", "remove", ident.sha1, "--force"])
+    assert r.exit_code == 0, r.stderr
+    assert "tokens are now refused" in r.stderr
+    assert _registered(emu) == []
+    r = run_cli(["token", "--force-refresh"])
+    assert r.exit_code == ExitCode.AUTH
+
+
+def test_a_certificate_to_add_is_checked_before_anything_is_sent(
+    emu: Any, ident: Identity, tmp_path: Path
+) -> None:
+    emu.clear_requests()
+    r = run_cli(["cert", "add", str(tmp_path / "missing.crt")])
+    assert r.exit_code == ExitCode.INPUT
+    r = run_cli(["cert", "remove", "not-a-thumbprint"])
+    assert r.exit_code == ExitCode.USAGE
+    assert emu.requests() == []
+
+
+# ------------------------------------------------- the administrator's PATCH
+
+
+class _Token:
+    def __init__(self, token: str) -> None:
+        self.token = token
+        self.expires_on = time.time() + 3000
+
+    def get_token(self, *, force_refresh: bool = False) -> _Token:
+        return self
+
+
+def test_admin_patch_keeps_two_other_certificates_and_a_password(
+    emu: Any, ident: Identity, tmp_path: Path
+) -> None:
+    app = emu.default_app
+    two = make_identity(tmp_path / "two", key_index=1)
+    three = make_identity(tmp_path / "three", key_index=2)
+    new = make_identity(tmp_path / "new", key_index=3)
+    emu.upload_certificate(app, two.cert)
+    emu.upload_certificate(app, three.cert)
+    emu.add_password_credential(app, "ci secret")
+    before = {k["keyId"]: k for k in emu.key_credentials(app)}
+    emu.create_account("ada", roles=["Application Administrator"])
+    admin = GraphClient(emu.graph_url, _Token(signin(emu, "ada")), ca_bundle=emu.ca_bundle)
+    path = app_keys.application_path(object_id=app.object_id)
+    with admin:
+        after = app_keys.patch_keys(
+            admin, path, lambda keys: [*keys, app_keys.key_credential(new.cert)]
+        )
+        assert len(after) == 4
+        assert _registered(emu) == sorted([ident.sha1, two.sha1, three.sha1, new.sha1])
+        kept = {k["keyId"]: k for k in emu.key_credentials(app)}
+        for key_id, entry in before.items():  # the others unchanged, dates and ids included
+            assert kept[key_id] == entry
+        passwords = admin.get(path, {"$select": "passwordCredentials"})["passwordCredentials"]
+        assert [p["displayName"] for p in passwords] == ["ci secret"]
+        # And remove one the same way: the other three stay.
+        app_keys.patch_keys(
+            admin,
+            path,
+            lambda keys: [k for k in keys if k["customKeyIdentifier"] != _b64(new.sha1)],
+        )
+    assert {k["keyId"]: k for k in emu.key_credentials(app)} == before
+    patches = [e for e in emu.requests() if e["method"] == "PATCH"]
+    assert [e["status"] for e in patches] == [204, 204]
+
+
+def _b64(sha1: str) -> str:
+    return base64.b64encode(bytes.fromhex(sha1)).decode()
