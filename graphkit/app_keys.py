@@ -394,7 +394,18 @@ def patch_keys(
                 "not sending a PATCH that would drop it",
                 "retry; if it persists, change the certificates in the portal",
             )
-    client.request("PATCH", path, json_body={"keyCredentials": wanted})
+    try:
+        client.request("PATCH", path, json_body={"keyCredentials": wanted})
+    except PermissionDeniedError as exc:
+        raise PermissionDeniedError(
+            f"Graph refused to change the certificates of {path} (403 {exc.code})",
+            "sign in as an Application Administrator or Cloud Application Administrator "
+            "(or an owner of the app); an app needs Application.ReadWrite.All",
+            status=exc.status,
+            code=exc.code,
+            request_id=exc.request_id,
+            client_request_id=exc.client_request_id,
+        ) from None
     after_keys, after_passwords = read_credentials(client, path, client_id=client_id)
     kept_ids = {str(k.get("keyId")) for k in wanted if k.get("keyId")}
     now_ids = {str(k.get("keyId")) for k in after_keys}

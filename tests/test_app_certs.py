@@ -8,7 +8,6 @@ PATCH that keeps every other credential.
 from __future__ import annotations
 
 import base64
-import time
 from pathlib import Path
 from typing import Any
 
@@ -16,11 +15,9 @@ import pytest
 from _auth_helpers import Identity, make_identity
 from _emulator_helpers import msal_app, no_ca_env
 from _onboarding_helpers import clean_env, emulator_flags, run_cli
-from test_emulator_applications import signin
 
-from graphkit import app_keys
+from graphkit import admin_signin
 from graphkit.errors import ExitCode
-from graphkit.graph import GraphClient
 
 _no_ca_env = pytest.fixture(autouse=True)(no_ca_env)
 
@@ -159,20 +156,34 @@ def test_a_certificate_to_add_is_checked_before_anything_is_sent(
     assert emu.requests() == []
 
 
-# ------------------------------------------------- the administrator's PATCH
+# ---------------------------------------- --admin: the administrator's PATCH
 
 
-class _Token:
-    def __init__(self, token: str) -> None:
-        self.token = token
-        self.expires_on = time.time() + 3000
+@pytest.fixture
+def approve_as(emu: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """``approve_as(user)``: from then on, the administrator sign-in's first wait
+    between polls approves its device code as ``user`` (through the emulator's API, as
+    the person at the browser would); waits cost no time."""
+    t = [0.0]
+    who: list[str] = []
 
-    def get_token(self, *, force_refresh: bool = False) -> _Token:
-        return self
+    def sleep(seconds: float) -> None:
+        t[0] += seconds
+        try:
+            code = emu.wait_for_device_code(timeout=0.1)
+        except TimeoutError:
+            return  # approved already
+        emu.approve_device_code(code, who[-1])
+
+    defaults = admin_signin.sign_in.__kwdefaults__
+    assert defaults is not None
+    monkeypatch.setitem(defaults, "sleep", sleep)
+    monkeypatch.setitem(defaults, "clock", lambda: t[0])
+    return who.append
 
 
-def test_admin_patch_keeps_two_other_certificates_and_a_password(
-    emu: Any, ident: Identity, tmp_path: Path
+def test_cert_add_and_remove_admin_keep_two_other_certificates_and_a_password(
+    emu: Any, ident: Identity, tmp_path: Path, approve_as: Any
 ) -> None:
     app = emu.default_app
     two = make_identity(tmp_path / "two", key_index=1)
@@ -182,30 +193,67 @@ def test_admin_patch_keeps_two_other_certificates_and_a_password(
     emu.upload_certificate(app, three.cert)
     emu.add_password_credential(app, "ci secret")
     before = {k["keyId"]: k for k in emu.key_credentials(app)}
+    passwords = emu.backend.app(app.client_id).passwords
+    before_passwords = [dict(p) for p in passwords]
     emu.create_account("ada", roles=["Application Administrator"])
-    admin = GraphClient(emu.graph_url, _Token(signin(emu, "ada")), ca_bundle=emu.ca_bundle)
-    path = app_keys.application_path(object_id=app.object_id)
-    with admin:
-        after = app_keys.patch_keys(
-            admin, path, lambda keys: [*keys, app_keys.key_credential(new.cert)]
-        )
-        assert len(after) == 4
-        assert _registered(emu) == sorted([ident.sha1, two.sha1, three.sha1, new.sha1])
-        kept = {k["keyId"]: k for k in emu.key_credentials(app)}
-        for key_id, entry in before.items():  # the others unchanged, dates and ids included
-            assert kept[key_id] == entry
-        passwords = admin.get(path, {"$select": "passwordCredentials"})["passwordCredentials"]
-        assert [p["displayName"] for p in passwords] == ["ci secret"]
-        # And remove one the same way: the other three stay.
-        app_keys.patch_keys(
-            admin,
-            path,
-            lambda keys: [k for k in keys if k["customKeyIdentifier"] != _b64(new.sha1)],
-        )
+    approve_as("ada")
+    r = run_cli(["cert", "add", str(new.crt), "--admin", "--json"])
+    assert r.exit_code == 0, r.stderr
+    assert "Sign in as an administrator" in r.stderr and "Signed in as ada" in r.stderr
+    assert r.json()["thumbprint"] == new.sha1 and r.json()["key_id"]
+    assert _registered(emu) == sorted([ident.sha1, two.sha1, three.sha1, new.sha1])
+    kept = {k["keyId"]: k for k in emu.key_credentials(app)}
+    assert all(kept[key_id] == entry for key_id, entry in before.items())
+    assert [dict(p) for p in emu.backend.app(app.client_id).passwords] == before_passwords
+    assert _gets_tokens(emu, new)
+    # The listing, as the administrator.
+    r = run_cli(["cert", "list", "--admin", "--json"])
+    assert r.exit_code == 0, r.stderr
+    assert sorted(row["thumbprint"] for row in r.json()) == _registered(emu)
+    # Remove it again the same way: the other three certificates and the password stay.
+    r = run_cli(["cert", "remove", new.sha1, "--admin"])
+    assert r.exit_code == 0, r.stderr
     assert {k["keyId"]: k for k in emu.key_credentials(app)} == before
+    assert [dict(p) for p in emu.backend.app(app.client_id).passwords] == before_passwords
     patches = [e for e in emu.requests() if e["method"] == "PATCH"]
     assert [e["status"] for e in patches] == [204, 204]
+    # The certificate in use is protected here too; a plain user may not write.
+    r = run_cli(["cert", "remove", ident.sha1, "--admin"])
+    assert r.exit_code == ExitCode.USAGE and "--force" in r.stderr
+    emu.create_account("bob")
+    approve_as("bob")
+    r = run_cli(["cert", "add", str(new.crt), "--admin"])
+    assert r.exit_code == ExitCode.PERMISSION, r.stderr
+    [line] = [x for x in r.stderr.splitlines() if x.startswith("graphkit: error:")]
+    assert "Application Administrator" in line and "application permission" not in line
+    assert {k["keyId"]: k for k in emu.key_credentials(app)} == before
 
 
-def _b64(sha1: str) -> str:
-    return base64.b64encode(bytes.fromhex(sha1)).decode()
+def test_cert_add_admin_rescues_an_app_whose_certificate_expired(
+    emu: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, approve_as: Any
+) -> None:
+    import datetime as dt
+
+    clean_env(monkeypatch, tmp_path / "home")
+    old = make_identity(
+        tmp_path / "old", days=1, now=dt.datetime.now(dt.UTC) - dt.timedelta(days=3)
+    )
+    fresh = make_identity(tmp_path / "fresh", key_index=1)
+    flags = [
+        "--tenant",
+        emu.default_tenant.id,
+        "--client-id",
+        emu.default_app.client_id,
+        *emulator_flags(emu),
+    ]
+    assert (
+        run_cli(["config", "set", "work", *flags, "--certificate", str(old.combined)]).exit_code
+        == 0
+    )
+    r = run_cli(["cert", "add", str(fresh.crt)])  # the expired one cannot sign a proof
+    assert r.exit_code == ExitCode.CONFIG and "expired" in r.stderr
+    emu.create_account("ada", roles=["Cloud Application Administrator"])
+    approve_as("ada")
+    r = run_cli(["cert", "add", str(fresh.crt), "--admin"])
+    assert r.exit_code == 0, r.stderr
+    assert _gets_tokens(emu, fresh)

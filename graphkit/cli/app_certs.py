@@ -16,7 +16,7 @@ import typer
 from graphkit.cli import _connection
 from graphkit.cli._common import OutputOpt, emit, output_format, say
 from graphkit.cli._typer_internals import LeanCommand
-from graphkit.errors import ExitCode, InputError, UsageError
+from graphkit.errors import ExitCode, InputError, NotFoundError, UsageError
 
 if TYPE_CHECKING:  # pragma: no cover
     from graphkit.graph import GraphClient
@@ -32,7 +32,27 @@ ObjectIdOpt = Annotated[
         show_default=False,
     ),
 ]
+AdminOpt = Annotated[
+    bool,
+    typer.Option(
+        "--admin",
+        help="Sign an administrator in (device code) and read or PATCH the registration, "
+        "instead of acting as the app itself.",
+    ),
+]
+AdminClientOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--admin-client-id",
+        help="With --admin: the public client to sign in through (default: Microsoft Graph "
+        'Command Line Tools); it needs "Allow public client flows".',
+        show_default=False,
+    ),
+]
 _COLUMNS = "in_use,thumbprint,display_name,start,end,days_left,key_id"
+# Delegated scopes --admin asks for: only what the calls need (PROTOCOL.md §6).
+_READ_SCOPES = ("Application.Read.All",)
+_WRITE_SCOPES = ("Application.ReadWrite.All",)
 
 
 def _app_client(settings: Settings) -> GraphClient:
@@ -41,6 +61,47 @@ def _app_client(settings: Settings) -> GraphClient:
 
     credential = _connection.credential_from_settings(settings)
     return GraphClient.from_settings(settings, credential=credential, validate=False)
+
+
+def _admin_client(
+    settings: Settings, scopes: tuple[str, ...], client_id: str | None
+) -> GraphClient:
+    """A Graph client acting as an administrator signed in with the device code flow:
+    the code and where to enter it on stderr, then a countdown while it waits."""
+    from graphkit import admin_signin
+
+    tty = sys.stderr.isatty()
+
+    def show_code(code: admin_signin.DeviceCode) -> None:
+        say(f"Sign in as an administrator: {code.message}")
+
+    def tick(left: float) -> None:
+        if tty:
+            sys.stderr.write(
+                f"\r\x1b[2KWaiting for the sign-in ({int(left) // 60}:{int(left) % 60:02d} left)"
+            )
+            sys.stderr.flush()
+
+    admin = admin_signin.sign_in(
+        settings, scopes, client_id=client_id, on_code=show_code, on_tick=tick
+    )
+    if tty:
+        sys.stderr.write("\r\x1b[2K")
+    say(f"Signed in as {admin.user or 'the administrator'}.")
+    return admin_signin.graph_client(settings, admin)
+
+
+def _in_use(settings: Settings) -> str | None:
+    """The SHA-1 of the profile's certificate, or None when it cannot be read."""
+    from graphkit import certificates
+    from graphkit.errors import GraphkitError
+
+    if settings.certificate is None:
+        return None
+    try:
+        return certificates.check(settings).sha1
+    except GraphkitError:
+        return None
 
 
 def _normalise_thumbprint(value: str) -> str:
@@ -84,6 +145,8 @@ def _load_certificate(path: Path) -> Any:
 
 @_connection.with_connection_flags
 def list_certs(
+    admin: AdminOpt = False,
+    admin_client_id: AdminClientOpt = None,
     as_json: JsonOpt = False,
     output: OutputOpt = None,
     *,
@@ -91,16 +154,20 @@ def list_certs(
 ) -> None:
     """List the certificates registered on the app; * marks the one the profile uses.
 
-    Read with the app's own token ($select=keyCredentials): the app needs
-    Application.Read.All, or to own itself.
+    Read with the app's own token ($select=keyCredentials), which needs
+    Application.Read.All (or the app owning itself); or, with --admin, as an
+    administrator.
     """
-    from graphkit import app_keys, certificates
+    from graphkit import app_keys
     from graphkit import output as out
 
     fmt = output_format(output, as_json)
-    settings = connection.settings()
-    in_use = certificates.check(settings).sha1
-    with _app_client(settings) as client:
+    settings = connection.settings(validate=not admin)
+    in_use = _in_use(settings)
+    client = (
+        _admin_client(settings, _READ_SCOPES, admin_client_id) if admin else _app_client(settings)
+    )
+    with client:
         path = app_keys.application_path(client_id=settings.client_id, object_id=settings.object_id)
         rows = app_keys.list_certificates(client, path, in_use=in_use, client_id=settings.client_id)
     data = [r.as_dict() for r in rows]
@@ -111,7 +178,7 @@ def list_certs(
         for row in data:
             row["in_use"] = "*" if row["in_use"] else ""
     out.write_items(data, fmt, sys.stdout, select=_COLUMNS, note=say)
-    if not any(r.in_use for r in rows):
+    if in_use and not any(r.in_use for r in rows):
         say(
             f"The profile's certificate {in_use} is not among them: tokens are refused "
             "(AADSTS700027) until it is added"
@@ -124,31 +191,56 @@ def list_certs(
 @_connection.with_connection_flags
 def add_cert(
     file: Annotated[Path, typer.Argument(help="The certificate to register (.crt/.cer/.pem).")],
+    admin: AdminOpt = False,
+    admin_client_id: AdminClientOpt = None,
     object_id: ObjectIdOpt = None,
     as_json: JsonOpt = False,
     output: OutputOpt = None,
     *,
     connection: _connection.Connection,
 ) -> None:
-    """Register another certificate on the app, with addKey and a proof signed by the
-    profile's current certificate (no permission needed)."""
+    """Register another certificate on the app: with addKey and a proof signed by the
+    profile's current certificate (no permission needed), or, with --admin, by a PATCH
+    that sends back every other certificate (for an app whose certificate expired)."""
     from graphkit import app_keys, certificates, crypto
 
     fmt = output_format(output, as_json)
     cert = _load_certificate(file)
     sha1 = crypto.thumbprints(cert)["sha1"]
-    settings = connection.settings()
-    with _app_client(settings) as client:
-        oid = app_keys.find_object_id(client, settings, object_id)
-        signer = certificates.load(settings)
-        answer = app_keys.add_key(
-            client, oid, cert, signer_key=signer.private_key, signer_certificate=signer.certificate
+    settings = connection.settings(validate=not admin)
+    if admin:
+        path = app_keys.application_path(client_id=settings.client_id, object_id=object_id)
+
+        def with_new(keys: list[dict[str, Any]]) -> list[dict[str, Any]]:
+            if any(r.thumbprint == sha1 for r in app_keys.certificates_from(keys)):
+                raise InputError(
+                    f"certificate {sha1} is already registered on app {settings.client_id}",
+                    "see `graphkit cert list --admin`",
+                )
+            return [*keys, app_keys.key_credential(cert)]
+
+        with _admin_client(settings, _WRITE_SCOPES, admin_client_id) as client:
+            after = app_keys.patch_keys(client, path, with_new, client_id=settings.client_id)
+        key_id = next(
+            (r.key_id for r in app_keys.certificates_from(after) if r.thumbprint == sha1), None
         )
-    data = {"thumbprint": sha1, "key_id": answer.get("keyId"), "certificate": str(file)}
+    else:
+        with _app_client(settings) as client:
+            oid = app_keys.find_object_id(client, settings, object_id)
+            signer = certificates.load(settings)
+            answer = app_keys.add_key(
+                client,
+                oid,
+                cert,
+                signer_key=signer.private_key,
+                signer_certificate=signer.certificate,
+            )
+        key_id = answer.get("keyId")
+    data = {"thumbprint": sha1, "key_id": key_id, "certificate": str(file)}
     if fmt != "table":
         emit(data, fmt)
         return
-    say(f"Registered certificate {sha1} (keyId {answer.get('keyId')}) on app {settings.client_id}.")
+    say(f"Registered certificate {sha1} (keyId {key_id}) on app {settings.client_id}.")
 
 
 # ---------------------------------------------------------------- cert remove
@@ -159,7 +251,7 @@ def _key_id_for(
 ) -> tuple[str, str | None]:
     """(keyId, thumbprint or None) of the certificate named by ``wanted``."""
     from graphkit import app_keys
-    from graphkit.errors import NotFoundError, PermissionDeniedError
+    from graphkit.errors import PermissionDeniedError
 
     try:
         listed = app_keys.list_certificates(client, path, client_id=settings.client_id)
@@ -181,6 +273,8 @@ def remove_cert(
     thumbprint: Annotated[
         str, typer.Argument(help="SHA-1 thumbprint (as the portal shows it), or the keyId.")
     ],
+    admin: AdminOpt = False,
+    admin_client_id: AdminClientOpt = None,
     force: Annotated[
         bool,
         typer.Option("--force", help="Remove it even if it is the one the profile uses."),
@@ -189,43 +283,64 @@ def remove_cert(
     *,
     connection: _connection.Connection,
 ) -> None:
-    """Remove a certificate from the app, with removeKey and a proof signed by the
-    profile's current certificate (no permission needed)."""
+    """Remove a certificate from the app: with removeKey and a proof signed by the
+    profile's current certificate (no permission needed), or, with --admin, by a PATCH
+    that sends back every other certificate."""
     from graphkit import app_keys, certificates
 
     wanted = _normalise_thumbprint(thumbprint)
-    settings = connection.settings()
-    signer = certificates.load(settings)
-    if wanted == signer.sha1 and not force:
-        raise UsageError(
-            f"certificate {wanted} is the one profile {settings.profile or '(flags)'} signs in "
-            "with: once it is removed, every token request of this profile is refused "
-            "(AADSTS700027) until another registered certificate is configured",
-            "run `graphkit rotate` instead, or give --force to remove it anyway",
-        )
-    with _app_client(settings) as client:
-        oid = app_keys.find_object_id(client, settings, object_id)
-        key_id, sha1 = _key_id_for(
-            client, settings, wanted, app_keys.application_path(object_id=oid)
-        )
-        if sha1 == signer.sha1 and not force:
+    settings = connection.settings(validate=not admin)
+    in_use = _in_use(settings)
+    who = settings.profile or "(flags)"
+
+    def refuse_in_use(sha1: str | None) -> None:
+        if sha1 is not None and sha1 == in_use and not force:
             raise UsageError(
-                f"keyId {key_id} is the certificate profile {settings.profile or '(flags)'} "
-                "signs in with",
+                f"certificate {sha1} is the one profile {who} signs in with: once it is "
+                "removed, every token request of this profile is refused (AADSTS700027) "
+                "until another registered certificate is configured",
                 "run `graphkit rotate` instead, or give --force to remove it anyway",
             )
-        app_keys.remove_key(
-            client,
-            oid,
-            key_id,
-            signer_key=signer.private_key,
-            signer_certificate=signer.certificate,
-        )
-    say(f"Removed certificate {sha1 or key_id} from app {settings.client_id}.")
-    if sha1 == signer.sha1:
+
+    refuse_in_use(wanted if "-" not in wanted else None)
+    removed: str
+    if admin:
+        path = app_keys.application_path(client_id=settings.client_id, object_id=object_id)
+
+        def without(keys: list[dict[str, Any]]) -> list[dict[str, Any]]:
+            rows = app_keys.certificates_from(keys)
+            match = [r for r in rows if wanted in (r.key_id, r.thumbprint)]
+            if not match:
+                raise NotFoundError(
+                    f"app {settings.client_id} holds no certificate {wanted}",
+                    "see `graphkit cert list --admin` for those it holds",
+                )
+            refuse_in_use(match[0].thumbprint)
+            return [k for k, r in zip(keys, rows, strict=True) if r is not match[0]]
+
+        with _admin_client(settings, _WRITE_SCOPES, admin_client_id) as client:
+            app_keys.patch_keys(client, path, without, client_id=settings.client_id)
+        removed = wanted
+    else:
+        signer = certificates.load(settings)
+        with _app_client(settings) as client:
+            oid = app_keys.find_object_id(client, settings, object_id)
+            path = app_keys.application_path(object_id=oid)
+            key_id, sha1 = _key_id_for(client, settings, wanted, path)
+            refuse_in_use(sha1)
+            app_keys.remove_key(
+                client,
+                oid,
+                key_id,
+                signer_key=signer.private_key,
+                signer_certificate=signer.certificate,
+            )
+        removed = sha1 or key_id
+    say(f"Removed certificate {removed} from app {settings.client_id}.")
+    if force and in_use in (wanted, removed):
         say(
-            f"Profile {settings.profile or '(flags)'} signs in with it: its tokens are now "
-            "refused (AADSTS700027) until another registered certificate is configured."
+            f"Profile {who} signed in with it: its tokens are now refused (AADSTS700027) "
+            "until another registered certificate is configured."
         )
 
 
