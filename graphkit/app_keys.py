@@ -33,6 +33,7 @@ from graphkit.errors import (
     NotFoundError,
     PermissionDeniedError,
     UnauthorizedError,
+    register_secret,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -216,16 +217,25 @@ def application_path(*, client_id: str | None = None, object_id: str | None = No
     return f"/applications(appId='{client_id}')"
 
 
-def _read_denied(exc: PermissionDeniedError, what: str, client_id: str | None) -> GraphError:
-    app = f"app {client_id}" if client_id else "the app"
-    return PermissionDeniedError(
-        f"{app} may not read its own registration ({what}): Graph answered 403",
-        "grant it Application.Read.All (or make it an owner of itself with "
-        "Application.ReadWrite.OwnedBy), or use --admin to sign in as an administrator",
+def _retold(exc: GraphError, message: str, hint: str) -> GraphError:
+    """``exc`` again (same type, status, code and request ids), told for this call."""
+    return type(exc)(
+        message,
+        hint,
         status=exc.status,
         code=exc.code,
         request_id=exc.request_id,
         client_request_id=exc.client_request_id,
+    )
+
+
+def _read_denied(exc: PermissionDeniedError, what: str, client_id: str | None) -> GraphError:
+    app = f"app {client_id}" if client_id else "the app"
+    return _retold(
+        exc,
+        f"{app} may not read its own registration ({what}): Graph answered 403",
+        "grant it Application.Read.All (or make it an owner of itself with "
+        "Application.ReadWrite.OwnedBy), or use --admin to sign in as an administrator",
     )
 
 
@@ -293,14 +303,11 @@ def list_certificates(
 
 
 def _proof_refused(exc: UnauthorizedError, signer_sha1: str) -> GraphError:
-    return UnauthorizedError(
+    return _retold(
+        exc,
         f"Graph refused the proof signed by certificate {signer_sha1} ({exc.code}): that "
         "certificate is not (or no longer) registered on the app, or has expired",
         _NO_PROOF_HINT,
-        status=exc.status,
-        code=exc.code,
-        request_id=exc.request_id,
-        client_request_id=exc.client_request_id,
     )
 
 
@@ -323,10 +330,12 @@ def add_key(
     """
     from graphkit import crypto
 
+    proof = build_proof(signer_key, signer_certificate, object_id, now=now)
+    register_secret(proof)  # redacted from anything an error or a log could show
     body = {
         "keyCredential": key_credential(certificate),
         "passwordCredential": None,
-        "proof": build_proof(signer_key, signer_certificate, object_id, now=now),
+        "proof": proof,
     }
     try:
         answer = client.request("POST", f"/applications/{object_id}/addKey", json_body=body)
@@ -352,10 +361,9 @@ def remove_key(
     """
     from graphkit import crypto
 
-    body = {
-        "keyId": key_id,
-        "proof": build_proof(signer_key, signer_certificate, object_id, now=now),
-    }
+    proof = build_proof(signer_key, signer_certificate, object_id, now=now)
+    register_secret(proof)
+    body = {"keyId": key_id, "proof": proof}
     try:
         client.request("POST", f"/applications/{object_id}/removeKey", json_body=body)
     except UnauthorizedError as exc:
@@ -397,14 +405,11 @@ def patch_keys(
     try:
         client.request("PATCH", path, json_body={"keyCredentials": wanted})
     except PermissionDeniedError as exc:
-        raise PermissionDeniedError(
+        raise _retold(
+            exc,
             f"Graph refused to change the certificates of {path} (403 {exc.code})",
             "sign in as an Application Administrator or Cloud Application Administrator "
             "(or an owner of the app); an app needs Application.ReadWrite.All",
-            status=exc.status,
-            code=exc.code,
-            request_id=exc.request_id,
-            client_request_id=exc.client_request_id,
         ) from None
     after_keys, after_passwords = read_credentials(client, path, client_id=client_id)
     kept_ids = {str(k.get("keyId")) for k in wanted if k.get("keyId")}

@@ -7,14 +7,14 @@ PATCH that keeps every other credential.
 
 from __future__ import annotations
 
-import base64
 from pathlib import Path
 from typing import Any
 
 import pytest
+from _app_keys_helpers import registered, save_profile, token_for
 from _auth_helpers import Identity, make_identity
-from _emulator_helpers import msal_app, no_ca_env
-from _onboarding_helpers import clean_env, emulator_flags, run_cli
+from _emulator_helpers import no_ca_env
+from _onboarding_helpers import clean_env, run_cli
 
 from graphkit import admin_signin
 from graphkit.errors import ExitCode
@@ -34,40 +34,12 @@ def ident(emu: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Identity
     clean_env(monkeypatch, tmp_path / "home")
     ident = make_identity(tmp_path / "keys")
     emu.upload_certificate(emu.default_app, ident.cert)
-    r = run_cli(
-        [
-            "config",
-            "set",
-            "work",
-            "--tenant",
-            emu.default_tenant.id,
-            "--client-id",
-            emu.default_app.client_id,
-            "--certificate",
-            str(ident.combined),
-            *emulator_flags(emu),
-        ]
-    )
-    assert r.exit_code == 0, r.stderr
+    save_profile(emu, ident.combined)
     return ident
 
 
-def _registered(emu: Any) -> list[str]:
-    return sorted(
-        base64.b64decode(k["customKeyIdentifier"]).hex().upper()
-        for k in emu.key_credentials(emu.default_app)
-    )
-
-
 def _gets_tokens(emu: Any, ident: Identity) -> bool:
-    credential = {
-        "private_key": ident.key_pem.read_text(),
-        "public_certificate": ident.crt.read_text(),
-    }
-    result = msal_app(emu, emu.default_app.client_id, credential).acquire_token_for_client(
-        [emu.graph_scope]
-    )
-    return "access_token" in result
+    return "access_token" in token_for(emu, ident.crt, ident.key_pem)
 
 
 def test_list_marks_the_certificate_in_use(emu: Any, ident: Identity, tmp_path: Path) -> None:
@@ -103,14 +75,14 @@ def test_add_and_remove_with_the_apps_own_certificate(
     assert r.exit_code == 0, r.stderr
     added = r.json()
     assert added["thumbprint"] == other.sha1
-    assert _registered(emu) == sorted([ident.sha1, other.sha1])
+    assert registered(emu) == sorted([ident.sha1, other.sha1])
     assert _gets_tokens(emu, other)
     proofs = [e for e in emu.requests() if e["path"].endswith("/addKey")]
     assert [e["status"] for e in proofs] == [200]
     # Without reading the list, a keyId names it.
     r = run_cli(["cert", "remove", added["key_id"], "--object-id", oid])
     assert r.exit_code == 0, r.stderr
-    assert _registered(emu) == [ident.sha1]
+    assert registered(emu) == [ident.sha1]
     assert not _gets_tokens(emu, other)
 
 
@@ -123,7 +95,7 @@ def test_remove_by_thumbprint_when_the_app_may_read_itself(
     shown = ":".join(other.sha1[i : i + 2] for i in range(0, 40, 2)).lower()  # openssl's form
     r = run_cli(["cert", "remove", shown])
     assert r.exit_code == 0, r.stderr
-    assert _registered(emu) == [ident.sha1]
+    assert registered(emu) == [ident.sha1]
     r = run_cli(["cert", "remove", other.sha1])
     assert r.exit_code == ExitCode.NOT_FOUND
     assert f"holds no certificate {other.sha1}" in r.stderr
@@ -136,11 +108,11 @@ def test_removing_the_certificate_in_use_needs_force(emu: Any, ident: Identity) 
     [line] = [x for x in r.stderr.splitlines() if x.startswith("graphkit: error:")]
     assert "is the one profile work signs in with" in line and "AADSTS700027" in line
     assert "--force" in line and "graphkit rotate" in line
-    assert _registered(emu) == [ident.sha1]
+    assert registered(emu) == [ident.sha1]
     r = run_cli(["cert", "remove", ident.sha1, "--force"])
     assert r.exit_code == 0, r.stderr
     assert "tokens are now refused" in r.stderr
-    assert _registered(emu) == []
+    assert registered(emu) == []
     r = run_cli(["token", "--force-refresh"])
     assert r.exit_code == ExitCode.AUTH
 
@@ -201,7 +173,7 @@ def test_cert_add_and_remove_admin_keep_two_other_certificates_and_a_password(
     assert r.exit_code == 0, r.stderr
     assert "Sign in as an administrator" in r.stderr and "Signed in as ada" in r.stderr
     assert r.json()["thumbprint"] == new.sha1 and r.json()["key_id"]
-    assert _registered(emu) == sorted([ident.sha1, two.sha1, three.sha1, new.sha1])
+    assert registered(emu) == sorted([ident.sha1, two.sha1, three.sha1, new.sha1])
     kept = {k["keyId"]: k for k in emu.key_credentials(app)}
     assert all(kept[key_id] == entry for key_id, entry in before.items())
     assert [dict(p) for p in emu.backend.app(app.client_id).passwords] == before_passwords
@@ -209,7 +181,7 @@ def test_cert_add_and_remove_admin_keep_two_other_certificates_and_a_password(
     # The listing, as the administrator.
     r = run_cli(["cert", "list", "--admin", "--json"])
     assert r.exit_code == 0, r.stderr
-    assert sorted(row["thumbprint"] for row in r.json()) == _registered(emu)
+    assert sorted(row["thumbprint"] for row in r.json()) == registered(emu)
     # Remove it again the same way: the other three certificates and the password stay.
     r = run_cli(["cert", "remove", new.sha1, "--admin"])
     assert r.exit_code == 0, r.stderr
@@ -239,17 +211,7 @@ def test_cert_add_admin_rescues_an_app_whose_certificate_expired(
         tmp_path / "old", days=1, now=dt.datetime.now(dt.UTC) - dt.timedelta(days=3)
     )
     fresh = make_identity(tmp_path / "fresh", key_index=1)
-    flags = [
-        "--tenant",
-        emu.default_tenant.id,
-        "--client-id",
-        emu.default_app.client_id,
-        *emulator_flags(emu),
-    ]
-    assert (
-        run_cli(["config", "set", "work", *flags, "--certificate", str(old.combined)]).exit_code
-        == 0
-    )
+    save_profile(emu, old.combined)
     r = run_cli(["cert", "add", str(fresh.crt)])  # the expired one cannot sign a proof
     assert r.exit_code == ExitCode.CONFIG and "expired" in r.stderr
     emu.create_account("ada", roles=["Cloud Application Administrator"])

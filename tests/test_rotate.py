@@ -8,16 +8,16 @@ Graph request. Waits go through an injected sleep that moves the emulator's cloc
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import json
 from pathlib import Path
 from typing import Any
 
 import pytest
+from _app_keys_helpers import registered, save_profile, token_for
 from _auth_helpers import Identity, make_identity
-from _emulator_helpers import msal_app, no_ca_env
-from _onboarding_helpers import clean_env, emulator_flags, run_cli
+from _emulator_helpers import no_ca_env
+from _onboarding_helpers import clean_env, run_cli
 
 from graphkit import rotation
 from graphkit.errors import ExitCode
@@ -39,23 +39,7 @@ def ident(emu: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Identity
     clean_env(monkeypatch, tmp_path / "home")
     ident = make_identity(tmp_path / "keys")
     emu.upload_certificate(emu.default_app, ident.cert)
-    r = run_cli(
-        [
-            "config",
-            "set",
-            "work",
-            "--tenant",
-            emu.default_tenant.id,
-            "--client-id",
-            emu.default_app.client_id,
-            "--certificate",
-            str(ident.crt),
-            "--private-key",
-            str(ident.key_pem),
-            *emulator_flags(emu),
-        ]
-    )
-    assert r.exit_code == 0, r.stderr
+    save_profile(emu, ident.crt, ident.key_pem)
     return ident
 
 
@@ -63,23 +47,9 @@ def _profile() -> dict[str, Any]:
     return dict(read_config(config_path())["profiles"]["work"])
 
 
-def _msal_token(emu: Any, cert: Path, key: Path) -> dict[str, Any]:
-    credential = {"private_key": key.read_text(), "public_certificate": cert.read_text()}
-    app = msal_app(emu, emu.default_app.client_id, credential)
-    return dict(app.acquire_token_for_client([emu.graph_scope]))
-
-
 def _profile_works(emu: Any) -> None:
     r = run_cli(["token", "--profile", "work", "--force-refresh", "-o", "json"])
     assert r.exit_code == 0, r.stderr
-
-
-def _registered(emu: Any) -> list[str]:
-    """The SHA-1 thumbprints of the certificates the app holds (customKeyIdentifier)."""
-    return sorted(
-        base64.b64decode(k["customKeyIdentifier"]).hex().upper()
-        for k in emu.key_credentials(emu.default_app)
-    )
 
 
 def test_rotate_end_to_end(emu: Any, ident: Identity) -> None:
@@ -96,7 +66,7 @@ def test_rotate_end_to_end(emu: Any, ident: Identity) -> None:
     assert new_key.stat().st_mode & 0o777 == 0o600
     assert profile["object_id"] == emu.default_app.object_id
     # The app holds the new certificate only; the old files are kept, renamed with dates.
-    assert _registered(emu) == [result["new_thumbprint"]]
+    assert registered(emu) == [result["new_thumbprint"]]
     assert not ident.crt.exists() and not ident.key_pem.exists()
     kept = {Path(k).name: Path(v) for k, v in result["renamed"].items()}
     start = ident.cert.not_valid_before_utc.strftime("%Y%m%d")
@@ -105,8 +75,8 @@ def test_rotate_end_to_end(emu: Any, ident: Identity) -> None:
     assert kept["app.key"].name == f"app-{start}-{end}.key" and kept["app.key"].is_file()
     # The new certificate gets tokens; the old one is refused as unregistered.
     _profile_works(emu)
-    assert "access_token" in _msal_token(emu, new_cert, new_key)
-    old = _msal_token(emu, kept["app.crt"], kept["app.key"])
+    assert "access_token" in token_for(emu, new_cert, new_key)
+    old = token_for(emu, kept["app.crt"], kept["app.key"])
     assert 700027 in old.get("error_codes", []), old
 
 
@@ -115,9 +85,9 @@ def test_keep_old_leaves_both_working(emu: Any, ident: Identity) -> None:
     assert r.exit_code == 0, r.stderr
     result = r.json()
     assert result["old_removed"] is False
-    assert _registered(emu) == sorted([ident.sha1, result["new_thumbprint"]])
+    assert registered(emu) == sorted([ident.sha1, result["new_thumbprint"]])
     kept = {Path(k).name: Path(v) for k, v in result["renamed"].items()}
-    assert "access_token" in _msal_token(emu, kept["app.crt"], kept["app.key"])
+    assert "access_token" in token_for(emu, kept["app.crt"], kept["app.key"])
     _profile_works(emu)
 
 
@@ -127,7 +97,7 @@ def test_if_expiring_within_leaves_a_young_certificate_alone(emu: Any, ident: Id
     r = run_cli(["rotate", "--profile", "work", "--if-expiring-within", "30", "--json"])
     assert r.exit_code == 0, r.stderr
     assert r.json()["rotated"] is False and r.json()["days_left"] >= 364
-    assert _profile() == before and _registered(emu) == [ident.sha1]
+    assert _profile() == before and registered(emu) == [ident.sha1]
     assert [e for e in emu.requests() if e["kind"] == "graph"] == []
     # A certificate that expires within the window is rotated, and the status says so.
     r = run_cli(["rotate", "--profile", "work", "--if-expiring-within", "400", "--json"])
@@ -144,7 +114,7 @@ def test_dry_run_sends_no_graph_request(emu: Any, ident: Identity) -> None:
     assert "addKey" in r.stdout and "removeKey" in r.stdout
     assert [e for e in emu.requests() if e["kind"] == "graph"] == []
     assert sorted(p.name for p in ident.crt.parent.iterdir()) == before
-    assert _registered(emu) == [ident.sha1]
+    assert registered(emu) == [ident.sha1]
 
 
 class _Interrupt(rotation.RotationHooks):
@@ -179,7 +149,7 @@ def test_ctrl_c_after_each_step_leaves_a_working_profile_and_a_rerun_finishes(
     profile_sha1 = json.loads(
         run_cli(["thumbprint", "-o", "json", _profile()["certificate"]]).stdout
     )["sha1"]
-    assert _registered(emu) == [profile_sha1]
+    assert registered(emu) == [profile_sha1]
 
 
 def test_the_wait_for_a_slow_propagation_counts_down(emu: Any, ident: Identity) -> None:
@@ -229,21 +199,7 @@ def test_an_expired_certificate_cannot_sign_a_proof(
     old = make_identity(
         tmp_path / "old", days=1, now=dt.datetime.now(dt.UTC) - dt.timedelta(days=3)
     )
-    r = run_cli(
-        [
-            "config",
-            "set",
-            "work",
-            "--tenant",
-            emu.default_tenant.id,
-            "--client-id",
-            emu.default_app.client_id,
-            "--certificate",
-            str(old.combined),
-            *emulator_flags(emu),
-        ]
-    )
-    assert r.exit_code == 0, r.stderr
+    save_profile(emu, old.combined)
     r = run_cli(["rotate", "--profile", "work"])
     assert r.exit_code == ExitCode.CONFIG
     assert "expired on" in r.stderr and "cannot sign the proof" in r.stderr
@@ -256,11 +212,11 @@ def test_an_app_that_may_not_read_itself_needs_keep_old(emu: Any, ident: Identit
     r = run_cli(["rotate", "--profile", "work", "--object-id", object_id])
     assert r.exit_code == ExitCode.CONFIG
     assert "may not read its own registration" in r.stderr and "--keep-old" in r.stderr
-    assert _registered(emu) == [ident.sha1]
+    assert registered(emu) == [ident.sha1]
     # Without read access, the object id must be given; --keep-old then rotates.
     r = run_cli(["rotate", "--profile", "work", "--keep-old"])
     assert r.exit_code == ExitCode.CONFIG and '"Object ID"' in r.stderr
     r = run_cli(["rotate", "--profile", "work", "--keep-old", "--object-id", object_id, "--json"])
     assert r.exit_code == 0, r.stderr
-    assert len(_registered(emu)) == 2
+    assert len(registered(emu)) == 2
     _profile_works(emu)
