@@ -385,6 +385,31 @@ def test_patch_by_an_owner_or_admin_replaces_keys_and_keeps_passwords(
     assert graph(emu, url, other, method="PATCH", json={"displayName": "x"}).status_code == 403
 
 
+def test_patch_cannot_set_password_credentials(emu: Any, tmp_path: Path) -> None:
+    """application-update.md: "Using PATCH to set passwordCredential is not supported"
+    (addPassword/removePassword do it): a PATCH naming them changes nothing."""
+    one = identity(tmp_path, "one")
+    emu.create_account("owner")
+    token = signin(emu, "owner")
+    created = graph(emu, "/v1.0/applications", token, method="POST", json=_create_body(one.cert))
+    app_id = created.json()["appId"]
+    emu.add_password_credential(app_id, "ci secret")
+    url = f"/v1.0/applications(appId='{app_id}')"
+    before = graph(emu, f"{url}?$select=keyCredentials,passwordCredentials", token).json()
+    r = graph(
+        emu,
+        url,
+        token,
+        method="PATCH",
+        json={"keyCredentials": before["keyCredentials"], "passwordCredentials": []},
+    )
+    assert r.status_code == 400, r.text
+    assert "passwordCredentials" in r.json()["error"]["message"]
+    after = graph(emu, f"{url}?$select=keyCredentials,passwordCredentials", token).json()
+    assert after["passwordCredentials"] == before["passwordCredentials"]
+    assert after["keyCredentials"] == before["keyCredentials"]
+
+
 # --------------------------------------------------------------- addKey proofs
 
 
