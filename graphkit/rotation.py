@@ -164,14 +164,29 @@ class _State:
             return state  # unreadable: as if none (the next save replaces it)
         if not isinstance(data, dict):
             return state
-        stage = data.get("stage")
-        state.stage = stage if stage in STEPS else None
-        for name in ("old", "new", "key_ids"):
-            value = data.get(name)
-            if isinstance(value, dict):
-                setattr(state, name, {str(k): v for k, v in value.items()})
+
+        def strings(value: Any) -> dict[str, str]:
+            if not isinstance(value, dict):
+                return {}
+            return {str(k): v for k, v in value.items() if isinstance(v, str)}
+
+        state.key_ids = strings(data.get("key_ids"))
         oid = data.get("object_id")
         state.object_id = oid if isinstance(oid, str) else None
+        state.old, state.new = strings(data.get("old")), strings(data.get("new"))
+        stage = data.get("stage")
+        # A rotation in progress names both pairs' files (and the old one's dates); one
+        # that does not is not resumed.
+        needed_old = {"thumbprint", "certificate", "not_before", "not_after"}
+        needed_new = {"thumbprint", "certificate", "private_key"}
+        complete = needed_old <= set(state.old) and needed_new <= set(state.new)
+        state.stage = stage if stage in STEPS and complete else None
+        if state.stage is not None:
+            try:
+                for name in ("not_before", "not_after"):
+                    dt.datetime.fromisoformat(state.old[name])
+            except ValueError:
+                state.stage = None
         return state
 
     def save(self) -> None:
@@ -472,7 +487,7 @@ def _run(
         state.old = {
             "thumbprint": current.sha1,
             "certificate": str(settings.certificate),
-            "private_key": str(settings.private_key) if settings.private_key else None,
+            **({"private_key": str(settings.private_key)} if settings.private_key else {}),
             "not_before": current.not_before.isoformat(),
             "not_after": current.not_after.isoformat(),
         }
