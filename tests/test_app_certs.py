@@ -219,3 +219,22 @@ def test_cert_add_admin_rescues_an_app_whose_certificate_expired(
     r = run_cli(["cert", "add", str(fresh.crt), "--admin"])
     assert r.exit_code == 0, r.stderr
     assert _gets_tokens(emu, fresh)
+
+
+def test_a_refused_proof_says_why_and_shows_no_token_or_proof(
+    emu: Any, ident: Identity, tmp_path: Path
+) -> None:
+    # A token in the cache, then the emulator's clock 20 minutes on: the proof graphkit
+    # signs now has expired by the time Graph reads it (as with a computer's clock
+    # that is 20 minutes slow).
+    assert run_cli(["token", "--profile", "work"]).exit_code == 0
+    emu.advance(20 * 60)
+    other = make_identity(tmp_path / "other", key_index=1)
+    r = run_cli(["cert", "add", str(other.crt), "--object-id", emu.default_app.object_id])
+    assert r.exit_code == ExitCode.AUTH, r.stderr
+    [line] = [x for x in r.stderr.splitlines() if x.startswith("graphkit: error:")]
+    assert f"Graph refused the proof signed by certificate {ident.sha1}" in line
+    assert "graphkit cert add FILE --admin" in line
+    assert emu.requests()[-1]["proof_refusal"] == "expired"
+    assert "eyJ" not in r.stderr + r.stdout
+    assert registered(emu) == [ident.sha1]

@@ -220,3 +220,22 @@ def test_an_app_that_may_not_read_itself_needs_keep_old(emu: Any, ident: Identit
     assert r.exit_code == 0, r.stderr
     assert len(registered(emu)) == 2
     _profile_works(emu)
+
+
+def test_an_encrypted_key_is_rotated_into_an_encrypted_key(
+    emu: Any, ident: Identity, tmp_path: Path
+) -> None:
+    from _auth_helpers import PASSPHRASE
+
+    pass_file = tmp_path / "pass.txt"
+    pass_file.write_bytes(PASSPHRASE + b"\n")
+    pass_file.chmod(0o600)
+    save_profile(emu, ident.crt, ident.enc_key_pem)
+    r = run_cli(["config", "set", "work", "--passphrase-file", str(pass_file)])
+    assert r.exit_code == 0, r.stderr
+    r = run_cli(["rotate", "--profile", "work", "--json"])
+    assert r.exit_code == 0, r.stderr
+    new_key = Path(r.json()["new_private_key"])
+    assert b"ENCRYPTED PRIVATE KEY" in new_key.read_bytes()
+    assert _profile()["passphrase_file"] == str(pass_file.resolve())
+    _profile_works(emu)
