@@ -239,3 +239,29 @@ def test_an_encrypted_key_is_rotated_into_an_encrypted_key(
     assert b"ENCRYPTED PRIVATE KEY" in new_key.read_bytes()
     assert _profile()["passphrase_file"] == str(pass_file.resolve())
     _profile_works(emu)
+
+
+def test_a_failure_after_the_switch_says_what_the_app_holds_and_a_rerun_finishes(
+    emu: Any, ident: Identity
+) -> None:
+    class FailAfterSwitch(rotation.RotationHooks):
+        def done(self, step: str) -> None:
+            if step == "switched":  # Graph fails on its side from now on
+                emu.add_fault(kind="503", endpoint="graph", every=1)
+
+    with pytest.raises(rotation.RotationError) as caught:
+        rotation.rotate(
+            rotation.RotateRequest(profile="work"), FailAfterSwitch(), sleep=lambda s: None
+        )
+    message = str(caught.value)
+    assert caught.value.exit_code == ExitCode.THROTTLED
+    assert message.startswith("rotation stopped: ") and "\n" not in message
+    assert f"the old one {ident.sha1} is still registered" in message
+    assert message.endswith("run graphkit rotate again to remove it")
+    emu.clear_faults()
+    _profile_works(emu)  # on the new certificate already
+    assert len(registered(emu)) == 2
+    r = run_cli(["rotate", "--profile", "work", "--json"])
+    assert r.exit_code == 0, r.stderr
+    assert r.json()["old_removed"] is True
+    assert registered(emu) == [r.json()["new_thumbprint"]]
