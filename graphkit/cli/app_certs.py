@@ -174,10 +174,12 @@ def list_certs(
     if fmt == "json" or fmt == "yaml":
         emit(data, fmt)
         return
+    columns = _COLUMNS.split(",")  # `expired` is in days_left's sign
+    rows_out = [{c: row[c] for c in columns} for row in data]
     if fmt == "table":
-        for row in data:
+        for row in rows_out:
             row["in_use"] = "*" if row["in_use"] else ""
-    out.write_items(data, fmt, sys.stdout, select=_COLUMNS, note=say)
+    out.write_items(rows_out, fmt, sys.stdout, select=_COLUMNS, note=say)
     if in_use and not any(r.in_use for r in rows):
         say(
             f"The profile's certificate {in_use} is not among them: tokens are refused "
