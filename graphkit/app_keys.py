@@ -217,22 +217,9 @@ def application_path(*, client_id: str | None = None, object_id: str | None = No
     return f"/applications(appId='{client_id}')"
 
 
-def _retold(exc: GraphError, message: str, hint: str) -> GraphError:
-    """``exc`` again (same type, status, code and request ids), told for this call."""
-    return type(exc)(
-        message,
-        hint,
-        status=exc.status,
-        code=exc.code,
-        request_id=exc.request_id,
-        client_request_id=exc.client_request_id,
-    )
-
-
 def _read_denied(exc: PermissionDeniedError, what: str, client_id: str | None) -> GraphError:
     app = f"app {client_id}" if client_id else "the app"
-    return _retold(
-        exc,
+    return exc.restated(
         f"{app} may not read its own registration ({what}): Graph answered 403",
         "grant it Application.Read.All (or make it an owner of itself with "
         "Application.ReadWrite.OwnedBy), or use --admin to sign in as an administrator",
@@ -303,8 +290,7 @@ def list_certificates(
 
 
 def _proof_refused(exc: UnauthorizedError, signer_sha1: str) -> GraphError:
-    return _retold(
-        exc,
+    return exc.restated(
         f"Graph refused the proof signed by certificate {signer_sha1} ({exc.code}): that "
         "certificate is not (or no longer) registered on the app, or has expired",
         _NO_PROOF_HINT,
@@ -405,8 +391,7 @@ def patch_keys(
     try:
         client.request("PATCH", path, json_body={"keyCredentials": wanted})
     except PermissionDeniedError as exc:
-        raise _retold(
-            exc,
+        raise exc.restated(
             f"Graph refused to change the certificates of {path} (403 {exc.code})",
             "sign in as an Application Administrator or Cloud Application Administrator "
             "(or an owner of the app); an app needs Application.ReadWrite.All",

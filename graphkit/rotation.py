@@ -39,6 +39,7 @@ from graphkit.errors import (
     ExitCode,
     GraphkitError,
     NotFoundError,
+    OutcomeUnknownError,
 )
 from graphkit.onboarding import DEFAULT_WAIT, InitHooks
 
@@ -227,7 +228,8 @@ def _describe(state: _State, keep_old: bool) -> str:
     if state.stage == "switched" and not keep_old:
         return (
             f"the profile now uses the new certificate {new}; the old one {old} is still "
-            "registered: run graphkit rotate again to remove it"
+            "registered (unless the last request went through): run graphkit rotate again "
+            "to remove it"
         )
     return (
         f"the profile now uses the new certificate {new}; the old files are not renamed "
@@ -434,8 +436,11 @@ def rotate(
             raise _not_registered(settings, current.sha1) from None
         if state.stage is None:
             raise  # nothing changed: the error as it is
+        cause = str(exc)
+        if isinstance(exc, OutcomeUnknownError):  # a rerun looks before it resends
+            cause = f"{exc.message}: it may have been applied, and a rerun checks which"
         raise RotationError(
-            f"rotation stopped: {exc}; {_describe(state, request.keep_old)}",
+            f"rotation stopped: {cause}; {_describe(state, request.keep_old)}",
             None,
             exc.exit_code,
         ) from None
