@@ -94,6 +94,7 @@ class ExitCode(enum.IntEnum):
     THROTTLED = 8  # retries exhausted on 429/503/504
     NETWORK = 9  # connection, TLS or timeout
     OUTCOME_UNKNOWN = 10  # a POST/PATCH met a 5xx or a dropped connection: maybe applied
+    ROTATED = 11  # `rotate --if-expiring-within`: it rotated (0: nothing was due)
     INTERRUPTED = 130
 
 

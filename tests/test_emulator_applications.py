@@ -355,17 +355,23 @@ def test_the_certificate_given_at_creation_waits_out_the_propagation_delay(
 # ------------------------------------------------------------------ read, PATCH
 
 
+def _owned_app_with_a_secret(emu: Any, ident: Any) -> tuple[str, str, str]:
+    """An app created by the signed-in user "owner" with ``ident``'s certificate and a
+    password credential: (owner's token, appId, its ``(appId='...')`` URL)."""
+    emu.create_account("owner")
+    token = signin(emu, "owner")
+    created = graph(emu, "/v1.0/applications", token, method="POST", json=_create_body(ident.cert))
+    app_id = created.json()["appId"]
+    emu.add_password_credential(app_id, "ci secret")
+    return token, app_id, f"/v1.0/applications(appId='{app_id}')"
+
+
 def test_patch_by_an_owner_or_admin_replaces_keys_and_keeps_passwords(
     emu: Any, tmp_path: Path
 ) -> None:
     one, two = identity(tmp_path, "one"), identity(tmp_path, "two")
-    emu.create_account("owner")
     emu.create_account("stranger")
-    token = signin(emu, "owner")
-    created = graph(emu, "/v1.0/applications", token, method="POST", json=_create_body(one.cert))
-    app_id = created.json()["appId"]
-    emu.add_password_credential(app_id, "ci secret")
-    url = f"/v1.0/applications(appId='{app_id}')"
+    token, app_id, url = _owned_app_with_a_secret(emu, one)
     listed = graph(emu, f"{url}?$select=keyCredentials,passwordCredentials", token).json()
     keep = listed["keyCredentials"]
     new = {"type": "AsymmetricX509Cert", "usage": "Verify", "key": _b64der(two.cert)}
@@ -383,6 +389,25 @@ def test_patch_by_an_owner_or_admin_replaces_keys_and_keeps_passwords(
     other = signin(emu, "stranger")
     assert graph(emu, f"{url}?$select=id", other).status_code == 200
     assert graph(emu, url, other, method="PATCH", json={"displayName": "x"}).status_code == 403
+
+
+def test_patch_cannot_set_password_credentials(emu: Any, tmp_path: Path) -> None:
+    """application-update.md: "Using PATCH to set passwordCredential is not supported"
+    (addPassword/removePassword do it): a PATCH naming them changes nothing."""
+    token, _app_id, url = _owned_app_with_a_secret(emu, identity(tmp_path, "one"))
+    before = graph(emu, f"{url}?$select=keyCredentials,passwordCredentials", token).json()
+    r = graph(
+        emu,
+        url,
+        token,
+        method="PATCH",
+        json={"keyCredentials": before["keyCredentials"], "passwordCredentials": []},
+    )
+    assert r.status_code == 400, r.text
+    assert "passwordCredentials" in r.json()["error"]["message"]
+    after = graph(emu, f"{url}?$select=keyCredentials,passwordCredentials", token).json()
+    assert after["passwordCredentials"] == before["passwordCredentials"]
+    assert after["keyCredentials"] == before["keyCredentials"]
 
 
 # --------------------------------------------------------------- addKey proofs

@@ -610,3 +610,84 @@ def test_query_methods_and_bodies(method: str, body: bytes, content_type: str | 
         assert "is not" in str(exc) and (len(body) < 8 or body.decode("latin-1") not in str(exc))
     else:
         json.loads(body)
+
+
+# --------------------------------------------- keyCredentials, thumbprints, rotation state
+
+_JSONISH = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=40),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=20), inner),
+    max_leaves=20,
+)
+_KEY_FIELDS = st.fixed_dictionaries(
+    {},
+    optional={
+        "keyId": _JSONISH,
+        "key": st.one_of(
+            _JSONISH, st.binary(max_size=64).map(lambda b: base64.b64encode(b).decode())
+        ),
+        "customKeyIdentifier": st.one_of(
+            _JSONISH,
+            st.binary(min_size=20, max_size=20).map(lambda b: base64.b64encode(b).decode()),
+        ),
+        "displayName": _JSONISH,
+        "startDateTime": st.one_of(_JSONISH, st.just("2026-01-01T00:00:00Z")),
+        "endDateTime": st.one_of(
+            _JSONISH, st.just("2027-01-01T00:00:00Z"), st.just("9999-12-31T23:59:59Z")
+        ),
+    },
+)
+
+
+@FAST
+@given(entries=st.one_of(_JSONISH, st.lists(st.one_of(_KEY_FIELDS, _JSONISH), max_size=5)))
+def test_key_credentials_from_graph(entries: Any) -> None:
+    from graphkit import app_keys
+
+    rows = _ok_or_graphkit_error(app_keys.certificates_from, entries, in_use="AB" * 20)
+    for row in rows or []:
+        json.dumps(row.as_dict())
+
+
+@FAST
+@given(value=st.text(max_size=80))
+@example(value="ab:" * 19 + "ab")
+@example(value="00000000-0000-0000-0000-000000000000")
+def test_thumbprint_arguments(value: str) -> None:
+    from graphkit.cli.app_certs import _normalise_thumbprint
+
+    _ok_or_graphkit_error(_normalise_thumbprint, value)
+
+
+@FAST
+@given(raw=st.one_of(st.binary(max_size=200), _JSONISH.map(lambda v: json.dumps(v).encode())))
+@example(
+    raw=json.dumps(
+        {
+            "stage": "made",
+            "old": {
+                "thumbprint": "AB",
+                "certificate": "/a.crt",
+                "not_before": "2026-01-01T00:00:00+00:00",
+                "not_after": "2027-01-01T00:00:00+00:00",
+            },
+            "new": {"thumbprint": "CD", "certificate": "/b.crt", "private_key": "/b.key"},
+            "key_ids": {"AB": "x", "CD": 5},
+        }
+    ).encode()
+)
+def test_rotation_state_files(home: Path, monkeypatch: pytest.MonkeyPatch, raw: bytes) -> None:
+    from graphkit import rotation
+
+    monkeypatch.setenv("GRAPHKIT_HOME", str(home))
+    path = home / "rotation" / "work.json"
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path.unlink(missing_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(raw)
+    state = _ok_or_graphkit_error(rotation._State.load, "work")
+    if state is not None:
+        assert state.stage in (None, *rotation.STEPS) and isinstance(state.key_ids, dict)
+        if raw.startswith(b'{"stage": "made"'):
+            assert state.stage == "made" and state.key_ids == {"AB": "x"}  # 5 is no keyId

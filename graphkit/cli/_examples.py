@@ -84,6 +84,24 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
         "graphkit config set reports --cloud usgov",
     ),
     "config delete": ("graphkit config delete lab",),
+    "cert list": (
+        "graphkit cert list",
+        "graphkit cert list --profile reports -o json",
+    ),
+    "cert add": (
+        "graphkit cert add next.crt",
+        "graphkit cert add next.crt --profile reports --object-id "
+        "11111111-1111-1111-1111-111111111111",
+    ),
+    "cert remove": (
+        "graphkit cert remove 4809D6EA89A7C43F69FFAC84656F8CBCB571B1F9",
+        "graphkit cert remove 4809D6EA89A7C43F69FFAC84656F8CBCB571B1F9 --force",
+    ),
+    "rotate": (
+        "graphkit rotate --profile reports",
+        "graphkit rotate --if-expiring-within 30 --json",
+        "graphkit rotate --profile reports --keep-old --dry-run",
+    ),
     "emulator serve": (
         "graphkit emulator serve",
         "graphkit emulator serve --port 9443 --users 1000 --certificate reports.crt",
