@@ -9,7 +9,7 @@ from that list, as a dataclass's would.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 __all__ = ["Record"]
 
@@ -33,3 +33,12 @@ class Record:
         return all(getattr(self, n) == getattr(other, n) for n in self._fields)
 
     __hash__: ClassVar[Any] = None  # mutable, as a dataclass with eq: unhashable
+
+    def replace(self, **changes: Any) -> Self:
+        """A copy with ``changes`` (as :func:`dataclasses.replace`; fields are the
+        ``__init__`` parameters)."""
+        unknown = set(changes) - set(self._fields)
+        if unknown:
+            raise TypeError(f"{type(self).__name__} has no field {sorted(unknown)[0]!r}")
+        values = {name: getattr(self, name) for name in self._fields}
+        return type(self)(**{**values, **changes})

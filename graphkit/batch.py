@@ -309,7 +309,15 @@ class BatchRunner:
             if client is None:
                 client = local.client = make_client()
                 made.append(client)
-            resp = client.send("POST", "/$batch", json_body=body)
+            # The $batch POST may be resent after a 503/504 or a dropped connection
+            # only when every item in it may be (a batch of GETs, PUTs, DELETEs).
+            from graphkit.graph import IDEMPOTENT_METHODS
+
+            again = all(
+                str(item.get("method", "")).upper() in IDEMPOTENT_METHODS
+                for item in body.get("requests", [])
+            )
+            resp = client.send("POST", "/$batch", json_body=body, idempotent=again)
             data = client.decode(resp)
             responses = data.get("responses") if isinstance(data, dict) else None
             if not isinstance(responses, list):

@@ -549,14 +549,23 @@ def check(
 # cryptography.
 
 
-def renew_step(profile: str | None = None) -> str:
-    """The next step every expiry message names (the profile filled in when known)."""
-    command = (
-        f"graphkit init --profile {profile} --new-key" if profile else "graphkit init --new-key"
-    )
+def renew_step(profile: str | None = None, *, expired: bool = False) -> str:
+    """The next step every expiry message names (the profile filled in when known).
+
+    A certificate that still works is renewed by ``graphkit rotate``: its proof of
+    possession must be signed by a valid certificate of the app, so an expired one
+    needs a new pair registered by an administrator instead.
+    """
+    name = profile or "NAME"
+    if not expired:
+        return (
+            f"renew it with `graphkit rotate --profile {name}` (a new pair, registered with "
+            "a proof from the current one; the old one removed once the new one works)"
+        )
     return (
-        f"make a new pair with `{command}`, upload the new certificate, "
-        "then remove the old one from the app"
+        f"make a new pair with `graphkit init --profile {name} --new-key`, then register it "
+        "with `graphkit cert add --admin CERT` or upload it in the portal (an expired "
+        "certificate cannot sign the proof `graphkit rotate` needs)"
     )
 
 

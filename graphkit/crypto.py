@@ -965,7 +965,7 @@ def certificate_info(cert: x509.Certificate, *, now: dt.datetime | None = None) 
     left = days_left(not_after, now)
     warnings = []
     if left.expired:
-        warnings.append(f"{left}: Entra ID will reject it; {renew_step()}")
+        warnings.append(f"{left}: Entra ID will reject it; {renew_step(expired=True)}")
     elif now < not_before:
         warnings.append("not yet valid: check the local clock or the certificate's dates")
     elif expiry_warning_due(not_before, not_after, now):

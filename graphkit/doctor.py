@@ -254,7 +254,7 @@ def _check_certificate(cert: Any, settings: Settings, now: dt.datetime) -> Check
         "days_left": left.days,
         "validity": str(left),
     }
-    renew = certificates.renew_step(settings.profile)
+    renew = certificates.renew_step(settings.profile, expired=left.expired)
     if left.expired:
         return Check(
             "certificate",

@@ -11,6 +11,7 @@ from __future__ import annotations
 import enum
 import functools
 import re
+import typing
 
 __all__ = [
     "AuthError",
@@ -24,6 +25,7 @@ __all__ = [
     "InputError",
     "NetworkError",
     "NotFoundError",
+    "OutcomeUnknownError",
     "OutputExistsError",
     "PermissionDeniedError",
     "ThrottledError",
@@ -91,6 +93,8 @@ class ExitCode(enum.IntEnum):
     NOT_FOUND = 7  # Graph 404
     THROTTLED = 8  # retries exhausted on 429/503/504
     NETWORK = 9  # connection, TLS or timeout
+    OUTCOME_UNKNOWN = 10  # a POST/PATCH met a 5xx or a dropped connection: maybe applied
+    ROTATED = 11  # `rotate --if-expiring-within`: it rotated (0: nothing was due)
     INTERRUPTED = 130
 
 
@@ -154,6 +158,9 @@ class NetworkError(GraphkitError):
     exit_code = ExitCode.NETWORK
 
 
+_E = typing.TypeVar("_E", bound="GraphError")
+
+
 class GraphError(GraphkitError):
     """A Graph call failed; carries the HTTP status, Graph's error code and request ids."""
 
@@ -174,6 +181,24 @@ class GraphError(GraphkitError):
         self.request_id = redact(request_id) if request_id else request_id
         self.client_request_id = redact(client_request_id) if client_request_id else None
 
+    @typing.overload
+    def restated(self: _E, message: str, hint: str | None) -> _E: ...
+    @typing.overload
+    def restated(self, message: str, hint: str | None, cls: type[_E]) -> _E: ...
+    def restated(
+        self, message: str, hint: str | None, cls: type[GraphError] | None = None
+    ) -> GraphError:
+        """This error in other words (as ``cls``, default its own class), keeping its
+        status, Graph's code and the request ids."""
+        return (cls or type(self))(
+            message,
+            hint,
+            status=self.status,
+            code=self.code,
+            request_id=self.request_id,
+            client_request_id=self.client_request_id,
+        )
+
 
 class PermissionDeniedError(GraphError):
     exit_code = ExitCode.PERMISSION
@@ -185,6 +210,14 @@ class NotFoundError(GraphError):
 
 class ThrottledError(GraphError):
     exit_code = ExitCode.THROTTLED
+
+
+class OutcomeUnknownError(GraphError):
+    """A request that is not idempotent (POST, PATCH) met a 5xx answer or a dropped
+    connection: it may have been applied, so it was not sent again. Carries the
+    ``client_request_id`` it was sent with, to look it up."""
+
+    exit_code = ExitCode.OUTCOME_UNKNOWN
 
 
 class BadRequestError(GraphError):

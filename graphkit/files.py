@@ -14,6 +14,7 @@ import os
 import re
 import secrets
 import stat
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from graphkit.errors import InputError, OutputExistsError
@@ -36,6 +37,7 @@ __all__ = [
     "read_private",
     "read_trusted",
     "remove_stale_temporaries",
+    "umask_mode",
     "write_all",
 ]
 
@@ -488,9 +490,21 @@ def remove_stale_temporaries(directory: str | os.PathLike[str]) -> list[Path]:
     return removed
 
 
-def _stage(target: Path, data: bytes, mode: int) -> Path:
-    """Write ``data`` to a new temporary file beside ``target``, with mode ``mode``
-    from the first byte (set on the descriptor, never by path), flushed to disk."""
+def umask_mode(mode: int = 0o666) -> int:
+    """``mode`` less the process's umask: what ``>`` in a shell, or ``curl -o``, gives a
+    new file. For outputs that are not secret (a Graph answer saved with --output-file)."""
+    current = os.umask(0o077)
+    os.umask(current)
+    return mode & ~current
+
+
+Data = bytes | Iterable[bytes]
+
+
+def _stage(target: Path, data: Data, mode: int) -> Path:
+    """Write ``data`` (bytes, or chunks of bytes as they arrive) to a new temporary file
+    beside ``target``, with mode ``mode`` from the first byte (set on the descriptor,
+    never by path), flushed to disk."""
     tmp = _temp_name(target)
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), mode)
@@ -504,10 +518,12 @@ def _stage(target: Path, data: bytes, mode: int) -> Path:
                 # O_CREAT honours the umask; make the mode exact on the open file, so
                 # a name swapped by someone else is never chmod-ed.
                 os.fchmod(fd, mode)
-            view = memoryview(data)
-            while view:
-                written = os.write(fd, view)
-                view = view[written:]
+            chunks = [data] if isinstance(data, bytes | bytearray | memoryview) else data
+            for chunk in chunks:
+                view = memoryview(chunk)
+                while view:
+                    written = os.write(fd, view)
+                    view = view[written:]
             _fsync(fd)
         finally:
             os.close(fd)
@@ -525,13 +541,14 @@ def _check_target(target: Path, force: bool) -> None:
 
 
 def atomic_write(
-    path: str | os.PathLike[str], data: bytes, *, mode: int = PRIVATE, force: bool = False
+    path: str | os.PathLike[str], data: Data, *, mode: int = PRIVATE, force: bool = False
 ) -> Path:
     """Write ``data`` to ``path`` atomically with permission bits ``mode``.
 
     Args:
         path: the target file.
-        data: the whole content.
+        data: the whole content, or an iterable of chunks (a download, streamed: it is
+            consumed once; if it raises, nothing is left behind).
         mode: permission bits the file is created with (never loosened afterwards).
         force: replace an existing file; without it an existing file is an error.
 
@@ -545,7 +562,7 @@ def atomic_write(
     return write_all([(Path(path), data, mode)], force=force)[0]
 
 
-def write_all(outputs: list[tuple[Path, bytes, int]], *, force: bool = False) -> list[Path]:
+def write_all(outputs: Sequence[tuple[Path, Data, int]], *, force: bool = False) -> list[Path]:
     """Write several files as one change: all of them, or none.
 
     Each ``(path, data, mode)`` is staged in full first (as :func:`atomic_write`

@@ -30,10 +30,12 @@ from urllib.parse import quote, urljoin, urlsplit
 
 from graphkit.errors import (
     BadRequestError,
+    ConfigError,
     ForeignHostError,
     GraphError,
     NetworkError,
     NotFoundError,
+    OutcomeUnknownError,
     PermissionDeniedError,
     ThrottledError,
     UnauthorizedError,
@@ -60,6 +62,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "API_VERSIONS",
+    "IDEMPOTENT_METHODS",
     "GraphClient",
     "TokenCredential",
     "advanced_query",
@@ -69,9 +72,20 @@ __all__ = [
 ]
 
 API_VERSIONS = ("v1.0", "beta")
+# Microsoft Graph's application id: a v1.0 token's aud may be it rather than the URL.
+_GRAPH_APP_ID = "00000003-0000-0000-c000-000000000000"
 
 # Statuses worth retrying: throttling and "try again later" gateway answers.
 RETRY_STATUSES = frozenset({429, 503, 504})
+# Methods that may be sent again after a 5xx or a dropped connection: sending them twice
+# has the effect of sending them once (RFC 9110 §9.2.2). POST and PATCH are not: a 503,
+# a 504 or a dropped connection leaves unknown whether Graph applied them, so they are
+# reported (OutcomeUnknownError), never resent. A 429 is resent for every method: Graph
+# did not process a throttled request.
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
+# Answers to a POST/PATCH after which it may have been applied (a gateway that timed out
+# may have passed it on; a 500 may come after the write).
+_OUTCOME_UNKNOWN_STATUSES = frozenset({500, 502, 503, 504})
 # Microsoft's SDK retries 3 times with a 180 s cap; we allow a little more attempts
 # (5 tries in total) but a shorter cap, since a CLI user is waiting.
 DEFAULT_MAX_ATTEMPTS = 5
@@ -264,6 +278,27 @@ def _request_id() -> str:
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
+def _never_sent(exc: BaseException) -> bool:
+    """Whether a requests error happened before the request left (no connection was
+    made: refused, unresolvable, or the connect timed out), so nothing was applied."""
+    import requests
+    from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
+
+    if isinstance(exc, requests.exceptions.ConnectTimeout):
+        return True
+    seen: set[int] = set()
+    todo: list[Any] = [exc]
+    while todo:
+        e = todo.pop()
+        if not isinstance(e, BaseException) or id(e) in seen:
+            continue
+        seen.add(id(e))
+        if isinstance(e, NewConnectionError | ConnectTimeoutError):
+            return True
+        todo += [e.__cause__, e.__context__, getattr(e, "reason", None), *e.args]
+    return False
+
+
 def _one_line(text: str, limit: int = 300) -> str:
     text = " ".join(str(text).split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
@@ -279,8 +314,8 @@ _STATUS_ADVICE: dict[int, tuple[type[GraphError], str]] = {
     402: (GraphError, "this API is metered: set up billing for the app as the API's docs say"),
     405: (
         BadRequestError,
-        "this path does not answer GET, the only method graphkit query sends "
-        "(e.g. $batch takes POST): check the path in the Graph reference",
+        "this path does not answer this method (graphkit query sends GET unless -X "
+        "names another; $batch takes POST): check the path in the Graph reference",
     ),
     406: (BadRequestError, "Graph cannot answer in the format asked for: drop the Accept header"),
     409: (GraphError, "the object changed meanwhile (a conflict): retry in a moment"),
@@ -357,6 +392,13 @@ class GraphClient:
             )
         self.graph_url = graph_url
         self.api = api
+        scope = getattr(credential, "scope", None)
+        if isinstance(scope, str) and not self.is_graph_audience(scope.removesuffix("/.default")):
+            raise ConfigError(
+                f"this credential gets tokens for {scope}, not for Microsoft Graph at "
+                f"{graph_url}: graphkit sends Graph only Graph tokens",
+                "give the Graph client a credential for the Graph scope (the default)",
+            )
         self.credential = credential
         self.ca_bundle = ca_bundle
         self.max_attempts = max(1, int(max_attempts))
@@ -458,6 +500,16 @@ class GraphClient:
             rel = f"{self.api}/{rel}"
         return f"{self.graph_url}/{rel}"
 
+    def is_graph_audience(self, resource: str) -> bool:
+        """Whether ``resource`` (a token's ``aud``, a scope without ``/.default``) names
+        Microsoft Graph: the configured Graph URL, a national cloud's Graph host, or
+        Graph's application id (what a v1.0 token's ``aud`` may carry instead)."""
+        from graphkit.settings import CLOUDS
+
+        value = resource.strip().rstrip("/").lower()
+        known = {self.graph_url.lower(), _GRAPH_APP_ID, *(g for _login, g in CLOUDS.values())}
+        return value in known
+
     def is_graph_url(self, url: str) -> bool:
         """True when a request for ``url`` goes to the Graph origin, and plainly so."""
         try:
@@ -488,6 +540,13 @@ class GraphClient:
         """Get a new token now, bypassing the credential's cache (``--force-refresh``)."""
         self._bearer(force_refresh=True)
 
+    def token_claims(self) -> dict[str, Any]:
+        """The claims of the token the next request carries (got now if need be), decoded
+        without verification; {} for an opaque token. Nothing is sent to Graph."""
+        self._bearer()
+        claims = getattr(self._access, "claims", None)
+        return dict(claims) if isinstance(claims, dict) else {}
+
     def _bearer(self, *, force_refresh: bool = False) -> str:
         access = self._access
         if force_refresh or access is None or self._now() >= self._renew_at:
@@ -496,8 +555,16 @@ class GraphClient:
                 access = self.credential.get_token(force_refresh=True)
             else:
                 access = self.credential.get_token()
-            self._access = access
             register_secret(str(access.token))
+            claims = getattr(access, "claims", None)
+            aud = claims.get("aud") if isinstance(claims, dict) else None
+            if isinstance(aud, str) and aud and not self.is_graph_audience(aud):
+                raise ConfigError(
+                    f"refusing to send Graph a token whose audience is {aud}: graphkit sends "
+                    "Graph only Graph tokens",
+                    "give the Graph client a credential for the Graph scope (the default)",
+                )
+            self._access = access
             # Renewed TOKEN_REUSE_MARGIN before it expires, or halfway through a
             # lifetime shorter than twice that: a token that lives less than the margin
             # would otherwise be replaced before every request.
@@ -516,12 +583,11 @@ class GraphClient:
         headers: Mapping[str, str] | None = None,
         *,
         json_body: Any = None,
+        data: bytes | None = None,
     ) -> Any:
-        """Send one request (with retries) and return the decoded JSON body.
-
-        Returns ``None`` for an empty body and the text for a non-JSON body (``/$count``).
-        """
-        return self.decode(self.send(method, path, params, headers, json_body=json_body))
+        """Send one request (with retries) and return its decoded body (see
+        :meth:`decode`): ``None`` for an empty body (a 204)."""
+        return self.decode(self.send(method, path, params, headers, json_body=json_body, data=data))
 
     def send(
         self,
@@ -531,14 +597,102 @@ class GraphClient:
         headers: Mapping[str, str] | None = None,
         *,
         json_body: Any = None,
+        data: bytes | None = None,
+        idempotent: bool | None = None,
+        stream: bool = False,
     ) -> requests.Response:
         """Send one request (with retries) and return the response itself, headers and
-        all (:meth:`decode` gives its body)."""
+        all (:meth:`decode` gives its body).
+
+        Args:
+            json_body: a body sent as JSON; or ``data``: bytes sent as they are (give
+                their ``Content-Type`` in ``headers``).
+            idempotent: whether the request may be sent again after a 5xx answer or a
+                dropped connection; by default, whether ``method`` is one of
+                :data:`IDEMPOTENT_METHODS`. A ``$batch`` of GETs may say True.
+            stream: leave the body unread (``iter_content`` it, then close the response).
+
+        Raises:
+            OutcomeUnknownError: a request that is not idempotent met a 5xx answer or a
+                dropped connection; it may have been applied and was not sent again.
+        """
+        url, params, headers = self._resolve(method, path, params, headers)
+        return self._send(
+            method,
+            url,
+            params,
+            headers,
+            json_body=json_body,
+            data=data,
+            idempotent=idempotent,
+            stream=stream,
+        )
+
+    def _resolve(
+        self,
+        method: str,
+        path: str,
+        params: Mapping[str, Any] | None,
+        headers: Mapping[str, str] | None,
+    ) -> tuple[str, Mapping[str, Any] | None, Mapping[str, str]]:
+        """The URL for ``path``, and the query options and headers a request carries
+        (checked; what an advanced GET needs added)."""
         url = self.url(path)
-        headers = check_headers(headers)
+        checked: Mapping[str, str] = check_headers(headers)
         if method.upper() == "GET":
-            params, headers = advanced_query(url, params, headers)
-        return self._send(method, url, params, headers, json_body=json_body)
+            params, checked = advanced_query(url, params, checked)
+        return url, params, checked
+
+    def prepare(
+        self,
+        method: str,
+        path: str,
+        params: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+        *,
+        data: bytes | None = None,
+    ) -> requests.PreparedRequest:
+        """The request :meth:`send` would send first, built but not sent and without a
+        token: its ``Authorization`` header reads ``Bearer ***`` (``query --dry-run``).
+
+        Nothing goes over the network, to Graph or to the token endpoint.
+        """
+        import requests
+
+        url, params, headers = self._resolve(method, path, params, headers)
+        self._check_origin(url, "the URL")
+        query = encode_params(params)
+        hdrs = self._headers(_request_id(), 1, headers)
+        if self.is_graph_url(url):
+            hdrs["Authorization"] = "Bearer ***"
+        request = requests.Request(method, url, headers=hdrs, data=data, params=query or None)
+        return self.session.prepare_request(request)
+
+    def iter_body(self, resp: requests.Response, chunk_size: int = 1 << 16) -> Iterator[bytes]:
+        """The body of a response :meth:`send` returned with ``stream=True``, in chunks as
+        they arrive; the response is closed at the end.
+
+        Raises:
+            NetworkError: the connection dropped, or the body ended before its length.
+        """
+        import requests
+
+        try:
+            yield from resp.iter_content(chunk_size)
+        except (
+            requests.exceptions.ConnectionError,
+            requests.exceptions.Timeout,
+            requests.exceptions.ChunkedEncodingError,
+            requests.exceptions.ContentDecodingError,
+        ) as exc:
+            crid = resp.request.headers.get("client-request-id") or "-"
+            raise NetworkError(
+                f"the answer from {_show_origin(_origin(resp.url))} was cut short "
+                f"({type(exc).__name__}; client-request-id {crid})",
+                "retry; if it persists, check the network and proxy settings",
+            ) from None
+        finally:
+            resp.close()
 
     def get(
         self,
@@ -624,11 +778,21 @@ class GraphClient:
         headers: Mapping[str, str] | None,
         *,
         json_body: Any = None,
+        data: bytes | None = None,
+        idempotent: bool | None = None,
+        stream: bool = False,
     ) -> requests.Response:
-        """One logical request: redirects, retries, the one-time token refresh."""
+        """One logical request: redirects, retries, the one-time token refresh.
+
+        429 is retried for every method; 503, 504 and dropped connections only when the
+        request is ``idempotent`` (see :data:`IDEMPOTENT_METHODS`). A POST or PATCH that
+        meets a 5xx or a dropped connection raises :class:`OutcomeUnknownError`.
+        """
         import requests
 
         self._check_origin(url, "the URL")
+        if idempotent is None:
+            idempotent = method.upper() in IDEMPOTENT_METHODS
         query = encode_params(params)
         client_request_id = _request_id()
         started = self._clock()
@@ -637,13 +801,7 @@ class GraphClient:
         redirects = 0
         while True:
             attempt += 1
-            hdrs = {"Accept": "application/json", "client-request-id": client_request_id}
-            if attempt > 1:
-                hdrs["Retry-Attempt"] = str(attempt - 1)
-            # A caller's own Authorization header is never sent: only ours, only to Graph.
-            hdrs.update(
-                (k, v) for k, v in (headers or {}).items() if k.strip().lower() != "authorization"
-            )
+            hdrs = self._headers(client_request_id, attempt, headers)
             authorized = self.is_graph_url(url)
             if authorized:
                 hdrs["Authorization"] = f"Bearer {self._bearer(force_refresh=False)}"
@@ -657,9 +815,11 @@ class GraphClient:
                     params=query or None,
                     headers=hdrs,
                     json=json_body,
+                    data=data,
                     verify=self.ca_bundle if self.ca_bundle else True,
                     timeout=self.timeout,
                     allow_redirects=False,
+                    stream=stream,
                 )
             except requests.exceptions.SSLError as exc:
                 raise NetworkError(
@@ -673,8 +833,10 @@ class GraphClient:
                 requests.exceptions.ChunkedEncodingError,
                 requests.exceptions.ContentDecodingError,
             ) as exc:
-                if method.upper() not in ("GET", "HEAD", "PUT", "DELETE", "OPTIONS"):
-                    raise self._network_error(url, exc, client_request_id) from None
+                if not idempotent:
+                    if _never_sent(exc):
+                        raise self._network_error(url, exc, client_request_id) from None
+                    raise self._outcome_unknown(method, url, client_request_id, exc=exc) from None
                 problem = f"connection error ({type(exc).__name__})"
                 last_exc: BaseException | None = exc
             else:
@@ -690,7 +852,8 @@ class GraphClient:
                     )
                     query = ""
                     if status == 303:
-                        method, json_body = "GET", None
+                        method, json_body, data = "GET", None, None
+                    resp.close()
                     attempt -= 1
                     continue
                 if (
@@ -702,6 +865,7 @@ class GraphClient:
                     # The token expired (or was revoked) early: get a new one, once.
                     refreshed = True
                     self._bearer(force_refresh=True)
+                    resp.close()
                     attempt -= 1
                     continue
                 if (
@@ -714,8 +878,11 @@ class GraphClient:
                     # permission granted since then needs a fresh token. Once.
                     refreshed = True
                     self._bearer(force_refresh=True)
+                    resp.close()
                     attempt -= 1
                     continue
+                if not idempotent and status in _OUTCOME_UNKNOWN_STATUSES:
+                    raise self._outcome_unknown(method, url, client_request_id, resp=resp)
                 if status in RETRY_STATUSES:
                     problem = f"Graph answered {status}" + (" (throttled)" if status == 429 else "")
                 elif status >= 400:
@@ -745,11 +912,62 @@ class GraphClient:
                 raise self._http_error(method, url, resp, client_request_id, gave_up=why)
             if self.on_wait is not None:
                 self.on_wait(delay, f"{problem}; retry {attempt} of {self.max_attempts - 1}")
+            if resp is not None:
+                resp.close()  # a streamed answer holds its connection until closed
             self._sleep(delay)
+
+    def _headers(
+        self, client_request_id: str, attempt: int, headers: Mapping[str, str] | None
+    ) -> dict[str, str]:
+        """The headers of one try, the caller's after graphkit's (no Authorization)."""
+        hdrs = {"Accept": "application/json", "client-request-id": client_request_id}
+        if attempt > 1:
+            hdrs["Retry-Attempt"] = str(attempt - 1)
+        # A caller's own Authorization header is never sent: only ours, only to Graph.
+        hdrs.update(
+            (k, v) for k, v in (headers or {}).items() if k.strip().lower() != "authorization"
+        )
+        return hdrs
+
+    def _outcome_unknown(
+        self,
+        method: str,
+        url: str,
+        client_request_id: str,
+        *,
+        resp: requests.Response | None = None,
+        exc: BaseException | None = None,
+    ) -> OutcomeUnknownError:
+        """A POST/PATCH that met a 5xx (``resp``) or a dropped connection (``exc``)."""
+        path = urlsplit(url).path
+        check = (
+            "check whether it took effect (GET the object, or look its client-request-id "
+            "up in the tenant's logs) before sending it again"
+        )
+        if resp is None:
+            where = _show_origin(_origin(url))
+            return OutcomeUnknownError(
+                f"the connection to {where} failed during {method} {path} "
+                f"({type(exc).__name__}; client-request-id {client_request_id}): the request "
+                "may have been applied, so it was not sent again",
+                check,
+                client_request_id=client_request_id,
+            )
+        err = self._http_error(method, url, resp, client_request_id)
+        return OutcomeUnknownError(
+            f"{err.message}: the request may have been applied, so it was not sent again",
+            check,
+            status=err.status,
+            code=err.code,
+            request_id=err.request_id,
+            client_request_id=err.client_request_id,
+        )
 
     @staticmethod
     def decode(resp: requests.Response) -> Any:
-        """The body of ``resp``: decoded JSON, the text of a non-JSON body, or None."""
+        """The body of ``resp``: decoded JSON, the text of a text body (``/$count``), the
+        bytes of a binary one (``photo/$value``: any type not text, JSON or XML), or
+        None when it is empty."""
         return GraphClient._decode(resp)
 
     @staticmethod
@@ -768,6 +986,9 @@ class GraphClient:
                     "retry; if it persists, check the Graph URL",
                     status=resp.status_code,
                 ) from None
+        media = ctype.split(";", 1)[0].strip().lower()
+        if media and not (media.startswith("text/") or "json" in media or "xml" in media):
+            return content  # an image, a PDF, a zip: its own bytes, not mangled text
         return resp.text
 
     @staticmethod

@@ -30,12 +30,13 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from graphkit.errors import (
     AuthError,
     ConfigError,
     CryptoError,
+    GraphkitError,
     InputError,
     OutputExistsError,
     PermissionDeniedError,
@@ -62,7 +63,10 @@ __all__ = [
     "portal_url",
     "run_init",
     "smoke_test",
+    "wait_out",
 ]
+
+T = TypeVar("T")
 
 DEFAULT_PROFILE = "default"
 # How long init waits for a fresh upload to propagate (AADSTS700027). Microsoft says
@@ -783,6 +787,58 @@ def run_init(request: InitRequest, hooks: Hooks | None = None) -> InitResult:
 # ---------------------------------------------------------------- smoke test
 
 
+# What Entra answers while a fresh certificate has not reached every front end yet.
+CERTIFICATE_PROPAGATION = frozenset({700027})
+
+
+def wait_out(
+    attempt: Callable[[int], T],
+    transient: Callable[[GraphkitError], bool],
+    *,
+    wait: float = DEFAULT_WAIT,
+    hooks: Hooks | None = None,
+    first_delay: float = FIRST_DELAY,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> tuple[T, float, int]:
+    """Call ``attempt(n)`` (n = 1, 2...) until it returns, retrying for up to ``wait``
+    seconds while it raises an error ``transient`` accepts (something that propagates:
+    a new certificate, a new service principal), with backoff (``first_delay``, doubling,
+    at most :data:`MAX_DELAY`) and ``hooks.waiting`` about once a second (a countdown).
+    Any other error is raised at once; a transient one still raised when ``wait`` is
+    spent says how long it was waited for.
+
+    Returns:
+        (what ``attempt`` returned, seconds waited, attempts)
+    """
+    hooks = hooks or InitHooks()
+    start = clock()
+    deadline = start + max(0.0, wait)
+    delay = first_delay
+    n = 0
+    while True:
+        n += 1
+        try:
+            return attempt(n), clock() - start, n
+        except GraphkitError as exc:
+            if not transient(exc):
+                raise
+            left = deadline - clock()
+            if left <= 0:
+                if n > 1:
+                    exc.message = (
+                        f"{exc.message} (still refused after waiting {int(clock() - start)} s)"
+                    )
+                    exc.args = (exc.message,)
+                raise
+            pause = min(delay, left)
+            end = clock() + pause
+            while (remaining := end - clock()) > 0:
+                hooks.waiting(remaining, deadline - clock(), n)
+                sleep(min(1.0, remaining))
+            delay = min(delay * 2, MAX_DELAY)
+
+
 def acquire_with_wait(
     make_credential: Callable[[], Any],
     *,
@@ -791,47 +847,36 @@ def acquire_with_wait(
     first_delay: float = FIRST_DELAY,
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
+    retry_codes: frozenset[int] = CERTIFICATE_PROPAGATION,
 ) -> tuple[Any, Any, float, int]:
-    """Get a token, retrying while Entra answers AADSTS700027 for up to ``wait`` seconds.
+    """Get a token, retrying while Entra answers one of ``retry_codes`` (AADSTS700027)
+    for up to ``wait`` seconds (:func:`wait_out`).
 
     A freshly uploaded certificate takes a moment to reach every Entra front end;
-    until then the token endpoint says 700027 ("key not found"). Any other error is
-    raised at once.
+    until then the token endpoint says 700027 ("key not found"). A new app's service
+    principal likewise (7000229), for ``app create``. Any other error is raised at once.
 
     Returns:
         (credential, token, seconds waited, attempts)
     """
-    hooks = hooks or InitHooks()
-    start = clock()
-    deadline = start + max(0.0, wait)
-    delay = first_delay
-    attempt = 0
-    credential = make_credential()
-    while True:
-        attempt += 1
-        try:
-            token = credential.get_token(force_refresh=True)
-            return credential, token, clock() - start, attempt
-        except AuthError as exc:
-            if exc.code != 700027:
-                raise
-            left = deadline - clock()
-            if left <= 0:
-                if attempt > 1:
-                    raise AuthError(
-                        f"{exc.message} (still refused after waiting {int(clock() - start)} s)",
-                        exc.hint,
-                        code=exc.code,
-                    ) from None
-                raise
-            pause = min(delay, left)
-            end = clock() + pause
-            while (remaining := end - clock()) > 0:
-                hooks.waiting(remaining, deadline - clock(), attempt)
-                sleep(min(1.0, remaining))
-            delay = min(delay * 2, MAX_DELAY)
+    credentials = [make_credential()]
+
+    def attempt(n: int) -> Any:
+        if n > 1:
             # A fresh credential: nothing of the refused attempt is remembered.
-            credential = make_credential()
+            credentials.append(make_credential())
+        return credentials[-1].get_token(force_refresh=True)
+
+    token, waited, attempts = wait_out(
+        attempt,
+        lambda exc: isinstance(exc, AuthError) and exc.code in retry_codes,
+        wait=wait,
+        hooks=hooks,
+        first_delay=first_delay,
+        sleep=sleep,
+        clock=clock,
+    )
+    return credentials[-1], token, waited, attempts
 
 
 class _FixedToken:
@@ -904,6 +949,7 @@ def smoke_test(
     hooks: Hooks | None = None,
     path: str = "/organization",
     first_delay: float = FIRST_DELAY,
+    retry_codes: frozenset[int] = CERTIFICATE_PROPAGATION,
 ) -> SmokeResult:
     """A token (waiting out 700027), then ``GET /organization``.
 
@@ -915,7 +961,11 @@ def smoke_test(
 
     hooks = hooks or InitHooks()
     credential, token, waited, attempts = acquire_with_wait(
-        lambda: CertificateCredential(settings), wait=wait, hooks=hooks, first_delay=first_delay
+        lambda: CertificateCredential(settings),
+        wait=wait,
+        hooks=hooks,
+        first_delay=first_delay,
+        retry_codes=retry_codes,
     )
     claims = dict(getattr(token, "claims", {}) or {})
     roles = [str(r) for r in claims.get("roles") or []]

@@ -47,6 +47,7 @@ __all__ = [
     "PROFILE_KEYS",
     "Settings",
     "check_client_id",
+    "check_object_id",
     "check_profile_name",
     "check_tenant",
     "config_dir",
@@ -95,6 +96,7 @@ DEFAULT_CLOUD = "global"
 PROFILE_KEYS = (
     "tenant",
     "client_id",
+    "object_id",
     "certificate",
     "private_key",
     "passphrase_file",
@@ -183,6 +185,29 @@ def check_client_id(value: str | None) -> str:
         raise ConfigError(
             f"client id {text!r} is not a GUID",
             "use the Application (client) ID from the app registration's Overview page",
+        )
+    return text.lower()
+
+
+def check_object_id(value: str | None) -> str:
+    """The application's OBJECT id (not its client id), a GUID, stripped and lower-cased.
+
+    ``addKey``/``removeKey`` proofs and ``/applications/{id}`` name the app by it
+    (PROTOCOL.md §6, §9); the portal shows it on the app's Overview page as "Object ID".
+
+    Raises:
+        ConfigError: empty, or not a GUID.
+    """
+    text = (value or "").strip()
+    if not text:
+        raise ConfigError(
+            "no object id given",
+            "give the app's Object ID (the app registration's Overview page, \"Object ID\")",
+        )
+    if not is_guid(text):
+        raise ConfigError(
+            f"object id {text!r} is not a GUID",
+            "use the Object ID from the app registration's Overview page (not its client id)",
         )
     return text.lower()
 
@@ -480,7 +505,7 @@ class Settings(Record):
     """Resolved connection settings and where each came from."""
 
     _fields = (
-        "profile", "tenant", "client_id", "certificate", "private_key", "passphrase",
+        "profile", "tenant", "client_id", "object_id", "certificate", "private_key", "passphrase",
         "cloud", "authority_host", "graph_url", "ca_bundle", "sources", "config_file",
     )  # fmt: skip
     _hidden = frozenset({"passphrase"})
@@ -490,6 +515,7 @@ class Settings(Record):
         profile: str | None = None,
         tenant: str | None = None,
         client_id: str | None = None,
+        object_id: str | None = None,
         certificate: Path | None = None,
         private_key: Path | None = None,
         passphrase: bytes | None = None,
@@ -503,6 +529,7 @@ class Settings(Record):
         self.profile = profile
         self.tenant = tenant
         self.client_id = client_id
+        self.object_id = object_id  # the application object's id (app create saves it)
         self.certificate = certificate
         self.private_key = private_key
         self.passphrase = passphrase
@@ -547,6 +574,7 @@ class Settings(Record):
         for name in (
             "tenant",
             "client_id",
+            "object_id",
             "certificate",
             "private_key",
             "cloud",
@@ -643,6 +671,9 @@ def check_values(values: Mapping[str, Any], where: str = "settings") -> None:
     client_id = values.get("client_id")
     if client_id is not None:
         check_client_id(str(client_id))
+    object_id = values.get("object_id")
+    if object_id is not None:
+        check_object_id(str(object_id))
     if values.get("cloud") is not None:
         normalize_cloud(str(values["cloud"]))
     if values.get("authority_host") is not None:
@@ -699,6 +730,8 @@ def resolve_settings(
     profile: str | None = None,
     overrides: Mapping[str, Any] | None = None,
     env: Mapping[str, str] | None = None,
+    *,
+    no_profile: bool = False,
 ) -> Settings:
     """Merge flags (``overrides``) > environment > profile, recording each source.
 
@@ -710,6 +743,8 @@ def resolve_settings(
             ``passphrase_file``, ``cloud``, ``authority_host``, ``graph_url``,
             ``ca_bundle``); None values are ignored.
         env: the environment (default ``os.environ``).
+        no_profile: read no profile at all (not even the default one): for a profile
+            that is about to be made (``app create``).
 
     Returns:
         Settings with values normalised; formats are checked, files are not (see
@@ -721,7 +756,9 @@ def resolve_settings(
     env = _env(env)
     path = config_path(env)
     data = read_config(path)
-    name, profile_source, prof = _select_profile(profile, env, data, path)
+    name, profile_source, prof = (
+        (None, "default", {}) if no_profile else _select_profile(profile, env, data, path)
+    )
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None and v != ""}
     unknown = [k for k in overrides if k not in PROFILE_KEYS and k != "passphrase"]
     if unknown:
@@ -774,6 +811,8 @@ def resolve_settings(
         settings.tenant = checked("tenant", check_tenant)
     if "client_id" in raw:
         settings.client_id = checked("client_id", check_client_id)
+    if "object_id" in raw:
+        settings.object_id = checked("object_id", check_object_id)
     for key in ("certificate", "private_key"):
         if key in raw:
             setattr(settings, key, Path(str(raw[key])).expanduser())

@@ -23,7 +23,14 @@ if TYPE_CHECKING:  # pragma: no cover
     from graphkit.certificates import CertificateFacts, ClientCertificate
     from graphkit.settings import Settings
 
-__all__ = ["discovery_error", "first_line", "network_error", "throttled", "token_error"]
+__all__ = [
+    "device_code_error",
+    "discovery_error",
+    "first_line",
+    "network_error",
+    "throttled",
+    "token_error",
+]
 
 _CODE = re.compile(r"AADSTS(\d+)")
 
@@ -53,9 +60,15 @@ def token_error(
     result: Mapping[str, Any],
     settings: Settings,
     cert: ClientCertificate | CertificateFacts | None = None,
+    *,
+    scope: str | None = None,
 ) -> AuthError:
-    """Turn a token-endpoint (or discovery) error answer into advice (PROTOCOL.md §2)."""
+    """Turn a token-endpoint (or discovery) error answer into advice (PROTOCOL.md §2).
+
+    ``scope``: the scope asked for, when it is not Graph's (``--scope``/``--resource``).
+    """
     error = str(result.get("error") or "error")
+    other = scope is not None and scope != settings.scope
     codes = _error_codes(result)
     code = codes[0] if codes else None
     description = first_line(redact(str(result.get("error_description") or "")))
@@ -67,6 +80,14 @@ def token_error(
             f"certificate {sha1} is not registered on app {client_id}",
             f"{_upload_hint(cert)} under Certificates & secrets, "
             "or wait a few minutes after uploading",
+            code=code,
+        )
+    if code == 7000229:
+        return AuthError(
+            f"app {client_id} has no service principal in tenant {tenant} yet (AADSTS7000229)",
+            "a new app's service principal takes a moment to propagate: wait a minute and "
+            "retry; if it persists, create it (`graphkit app create --client-id "
+            f"{client_id} ...` does)",
             code=code,
         )
     if code == 700016:
@@ -111,6 +132,21 @@ def token_error(
             "and upload it",
             code=code,
         )
+    if other and (code in (1002012, 70011) or error == "invalid_scope"):
+        return AuthError(
+            f"scope {scope} was refused",
+            "give exactly one resource followed by /.default, e.g. "
+            "https://contoso.sharepoint.com/.default",
+            code=code,
+        )
+    if other and code == 500011:
+        resource = str(scope).removesuffix("/.default")
+        return AuthError(
+            f"resource {resource} is not known in tenant {tenant}",
+            "check the resource's URL (SharePoint Online: https://<tenant>.sharepoint.com; "
+            "Exchange Online: https://outlook.office365.com); the tenant must have that service",
+            code=code,
+        )
     if code in (1002012, 70011) or error == "invalid_scope":
         return AuthError(
             f"scope {settings.scope} was refused",
@@ -138,6 +174,68 @@ def token_error(
         hint,
         code=code,
     )
+
+
+_ADMIN_CLIENT_HINT = (
+    "leave out --admin-client-id to sign in through Microsoft Graph Command Line Tools"
+)
+
+
+def device_code_error(
+    result: Mapping[str, Any], settings: Settings, client_id: str, *, verification_uri: str = ""
+) -> AuthError:
+    """An administrator's device code sign-in that failed, with what to do
+    (PROTOCOL.md §7): declined, expired, Conditional Access (AADSTS53000 / 50097), a
+    custom client without "Allow public client flows" (7000218), consent (65001), an
+    unknown client (700016); anything else as :func:`token_error` says it."""
+    error = str(result.get("error") or "error")
+    codes = _error_codes(result)
+    code = codes[0] if codes else None
+    tenant = settings.tenant or "organizations"
+    where = f" at {verification_uri}" if verification_uri else ""
+    if error == "authorization_declined":
+        return AuthError(
+            "the sign-in was declined",
+            "run the command again and accept the request, or sign in as another administrator",
+            code=code,
+        )
+    if error == "expired_token" or code == 70020:
+        return AuthError(
+            "the sign-in code expired before anyone signed in with it",
+            f"run the command again and enter the new code{where} within its time",
+            code=code,
+        )
+    if code in (53000, 50097):
+        return AuthError(
+            f"Conditional Access refused the sign-in (AADSTS{code}: the tenant requires a "
+            "compliant or managed device, which a device code sign-in cannot prove)",
+            "sign in from a device your organisation allows, or as another administrator "
+            "whom the policy does not cover, or ask for an exclusion for this sign-in",
+            code=code,
+        )
+    if code == 7000218:
+        return AuthError(
+            f"client {client_id} does not allow public client flows (AADSTS7000218): a device "
+            "code sign-in needs a public client",
+            "in that app registration set Authentication > Allow public client flows to Yes, "
+            f"or {_ADMIN_CLIENT_HINT}",
+            code=code,
+        )
+    if code == 65001:
+        return AuthError(
+            f"the permissions asked for have not been consented to for client {client_id} "
+            "(AADSTS65001)",
+            "sign in as an administrator who may consent (e.g. Global Administrator), or "
+            "have one grant consent to that client first",
+            code=code,
+        )
+    if code == 700016:
+        return AuthError(
+            f"client {client_id} was not found in tenant {tenant} (AADSTS700016)",
+            f"check --admin-client-id and --tenant, or {_ADMIN_CLIENT_HINT}",
+            code=code,
+        )
+    return token_error(result, settings)
 
 
 def network_error(exc: BaseException, settings: Settings) -> NetworkError:

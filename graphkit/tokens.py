@@ -54,6 +54,7 @@ __all__ = [
     "AccessToken",
     "CertificateCredential",
     "decode_claims",
+    "requested_scope",
     "set_notice_handler",
 ]
 
@@ -126,6 +127,41 @@ def decode_claims(token: str) -> dict[str, Any]:
     except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: [[[[...
         return {}
     return claims if isinstance(claims, dict) else {}
+
+
+def requested_scope(scope: str | None = None, resource: str | None = None) -> str | None:
+    """The client-credentials scope for ``--scope`` or ``--resource`` (None: Graph's).
+
+    Client credentials take exactly one resource followed by ``/.default`` (PROTOCOL.md
+    §1; AADSTS1002012 otherwise): ``resource`` becomes ``<resource>/.default``, and a
+    ``scope`` must already have that form.
+
+    Raises:
+        UsageError: both given, or a value that is not of that form.
+    """
+    from graphkit.errors import UsageError
+
+    if scope is not None and resource is not None:
+        raise UsageError("--scope and --resource both given", "give one of them")
+    if resource is not None:
+        value = resource.strip().rstrip("/")
+        if not value or any(c.isspace() for c in value) or value.endswith("/.default"):
+            raise UsageError(
+                f"--resource {resource!r} is not a resource identifier",
+                "give its URL, e.g. --resource https://contoso.sharepoint.com "
+                "(or --scope https://contoso.sharepoint.com/.default)",
+            )
+        return f"{value}/.default"
+    if scope is not None:
+        value = scope.strip()
+        base = value.removesuffix("/.default")
+        if not value.endswith("/.default") or not base or any(c.isspace() for c in value):
+            raise UsageError(
+                f"--scope {scope!r} is not one resource followed by /.default",
+                "app-only tokens take e.g. --scope https://contoso.sharepoint.com/.default",
+            )
+        return value
+    return None
 
 
 # ----------------------------------------------------------------- msal's logs
@@ -219,6 +255,10 @@ class CertificateCredential:
             (it must then apply ``ca_bundle`` itself).
         retry: how the token endpoint's 429, 5xx, resets and timeouts are retried
             (default: the same policy as Graph's).
+        scope: the scope tokens are for: ``<resource>/.default`` (default: Graph's,
+            ``settings.scope``), e.g. ``https://contoso.sharepoint.com/.default``. Cached
+            tokens are told apart by scope, so a token for one resource never answers for
+            another.
 
     Raises:
         ConfigError, CryptoError: the settings or certificate cannot be used.
@@ -234,6 +274,7 @@ class CertificateCredential:
         timeout: tuple[float, float] = DEFAULT_TIMEOUT,
         http_client: Any = None,
         retry: RetryPolicy | None = None,
+        scope: str | None = None,
     ) -> None:
         for key in ("tenant", "client_id"):
             if not getattr(settings, key):
@@ -242,6 +283,7 @@ class CertificateCredential:
                     f"give --{key.replace('_', '-')} or set it in the profile",
                 )
         self.settings = settings
+        self.scope = scope or settings.scope
         self._on_notice = on_notice if on_notice is not None else _notice_handler
         self._persist = persist_cache
         self._cache_dir = cache_dir
@@ -359,7 +401,7 @@ class CertificateCredential:
     # -- tokens
 
     def get_token(self, *, force_refresh: bool = False) -> AccessToken:
-        """A token for ``settings.scope``: from the cache when still valid.
+        """A token for :attr:`scope`: from the cache when still valid.
 
         Only a token obtained for this tenant, client id, authority, scope and
         certificate is ever served from the cache.
@@ -397,7 +439,7 @@ class CertificateCredential:
         from msal.exceptions import MsalServiceError
 
         retries = self._retry.start()
-        scopes = [self.settings.scope]
+        scopes = [self.scope]
         host = urlsplit(self.settings.authority_host).netloc
         while True:
             retries.attempt += 1
@@ -437,7 +479,7 @@ class CertificateCredential:
                     )
                 else:
                     self._refuse_redirect()
-                    raise token_error(result, self.settings, self.facts)
+                    raise token_error(result, self.settings, self.facts, scope=self.scope)
             finally:
                 self._save_http_cache()
             wait, why = retries.next_wait(self._retry_after())
@@ -480,7 +522,7 @@ class CertificateCredential:
             authority=self.settings.authority,
             certificate_sha256=self.facts.sha256,
             client_id=self.settings.client_id,
-            scope=self.settings.scope,
+            scope=self.scope,
             now=now,
         )
         if found is None:

@@ -43,10 +43,13 @@ COMMANDS = sorted(EXAMPLES)
 
 
 def test_every_command_has_examples() -> None:
-    root = _listed(_graphkit("--help").stdout)
-    names = {n for n in root if n not in ("config", "emulator")}
-    names |= {f"config {n}" for n in _listed(_graphkit("config", "--help").stdout)}
-    names |= {f"emulator {n}" for n in _listed(_graphkit("emulator", "--help").stdout)}
+    names: set[str] = set()
+    for name in _listed(_graphkit("--help").stdout):
+        group = _graphkit(name, "--help").stdout
+        if "Commands:" in group:  # a group (config, emulator, app...): its commands
+            names |= {f"{name} {n}" for n in _listed(group)}
+        else:
+            names.add(name)
     assert names == set(EXAMPLES)
 
 

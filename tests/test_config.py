@@ -515,3 +515,22 @@ def test_corrupt_key_block_is_explained(home: Path, ident: Identity, tmp_path: P
     s = resolve_settings(overrides=_flags({"certificate": str(bad)}), env=_env(home))
     with pytest.raises(CryptoError, match="not a readable private key"):
         validate(s)
+
+
+def test_object_id_is_set_checked_and_shown(home: Path) -> None:
+    object_id = "4f0e9a51-0b4c-4d2e-8f40-8d2f4c713b6e"
+    r = runner.invoke(
+        app, ["config", "set", "work", "--client-id", CLIENT, "--object-id", object_id.upper()]
+    )
+    assert r.exit_code == 0, r.output
+    assert read_config(config_path())["profiles"]["work"]["object_id"].lower() == object_id
+    assert resolve_settings(profile="work").object_id == object_id
+    shown = runner.invoke(app, ["config", "show", "--profile", "work", "-o", "json"])
+    assert shown.exit_code == 0, shown.output
+    assert json.loads(shown.stdout)["settings"]["object_id"]["value"] == object_id
+    bad = runner.invoke(app, ["config", "set", "work", "--object-id", "not-a-guid"])
+    assert bad.exit_code == ExitCode.CONFIG
+    assert "object id 'not-a-guid' is not a GUID" in bad.stderr
+    unset = runner.invoke(app, ["config", "set", "work", "--unset", "object_id"])
+    assert unset.exit_code == 0, unset.output
+    assert "object_id" not in read_config(config_path())["profiles"]["work"]

@@ -159,14 +159,28 @@ def test_every_expiry_message_names_the_same_next_step(
 ) -> None:
     key, cert = _pair(tmp_path / "pair", issued_days_ago=350, lifetime_days=365)
     _profile(key, cert)
-    step = "`graphkit init --profile work --new-key`"
+    # A certificate that still works renews itself in one command: rotate.
+    step = "`graphkit rotate --profile work`"
     thumb = run_cli(["thumbprint", str(cert)])
-    assert (
-        "graphkit init --new-key" in thumb.stderr and "upload the new certificate" in thumb.stderr
-    )
+    assert "`graphkit rotate --profile NAME`" in thumb.stderr, thumb.stderr
     assert step in (_doctor_certificate()["fix"] or "")
     shown = run_cli(["config", "show", "--profile", "work"])
     assert step in shown.stderr
     r = run_cli(["init", "--profile", "work", "--no-test", "--yes"])
     assert r.exit_code == 0, r.stderr
     assert step in r.stderr
+
+
+def test_an_expired_certificate_is_renewed_with_an_admin_not_rotate(
+    graphkit_emulator: Any, home: Path, tmp_path: Path
+) -> None:
+    # rotate's proof must be signed by a valid certificate: an expired one cannot.
+    key, cert = _pair(tmp_path / "pair", issued_days_ago=400, lifetime_days=365)
+    _profile(key, cert)
+    fix = _doctor_certificate()["fix"] or ""
+    assert "`graphkit rotate --profile" not in fix, fix
+    assert "`graphkit init --profile work --new-key`" in fix
+    assert "`graphkit cert add --admin" in fix
+    thumb = run_cli(["thumbprint", str(cert)])
+    assert "`graphkit rotate --profile" not in thumb.stderr
+    assert "`graphkit cert add --admin CERT`" in thumb.stderr

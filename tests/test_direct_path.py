@@ -48,6 +48,9 @@ PLAIN = [
         "--passphrase-file", "pf",
     ],
     ["/users", "-p", "q", "--all"],
+    ["/users", "-X", "POST", "--body", '{"displayName": "A"}', "--content-type", "text/plain"],
+    ["/users/x/photo/$value", "--output-file", "p.jpg", "--force", "--dry-run"],
+    ["/users/delta", "--delta-state", "state.json", "--delta-reset", "--select", "id"],
 ]  # fmt: skip
 
 # Command lines it leaves to Typer (help, errors Typer words, forms it does not parse).
@@ -204,3 +207,21 @@ def test_an_option_with_anything_but_help_settings_is_left_to_typer() -> None:
     params = parameters(command)
     assert _direct.parse(params, ["--name", "x"]) == {"days": 5, "name": "x"}
     assert _direct.parse(params, ["--days", "3"]) is None  # min=1 is Typer's to check
+
+
+def test_every_command_gets_its_declarations_from_typer_with_their_help() -> None:
+    """Declarations made with graphkit.cli._options reach Typer for every command of
+    every group (a group made with plain typer.Typer would show them without help)."""
+    import typer.main
+
+    def walk(command: Any, path: str) -> Any:
+        for name, sub in getattr(command, "commands", {}).items():
+            yield from walk(sub, f"{path} {name}")
+        if not getattr(command, "commands", None):
+            yield path, command
+
+    for path, command in walk(typer.main.get_command(cli_app), "graphkit"):
+        for param in command.params:
+            assert param.name != "connection", path
+            if param.param_type_name == "option" and param.name != "help":
+                assert param.help, f"{path}: {param.opts} has no help"

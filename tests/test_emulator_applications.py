@@ -178,6 +178,35 @@ def test_application_administrator_creates_but_cannot_grant(emu: Any, tmp_path: 
     assert emu.roles(created.json()["appId"]) == ["User.Read.All"]
 
 
+def test_app_role_assignments_list_what_the_service_principal_was_granted(
+    emu: Any, tmp_path: Path
+) -> None:
+    cert = identity(tmp_path, "new-app")
+    emu.create_account("pra", roles=["Privileged Role Administrator"])
+    token = signin(emu, "pra")
+    created = graph(emu, "/v1.0/applications", token, method="POST", json=_create_body(cert.cert))
+    app_id = created.json()["appId"]
+    emu.settings(service_principal_delay=30)
+    sp_id = graph(emu, "/v1.0/servicePrincipals", token, method="POST", json={"appId": app_id})
+    sp_id = sp_id.json()["id"]
+    path = f"/v1.0/servicePrincipals/{sp_id}/appRoleAssignments"
+    # Not found until the new service principal has replicated.
+    assert graph(emu, path, token).status_code == 404
+    emu.advance(30)
+    assert graph(emu, path, token).json()["value"] == []
+    graph_sp = _graph_sp(emu, token)
+    grant = _grant(emu, token, graph_sp, sp_id, "User.Read.All")
+    assert grant.status_code == 201
+    [listed] = graph(emu, path, token).json()["value"]
+    assert listed["id"] == grant.json()["id"]
+    assert listed["appRoleId"] == USER_READ_ALL
+    assert listed["principalId"] == sp_id and listed["resourceId"] == graph_sp["id"]
+    assert listed["principalType"] == "ServicePrincipal"
+    # Application.Read.All or more is needed to read them.
+    narrow = signin(emu, "pra", ["User.Read"])
+    assert graph(emu, path, narrow).status_code == 403
+
+
 def test_who_may_create_apps_and_service_principals(emu: Any, tmp_path: Path) -> None:
     cert = identity(tmp_path, "new-app")
     emu.create_account("plain")
@@ -326,17 +355,23 @@ def test_the_certificate_given_at_creation_waits_out_the_propagation_delay(
 # ------------------------------------------------------------------ read, PATCH
 
 
+def _owned_app_with_a_secret(emu: Any, ident: Any) -> tuple[str, str, str]:
+    """An app created by the signed-in user "owner" with ``ident``'s certificate and a
+    password credential: (owner's token, appId, its ``(appId='...')`` URL)."""
+    emu.create_account("owner")
+    token = signin(emu, "owner")
+    created = graph(emu, "/v1.0/applications", token, method="POST", json=_create_body(ident.cert))
+    app_id = created.json()["appId"]
+    emu.add_password_credential(app_id, "ci secret")
+    return token, app_id, f"/v1.0/applications(appId='{app_id}')"
+
+
 def test_patch_by_an_owner_or_admin_replaces_keys_and_keeps_passwords(
     emu: Any, tmp_path: Path
 ) -> None:
     one, two = identity(tmp_path, "one"), identity(tmp_path, "two")
-    emu.create_account("owner")
     emu.create_account("stranger")
-    token = signin(emu, "owner")
-    created = graph(emu, "/v1.0/applications", token, method="POST", json=_create_body(one.cert))
-    app_id = created.json()["appId"]
-    emu.add_password_credential(app_id, "ci secret")
-    url = f"/v1.0/applications(appId='{app_id}')"
+    token, app_id, url = _owned_app_with_a_secret(emu, one)
     listed = graph(emu, f"{url}?$select=keyCredentials,passwordCredentials", token).json()
     keep = listed["keyCredentials"]
     new = {"type": "AsymmetricX509Cert", "usage": "Verify", "key": _b64der(two.cert)}
@@ -354,6 +389,25 @@ def test_patch_by_an_owner_or_admin_replaces_keys_and_keeps_passwords(
     other = signin(emu, "stranger")
     assert graph(emu, f"{url}?$select=id", other).status_code == 200
     assert graph(emu, url, other, method="PATCH", json={"displayName": "x"}).status_code == 403
+
+
+def test_patch_cannot_set_password_credentials(emu: Any, tmp_path: Path) -> None:
+    """application-update.md: "Using PATCH to set passwordCredential is not supported"
+    (addPassword/removePassword do it): a PATCH naming them changes nothing."""
+    token, _app_id, url = _owned_app_with_a_secret(emu, identity(tmp_path, "one"))
+    before = graph(emu, f"{url}?$select=keyCredentials,passwordCredentials", token).json()
+    r = graph(
+        emu,
+        url,
+        token,
+        method="PATCH",
+        json={"keyCredentials": before["keyCredentials"], "passwordCredentials": []},
+    )
+    assert r.status_code == 400, r.text
+    assert "passwordCredentials" in r.json()["error"]["message"]
+    after = graph(emu, f"{url}?$select=keyCredentials,passwordCredentials", token).json()
+    assert after["passwordCredentials"] == before["passwordCredentials"]
+    assert after["keyCredentials"] == before["keyCredentials"]
 
 
 # --------------------------------------------------------------- addKey proofs

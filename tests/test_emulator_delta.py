@@ -166,32 +166,41 @@ def test_many_changes_are_paged_too(emu: Any, token: str) -> None:
     assert {c["id"] for c in changes} == made
 
 
-def test_an_expired_token_is_410_gone_with_a_location_to_start_over(emu: Any, token: str) -> None:
+def test_an_expired_token_is_400_sync_state_not_found(emu: Any, token: str) -> None:
     _items, link, _ = _round(emu, token, "/v1.0/users/delta?$select=displayName")
     emu.advance(WEEK - 60)
     token = str(emu.issue_token(emu.create_app(roles=["User.Read.All"])))  # a week later
     assert graph(emu, link, token).status_code == 200  # still valid within seven days
     emu.advance(120)  # now it is older than seven days
     r = graph(emu, link, token)
-    assert r.status_code == 410
+    # errors.md and the Microsoft 365 Developer Blog (2020-07-03): BadRequest,
+    # syncStateNotFound, "The sync state generation is not found. ..."
+    assert r.status_code == 400
     assert r.json()["error"]["code"] == "syncStateNotFound"
-    location = r.headers["Location"]
-    assert urlsplit(location).path == "/v1.0/users/delta"
-    items, fresh, _ = _round(emu, token, location)
+    assert r.json()["error"]["message"].startswith("The sync state generation is not found.")
+    items, fresh, _ = _round(emu, token, "/v1.0/users/delta?$select=displayName")
     assert len(items) == 250 and set(items[0]) == {"displayName", "id"}
     assert graph(emu, fresh, token).status_code == 200
 
 
-def test_a_sync_reset_or_a_tampered_token_is_410(emu: Any, token: str) -> None:
-    _items, link, _ = _round(emu, token, "/v1.0/users/delta")
-    tampered = link[:-3] + ("AAA" if not link.endswith("AAA") else "BBB")
-    assert graph(emu, tampered, token).status_code == 410
+def test_a_sync_reset_is_410_gone_with_a_location_to_start_over(emu: Any, token: str) -> None:
+    _items, link, _ = _round(emu, token, "/v1.0/users/delta?$select=displayName")
     assert admin(emu, "POST", "/delta/reset", json={}).status_code == 200
     r = graph(emu, link, token)
-    assert r.status_code == 410 and "Location" in r.headers
-    _items, link, _ = _round(emu, token, r.headers["Location"])
+    assert r.status_code == 410 and r.json()["error"]["code"] == "resyncRequired"
+    location = r.headers["Location"]
+    assert urlsplit(location).path == "/v1.0/users/delta"
+    items, link, _ = _round(emu, token, location)
+    assert len(items) == 250 and set(items[0]) == {"displayName", "id"}
     emu.reset_delta()
     assert graph(emu, link, token).status_code == 410
+
+
+def test_a_tampered_token_is_an_unknown_sync_state(emu: Any, token: str) -> None:
+    _items, link, _ = _round(emu, token, "/v1.0/users/delta")
+    tampered = link[:-3] + ("AAA" if not link.endswith("AAA") else "BBB")
+    r = graph(emu, tampered, token)
+    assert r.status_code == 400 and r.json()["error"]["code"] == "syncStateNotFound"
 
 
 def test_a_token_of_another_tenant_is_unknown_here(emu: Any, token: str) -> None:
@@ -199,7 +208,8 @@ def test_a_token_of_another_tenant_is_unknown_here(emu: Any, token: str) -> None
     other = emu.create_tenant("fabrikam.onmicrosoft.com", users=3)
     app = emu.create_app(other, roles=["User.Read.All"])
     foreign = str(emu.issue_token(app))
-    assert graph(emu, link, foreign).status_code == 410
+    r = graph(emu, link, foreign)
+    assert r.status_code == 400 and r.json()["error"]["code"] == "syncStateNotFound"
     assert len(_round(emu, foreign, "/v1.0/users/delta")[0]) == 3
 
 

@@ -237,6 +237,74 @@ def test_writes_survive_a_restart_with_a_state_dir(tmp_path: Path) -> None:
         assert len(page_all(emu, token, "/v1.0/users?$top=999")) == 20
 
 
+# ----------------------------------------------------------------------- photos
+
+JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + bytes(range(256)) * 40 + b"\xff\xd9"
+
+
+def test_a_user_has_no_photo_until_one_is_put(emu: Any, writer: str) -> None:
+    uid = graph(emu, "/v1.0/users?$top=1&$select=id", writer).json()["value"][0]["id"]
+    url = f"/v1.0/users/{uid}/photo/$value"
+    r = graph(emu, url, writer)
+    assert r.status_code == 404
+    err = r.json()["error"]
+    assert err["code"] == "ImageNotFound" and "ImageNotFoundException" in err["message"]
+    assert set(err["innerError"]) == {"date", "request-id", "client-request-id"}
+    r = graph(emu, url, writer, method="PUT", data=JPEG, headers={"Content-Type": "image/jpeg"})
+    assert (r.status_code, r.content) == (200, b"")
+    r = graph(emu, url, emu.issue_token())  # the default app: User.Read.All is enough
+    assert r.status_code == 200
+    assert r.headers["Content-Type"] == "image/jpeg" and r.content == JPEG
+    # PATCH replaces it too (profilephoto-update.md: "either PATCH or PUT").
+    r = graph(
+        emu,
+        url,
+        writer,
+        method="PATCH",
+        data=b"\xff\xd8new",
+        headers={"Content-Type": "image/jpeg"},
+    )
+    assert r.status_code == 200 and graph(emu, url, writer).content == b"\xff\xd8new"
+    # A deleted user's photo goes with it.
+    graph(emu, f"/v1.0/users/{uid}", writer, method="DELETE")
+    assert graph(emu, url, writer).json()["error"]["code"] == "Request_ResourceNotFound"
+
+
+def test_a_photo_needs_its_permission_an_image_type_and_under_4_mb(emu: Any, writer: str) -> None:
+    uid = graph(emu, "/v1.0/users?$top=1&$select=id", writer).json()["value"][0]["id"]
+    url = f"/v1.0/users/{uid}/photo/$value"
+    jpeg = {"Content-Type": "image/jpeg"}
+    reader = emu.issue_token()  # User.Read.All: reads a photo, cannot set one
+    r = graph(emu, url, reader, method="PUT", data=JPEG, headers=jpeg)
+    assert r.status_code == 403
+    basic = _token(emu, "User.ReadBasic.All")
+    assert graph(emu, url, basic).status_code == 403
+    r = graph(
+        emu, url, writer, method="PUT", data=b"{}", headers={"Content-Type": "application/json"}
+    )
+    assert r.status_code == 400
+    r = graph(emu, url, writer, method="PUT", data=b"\xff" * (4 * 1024 * 1024), headers=jpeg)
+    assert r.status_code == 413
+    assert graph(emu, url, writer, method="PUT", data=b"", headers=jpeg).status_code == 400
+    assert graph(emu, url, writer).status_code == 404  # nothing was stored
+    missing = "/v1.0/users/00000000-0000-0000-0000-000000000000/photo/$value"
+    assert graph(emu, missing, writer, method="PUT", data=JPEG, headers=jpeg).status_code == 404
+
+
+def test_a_photo_survives_a_restart_with_a_state_dir(tmp_path: Path) -> None:
+    from graphkit.emulator import Emulator
+
+    state = tmp_path / "state"
+    with Emulator(users=5, state_dir=state) as emu:
+        uid = emu.backend.tenant(emu.default_tenant.id).users.get(2)["id"]
+        emu.set_photo(uid, JPEG)
+        assert emu.get_photo(uid) == JPEG
+    with Emulator(state_dir=state) as emu:
+        assert emu.get_photo(uid) == JPEG
+        r = graph(emu, f"/v1.0/users/{uid}/photo/$value", emu.issue_token())
+        assert r.content == JPEG
+
+
 # ----------------------------------------------------------------------- groups
 
 

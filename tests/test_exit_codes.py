@@ -7,6 +7,7 @@ written here, and the table's rows are read from the README.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -71,6 +72,19 @@ def _unclassified(env: SignedIn, tmp: Path, mp: pytest.MonkeyPatch) -> tuple[int
     return _cli("doctor")  # a failed check: "The exit status is 1 when any check fails"
 
 
+def _outcome_unknown(env: SignedIn, tmp: Path, mp: pytest.MonkeyPatch) -> tuple[int, str]:
+    env.emu.grant(env.emu.default_app, "User.ReadWrite.All")
+    env.emu.add_fault("503", endpoint="graph", every=1, retry_after=0)
+    user = {
+        "accountEnabled": True,
+        "displayName": "Ada",
+        "mailNickname": "ada",
+        "userPrincipalName": "ada@contoso.onmicrosoft.com",
+        "passwordProfile": {"password": "xWwvJ]6NMw+bWH-d"},
+    }
+    return _cli("query", "/users", "-X", "POST", "--body", json.dumps(user))
+
+
 def _interrupted(env: SignedIn, tmp: Path, mp: pytest.MonkeyPatch) -> tuple[int, str]:
     command, *argv = graphkit_argv("keygen", "-o", str(tmp / "k.key"), "--prompt-passphrase")
     child = pexpect.spawn(command, argv, encoding="utf-8", timeout=60)
@@ -84,6 +98,29 @@ def _interrupted(env: SignedIn, tmp: Path, mp: pytest.MonkeyPatch) -> tuple[int,
     return child.exitstatus, child.before.replace("\r", "")
 
 
+def _rotated(env: SignedIn, tmp: Path, mp: pytest.MonkeyPatch) -> tuple[int, str]:
+    env.emu.grant(env.emu.default_app, "Application.Read.All")  # it reads its keyIds
+    code, stderr = _cli(
+        "config",
+        "set",
+        "work",
+        "--tenant",
+        env.env["AZURE_TENANT_ID"],
+        "--client-id",
+        env.env["AZURE_CLIENT_ID"],
+        "--certificate",
+        env.env["AZURE_CLIENT_CERTIFICATE_PATH"],
+        "--authority-host",
+        env.env["AZURE_AUTHORITY_HOST"],
+        "--graph-url",
+        env.env["GRAPHKIT_GRAPH_URL"],
+        "--ca-bundle",
+        env.env["GRAPHKIT_CA_BUNDLE"],
+    )
+    assert code == 0, stderr
+    return _cli("rotate", "--profile", "work", "--if-expiring-within", "400")
+
+
 CASES: dict[int, tuple[str, Case]] = {
     1: ("doctor with a failing check", _unclassified),
     2: ("unknown option", _usage),
@@ -94,6 +131,8 @@ CASES: dict[int, tuple[str, Case]] = {
     7: ("Graph 404", _not_found),
     8: ("429 until the retries run out", _throttled),
     9: ("connection refused", _network),
+    10: ("503 on a POST: it may have been applied", _outcome_unknown),
+    11: ("rotate --if-expiring-within rotated", _rotated),
     130: ("Ctrl-C at a prompt", _interrupted),
 }
 
@@ -114,7 +153,9 @@ def test_each_kind_of_failure_exits_with_its_documented_status(
     assert code == status, stderr
     assert "Traceback" not in stderr
     errors = [ln for ln in stderr.splitlines() if ln.startswith("graphkit: error: ")]
-    if status != 1:  # doctor reports in its table; every other failure is one line
+    if status == 11:  # not a failure: it rotated
+        assert errors == [], stderr
+    elif status != 1:  # doctor reports in its table; every other failure is one line
         assert len(errors) == 1, stderr
 
 

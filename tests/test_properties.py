@@ -4,7 +4,8 @@ hang. Derandomized, so a run is the same every time; a few seconds in all.
 
 Parsers covered: PEM, DER and PFX loading (keys, certificates, CSRs), subjects and
 SANs, Graph paths and URLs, nextLinks and redirect Locations, headers, config files and
-environment values, Retry-After, JWTs decoded for display, JMESPath.
+environment values, Retry-After, JWTs decoded for display, JMESPath, --scope and
+--resource, delta state files.
 """
 
 from __future__ import annotations
@@ -519,3 +520,174 @@ def test_output_and_input_file_names(home: Path, name: str) -> None:
     _ok_or_graphkit_error(files.read_bytes, target)
     _ok_or_graphkit_error(files.read_passphrase_file, target)
     files.input_file_problem(target)  # never raises
+
+
+@FAST
+@given(
+    scope=st.one_of(st.none(), st.text(max_size=40), st.just("https://x.example/.default")),
+    resource=st.one_of(st.none(), st.text(max_size=40), st.just("https://x.example/")),
+)
+@example(scope="/.default", resource=None)
+@example(scope=None, resource="https://x.example/.default")
+def test_scopes_and_resources(scope: str | None, resource: str | None) -> None:
+    """--scope/--resource: one resource with /.default, or graphkit's own error."""
+    from graphkit.tokens import requested_scope
+
+    wanted = _ok_or_graphkit_error(requested_scope, scope, resource)
+    if wanted is not None:
+        assert wanted.endswith("/.default") and wanted != "/.default"
+        assert not any(c.isspace() for c in wanted)
+
+
+_STATE = {
+    "format": "graphkit delta state",
+    "version": 1,
+    "delta_link": "https://graph.example/v1.0/users/delta?$deltatoken=x",
+}
+
+
+@FAST
+@given(
+    raw=st.one_of(
+        st.binary(max_size=200),
+        st.builds(
+            lambda changes: json.dumps({**_STATE, **changes}).encode(),
+            st.dictionaries(
+                st.sampled_from(["format", "version", "delta_link", "query", "tenant"]),
+                st.one_of(st.none(), st.integers(), st.text(max_size=10), st.lists(st.integers())),
+                max_size=3,
+            ),
+        ),
+    )
+)
+@example(raw=b"[" * 5000)
+@example(raw=json.dumps(_STATE).encode())
+def test_delta_state_files(home: Path, raw: bytes) -> None:
+    """A --delta-state file, whatever it holds: read as a state, or refused with a
+    GraphkitError (and then never replaced)."""
+    from graphkit.delta_sync import DeltaSync
+    from graphkit.graph import GraphClient
+
+    path = home / "delta-state.json"
+    path.write_bytes(raw)
+    client = GraphClient("https://graph.example", _Credential())
+    sync = _ok_or_graphkit_error(DeltaSync, client, path, "/users/delta")
+    if sync is not None:
+        assert isinstance(sync.previous, dict)
+        assert isinstance(sync.previous["delta_link"], str)
+    else:
+        assert path.read_bytes() == raw
+
+
+# ------------------------------------------------------------------ query -X and --body
+
+
+@FAST
+@given(
+    method=st.text(max_size=8),
+    body=st.one_of(st.binary(max_size=60), st.text(max_size=60).map(str.encode)),
+    content_type=st.none() | st.text(max_size=30),
+)
+@example(method="post", body=b'{"a": [1, 2', content_type=None)
+@example(method="PUT", body=b"\xff\xd8", content_type="image/jpeg\r\nX: y")
+@example(method="PATCH", body=b"[" * 5000, content_type="application/json")
+def test_query_methods_and_bodies(method: str, body: bytes, content_type: str | None) -> None:
+    """`query -X` and `--body`/`--content-type`: a method is one of the five or refused, a
+    body is JSON or refused (naming where it breaks, never echoing it), a content type is
+    one header value or refused; nothing else escapes."""
+    from graphkit.cli import query
+
+    verb = _ok_or_graphkit_error(query._method, method)
+    if verb is not None:
+        assert verb in query.METHODS
+    headers: dict[str, str] = {}
+    ctype = _ok_or_graphkit_error(query._content_type, headers, content_type)
+    if ctype is not None:
+        assert "\n" not in ctype and "\r" not in ctype
+    try:
+        query._check_json(body, "--body")
+    except GraphkitError as exc:
+        assert "is not" in str(exc) and (len(body) < 8 or body.decode("latin-1") not in str(exc))
+    else:
+        json.loads(body)
+
+
+# --------------------------------------------- keyCredentials, thumbprints, rotation state
+
+_JSONISH = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=40),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=20), inner),
+    max_leaves=20,
+)
+_KEY_FIELDS = st.fixed_dictionaries(
+    {},
+    optional={
+        "keyId": _JSONISH,
+        "key": st.one_of(
+            _JSONISH, st.binary(max_size=64).map(lambda b: base64.b64encode(b).decode())
+        ),
+        "customKeyIdentifier": st.one_of(
+            _JSONISH,
+            st.binary(min_size=20, max_size=20).map(lambda b: base64.b64encode(b).decode()),
+        ),
+        "displayName": _JSONISH,
+        "startDateTime": st.one_of(_JSONISH, st.just("2026-01-01T00:00:00Z")),
+        "endDateTime": st.one_of(
+            _JSONISH, st.just("2027-01-01T00:00:00Z"), st.just("9999-12-31T23:59:59Z")
+        ),
+    },
+)
+
+
+@FAST
+@given(entries=st.one_of(_JSONISH, st.lists(st.one_of(_KEY_FIELDS, _JSONISH), max_size=5)))
+def test_key_credentials_from_graph(entries: Any) -> None:
+    from graphkit import app_keys
+
+    rows = _ok_or_graphkit_error(app_keys.certificates_from, entries, in_use="AB" * 20)
+    for row in rows or []:
+        json.dumps(row.as_dict())
+
+
+@FAST
+@given(value=st.text(max_size=80))
+@example(value="ab:" * 19 + "ab")
+@example(value="00000000-0000-0000-0000-000000000000")
+def test_thumbprint_arguments(value: str) -> None:
+    from graphkit.cli.app_certs import _normalise_thumbprint
+
+    _ok_or_graphkit_error(_normalise_thumbprint, value)
+
+
+@FAST
+@given(raw=st.one_of(st.binary(max_size=200), _JSONISH.map(lambda v: json.dumps(v).encode())))
+@example(
+    raw=json.dumps(
+        {
+            "stage": "made",
+            "old": {
+                "thumbprint": "AB",
+                "certificate": "/a.crt",
+                "not_before": "2026-01-01T00:00:00+00:00",
+                "not_after": "2027-01-01T00:00:00+00:00",
+            },
+            "new": {"thumbprint": "CD", "certificate": "/b.crt", "private_key": "/b.key"},
+            "key_ids": {"AB": "x", "CD": 5},
+        }
+    ).encode()
+)
+def test_rotation_state_files(home: Path, monkeypatch: pytest.MonkeyPatch, raw: bytes) -> None:
+    from graphkit import rotation
+
+    monkeypatch.setenv("GRAPHKIT_HOME", str(home))
+    path = home / "rotation" / "work.json"
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path.unlink(missing_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(raw)
+    state = _ok_or_graphkit_error(rotation._State.load, "work")
+    if state is not None:
+        assert state.stage in (None, *rotation.STEPS) and isinstance(state.key_ids, dict)
+        if raw.startswith(b'{"stage": "made"'):
+            assert state.stage == "made" and state.key_ids == {"AB": "x"}  # 5 is no keyId

@@ -153,6 +153,14 @@ from graphkit.cli import init as _init  # noqa: E402
 _init.register(app)
 _doctor.register(app)
 
+from graphkit.cli import app_certs as _app_certs  # noqa: E402
+
+_app_certs.register(app)
+
+from graphkit.cli import apps as _apps  # noqa: E402
+
+_apps.register(app)
+
 from graphkit.cli import emulator as _emulator  # noqa: E402
 
 _emulator.register(app)

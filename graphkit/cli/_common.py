@@ -14,6 +14,7 @@ import typer
 from typer.core import TyperGroup
 
 from graphkit.cli._connection import PassphraseFileOpt
+from graphkit.cli._options import ForceOpt
 from graphkit.cli._report import (
     PASSPHRASE_ENV,
     error_line,
@@ -76,7 +77,6 @@ PromptPassphraseOpt = Annotated[
     bool,
     typer.Option("--prompt-passphrase", help="Ask for the passphrase (hidden input)."),
 ]
-ForceOpt = Annotated[bool, typer.Option("--force", help="Replace an existing output file.")]
 
 
 def read_passphrase(

@@ -33,9 +33,9 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
         "graphkit export --key reports.key --cert reports.crt --pem reports.pem --no-passphrase",
     ),
     "query": (
-        "graphkit query /users --top 5 --select displayName,mail,id",
-        "graphkit query /users --all --query '[].id' -o tsv",
         "graphkit query /users --all --select displayName,mail -o csv > users.csv",
+        "graphkit query /users -X POST --body @ada.json",
+        "graphkit query 'users/{id}/photo/$value' --output-file ada.jpg",
     ),
     "batch": (
         "graphkit batch requests.jsonl --ordered > results.jsonl",
@@ -43,7 +43,7 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     ),
     "token": (
         "graphkit token",
-        "graphkit token -o json --profile reports",
+        "graphkit token --resource https://contoso.sharepoint.com -o json --profile reports",
         'curl -H "Authorization: Bearer $(graphkit token --raw)" '
         "https://graph.microsoft.com/v1.0/organization",
     ),
@@ -52,6 +52,13 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
         "graphkit init --profile reports --tenant contoso.onmicrosoft.com "
         "--client-id 00000000-0000-0000-0000-000000000000 --no-test -o json",
         "graphkit init --profile reports --yes",
+    ),
+    "app create": (
+        "graphkit app create --name reports --permission User.Read.All "
+        "--tenant contoso.onmicrosoft.com",
+        "graphkit app create --name reports --permission User.Read.All --dry-run",
+        "graphkit app create --profile reports --client-id 00000000-0000-0000-0000-000000000000 "
+        "--permission User.Read.All",
     ),
     "demo": (
         "graphkit demo",
@@ -77,6 +84,24 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
         "graphkit config set reports --cloud usgov",
     ),
     "config delete": ("graphkit config delete lab",),
+    "cert list": (
+        "graphkit cert list",
+        "graphkit cert list --profile reports -o json",
+    ),
+    "cert add": (
+        "graphkit cert add next.crt",
+        "graphkit cert add next.crt --profile reports --object-id "
+        "11111111-1111-1111-1111-111111111111",
+    ),
+    "cert remove": (
+        "graphkit cert remove 4809D6EA89A7C43F69FFAC84656F8CBCB571B1F9",
+        "graphkit cert remove 4809D6EA89A7C43F69FFAC84656F8CBCB571B1F9 --force",
+    ),
+    "rotate": (
+        "graphkit rotate --profile reports",
+        "graphkit rotate --if-expiring-within 30 --json",
+        "graphkit rotate --profile reports --keep-old --dry-run",
+    ),
     "emulator serve": (
         "graphkit emulator serve",
         "graphkit emulator serve --port 9443 --users 1000 --certificate reports.crt",

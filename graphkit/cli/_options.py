@@ -25,6 +25,7 @@ __all__ = [
     "REPLACED_PARAM",
     "REQUIRED",
     "Argument",
+    "ForceOpt",
     "Option",
     "Param",
     "parameters",
@@ -64,6 +65,10 @@ class Argument(Option):
 
     def __init__(self, **settings: Any) -> None:
         super().__init__(**settings)
+
+
+# Shared by the commands that write a file.
+ForceOpt = typing.Annotated[bool, Option("--force", help="Replace an existing output file.")]
 
 
 class Param:

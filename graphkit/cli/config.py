@@ -271,6 +271,14 @@ def set_profile(
     client_id: Annotated[
         str | None, typer.Option("--client-id", help="Application (client) ID.")
     ] = None,
+    object_id: Annotated[
+        str | None,
+        typer.Option(
+            "--object-id",
+            help="The application's Object ID (Overview page; not the client id), for "
+            "commands that change the app registration.",
+        ),
+    ] = None,
     certificate: Annotated[
         Path | None,
         typer.Option("--certificate", help="Certificate: .crt/.pem, key+cert PEM, or PFX."),
@@ -319,6 +327,7 @@ def set_profile(
     values: dict[str, Any] = {
         "tenant": tenant,
         "client_id": client_id,
+        "object_id": object_id,
         "certificate": certificate,
         "private_key": private_key,
         "passphrase_file": passphrase_file,

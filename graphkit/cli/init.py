@@ -150,13 +150,13 @@ class RichHooks:
     def confirm_reuse(self, existing: Credentials) -> bool:
         if not self.interactive or self.yes:
             return True
-        from rich.prompt import Confirm
+        from graphkit.cli import _prompt
 
-        return Confirm.ask(
+        return _prompt.confirm(
+            self.console,
             f"Profile [bold]{_esc(self.profile)}[/] already has a key and certificate "
             f"(SHA-1 {existing.thumbprint}, expires {existing.not_after:%Y-%m-%d}). "
             "Reuse them?",
-            console=self.console,
             # A certificate about to expire is better replaced than reused.
             default=not existing.expiry_warning_due,
         )
@@ -184,12 +184,10 @@ class RichHooks:
                 soft_wrap=True,
             )
             return False
-        from rich.prompt import Confirm
+        from graphkit.cli import _prompt
 
-        ok = Confirm.ask(
-            "Have you uploaded the certificate? Test the profile now",
-            console=self.console,
-            default=True,
+        ok = _prompt.confirm(
+            self.console, "Have you uploaded the certificate? Test the profile now", default=True
         )
         if not ok:
             self.console.print(
@@ -314,15 +312,11 @@ def try_command(result: InitResult) -> str:
 
 def _ask(console: Console, label: str, default: str | None, check: Any) -> str:
     """A Rich prompt that repeats until ``check`` accepts the answer."""
-    from rich.prompt import Prompt
-
+    from graphkit.cli import _prompt
     from graphkit.errors import GraphkitError
 
     while True:
-        if default is None:
-            answer = Prompt.ask(label, console=console)
-        else:
-            answer = Prompt.ask(label, console=console, default=default)
+        answer = _prompt.text(console, label, default)
         try:
             return str(check(answer))
         except GraphkitError as exc:
@@ -330,12 +324,11 @@ def _ask(console: Console, label: str, default: str | None, check: Any) -> str:
 
 
 def _ask_int(console: Console, label: str, default: int, check: Any) -> int:
-    from rich.prompt import IntPrompt
-
+    from graphkit.cli import _prompt
     from graphkit.errors import GraphkitError
 
     while True:
-        answer = IntPrompt.ask(label, console=console, default=default)
+        answer = _prompt.integer(console, label, default)
         try:
             check(answer)
             return int(answer)
@@ -371,6 +364,32 @@ def _interactive() -> bool:
         return sys.stdin.isatty()
     except (AttributeError, ValueError):
         return False
+
+
+def connection_values(
+    console: Console, connection: dict[str, str | None], stored: dict[str, Any]
+) -> dict[str, str]:
+    """The hosts, cloud and CA bundle a new or updated profile stores: the flags, else
+    the profile's, else the environment's (said on ``console``: nothing asks for them),
+    so that the profile works, and is tested, on its own."""
+    import os
+
+    from graphkit import settings as profiles
+
+    values = {k: v for k, v in connection.items() if v}
+    if "cloud" in values:
+        values["cloud"] = profiles.normalize_cloud(values["cloud"])
+    for key in ("cloud", "authority_host", "graph_url", "ca_bundle"):
+        if key not in values and stored.get(key):
+            values[key] = stored[key]
+    for key, var in _CONNECTION_ENV.items():
+        value = os.environ.get(var, "").strip()
+        if key not in values and value:
+            values[key] = profiles.normalize_cloud(value) if key == "cloud" else value
+            console.print(f"  Saving {key} = {_esc(value)} (from {var}) in the profile.")
+    if values.get("ca_bundle"):
+        values["ca_bundle"] = str(Path(values["ca_bundle"]).expanduser().resolve())
+    return values
 
 
 def build_request(
@@ -448,23 +467,7 @@ def build_request(
             "[yellow]warning:[/] the PFX will not be protected by a passphrase "
             "(give --passphrase-file); it is written with mode 0600"
         )
-    values = {k: v for k, v in connection.items() if v}
-    if "cloud" in values:
-        values["cloud"] = profiles.normalize_cloud(values["cloud"])
-    for key in ("cloud", "authority_host", "graph_url", "ca_bundle"):
-        if key not in values and stored.get(key):
-            values[key] = stored[key]
-    # Hosts and CA from the environment (nothing asks for them) go into the profile, so
-    # that the profile init saves, and tests without the environment, works on its own.
-    import os
-
-    for key, var in _CONNECTION_ENV.items():
-        value = os.environ.get(var, "").strip()
-        if key not in values and value:
-            values[key] = profiles.normalize_cloud(value) if key == "cloud" else value
-            console.print(f"  Saving {key} = {_esc(value)} (from {var}) in the profile.")
-    if values.get("ca_bundle"):
-        values["ca_bundle"] = str(Path(values["ca_bundle"]).expanduser().resolve())
+    values = connection_values(console, connection, stored)
     return onboarding.InitRequest(
         tenant=tenant,
         client_id=client_id,

@@ -65,12 +65,14 @@ def mask(token: str) -> str:
     return f"{shown}… ({len(token)} characters; --show-token prints it)"
 
 
-def _get_token(settings: Settings, force_refresh: bool) -> AccessToken:
-    with _connection.credential_from_settings(settings) as credential:
+def _get_token(settings: Settings, force_refresh: bool, scope: str | None) -> AccessToken:
+    with _connection.credential_from_settings(settings, scope=scope) as credential:
         return credential.get_token(force_refresh=force_refresh)
 
 
-def _summary(token: AccessToken, settings: Settings, show_token: bool) -> dict[str, Any]:
+def _summary(
+    token: AccessToken, settings: Settings, show_token: bool, scope: str | None = None
+) -> dict[str, Any]:
     claims = token.claims
     now = time.time()
     return {
@@ -86,7 +88,7 @@ def _summary(token: AccessToken, settings: Settings, show_token: bool) -> dict[s
         "app_id": claims.get("appid") or claims.get("azp"),
         "roles": token.roles,
         "from_cache": token.from_cache,
-        "scope": settings.scope,
+        "scope": scope or settings.scope,
         "profile": settings.profile,
     }
 
@@ -139,23 +141,45 @@ def token(
     as_json: Annotated[bool, typer.Option("--json", help="The same as -o json.")] = False,
     output: OutputOpt = None,
     force_refresh: _connection.ForceRefreshOpt = False,
+    scope: Annotated[
+        str | None,
+        typer.Option(
+            "--scope",
+            metavar="RESOURCE/.default",
+            help="A token for another resource, e.g. https://contoso.sharepoint.com/.default "
+            "(default: Microsoft Graph's).",
+            show_default=False,
+        ),
+    ] = None,
+    resource: Annotated[
+        str | None,
+        typer.Option(
+            "--resource",
+            help="The same as --scope RESOURCE/.default, e.g. https://outlook.office365.com.",
+            show_default=False,
+        ),
+    ] = None,
     *,
     connection: _connection.Connection,
 ) -> None:
     """Get an app-only access token (from the cache while valid) and show its claims.
 
     The token is masked unless --show-token; --raw prints only the token, e.g.
-    `curl -H "Authorization: Bearer $(graphkit token --raw)" ...`.
+    `curl -H "Authorization: Bearer $(graphkit token --raw)" ...`. --scope/--resource
+    get one for another resource (SharePoint, Exchange) with the same certificate.
     """
+    from graphkit.tokens import requested_scope
+
     fmt = output_format(output, as_json)
     if raw and fmt != "table":
         raise UsageError(f"--raw and -o {fmt} cannot be combined", "choose one")
+    wanted = requested_scope(scope, resource)
     settings = connection.settings()
-    access = _get_token(settings, force_refresh)
+    access = _get_token(settings, force_refresh, wanted)
     if raw:
         sys.stdout.write(access.token + "\n")
     elif fmt != "table":
-        data = _summary(access, settings, show_token)
+        data = _summary(access, settings, show_token, wanted)
         if show_token:
             data.pop("access_token_masked")
         else:

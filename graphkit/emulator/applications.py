@@ -440,6 +440,45 @@ def h_app_role_assigned_to(svc: Any, req: Any, m: re.Match[str]) -> Any:
     return routes.graph_json(req, 201, body)
 
 
+def h_app_role_assignments(svc: Any, req: Any, m: re.Match[str]) -> Any:
+    """``GET /servicePrincipals/{id}/appRoleAssignments``: the application permissions
+    granted to a client service principal (serviceprincipal-list-approleassignments.md;
+    Application.Read.All or higher, delegated or app-only)."""
+    from graphkit.emulator import routes
+    from graphkit.emulator.backend import role_id as graph_role_id
+
+    b = svc.backend
+    _require(svc, req, app_roles=_APPS_READ_APP, scopes=_APPS_READ_SCOPES, directory_roles=None)
+    tenant = routes._tenant(svc, req)
+    principal = _find_sp(svc, tenant.id, m["key"])
+    graph_sp_id = graph_service_principal_id(svc, tenant.id)
+    with b.lock:
+        app = b.find_app(principal["appId"])
+        granted = sorted(app.roles) if app is not None else []
+        created = iso(app.sp_created) if app is not None else iso(b.now())
+        items = [
+            {
+                "id": b.ids.make("app-role-assignment", principal["id"], graph_role_id(role)),
+                "deletedDateTime": None,
+                "appRoleId": graph_role_id(role),
+                "createdDateTime": created,
+                "principalDisplayName": principal["displayName"],
+                "principalId": principal["id"],
+                "principalType": "ServicePrincipal",
+                "resourceDisplayName": GRAPH_DISPLAY_NAME,
+                "resourceId": graph_sp_id,
+            }
+            for role in granted
+        ]
+    body = {
+        "@odata.context": routes._context(
+            req, m["version"], f"servicePrincipals('{principal['id']}')/appRoleAssignments"
+        ),
+        "value": items,
+    }
+    return routes.graph_json(req, 200, body)
+
+
 def a_add_password(svc: Any, req: Any, m: re.Match[str]) -> Any:
     """Admin API: give an app a passwordCredential (metadata only, no secret kept)."""
     from graphkit.emulator import routes

@@ -26,11 +26,13 @@ from graphkit.emulator.writes import UserOverlay
 __all__ = [
     "GRAPH_APP_ID",
     "GRAPH_ROLES",
+    "RESOURCE_PRESETS",
     "App",
     "AppState",
     "Backend",
     "Clock",
     "KeyCredential",
+    "ResourceState",
     "Tenant",
     "TenantState",
 ]
@@ -58,6 +60,59 @@ GRAPH_ROLES: dict[str, str] = {
     "Application.ReadWrite.OwnedBy": "18a4783c-866b-4cc7-a460-3d5e5662c884",
     "AppRoleAssignment.ReadWrite.All": "06b708a9-e830-4db3-a914-8e69da51d44f",
 }
+
+# Resources other than Graph a tenant may have (Backend.add_resource): their application
+# ids, names, the URIs a token request names them by, and application permissions.
+# SharePoint Online: the "Office 365 SharePoint Online" service principal, its tenant
+# URLs, and the Sites.* application permissions (sp-dev-docs
+# solution-guidance/security-apponly-azuread.md). Exchange Online: "Office 365 Exchange
+# Online" at https://outlook.office365.com (Exchange docs, "Authenticate an EWS
+# application by using OAuth": app-only scope https://outlook.office365.com/.default,
+# full_access_as_app; "App-only authentication for unattended scripts in Exchange Online
+# PowerShell": Exchange.ManageAsApp).
+RESOURCE_PRESETS: dict[str, dict[str, Any]] = {
+    "sharepoint": {
+        "app_id": "00000003-0000-0ff1-ce00-000000000000",
+        "display_name": "Office 365 SharePoint Online",
+        "uris": (
+            "https://{prefix}.sharepoint.com",
+            "https://{prefix}-admin.sharepoint.com",
+            "https://{prefix}-my.sharepoint.com",
+        ),
+        "roles": (
+            "Sites.FullControl.All",
+            "Sites.Manage.All",
+            "Sites.Read.All",
+            "Sites.ReadWrite.All",
+            "Sites.Selected",
+        ),
+    },
+    "exchange": {
+        "app_id": "00000002-0000-0ff1-ce00-000000000000",
+        "display_name": "Office 365 Exchange Online",
+        "uris": ("https://outlook.office365.com", "https://outlook.office.com"),
+        "roles": ("full_access_as_app", "Exchange.ManageAsApp"),
+    },
+}
+
+
+@dataclass
+class ResourceState:
+    """A resource (API) in a tenant besides Graph: a token's ``aud`` and ``roles`` for it."""
+
+    app_id: str
+    display_name: str
+    uris: list[str]
+    roles: list[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "app_id": self.app_id,
+            "display_name": self.display_name,
+            "uris": list(self.uris),
+            "roles": list(self.roles),
+        }
+
 
 _DOMAIN_RE = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
 _ROLE_RE = re.compile(r"[A-Za-z][A-Za-z0-9]*(\.[A-Za-z0-9]+)+")
@@ -156,6 +211,7 @@ class TenantState:
     created: float
     users: UserOverlay  # the generated users plus what was written (writes.py)
     groups: list[dict[str, Any]] = field(default_factory=list)
+    resources: dict[str, ResourceState] = field(default_factory=dict)  # by app id
 
     def public(self) -> Tenant:
         return Tenant(self.id, self.domain, self.display_name)
@@ -194,6 +250,8 @@ class AppState:
     passwords: list[dict[str, Any]] = field(default_factory=list)  # passwordCredentials
     owners: list[str] = field(default_factory=list)  # signed-in users' ids (the creator)
     public_client: bool = False  # isFallbackPublicClient ("Allow public client flows")
+    # Application permissions on resources other than Graph, by the resource's app id.
+    resource_roles: dict[str, set[str]] = field(default_factory=dict)
 
     def public(self) -> App:
         return App(self.client_id, self.object_id, self.tenant_id, self.display_name, self.sp_id)
@@ -428,6 +486,7 @@ class Backend:
                         "users": t.users.seeded,
                         "writes": t.users.export_state() if t.users.stateful else None,
                         "groups": t.groups,
+                        "resources": [r.to_dict() for r in t.resources.values()],
                     }
                     for t in self.tenants.values()
                 ],
@@ -447,6 +506,7 @@ class Backend:
                         "passwords": a.passwords,
                         "owners": a.owners,
                         "public_client": a.public_client,
+                        "resource_roles": {k: sorted(v) for k, v in a.resource_roles.items()},
                     }
                     for a in self.apps.values()
                 ],
@@ -496,6 +556,14 @@ class Backend:
                         state.users.load_state(t["writes"])
                     groups = t.get("groups")
                     state.groups = list(groups) if groups is not None else self._seed_groups(state)
+                    for r in t.get("resources", []):
+                        res = ResourceState(
+                            app_id=str(r["app_id"]),
+                            display_name=str(r["display_name"]),
+                            uris=[str(u) for u in r["uris"]],
+                            roles=[str(x) for x in r["roles"]],
+                        )
+                        state.resources[res.app_id] = res
                     tenants[state.id] = state
                 apps: dict[str, AppState] = {}
                 for a in data["apps"]:
@@ -514,6 +582,10 @@ class Backend:
                         passwords=list(a.get("passwords", [])),
                         owners=[str(o) for o in a.get("owners", [])],
                         public_client=bool(a.get("public_client", False)),
+                        resource_roles={
+                            str(k): {str(x) for x in v}
+                            for k, v in dict(a.get("resource_roles", {})).items()
+                        },
                     )
                     apps[app.client_id] = app
                 self.tenants, self.apps = tenants, apps
@@ -659,13 +731,92 @@ class Backend:
         with self.lock:
             return [a for a in self.apps.values() if a.tenant_id == tenant_id]
 
-    def grant(self, client_id: str, role: str) -> None:
+    def grant(self, client_id: str, role: str, resource: str | None = None) -> None:
+        """Grant an application permission on Graph, or on ``resource`` (a URI or app id
+        of one :meth:`add_resource` added to the app's tenant, offering that role)."""
         with self.lock:
-            self.app(client_id).roles.add(_check_role(role))
+            app = self.app(client_id)
+            if resource is None:
+                app.roles.add(_check_role(role))
+                return
+            res = self._resource_of(app.tenant_id, resource)
+            if role not in res.roles:
+                raise ValueError(
+                    f"{res.display_name} offers no application permission {role!r} "
+                    f"(it offers {', '.join(res.roles)})"
+                )
+            app.resource_roles.setdefault(res.app_id, set()).add(role)
 
-    def revoke(self, client_id: str, role: str) -> None:
+    def revoke(self, client_id: str, role: str, resource: str | None = None) -> None:
         with self.lock:
-            self.app(client_id).roles.discard(role)
+            app = self.app(client_id)
+            if resource is None:
+                app.roles.discard(role)
+                return
+            res = self._resource_of(app.tenant_id, resource)
+            app.resource_roles.get(res.app_id, set()).discard(role)
+
+    # ------------------------------------------------------------ other resources
+
+    def add_resource(
+        self,
+        tenant: str,
+        resource: str,
+        *,
+        app_id: str | None = None,
+        display_name: str | None = None,
+        roles: Iterable[str] | None = None,
+    ) -> ResourceState:
+        """Give ``tenant`` a resource besides Graph, tokens for which it then issues.
+
+        ``resource`` is a preset (``sharepoint``: the tenant's SharePoint Online URLs;
+        ``exchange``: Exchange Online) or a URI (``https://api.contoso.com``). ``roles``
+        are its application permissions (a preset's own by default).
+
+        Raises:
+            KeyError: no such tenant. ValueError: a malformed URI, a URI already taken.
+        """
+        with self.lock:
+            t = self.tenant(tenant)
+            preset = RESOURCE_PRESETS.get(resource.strip().lower())
+            if preset is not None:
+                prefix = t.domain.split(".", 1)[0]
+                uris = [u.format(prefix=prefix) for u in preset["uris"]]
+                app_id = app_id or str(preset["app_id"])
+                display_name = display_name or str(preset["display_name"])
+                offered = list(roles) if roles is not None else list(preset["roles"])
+            else:
+                uri = resource.strip().rstrip("/")
+                if not re.match(r"^(https://[^/\s]+|api://\S+)", uri):
+                    raise ValueError(f"{resource!r} is neither a preset nor an https:// URI")
+                uris = [uri]
+                app_id = app_id or self.ids.make("resource", t.id, uri)
+                display_name = display_name or uri
+                offered = list(roles or ())
+            for uri in uris:
+                found = self.find_resource(t.id, uri)
+                if found is not None and found.app_id != app_id:
+                    raise ValueError(f"{uri} is already the resource {found.display_name}")
+            if any(not r or any(c.isspace() for c in r) for r in offered):
+                raise ValueError("a permission name is empty or has spaces")
+            res = ResourceState(app_id.lower(), display_name, uris, offered)
+            t.resources[res.app_id] = res
+            return res
+
+    def find_resource(self, tenant_id: str, resource: str) -> ResourceState | None:
+        """The tenant's resource with this URI or app id (case and a trailing / ignored)."""
+        wanted = resource.strip().rstrip("/").lower()
+        with self.lock:
+            for res in self.tenants[tenant_id].resources.values():
+                if wanted == res.app_id or wanted in (u.lower() for u in res.uris):
+                    return res
+        return None
+
+    def _resource_of(self, tenant_id: str, resource: str) -> ResourceState:
+        res = self.find_resource(tenant_id, resource)
+        if res is None:
+            raise KeyError(f"no resource {resource!r} in the tenant (add_resource adds one)")
+        return res
 
     # ----------------------------------------------------------------- certificates
 

@@ -77,6 +77,22 @@ def h_delete_user(svc: Services, req: Request, m: re.Match[str]) -> Response:
     return Response(204, b"", r._graph_headers(req))
 
 
+def h_get_photo(svc: Services, req: Request, m: re.Match[str]) -> Response:
+    tenant = r._tenant(svc, req)
+    with svc.backend.lock:
+        ctype, data = writes.get_photo(tenant.users, m["key"])
+    headers = r._graph_headers(req)
+    headers["Content-Type"] = ctype
+    return Response(200, data, headers)
+
+
+def h_set_photo(svc: Services, req: Request, m: re.Match[str]) -> Response:
+    tenant = r._tenant(svc, req)
+    with svc.backend.lock:
+        writes.set_photo(tenant.users, m["key"], str(req.headers.get("content-type", "")), req.body)
+    return Response(200, b"", r._graph_headers(req))
+
+
 def h_users_delta(svc: Services, req: Request, m: re.Match[str]) -> Response:
     tenant = r._tenant(svc, req)
     version = m["version"]
@@ -214,6 +230,10 @@ def a_set_throttling(svc: Services, req: Request, m: re.Match[str]) -> Response:
 # ------------------------------------------------------------------------- register
 
 _V = r._V
+_PHOTO = "/users/(?P<key>[^/]+)/photo/\\$value"
+# profilephoto-get.md, profilephoto-update.md (application permissions, a user's photo).
+PHOTO_READ = frozenset({"User.Read.All", "User.ReadWrite.All"})
+PHOTO_WRITE = frozenset({"User.ReadWrite.All"})
 _ROUTES = [
     r._r("POST", f"{_V}/users", h_create_user, "graph", r.USERS_WRITE),
     r._r(
@@ -224,6 +244,9 @@ _ROUTES = [
         r.USERS_READ - {"User.ReadBasic.All"},
     ),
     r._r("PATCH", f"{_V}/users/(?P<key>[^/]+)", h_update_user, "graph", r.USERS_WRITE),
+    r._r("GET", f"{_V}{_PHOTO}", h_get_photo, "graph", PHOTO_READ),
+    r._r("PUT", f"{_V}{_PHOTO}", h_set_photo, "graph", PHOTO_WRITE),
+    r._r("PATCH", f"{_V}{_PHOTO}", h_set_photo, "graph", PHOTO_WRITE),
     r._r("DELETE", f"{_V}/users/(?P<key>[^/]+)", h_delete_user, "graph", r.USERS_DELETE),
     r._r("POST", f"{_V}/groups", h_create_group, "graph", r.GROUPS_CREATE),
     r._r("PATCH", f"{_V}/groups/(?P<key>[^/]+)", h_update_group, "graph", r.GROUPS_WRITE),

@@ -297,23 +297,67 @@ class Emulator:
         with self.backend.lock:
             return [k.to_graph(with_key=True) for k in self.backend.app(_client_id(app)).keys]
 
-    def grant(self, app: App | str, role: str) -> None:
-        self.backend.grant(_client_id(app), role)
+    def grant(self, app: App | str, role: str, *, resource: str | None = None) -> None:
+        """Grant an application permission (admin consent) on Graph, or on ``resource``
+        (a URI or app id of a resource :meth:`add_resource` gave the app's tenant)."""
+        self.backend.grant(_client_id(app), role, resource)
         self._persist()
 
-    def revoke(self, app: App | str, role: str) -> None:
-        self.backend.revoke(_client_id(app), role)
+    def revoke(self, app: App | str, role: str, *, resource: str | None = None) -> None:
+        self.backend.revoke(_client_id(app), role, resource)
         self._persist()
 
-    def roles(self, app: App | str) -> list[str]:
+    def roles(self, app: App | str, *, resource: str | None = None) -> list[str]:
+        """The permissions granted on Graph, or on ``resource``."""
         with self.backend.lock:
-            return sorted(self.backend.app(_client_id(app)).roles)
+            state = self.backend.app(_client_id(app))
+            if resource is None:
+                return sorted(state.roles)
+            res = self.backend._resource_of(state.tenant_id, resource)
+            return sorted(state.resource_roles.get(res.app_id, ()))
+
+    def add_resource(
+        self,
+        resource: str,
+        tenant: Tenant | str | None = None,
+        *,
+        app_id: str | None = None,
+        display_name: str | None = None,
+        roles: list[str] | tuple[str, ...] | None = None,
+    ) -> dict[str, Any]:
+        """Give ``tenant`` a resource besides Graph, as a tenant with SharePoint or Exchange
+        has: a token request for ``<uri>/.default`` then gets a token whose ``aud`` is that
+        URI and whose ``roles`` are those granted on it (``grant(app, role,
+        resource=uri)``); any other resource stays AADSTS500011.
+
+        ``resource``: ``"sharepoint"`` (``https://<tenant>.sharepoint.com``, -admin, -my;
+        Sites.* permissions), ``"exchange"`` (``https://outlook.office365.com``;
+        full_access_as_app, Exchange.ManageAsApp) or an ``https://`` / ``api://`` URI with
+        its ``roles``. Returns ``app_id``, ``display_name``, ``uris``, ``roles``.
+        """
+        res = self.backend.add_resource(
+            self._tenant_id(tenant), resource, app_id=app_id, display_name=display_name,
+            roles=roles,
+        )  # fmt: skip
+        self._persist()
+        return res.to_dict()
+
+    def resources(self, tenant: Tenant | str | None = None) -> list[dict[str, Any]]:
+        """The tenant's resources besides Graph (see :meth:`add_resource`)."""
+        with self.backend.lock:
+            t = self.backend.tenant(self._tenant_id(tenant))
+            return [r.to_dict() for r in t.resources.values()]
 
     def issue_token(self, app: App | str | None = None, *, resource: str | None = None) -> str:
-        """An access token minted directly (no client assertion), for Graph-only tests."""
+        """An access token minted directly (no client assertion), for Graph-only tests;
+        with ``resource`` naming one :meth:`add_resource` added, a token for it."""
         client_id = _client_id(app) if app is not None else self.backend.default_client_id
         service = self._tokens or TokenService(self.backend, tls.material())
-        return service.mint(self.backend.app(client_id), resource or self.graph_url)
+        state = self.backend.app(client_id)
+        other = self.backend.find_resource(state.tenant_id, resource) if resource else None
+        return service.mint(
+            state, resource or self.graph_url, resource_app_id=other.app_id if other else None
+        )
 
     @property
     def propagation_delay(self) -> float:
@@ -419,6 +463,45 @@ class Emulator:
         """A user by id or userPrincipalName, every property (None if there is none)."""
         with self.backend.lock:
             return self._users(tenant).users.find(key)
+
+    def set_photo(
+        self,
+        key: str,
+        data: bytes,
+        tenant: Tenant | str | None = None,
+        *,
+        content_type: str = "image/jpeg",
+    ) -> None:
+        """Give a user a profile photo, as ``PUT /users/{key}/photo/$value`` would.
+
+        Raises:
+            KeyError: no such user. ValueError: a photo Graph would refuse.
+        """
+        from graphkit.emulator.errors import GraphApiError
+        from graphkit.emulator.writes import set_photo
+
+        t = self._users(tenant)
+        try:
+            with self.backend.lock:
+                set_photo(t.users, key, content_type, data)
+        except GraphApiError as err:
+            raise (KeyError if err.status == 404 else ValueError)(err.message) from None
+        self._persist()
+
+    def get_photo(self, key: str, tenant: Tenant | str | None = None) -> bytes | None:
+        """A user's profile photo bytes (None without one).
+
+        Raises:
+            KeyError: no such user.
+        """
+        from graphkit.emulator.errors import GraphApiError
+
+        try:
+            with self.backend.lock:
+                found = self._users(tenant).users.photo(key)
+        except GraphApiError as err:
+            raise KeyError(err.message) from None
+        return found[1] if found is not None else None
 
     def reset_delta(self, tenant: Tenant | str | None = None) -> None:
         """A sync reset: every delta token issued so far answers 410 Gone."""

@@ -8,8 +8,10 @@ answer's body; errors are :class:`GraphApiError`.
 
 Sources: microsoft-graph-docs ``delta-query-overview.md`` (query parameters for users,
 ``$deltatoken=latest``, ``@removed`` reasons, "Synchronization reset" 410 with Location,
-"Token duration" seven days for directory objects and ``syncStateNotFound``) and
-``user-delta.md`` (``$select``, ``$filter`` by id, ``Prefer: return=minimal``).
+"Token duration" seven days for directory objects and ``syncStateNotFound``),
+``user-delta.md`` (``$select``, ``$filter`` by id, ``Prefer: return=minimal``), and
+``errors.md`` with the Microsoft 365 Developer Blog of 2020-07-03 (an expired token is 400
+``syncStateNotFound``).
 """
 
 from __future__ import annotations
@@ -70,20 +72,37 @@ def decode(token: str, scope: str) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-class SyncStateNotFound(GraphApiError):
-    """410 Gone: the token expired, is unknown, or predates a sync reset. ``location`` is
-    the initial query to start over with (delta-query-overview.md, "Synchronization reset")."""
+class SyncReset(GraphApiError):
+    """410 Gone: the token predates a sync reset. ``location`` is the initial query to start
+    over with (delta-query-overview.md, "Synchronization reset": "a response code of 410
+    (gone) and a Location header containing a request URL with an empty $deltaToken")."""
 
     def __init__(self, location: str):
-        # UNCONFIRMED: the docs give 410 + Location (reset) and "a 40X-series error with
-        # codes such as syncStateNotFound" (expiry); one answer carries both, so a client
-        # checking either recognises it.
+        # The code: errors.md, "resyncRequired: The delta token is no longer valid, and the
+        # app must reset the sync state." (that it comes with the 410 is UNCONFIRMED).
         super().__init__(
             410,
-            "syncStateNotFound",
-            "The delta token is expired, unknown or was reset: start a full synchronization "
-            "again from the Location URL.",
+            "resyncRequired",
+            "The delta token is no longer valid, and the app must reset the sync state.",
             {"Location": location},
+        )
+
+
+class SyncStateNotFound(GraphApiError):
+    """400 syncStateNotFound: the token is older than seven days (or unknown here).
+
+    delta-query-overview.md, "Token duration": "a 40X-series error with error codes such as
+    syncStateNotFound"; the Microsoft 365 Developer Blog, "Duration of change tracking tokens
+    for identity and education resources" (2020-07-03): "a BadRequest response with the error
+    code syncStateNotFound" and this message (also errors.md, "Code property").
+    """
+
+    def __init__(self) -> None:
+        super().__init__(
+            400,
+            "syncStateNotFound",
+            "The sync state generation is not found. The delta token is expired and data "
+            "must be synchronized again.",
         )
 
 
@@ -136,7 +155,8 @@ def run_delta(
         location: the initial query's URL (no query string), for a 410's Location: a
             URL "with an empty $deltaToken (same as the initial query)".
     Raises:
-        GraphApiError: 400 for a refused query option, 410 for a token that is no more.
+        GraphApiError: 400 for a refused query option or an expired or unknown token
+            (syncStateNotFound), 410 for a token from before a sync reset.
     """
     p = {k.lower(): v for k, v in params.items()}
     for name in p:
@@ -153,19 +173,18 @@ def run_delta(
     skip, delta = p.get("$skiptoken"), p.get("$deltatoken")
     if skip or (delta and delta.lower() != "latest"):
         state = decode(skip or delta or "", scope)
-        if (
-            state is None
-            or state.get("epoch") != journal.epoch
-            or now - float(state.get("issued", 0)) > TOKEN_LIFETIME
-            or int(state.get("seq", 0)) > journal.seq
-        ):
-            kept = (state or {}).get("select") or p.get("$select")
+        if state is None or now - float(state.get("issued", 0)) > TOKEN_LIFETIME:
+            # Expired, or unknown here (tampered, another tenant's): UNCONFIRMED that an
+            # unknown token gets the expired token's answer.
+            raise SyncStateNotFound()
+        if state.get("epoch") != journal.epoch or int(state.get("seq", 0)) > journal.seq:
+            kept = state.get("select") or p.get("$select")
             if kept:  # start over with the same $select
                 names = kept if isinstance(kept, list) else [str(kept)]
                 location = f"{location}?$select={','.join(names)}&$deltatoken="
             else:
                 location = f"{location}?$deltatoken="
-            raise SyncStateNotFound(location)
+            raise SyncReset(location)
         select = state.get("select")
         ids = state.get("ids")
         if "$select" in p:  # delta-query-overview.md: $select may change on a deltaLink

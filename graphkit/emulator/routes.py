@@ -898,6 +898,7 @@ def _app_dict(a: AppState) -> dict[str, Any]:
         "service_principal_id": a.sp_id,
         "has_service_principal": a.has_sp,
         "roles": sorted(a.roles),
+        "resource_roles": {k: sorted(v) for k, v in sorted(a.resource_roles.items())},
         "certificates": [k.to_graph(with_key=False) for k in a.keys],
     }
 
@@ -1002,8 +1003,9 @@ def a_grant(svc: Services, req: Request, m: re.Match[str]) -> Response:
     roles = data.get("roles") or ([data["role"]] if data.get("role") else [])
     if not roles:
         raise ValueError('give {"role": "User.Read.All"} or {"roles": [...]}')
+    resource = data.get("resource")
     for role in roles:
-        svc.backend.grant(m["client"], str(role))
+        svc.backend.grant(m["client"], str(role), str(resource) if resource else None)
     with svc.backend.lock:
         return json_response(200, _app_dict(svc.backend.app(m["client"])))
 
@@ -1015,6 +1017,29 @@ def a_revoke(svc: Services, req: Request, m: re.Match[str]) -> Response:
     svc.backend.revoke(m["client"], m["role"])
     with svc.backend.lock:
         return json_response(200, _app_dict(svc.backend.app(m["client"])))
+
+
+def a_resources(svc: Services, req: Request, m: re.Match[str]) -> Response:
+    tenant = svc.backend.tenant(str(req.query.get("tenant") or svc.backend.default_tenant_id))
+    with svc.backend.lock:
+        return json_response(200, {"resources": [r.to_dict() for r in tenant.resources.values()]})
+
+
+def a_add_resource(svc: Services, req: Request, m: re.Match[str]) -> Response:
+    data = _admin_json(req)
+    if not data.get("resource"):
+        raise ValueError('give {"resource": "sharepoint" | "exchange" | "https://..."}')
+    roles = data.get("roles")
+    if roles is not None and not isinstance(roles, list):
+        raise ValueError("roles must be a list of permission names")
+    res = svc.backend.add_resource(
+        str(data.get("tenant") or svc.backend.default_tenant_id),
+        str(data["resource"]),
+        app_id=str(data["app_id"]) if data.get("app_id") else None,
+        display_name=str(data["display_name"]) if data.get("display_name") else None,
+        roles=[str(r) for r in roles] if roles is not None else None,
+    )
+    return json_response(201, res.to_dict())
 
 
 def a_faults(svc: Services, req: Request, m: re.Match[str]) -> Response:
@@ -1150,6 +1175,12 @@ ROUTES: list[Route] = [
         applications.h_app_role_assigned_to,
         "graph",
     ),
+    _r(
+        "GET",
+        f"{_V}/servicePrincipals/(?P<key>[^/]+)/appRoleAssignments",
+        applications.h_app_role_assignments,
+        "graph",
+    ),
     _r("POST", f"{_V}/\\$batch", h_batch, "graph"),
     _r("GET", "/_emulator/?", a_info, "admin"),
     _r("GET", "/_emulator/requests", a_requests, "admin"),
@@ -1172,6 +1203,8 @@ ROUTES: list[Route] = [
     _r("GET", "/_emulator/apps/(?P<client>[^/]+)/grants", a_grants, "admin"),
     _r("POST", "/_emulator/apps/(?P<client>[^/]+)/grants", a_grant, "admin"),
     _r("DELETE", "/_emulator/apps/(?P<client>[^/]+)/grants/(?P<role>[^/]+)", a_revoke, "admin"),
+    _r("GET", "/_emulator/resources", a_resources, "admin"),
+    _r("POST", "/_emulator/resources", a_add_resource, "admin"),
     _r("GET", "/_emulator/faults", a_faults, "admin"),
     _r("POST", "/_emulator/faults", a_add_fault, "admin"),
     _r("DELETE", "/_emulator/faults", a_clear_faults, "admin"),
@@ -1206,7 +1239,10 @@ ADMIN_DOCS: dict[Handler, str] = {
     a_upload: "upload a certificate (PEM/DER body, or JSON {certificate})",
     a_remove_certificate: "remove a certificate, by keyId or SHA-1 thumbprint (hex or x5t)",
     a_grants: "granted application permissions (all, or one application's)",
-    a_grant: 'grant application permissions {"role"} or {"roles": [...]}',
+    a_grant: 'grant application permissions {"role"} or {"roles": [...]}, on Graph or on '
+    'a {"resource"}',
+    a_resources: "a tenant's resources besides Graph (?tenant=)",
+    a_add_resource: 'add one {"resource": "sharepoint"|"exchange"|URI, "roles", "tenant"}',
     a_revoke: "revoke a permission (404 if it was not granted)",
     a_faults: "list faults",
     a_add_fault: 'add a fault {"kind", "endpoint", "every"|"probability", "times", "retry_after"}',

@@ -261,10 +261,10 @@ class TokenService:
                 f"JWT token is invalid or malformed: client_assertion_type must be "
                 f"'{ASSERTION_TYPE}'.",
             )
-        resource = self._resource(form.get("scope"), tenant)
+        resource, other = self._resource(form.get("scope"), tenant)
         self._check_assertion(assertion, tenant, ident, app, note)
         lifetime = self.backend.token_lifetime
-        token = self.mint(app, resource, lifetime=lifetime)
+        token = self.mint(app, resource, lifetime=lifetime, resource_app_id=other)
         return {
             "token_type": "Bearer",  # nosec B105  # the scheme's name, not a token
             "expires_in": lifetime,
@@ -275,8 +275,12 @@ class TokenService:
     def _graph_resources(self) -> set[str]:
         return {_norm_url(GRAPH_RESOURCE), GRAPH_APP_ID, *(_norm_url(b) for b in self.base_urls)}
 
-    def _resource(self, scope: str | None, tenant: TenantState) -> str:
-        """The resource of a client-credentials scope (``<resource>/.default``)."""
+    def _resource(self, scope: str | None, tenant: TenantState) -> tuple[str, str | None]:
+        """The resource of a client-credentials scope (``<resource>/.default``), and the
+        application id of a resource other than Graph (None for Graph).
+
+        A resource the tenant has (:meth:`Backend.add_resource`) is named by one of its
+        URIs or its application id; anything else is AADSTS500011."""
         if not scope or not scope.strip():
             raise _missing("scope")
         scopes = [s for s in scope.split() if s.lower() not in _RESERVED_SCOPES]
@@ -297,17 +301,20 @@ class TokenService:
                 "(application ID URI).",
             )
         resource = value[: -len("/.default")].rstrip("/")
-        if _norm_url(resource) not in self._graph_resources():
-            raise EntraError(
-                "invalid_resource",
-                500011,
-                f"The resource principal named {resource} was not found in the tenant named "
-                f"{tenant.display_name}. This can happen if the application has not been "
-                "installed by the administrator of the tenant or consented to by any user in "
-                "the tenant. You might have sent your authentication request to the wrong "
-                "tenant.",
-            )
-        return resource
+        if _norm_url(resource) in self._graph_resources():
+            return resource, None
+        other = self.backend.find_resource(tenant.id, resource)
+        if other is not None:
+            return resource, other.app_id
+        raise EntraError(
+            "invalid_resource",
+            500011,
+            f"The resource principal named {resource} was not found in the tenant named "
+            f"{tenant.display_name}. This can happen if the application has not been "
+            "installed by the administrator of the tenant or consented to by any user in "
+            "the tenant. You might have sent your authentication request to the wrong "
+            "tenant.",
+        )
 
     def _token_endpoints(self, tenant: TenantState, ident: str) -> set[str]:
         forms = {tenant.id, tenant.domain, ident.lower()}
@@ -520,14 +527,30 @@ class TokenService:
 
     # ---------------------------------------------------------------- access tokens
 
-    def mint(self, app: AppState, resource: str, *, lifetime: int | None = None) -> str:
-        """An app-only access token for ``app``, with claims as PROTOCOL.md §3."""
+    def mint(
+        self,
+        app: AppState,
+        resource: str,
+        *,
+        lifetime: int | None = None,
+        resource_app_id: str | None = None,
+    ) -> str:
+        """An app-only access token for ``app``, with claims as PROTOCOL.md §3.
+
+        For a resource other than Graph (``resource_app_id``), ``aud`` is the resource as
+        the request named it and ``roles`` are the permissions granted on THAT resource
+        (entra-docs access-token-claims-reference.md: a v1.0 token's ``aud`` "can be the
+        client ID or the resource URI used in the request"; ``roles``, the permissions
+        "exposed by your application" that the caller was given)."""
         import jwt
 
         lifetime = self.backend.token_lifetime if lifetime is None else lifetime
         now = int(self.backend.now())
         with self.backend.lock:
-            roles = sorted(app.roles)
+            if resource_app_id is None:
+                roles = sorted(app.roles)
+            else:
+                roles = sorted(app.resource_roles.get(resource_app_id, ()))
             tenant = self.backend.tenants[app.tenant_id]
         issuer = f"https://sts.windows.net/{tenant.id}/"
         uti = base64.urlsafe_b64encode(

@@ -14,11 +14,14 @@ reads (:mod:`graphkit.emulator.delta`). Nothing here knows about HTTP; errors ar
 Sources: microsoft-graph-docs ``user-post-users.md`` (required properties),
 ``user-update.md`` (PATCH 204), ``user-delete.md`` (DELETE 204; the user goes to deleted
 items), ``group-post-groups.md``, ``group-update.md``, ``group-delete.md``; the duplicate
-userPrincipalName answer is captured in microsoft-graph-docs#1508.
+userPrincipalName answer is captured in microsoft-graph-docs#1508. Profile photos:
+``profilephoto-get.md`` (the bytes, or 404 when there is none), ``profilephoto-update.md``
+(PUT or PATCH ``photo/$value``, ``Content-Type: image/jpeg``, 200, under 4 MB).
 """
 
 from __future__ import annotations
 
+import base64
 import bisect
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -38,6 +41,8 @@ __all__ = [
     "create_user",
     "delete_group",
     "delete_user",
+    "get_photo",
+    "set_photo",
     "update_group",
     "update_user",
 ]
@@ -168,6 +173,8 @@ class UserOverlay:
         self._deleted_set: set[int] = set()
         self._by_name: dict[str, int] = {}  # lower-case UPN -> underlying index (written ones)
         self._by_id: dict[str, int] = {}  # id of a created user -> underlying index
+        # underlying index -> (content type, bytes): the profile photos set (none at first)
+        self._photos: dict[int, tuple[str, bytes]] = {}
         self._version = 0
         self._orders: dict[tuple[str, bool, int], list[int]] = {}
         self._lock = threading.RLock()
@@ -185,8 +192,9 @@ class UserOverlay:
 
     @property
     def stateful(self) -> bool:
-        """Whether there is anything to keep across a restart (writes, or a sync reset)."""
-        return self.changed or self.journal.epoch != 0
+        """Whether there is anything to keep across a restart (writes, photos, or a sync
+        reset)."""
+        return self.changed or bool(self._photos) or self.journal.epoch != 0
 
     def _underlying(self, pos: int) -> int:
         if not self._deleted:
@@ -349,6 +357,7 @@ class UserOverlay:
             user = self._item(u)
             bisect.insort(self._deleted, u)
             self._deleted_set.add(u)
+            self._photos.pop(u, None)
             self._by_name.pop(str(user["userPrincipalName"]).lower(), None)
             self._bump()
             reason = "deleted" if permanent else "changed"
@@ -358,6 +367,27 @@ class UserOverlay:
     def _bump(self) -> None:
         self._version += 1
 
+    # -- profile photos (no user property changes: the journal does not see them)
+
+    def photo(self, key: str) -> tuple[str, bytes] | None:
+        """A visible user's photo (content type, bytes), or None when it has none.
+
+        Raises:
+            GraphApiError: 404, no such user.
+        """
+        with self._lock:
+            u = self._find(key)
+            if u is None:
+                raise _not_found(key)
+            return self._photos.get(u)
+
+    def set_photo(self, key: str, content_type: str, data: bytes) -> None:
+        with self._lock:
+            u = self._find(key)
+            if u is None:
+                raise _not_found(key)
+            self._photos[u] = (content_type, bytes(data))
+
     # -- persistence (--state-dir)
 
     def export_state(self) -> dict[str, Any]:
@@ -366,6 +396,10 @@ class UserOverlay:
                 "created": [dict(u) for u in self._created],
                 "patches": {str(k): dict(v) for k, v in self._patches.items()},
                 "deleted": list(self._deleted),
+                "photos": {
+                    str(u): [ctype, base64.b64encode(blob).decode("ascii")]
+                    for u, (ctype, blob) in self._photos.items()
+                },
                 "journal": [
                     [c.seq, c.time, c.id, c.kind, sorted(c.properties), c.reason]
                     for c in self.journal.changes
@@ -379,6 +413,10 @@ class UserOverlay:
             self._patches = {int(k): dict(v) for k, v in dict(data.get("patches", {})).items()}
             self._deleted = sorted(int(u) for u in data.get("deleted", []))
             self._deleted_set = set(self._deleted)
+            self._photos = {
+                int(u): (str(ctype), base64.b64decode(blob))
+                for u, (ctype, blob) in dict(data.get("photos", {})).items()
+            }
             self._by_id = {str(u["id"]): self.seeded + k for k, u in enumerate(self._created)}
             self._by_name = {}
             for u in [*self._patches, *range(self.seeded, self.seeded + len(self._created))]:
@@ -558,3 +596,37 @@ def delete_group(groups: list[dict[str, Any]], key: str) -> dict[str, Any]:
     group = _find_group(groups, key)
     groups.remove(group)
     return group
+
+
+# ------------------------------------------------------------------- profile photos
+
+# profilephoto-update.md: "a limit of 4MB on the total size of each REST request, this
+# limits the size of the photo you can add to under 4MB".
+MAX_PHOTO = 4 * 1024 * 1024
+
+
+def get_photo(users: UserOverlay, key: str) -> tuple[str, bytes]:
+    """``GET /users/{key}/photo/$value``: the photo, or 404 ``ImageNotFound``."""
+    found = users.photo(key)
+    if found is None:
+        # The code and message Graph answers for a user without a photo (captured in
+        # msgraph-sdk-dotnet-core#851 and elsewhere); profilephoto-get.md: 404.
+        raise GraphApiError(
+            404,
+            "ImageNotFound",
+            "Exception of type 'Microsoft.Fast.Profile.Core.Exception.ImageNotFoundException'"
+            " was thrown.",
+        )
+    return found
+
+
+def set_photo(users: UserOverlay, key: str, content_type: str, data: bytes) -> None:
+    """``PUT``/``PATCH /users/{key}/photo/$value`` with the photo's bytes."""
+    ctype = content_type.split(";", 1)[0].strip().lower()
+    if not ctype.startswith("image/"):
+        raise _bad("The request body must be an image, sent with Content-Type: image/jpeg.")
+    if not data:
+        raise _bad("The photo is empty.")
+    if len(data) >= MAX_PHOTO:
+        raise GraphApiError(413, "RequestEntityTooLarge", "The photo must be under 4 MB.")
+    users.set_photo(key, ctype, data)

@@ -1,0 +1,268 @@
+"""`graphkit rotate` end to end against the emulator: real msal, requests and HTTPS.
+
+The new certificate gets tokens and the old one is refused (700027) afterwards; with
+--keep-old both work; Ctrl-C after each step leaves a working profile and a rerun
+finishes; --if-expiring-within leaves a young certificate alone; --dry-run sends no
+Graph request. Waits go through an injected sleep that moves the emulator's clock.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from _app_keys_helpers import registered, save_profile, token_for
+from _auth_helpers import Identity, make_identity
+from _emulator_helpers import no_ca_env
+from _onboarding_helpers import clean_env, run_cli
+
+from graphkit import rotation
+from graphkit.errors import ExitCode
+from graphkit.settings import config_path, read_config
+
+_no_ca_env = pytest.fixture(autouse=True)(no_ca_env)
+
+
+@pytest.fixture
+def emu(graphkit_emulator: Any) -> Any:
+    # The app may read its own registration: rotate finds its object id and keyIds.
+    graphkit_emulator.grant(graphkit_emulator.default_app, "Application.Read.All")
+    return graphkit_emulator
+
+
+@pytest.fixture
+def ident(emu: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Identity:
+    """A profile ``work`` on the emulator's default app, its certificate uploaded."""
+    clean_env(monkeypatch, tmp_path / "home")
+    ident = make_identity(tmp_path / "keys")
+    emu.upload_certificate(emu.default_app, ident.cert)
+    save_profile(emu, ident.crt, ident.key_pem)
+    return ident
+
+
+def _profile() -> dict[str, Any]:
+    return dict(read_config(config_path())["profiles"]["work"])
+
+
+def _profile_works(emu: Any) -> None:
+    r = run_cli(["token", "--profile", "work", "--force-refresh", "-o", "json"])
+    assert r.exit_code == 0, r.stderr
+
+
+def test_rotate_end_to_end(emu: Any, ident: Identity) -> None:
+    r = run_cli(["rotate", "--profile", "work", "--json"])
+    assert r.exit_code == 0, r.stderr
+    result = r.json()
+    assert result["rotated"] is True and result["old_removed"] is True
+    assert result["old_thumbprint"] == ident.sha1
+    new_cert, new_key = Path(result["new_certificate"]), Path(result["new_private_key"])
+    # The profile points at the new pair, under new names beside the old ones.
+    profile = _profile()
+    assert profile["certificate"] == str(new_cert) and profile["private_key"] == str(new_key)
+    assert new_cert.parent == ident.crt.parent and new_cert.name != ident.crt.name
+    assert new_key.stat().st_mode & 0o777 == 0o600
+    assert profile["object_id"] == emu.default_app.object_id
+    # The app holds the new certificate only; the old files are kept, renamed with dates.
+    assert registered(emu) == [result["new_thumbprint"]]
+    assert not ident.crt.exists() and not ident.key_pem.exists()
+    kept = {Path(k).name: Path(v) for k, v in result["renamed"].items()}
+    start = ident.cert.not_valid_before_utc.strftime("%Y%m%d")
+    end = ident.cert.not_valid_after_utc.strftime("%Y%m%d")
+    assert kept["app.crt"].name == f"app-{start}-{end}.crt" and kept["app.crt"].is_file()
+    assert kept["app.key"].name == f"app-{start}-{end}.key" and kept["app.key"].is_file()
+    # The new certificate gets tokens; the old one is refused as unregistered.
+    _profile_works(emu)
+    assert "access_token" in token_for(emu, new_cert, new_key)
+    old = token_for(emu, kept["app.crt"], kept["app.key"])
+    assert 700027 in old.get("error_codes", []), old
+
+
+def test_keep_old_leaves_both_working(emu: Any, ident: Identity) -> None:
+    r = run_cli(["rotate", "--profile", "work", "--keep-old", "--json"])
+    assert r.exit_code == 0, r.stderr
+    result = r.json()
+    assert result["old_removed"] is False
+    assert registered(emu) == sorted([ident.sha1, result["new_thumbprint"]])
+    kept = {Path(k).name: Path(v) for k, v in result["renamed"].items()}
+    assert "access_token" in token_for(emu, kept["app.crt"], kept["app.key"])
+    _profile_works(emu)
+
+
+def test_if_expiring_within_leaves_a_young_certificate_alone(emu: Any, ident: Identity) -> None:
+    before = _profile()
+    emu.clear_requests()
+    r = run_cli(["rotate", "--profile", "work", "--if-expiring-within", "30", "--json"])
+    assert r.exit_code == 0, r.stderr
+    assert r.json()["rotated"] is False and r.json()["days_left"] >= 364
+    assert _profile() == before and registered(emu) == [ident.sha1]
+    assert [e for e in emu.requests() if e["kind"] == "graph"] == []
+    # A certificate that expires within the window is rotated, and the status says so.
+    r = run_cli(["rotate", "--profile", "work", "--if-expiring-within", "400", "--json"])
+    assert r.exit_code == ExitCode.ROTATED, r.stderr
+    assert r.json()["rotated"] is True
+    _profile_works(emu)
+
+
+def test_dry_run_sends_no_graph_request(emu: Any, ident: Identity) -> None:
+    before = sorted(p.name for p in ident.crt.parent.iterdir())
+    emu.clear_requests()
+    r = run_cli(["rotate", "--profile", "work", "--dry-run"])
+    assert r.exit_code == 0, r.stderr
+    assert "addKey" in r.stdout and "removeKey" in r.stdout
+    assert [e for e in emu.requests() if e["kind"] == "graph"] == []
+    assert sorted(p.name for p in ident.crt.parent.iterdir()) == before
+    assert registered(emu) == [ident.sha1]
+
+
+class _Interrupt(rotation.RotationHooks):
+    def __init__(self, at: str) -> None:
+        self.at = at
+
+    def done(self, step: str) -> None:
+        if step == self.at:
+            raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("step", rotation.STEPS)
+def test_ctrl_c_after_each_step_leaves_a_working_profile_and_a_rerun_finishes(
+    emu: Any, ident: Identity, step: str
+) -> None:
+    with pytest.raises(rotation.RotationError) as caught:
+        rotation.rotate(rotation.RotateRequest(profile="work"), _Interrupt(step))
+    error = caught.value
+    assert error.exit_code == ExitCode.INTERRUPTED
+    assert "\n" not in str(error) and str(error).startswith("rotation interrupted: ")
+    if step in ("added", "verified"):
+        assert "the new certificate" in str(error) and "registered but not yet in use" in str(error)
+    _profile_works(emu)
+    r = run_cli(["rotate", "--profile", "work", "--json"])
+    if step == "renamed":  # it had finished but for forgetting the rotation's record
+        assert r.exit_code == 0, r.stderr
+    else:
+        assert r.exit_code == 0, r.stderr
+        assert r.json()["rotated"] is True
+    _profile_works(emu)
+    # Never a third certificate: the app holds only the one the profile uses.
+    profile_sha1 = json.loads(
+        run_cli(["thumbprint", "-o", "json", _profile()["certificate"]]).stdout
+    )["sha1"]
+    assert registered(emu) == [profile_sha1]
+
+
+def test_the_wait_for_a_slow_propagation_counts_down(emu: Any, ident: Identity) -> None:
+    emu.propagation_delay = 20
+    emu.advance(21)  # the current certificate has propagated; the new one will take 20 s
+    waits: list[tuple[float, float, int]] = []
+    slept: list[float] = []
+
+    class Hooks(rotation.RotationHooks):
+        def waiting(self, retry_in: float, left: float, attempt: int) -> None:
+            waits.append((retry_in, left, attempt))
+
+    clock = [0.0]
+
+    def sleep(seconds: float) -> None:  # time passes on the emulator and on our clock
+        slept.append(seconds)
+        clock[0] += seconds
+        emu.advance(seconds)
+
+    result = rotation.rotate(
+        rotation.RotateRequest(profile="work", wait=120),
+        Hooks(),
+        sleep=sleep,
+        clock=lambda: clock[0],
+    )
+    assert result.rotated and result.old_removed
+    assert waits and sum(slept) >= 20 and result.waited >= 20
+    _profile_works(emu)
+
+
+def test_an_unregistered_current_certificate_points_to_cert_add_admin(
+    emu: Any, ident: Identity
+) -> None:
+    emu.remove_certificate(emu.default_app, ident.sha1)
+    r = run_cli(["rotate", "--profile", "work"])
+    assert r.exit_code == ExitCode.CONFIG
+    [line] = [x for x in r.stderr.splitlines() if x.startswith("graphkit: error:")]
+    assert f"certificate {ident.sha1} is not registered" in line
+    assert "graphkit cert add FILE --admin" in line
+    assert _profile()["certificate"] == str(ident.crt)
+
+
+def test_an_expired_certificate_cannot_sign_a_proof(
+    emu: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clean_env(monkeypatch, tmp_path / "home")
+    old = make_identity(
+        tmp_path / "old", days=1, now=dt.datetime.now(dt.UTC) - dt.timedelta(days=3)
+    )
+    save_profile(emu, old.combined)
+    r = run_cli(["rotate", "--profile", "work"])
+    assert r.exit_code == ExitCode.CONFIG
+    assert "expired on" in r.stderr and "cannot sign the proof" in r.stderr
+    assert "graphkit cert add FILE --admin" in r.stderr
+
+
+def test_an_app_that_may_not_read_itself_needs_keep_old(emu: Any, ident: Identity) -> None:
+    emu.revoke(emu.default_app, "Application.Read.All")
+    object_id = emu.default_app.object_id
+    r = run_cli(["rotate", "--profile", "work", "--object-id", object_id])
+    assert r.exit_code == ExitCode.CONFIG
+    assert "may not read its own registration" in r.stderr and "--keep-old" in r.stderr
+    assert registered(emu) == [ident.sha1]
+    # Without read access, the object id must be given; --keep-old then rotates.
+    r = run_cli(["rotate", "--profile", "work", "--keep-old"])
+    assert r.exit_code == ExitCode.CONFIG and '"Object ID"' in r.stderr
+    r = run_cli(["rotate", "--profile", "work", "--keep-old", "--object-id", object_id, "--json"])
+    assert r.exit_code == 0, r.stderr
+    assert len(registered(emu)) == 2
+    _profile_works(emu)
+
+
+def test_an_encrypted_key_is_rotated_into_an_encrypted_key(
+    emu: Any, ident: Identity, tmp_path: Path
+) -> None:
+    from _auth_helpers import PASSPHRASE
+
+    pass_file = tmp_path / "pass.txt"
+    pass_file.write_bytes(PASSPHRASE + b"\n")
+    pass_file.chmod(0o600)
+    save_profile(emu, ident.crt, ident.enc_key_pem)
+    r = run_cli(["config", "set", "work", "--passphrase-file", str(pass_file)])
+    assert r.exit_code == 0, r.stderr
+    r = run_cli(["rotate", "--profile", "work", "--json"])
+    assert r.exit_code == 0, r.stderr
+    new_key = Path(r.json()["new_private_key"])
+    assert b"ENCRYPTED PRIVATE KEY" in new_key.read_bytes()
+    assert _profile()["passphrase_file"] == str(pass_file.resolve())
+    _profile_works(emu)
+
+
+def test_a_failure_after_the_switch_says_what_the_app_holds_and_a_rerun_finishes(
+    emu: Any, ident: Identity
+) -> None:
+    class FailAfterSwitch(rotation.RotationHooks):
+        def done(self, step: str) -> None:
+            if step == "switched":  # Graph fails on its side from now on
+                emu.add_fault(kind="503", endpoint="graph", every=1)
+
+    with pytest.raises(rotation.RotationError) as caught:
+        rotation.rotate(
+            rotation.RotateRequest(profile="work"), FailAfterSwitch(), sleep=lambda s: None
+        )
+    message = str(caught.value)
+    assert caught.value.exit_code == ExitCode.OUTCOME_UNKNOWN  # a POST met a 503
+    assert "it may have been applied, and a rerun checks which" in message
+    assert message.startswith("rotation stopped: ") and "\n" not in message
+    assert f"the old one {ident.sha1} is still registered (unless" in message
+    assert message.endswith("run graphkit rotate again to remove it")
+    emu.clear_faults()
+    _profile_works(emu)  # on the new certificate already
+    assert len(registered(emu)) == 2
+    r = run_cli(["rotate", "--profile", "work", "--json"])
+    assert r.exit_code == 0, r.stderr
+    assert r.json()["old_removed"] is True
+    assert registered(emu) == [r.json()["new_thumbprint"]]
