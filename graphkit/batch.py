@@ -7,8 +7,14 @@ adaptive concurrency.
 §10), several in flight at once, and yields each item's result as it completes:
 
 - an item answered 429, 503 or 504 is retried on its own, after its own
-  ``Retry-After`` (or backoff), in a later batch; the rest of its batch is not resent.
-  Items that failed only because such an item did (424 Failed Dependency) go with it;
+  ``Retry-After`` (or backoff), in a later batch, ahead of items not yet sent; the rest
+  of its batch is not resent. Items that failed only because such an item did (424
+  Failed Dependency) go with it. A 429 with a Retry-After is retried until it succeeds
+  (within the policy's total wait), as Graph asks: "If the request fails again with a
+  429 error code, you are still being throttled. Continue to use the recommended
+  Retry-After delay and retry the request until it succeeds" (throttling.md); and until
+  that Retry-After has passed nothing else is sent either (Graph "limits any further
+  requests from that client for a period of time");
 - ``dependsOn`` follows Graph's rules: requests that depend on each other travel in one
   batch of their own, as a chain (each on the one before, at most 20) or a fan-out (all
   on the same request), and Graph answers 424 when a dependency failed;
@@ -39,6 +45,10 @@ MAX_BATCH = 20  # Graph's limit of requests in one $batch
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 RETRY_STATUSES = frozenset({429, 503, 504})
 THROTTLE_NEAR = 0.9  # x-ms-throttle-limit-percentage at which to slow down
+# A guard, not a policy: a 429 that names its Retry-After is retried until it succeeds
+# within RetryPolicy.max_total_wait; this bounds a server answering "Retry-After: 0"
+# for ever.
+MAX_THROTTLED_ATTEMPTS = 100
 
 
 @dataclass
@@ -283,6 +293,7 @@ class BatchRunner:
         self.retried = 0
         self._lock = threading.Lock()
         self._clients: list[Any] = []
+        self._resume_at = float("-inf")  # no new batch before this (a Retry-After)
 
     @classmethod
     def for_clients(cls, make_client: Callable[[], Any], **kw: Any) -> BatchRunner:
@@ -337,9 +348,12 @@ class BatchRunner:
             in_flight: dict[Future[Any], list[BatchItem]] = {}
             while pending or waiting or in_flight:
                 now = clock()
+                ready: list[list[BatchItem]] = []
                 while waiting and waiting[0][0] <= now:
-                    pending.append(heapq.heappop(waiting)[2])
-                while pending and len(in_flight) < self.concurrency.limit:
+                    ready.append(heapq.heappop(waiting)[2])
+                pending[:0] = ready  # retried items go first: their wait has started
+                paused = now < self._resume_at
+                while pending and not paused and len(in_flight) < self.concurrency.limit:
                     batch = _take_batch(pending)
                     for item in batch:
                         item.attempts += 1
@@ -349,8 +363,9 @@ class BatchRunner:
                     )
                     self.batches_sent += 1
                 if not in_flight:
-                    if waiting:
-                        self._retry.sleep(max(0.0, waiting[0][0] - clock()))
+                    until = waiting[0][0] if waiting and not pending else float("-inf")
+                    until = max(until, self._resume_at)
+                    self._retry.sleep(max(0.0, until - clock()))
                     continue
                 done, _ = wait(list(in_flight), timeout=None, return_when=FIRST_COMPLETED)
                 for future in done:
@@ -381,13 +396,22 @@ class BatchRunner:
             status = int(answer.get("status") or 0)
             if status == 429:
                 throttled = True
-            if status in RETRY_STATUSES and item.attempts < self._retry.max_attempts:
+            if status in RETRY_STATUSES:
                 item_headers = answer.get("headers") or {}
                 after = parse_retry_after(_header(item_headers, "Retry-After"))
                 delay = after if after is not None else self._retry.backoff(item.attempts)
-                waited = self._retry.clock() - started[item.id]
-                if waited + delay <= self._retry.max_total_wait:
+                now = self._retry.clock()
+                waited = now - started[item.id]
+                tries = (
+                    MAX_THROTTLED_ATTEMPTS
+                    if status == 429 and after is not None
+                    else self._retry.max_attempts
+                )
+                if item.attempts < tries and waited + delay <= self._retry.max_total_wait:
                     retry_ids[item.id] = delay
+                    if status == 429:
+                        with self._lock:
+                            self._resume_at = max(self._resume_at, now + delay)
                     continue
             results.append(
                 ItemResult(item.id, status, answer.get("body"), item.attempts, item.line)

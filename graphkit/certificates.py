@@ -23,10 +23,10 @@ import datetime as dt
 import hashlib
 import re
 import threading
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from graphkit._record import Record
 from graphkit.errors import ConfigError, CryptoError, InputError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -61,19 +61,53 @@ _CHECKS_VERSION = 2  # 2: records carry the SHA-256 thumbprint (the token cache'
 _MAX_CHECKS = 16
 
 
-@dataclass(frozen=True)
-class ClientCertificate:
-    """The client certificate and its key, as msal needs them (in memory only)."""
+class ClientCertificate(Record):
+    """The client certificate and its key, as msal needs them (in memory only).
+
+    Immutable: its attributes are set once, by ``__init__``.
+    """
+
+    _fields = (
+        "path", "certificate", "certificate_pem", "private_key", "sha1", "sha256",
+        "key_bits", "form", "holds_key",
+    )  # fmt: skip
+    _hidden = frozenset({"private_key"})
 
     path: Path
-    certificate: Any  # cryptography x509.Certificate
+    certificate: Any
     certificate_pem: str
-    private_key: Any = field(repr=False)  # cryptography RSAPrivateKey: in memory only
+    private_key: Any
     sha1: str
-    sha256: str  # uppercase hex, as the token cache is keyed
+    sha256: str
     key_bits: int
-    form: str  # pem | der | pfx
-    holds_key: bool  # the certificate file itself carries the key (combined PEM / PFX)
+    form: str
+    holds_key: bool
+
+    def __init__(
+        self,
+        path: Path,
+        certificate: Any,  # cryptography x509.Certificate
+        certificate_pem: str,
+        private_key: Any,  # cryptography RSAPrivateKey: in memory only
+        sha1: str,
+        sha256: str,  # uppercase hex, as the token cache is keyed
+        key_bits: int,
+        form: str,  # pem | der | pfx
+        holds_key: bool,  # the certificate file itself carries the key (combined PEM / PFX)
+    ) -> None:
+        values = (path, certificate, certificate_pem, private_key, sha1, sha256, key_bits,
+                  form, holds_key)  # fmt: skip
+        for name, value in zip(self._fields, values, strict=True):
+            object.__setattr__(self, name, value)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"cannot assign to field {name!r}: ClientCertificate is frozen")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"cannot delete field {name!r}: ClientCertificate is frozen")
+
+    def __hash__(self) -> int:
+        return hash(tuple(getattr(self, n) for n in self._fields))
 
     @property
     def private_key_pem(self) -> str:

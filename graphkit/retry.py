@@ -15,7 +15,8 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+
+from graphkit._record import Record
 
 __all__ = [
     "BACKOFF_BASE",
@@ -60,15 +61,25 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
     return seconds
 
 
-@dataclass
-class RetryPolicy:
+class RetryPolicy(Record):
     """How many times, and how long, one request may be retried."""
 
-    max_attempts: int = DEFAULT_MAX_ATTEMPTS
-    max_total_wait: float = DEFAULT_MAX_TOTAL_WAIT
-    sleep: Callable[[float], None] = field(default=time.sleep, repr=False)
-    clock: Callable[[], float] = field(default=time.monotonic, repr=False)
-    jitter: Callable[[float, float], float] = field(default=random.uniform, repr=False)
+    _fields = ("max_attempts", "max_total_wait", "sleep", "clock", "jitter")
+    _hidden = frozenset({"sleep", "clock", "jitter"})
+
+    def __init__(
+        self,
+        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+        max_total_wait: float = DEFAULT_MAX_TOTAL_WAIT,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        jitter: Callable[[float, float], float] = random.uniform,
+    ) -> None:
+        self.max_attempts = max_attempts
+        self.max_total_wait = max_total_wait
+        self.sleep = sleep
+        self.clock = clock
+        self.jitter = jitter
 
     def backoff(self, attempt: int) -> float:
         """The wait after failed try number ``attempt`` (1-based) without Retry-After."""
@@ -79,13 +90,15 @@ class RetryPolicy:
         return Retries(self, started=self.clock())
 
 
-@dataclass
-class Retries:
+class Retries(Record):
     """The tries of one request under a :class:`RetryPolicy`."""
 
-    policy: RetryPolicy
-    started: float
-    attempt: int = 0  # tries made so far
+    _fields = ("policy", "started", "attempt")
+
+    def __init__(self, policy: RetryPolicy, started: float, attempt: int = 0) -> None:
+        self.policy = policy
+        self.started = started
+        self.attempt = attempt  # tries made so far
 
     def next_wait(self, retry_after: float | None) -> tuple[float | None, str]:
         """After a failed try: (seconds to wait, ``""``), or (None, why not) when the

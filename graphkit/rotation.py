@@ -289,9 +289,7 @@ def _current_certificate(settings: Settings) -> ClientCertificate:
 def _with_pair(settings: Settings, cert_path: Path, key_path: Path) -> Settings:
     sources = dict(settings.sources)
     sources["private_key"] = sources.get("certificate", "profile")
-    return dataclasses.replace(
-        settings, certificate=cert_path, private_key=key_path, sources=sources
-    )
+    return settings.replace(certificate=cert_path, private_key=key_path, sources=sources)
 
 
 def _dated_name(path: Path, start: dt.datetime, end: dt.datetime) -> Path:

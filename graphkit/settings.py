@@ -34,11 +34,11 @@ import datetime as dt
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from graphkit._record import Record
 from graphkit.errors import ConfigError, InputError
 
 __all__ = [
@@ -501,23 +501,44 @@ def _known_profiles_hint(profiles: Mapping[str, Any]) -> str:
 # -------------------------------------------------------------------- settings
 
 
-@dataclass
-class Settings:
+class Settings(Record):
     """Resolved connection settings and where each came from."""
 
-    profile: str | None = None
-    tenant: str | None = None
-    client_id: str | None = None
-    object_id: str | None = None  # the application object's id (app create saves it)
-    certificate: Path | None = None
-    private_key: Path | None = None
-    passphrase: bytes | None = field(default=None, repr=False)
-    cloud: str = DEFAULT_CLOUD
-    authority_host: str = CLOUDS[DEFAULT_CLOUD][0]
-    graph_url: str = CLOUDS[DEFAULT_CLOUD][1]
-    ca_bundle: str | None = None
-    sources: dict[str, str] = field(default_factory=dict)
-    config_file: Path | None = None
+    _fields = (
+        "profile", "tenant", "client_id", "object_id", "certificate", "private_key", "passphrase",
+        "cloud", "authority_host", "graph_url", "ca_bundle", "sources", "config_file",
+    )  # fmt: skip
+    _hidden = frozenset({"passphrase"})
+
+    def __init__(
+        self,
+        profile: str | None = None,
+        tenant: str | None = None,
+        client_id: str | None = None,
+        object_id: str | None = None,
+        certificate: Path | None = None,
+        private_key: Path | None = None,
+        passphrase: bytes | None = None,
+        cloud: str = DEFAULT_CLOUD,
+        authority_host: str = CLOUDS[DEFAULT_CLOUD][0],
+        graph_url: str = CLOUDS[DEFAULT_CLOUD][1],
+        ca_bundle: str | None = None,
+        sources: dict[str, str] | None = None,
+        config_file: Path | None = None,
+    ) -> None:
+        self.profile = profile
+        self.tenant = tenant
+        self.client_id = client_id
+        self.object_id = object_id  # the application object's id (app create saves it)
+        self.certificate = certificate
+        self.private_key = private_key
+        self.passphrase = passphrase
+        self.cloud = cloud
+        self.authority_host = authority_host
+        self.graph_url = graph_url
+        self.ca_bundle = ca_bundle
+        self.sources: dict[str, str] = {} if sources is None else sources
+        self.config_file = config_file
 
     @property
     def scope(self) -> str:

@@ -29,12 +29,12 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from graphkit import certificates, token_cache
+from graphkit._record import Record
 from graphkit.errors import AuthError, ConfigError, GraphkitError, NetworkError, redact
 from graphkit.retry import RetryPolicy, parse_retry_after
 from graphkit.settings import Settings, state_dir
@@ -88,14 +88,23 @@ _PUBLIC_LOGIN_HOSTS = frozenset(
 )
 
 
-@dataclass
-class AccessToken:
+class AccessToken(Record):
     """A bearer token and what a person might want to know about it."""
 
-    token: str = field(repr=False)
-    expires_on: int  # epoch seconds
-    from_cache: bool
-    claims: dict[str, Any] = field(default_factory=dict)  # decoded WITHOUT verification
+    _fields = ("token", "expires_on", "from_cache", "claims")
+    _hidden = frozenset({"token"})
+
+    def __init__(
+        self,
+        token: str,
+        expires_on: int,
+        from_cache: bool,
+        claims: dict[str, Any] | None = None,
+    ) -> None:
+        self.token = token
+        self.expires_on = expires_on  # epoch seconds
+        self.from_cache = from_cache
+        self.claims: dict[str, Any] = {} if claims is None else claims  # NOT verified
 
     @property
     def expires_in(self) -> int:

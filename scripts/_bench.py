@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 RESULTS_ENV = "GRAPHKIT_BENCH_RESULTS"
@@ -65,3 +67,51 @@ def record(
         with open(path, "a", encoding="utf-8") as fh:
             fh.write(json.dumps(entry) + "\n")
     return passed
+
+
+def make_identity(work: Path) -> tuple[Any, Any, Path, Path]:
+    """A new RSA key and self-signed certificate: (key, cert, key+cert PEM (0600), .crt)."""
+    from graphkit import crypto
+
+    key = crypto.generate_private_key(2048)
+    cert = crypto.self_sign(key, crypto.parse_subject(cn="graphkit-bench"))
+    pem = work / "bench.pem"
+    pem.write_bytes(crypto.dump_combined_pem(key, cert))
+    pem.chmod(0o600)
+    crt = work / "bench.crt"
+    crt.write_bytes(crypto.dump_certificate(cert))
+    return key, cert, pem, crt
+
+
+def serve(*options: str) -> tuple[subprocess.Popen[str], dict[str, Any]]:
+    """`graphkit emulator serve --json OPTIONS` in a process of its own (the harness
+    stays small), and the connection details it prints. Stop it with SIGINT."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "graphkit", "emulator", "serve", "--json", *options],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    return proc, json.loads(proc.stdout.readline())
+
+
+def graphkit_env(info: dict[str, Any], pem: Path, home: Path) -> dict[str, str]:
+    """This environment without the machine's AZURE_*/GRAPHKIT_* settings, pointed at the
+    emulator's default app signing in with ``pem``, its state in ``home``.
+
+    Bytecode caching stays on: graphkit is measured as installed (pip compiles it at
+    install; the first run writes it here), not recompiled from source on each run.
+    """
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AZURE_", "GRAPHKIT_"))}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env.update(
+        GRAPHKIT_HOME=str(home),
+        AZURE_TENANT_ID=info["tenant"]["id"],
+        AZURE_CLIENT_ID=info["app"]["client_id"],
+        AZURE_CLIENT_CERTIFICATE_PATH=str(pem),
+        AZURE_AUTHORITY_HOST=info["authority_host"],
+        GRAPHKIT_GRAPH_URL=info["graph_url"],
+        GRAPHKIT_CA_BUNDLE=info["ca_bundle"],
+        NO_COLOR="1",
+    )
+    return env

@@ -8,6 +8,7 @@ import json
 from typing import Any
 
 import pytest
+from _time_helpers import FakeTime
 from typer.testing import CliRunner
 
 from graphkit.batch import MAX_BATCH, BatchItem, BatchRunner, parse_items
@@ -246,3 +247,61 @@ def test_a_chain_travels_alone_beside_independent_requests(signed_in_env: Any) -
     assert r.exit_code == 0, r.stdout + r.stderr
     assert [x["status"] for x in _results(r.stdout)] == [200] * 12
     assert len(_batches(emu)) == 2
+
+
+# ------------------------------------- at the throttling budget (fake clock)
+
+
+class _Budget:
+    """A $batch endpoint with a resource budget of ``limit`` items per ``window``
+    seconds (a sliding window, as the emulator's), on a fake clock: an item over the
+    budget is answered 429 with the Retry-After that says when there is room again."""
+
+    def __init__(self, clock: Any, limit: int, window: float) -> None:
+        self.clock, self.limit, self.window = clock, limit, window
+        self.spent: list[float] = []
+        self.posts: list[tuple[float, int, float]] = []  # (time, refused, longest wait)
+
+    def post(self, body: dict[str, Any]) -> tuple[list[dict[str, Any]], Any]:
+        now = self.clock()
+        self.spent = [t for t in self.spent if t > now - self.window]
+        responses: list[dict[str, Any]] = []
+        refused, longest = 0, 0.0
+        for request in body["requests"]:
+            if len(self.spent) < self.limit:
+                self.spent.append(now)
+                responses.append({"id": request["id"], "status": 200, "body": {}})
+            else:
+                refused += 1
+                after = max(self.spent[len(self.spent) - self.limit] + self.window - now, 0.001)
+                longest = max(longest, after)
+                responses.append(
+                    {"id": request["id"], "status": 429, "body": {},
+                     "headers": {"Retry-After": f"{after:.3f}"}}
+                )  # fmt: skip
+        self.posts.append((now, refused, round(longest, 3)))
+        return responses, {}
+
+
+def test_at_the_budget_every_item_succeeds_and_nothing_is_sent_during_a_retry_after() -> None:
+    fake = FakeTime()
+    budget = _Budget(fake.clock, limit=100, window=1.0)
+    runner_ = BatchRunner(
+        budget.post, retry=RetryPolicy(sleep=fake.sleep, clock=fake.clock), max_concurrency=1,
+        start_concurrency=1,
+    )  # fmt: skip
+    items = [BatchItem(line=n, id=str(n), method="GET", url="/me") for n in range(1, 1001)]
+    results = list(runner_.run(items))
+    # Graph: "If the request fails again with a 429 error code, you are still being
+    # throttled. Continue to use the recommended Retry-After delay and retry the request
+    # until it succeeds" (throttling.md): no item is given up after 5 tries.
+    assert sorted(int(r.id) for r in results) == list(range(1, 1001))
+    assert all(r.status == 200 for r in results)
+    # After a throttled answer, nothing at all is sent before its Retry-After has passed.
+    assert any(refused for _, refused, _ in budget.posts)
+    for (t0, refused, wait), (t1, _, _) in zip(budget.posts, budget.posts[1:], strict=False):
+        if refused:
+            assert t1 >= t0 + wait - 1e-9
+    # And the budget is used: 1,000 items at 100 per second take about 9 s (the first
+    # window's 100 go at once), not much more.
+    assert fake.t - FakeTime().t <= 9.0 * 1.1

@@ -377,3 +377,16 @@ def test_emulator_truncated_body_is_retried(emu_env: Any) -> None:
         assert len(list(graph.iter("/users"))) == 250
     faults = [e["fault"] for e in emu.requests() if e["kind"] == "graph"]
     assert faults[0] == "truncate" and faults.count("truncate") == 1  # the cut, then retried
+
+
+def test_client_request_ids_are_random_version_4_uuids() -> None:
+    import uuid
+
+    from graphkit.graph import _request_id
+
+    ids = [_request_id() for _ in range(2000)]
+    assert len(set(ids)) == len(ids)
+    for text in ids:
+        parsed = uuid.UUID(text)
+        assert str(parsed) == text  # the text uuid4() gives: lowercase, hyphenated
+        assert parsed.version == 4 and parsed.variant == uuid.RFC_4122

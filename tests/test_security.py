@@ -1126,3 +1126,15 @@ def test_a_missing_passphrase_file_is_not_named(
     assert "hunter2" not in r.output
     assert "the passphrase file does not exist" in r.stderr
     assert not (tmp_path / "k.pem").exists()
+
+
+def test_value_classes_keep_their_secrets_out_of_repr_and_compare_by_value() -> None:
+    from graphkit.retry import RetryPolicy
+    from graphkit.tokens import AccessToken
+
+    token = AccessToken("eyJ.secret-token.sig", 1_900_000_000, False, {"roles": ["R"]})
+    assert "secret-token" not in repr(token) and "1900000000" in repr(token)
+    assert token == AccessToken("eyJ.secret-token.sig", 1_900_000_000, False, {"roles": ["R"]})
+    assert token != AccessToken("eyJ.other.sig", 1_900_000_000, False, {"roles": ["R"]})
+    assert AccessToken("t", 1, True).claims == {}
+    assert repr(RetryPolicy(max_attempts=3)) == "RetryPolicy(max_attempts=3, max_total_wait=120.0)"

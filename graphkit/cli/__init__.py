@@ -5,7 +5,9 @@ Typer, Click or any command module is imported, so an interrupt during start-up
 (Ctrl-C while the imports run) is reported like any other, as one
 ``graphkit: error: interrupted`` line and exit status 130, never as a traceback.
 The application itself (the root group, the error mapping, the commands) lives in
-:mod:`graphkit.cli._app`; ``graphkit.cli.app`` is resolved from there on first use.
+:mod:`graphkit.cli._app`; ``graphkit.cli.app`` is resolved from there on first use. A
+plain command line of a command listed in :mod:`graphkit.cli._direct` (``graphkit
+query``: the warm path) runs without Typer, from the same option declarations.
 """
 
 from __future__ import annotations
@@ -26,7 +28,13 @@ def interruptible() -> None:
     ``make`` recipes do) with SIGINT ignored: Ctrl-C, or a test's SIGINT, then did nothing.
     """
     import contextlib
-    import signal
+
+    try:
+        # The C module under `signal`: the same call, without the enum classes `signal`
+        # builds at import (a millisecond of every run, the warm query's included).
+        import _signal as signal
+    except ImportError:  # pragma: no cover  (another Python implementation)
+        import signal
 
     # Outside the main thread (graphkit embedded in another program) signal() refuses.
     with contextlib.suppress(ValueError):
@@ -36,10 +44,15 @@ def interruptible() -> None:
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: ``graphkit ARGS``; exits with the command's status."""
     interruptible()
+    args = argv if argv is not None else sys.argv[1:]
     try:
+        # A plain `graphkit query ...` runs (and exits) without Typer: the warm path.
+        from graphkit.cli import _direct
+
+        _direct.run(args)
         from graphkit.cli import _app
 
-        _app.run(argv if argv is not None else sys.argv[1:])
+        _app.run(args)
     except KeyboardInterrupt:
         # Before the root group's own handler is in place (imports, argument parsing).
         from graphkit.cli._state import STATE, interrupted

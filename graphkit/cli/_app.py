@@ -1,10 +1,12 @@
 """The ``graphkit`` application: assembles the command groups and maps errors.
 
-This is the one place where exceptions become a one-line message and an exit status
-(:class:`GraphkitGroup`): those raised by a command (:meth:`GraphkitGroup.invoke`) and
-those raised while the root group itself parses (``graphkit --bogus``, an unknown
-command: :meth:`GraphkitGroup.main`). Sub-modules register commands and import their
-heavy dependencies inside the command bodies, so ``graphkit --help`` stays fast.
+Exceptions become a one-line message and an exit status in :class:`GraphkitGroup`,
+through :func:`graphkit.cli._report.conclude` (which the direct path,
+:mod:`graphkit.cli._direct`, shares): those raised by a command
+(:meth:`GraphkitGroup.invoke`) and those raised while the root group itself parses
+(``graphkit --bogus``, an unknown command: :meth:`GraphkitGroup.main`). Sub-modules
+register commands and import their heavy dependencies inside the command bodies, so
+``graphkit --help`` stays fast.
 """
 
 from __future__ import annotations
@@ -17,18 +19,16 @@ from typer.core import TyperGroup
 
 from graphkit import __version__
 from graphkit.cli import _common, _typer_internals
+from graphkit.cli._report import conclude, split_debug
 from graphkit.errors import ExitCode
 
 
-def split_debug(argv: list[str]) -> tuple[list[str], bool]:
-    """``argv`` without ``--debug``, and whether it was there (anywhere before ``--``)."""
-    if "--" in argv:
-        cut = argv.index("--")
-        head, tail = argv[:cut], argv[cut:]
-    else:
-        head, tail = argv, []
-    kept = [arg for arg in head if arg != "--debug"]
-    return kept + tail, len(kept) != len(head)
+def _abort(exc: Exception) -> int | None:
+    """End of input while Click prompted: one line, exit 2 (the root group's own case)."""
+    if not isinstance(exc, typer.Abort):
+        return None
+    _common.error_line("no answer (end of input): answer the prompt, or give flags")
+    return int(ExitCode.USAGE)
 
 
 class GraphkitGroup(_common.FirstSentenceHelp, _typer_internals.LeanParams, TyperGroup):
@@ -45,35 +45,14 @@ class GraphkitGroup(_common.FirstSentenceHelp, _typer_internals.LeanParams, Type
         if not standalone_mode:  # a caller that handles exceptions itself
             return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         argv, debug = split_debug(list(sys.argv[1:] if args is None else args))
-        # Per run (tests run many in one process): from this command line only.
-        _common.STATE.debug = debug
-        _common.STATE.interrupted_shown = False
-        try:
-            rv = super().main(argv, prog_name, complete_var, standalone_mode=False, **extra)
-            code = rv if isinstance(rv, int) else 0
-        except KeyboardInterrupt:
-            if _common.STATE.debug:
-                raise
-            code = int(ExitCode.INTERRUPTED)
-        except typer.Abort:  # end of input while Click prompted
-            if _common.STATE.debug:
-                raise
-            _common.error_line("no answer (end of input): answer the prompt, or give flags")
-            code = int(ExitCode.USAGE)
-        except Exception as exc:
-            if _common.STATE.debug:
-                raise
-            code = _common.report_exception(exc)
-        if code == ExitCode.INTERRUPTED:
-            # Typer turns an interrupt while parsing into a silent exit 130: say it.
-            _common.interrupted()
-        try:
-            sys.stdout.flush()
-        except BrokenPipeError:
-            _common.silence_stdout()
-        except (OSError, ValueError, AttributeError):
-            pass
-        sys.exit(code)
+
+        def call() -> int:
+            rv = super(GraphkitGroup, self).main(
+                argv, prog_name, complete_var, standalone_mode=False, **extra
+            )
+            return rv if isinstance(rv, int) else 0
+
+        conclude(call, debug=debug, translate=_abort)
 
     def invoke(self, ctx: Any) -> Any:
         try:
@@ -92,7 +71,7 @@ class GraphkitGroup(_common.FirstSentenceHelp, _typer_internals.LeanParams, Type
             raise typer.Exit(code) from None
 
 
-app = typer.Typer(
+app = _typer_internals.GraphkitTyper(
     cls=GraphkitGroup,
     name="graphkit",
     help="Certificate-based, app-only Microsoft Graph access: keys, certificates, "

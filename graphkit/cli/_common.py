@@ -1,8 +1,10 @@
-"""Shared pieces of the command line: state, consoles, passphrases, error reporting."""
+"""Shared pieces of the command line: state, consoles, passphrases, -o/--output.
+
+Error reporting lives in :mod:`graphkit.cli._report` (importable without Typer) and is
+re-exported here."""
 
 from __future__ import annotations
 
-import functools
 import os
 import sys
 from pathlib import Path
@@ -11,8 +13,20 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperGroup
 
+from graphkit.cli._connection import PassphraseFileOpt
+from graphkit.cli._options import ForceOpt
+from graphkit.cli._report import (
+    PASSPHRASE_ENV,
+    error_line,
+    install_log_handler,
+    report_exception,
+    say,
+    silence_stdout,
+    stderr_line,
+    warn,
+)
 from graphkit.cli._state import STATE, interrupted
-from graphkit.errors import ExitCode, GraphkitError, InputError, UsageError
+from graphkit.errors import InputError, UsageError
 
 __all__ = [
     "DATA_FORMATS",
@@ -36,8 +50,6 @@ __all__ = [
     "warn",
 ]
 
-PASSPHRASE_ENV = "GRAPHKIT_KEY_PASSPHRASE"  # nosec B105  # the name of a variable, not its value
-
 
 class FirstSentenceHelp:
     """Mixin for command groups: the command list shows each command's whole first
@@ -59,144 +71,12 @@ class GraphkitSubgroup(FirstSentenceHelp, TyperGroup):
     """A command group (config, emulator) whose command list shows whole sentences."""
 
 
-def stderr_line(text: str) -> None:
-    sys.stderr.write(text + "\n")
-    sys.stderr.flush()
-
-
-def error_line(message: str) -> None:
-    stderr_line(f"graphkit: error: {message}")
-
-
-def warn(message: str) -> None:
-    stderr_line(f"graphkit: warning: {message}")
-
-
-def say(message: str) -> None:
-    """Progress and confirmations: stderr, so stdout carries only data."""
-    stderr_line(message)
-
-
-def report_exception(exc: BaseException) -> int:
-    """Print ``exc`` as one line and return the exit status it maps to."""
-    if isinstance(exc, GraphkitError):
-        error_line(str(exc))
-        return int(exc.exit_code)
-    if type(exc).__name__ == "NoArgsIsHelpError":
-        # `graphkit` or `graphkit config` alone: the help, as asked for implicitly.
-        exc.show()  # type: ignore[attr-defined]
-        return int(ExitCode.USAGE)
-    if _is_usage_error(exc):
-        # A value Typer could not convert (e.g. --days abc), raised while the
-        # sub-command parses: one line, like every other error, with where to look.
-        if getattr(exc, "option_name", None) in ("--passphrase", "--password", "--pass"):
-            error_line(
-                "a passphrase is never taken as an argument (it would show in `ps`): "
-                f"use --passphrase-file FILE, {PASSPHRASE_ENV} or --prompt-passphrase"
-            )
-            return int(ExitCode.USAGE)
-        ctx = getattr(exc, "ctx", None)
-        where = f"`{ctx.command_path} --help`" if ctx is not None else "`graphkit --help`"
-        message = _one_line(exc.format_message()).rstrip(".")  # type: ignore[attr-defined]
-        if message.startswith("Got unexpected extra argument"):
-            # Not echoed: typically an unquoted value split at a space, such as
-            # -H Authorization: Bearer eyJ..., and the rest may be a secret.
-            message = (
-                "unexpected extra argument(s), not shown as they may hold a secret "
-                "(quote a value that contains spaces)"
-            )
-        if message in ("No such option: -v", "No such option: -V"):
-            message += " (--version prints the version)"
-        error_line(f"{message}: see {where}")
-        return int(ExitCode.USAGE)
-    if isinstance(exc, BrokenPipeError):
-        # The reader of stdout went away (`graphkit ... | head -1`): stop quietly, with
-        # success, as README "Exit codes" says (a pipeline's own status is the reader's).
-        silence_stdout()
-        return int(ExitCode.OK)
-    # Unexpected: one line, the type only (its text might hold secrets), and how to see more.
-    error_line(
-        f"unexpected {type(exc).__name__}; rerun with --debug for the traceback "
-        "and report it if it persists"
-    )
-    return int(ExitCode.ERROR)
-
-
-def silence_stdout() -> None:
-    """Point stdout at /dev/null: its reader is gone, and the interpreter's final flush
-    of what is still buffered must not fail again (and print) on the closed pipe."""
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        os.close(devnull)
-    except (OSError, ValueError, AttributeError):
-        pass
-
-
-def install_log_handler() -> None:
-    """Print log records the graphkit way, from now on in this process (idempotent).
-
-    Unconfigured, Python prints any library's WARNING+ records raw, tracebacks
-    included: msal logs a token endpoint's non-JSON answer (possibly an error page
-    echoing the request) that way. Without --debug only graphkit's own records are
-    shown, one line each and without traceback; with --debug every record is, in full.
-    Called by commands that authenticate (logging is not imported before that).
-    """
-    import logging
-
-    root = logging.getLogger()
-    handler_class = _log_handler_class()
-    if not any(isinstance(h, handler_class) for h in root.handlers):
-        root.addHandler(handler_class(logging.WARNING))
-
-
-@functools.cache
-def _log_handler_class() -> Any:
-    import logging
-
-    class OneLineHandler(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            try:
-                if STATE.debug:
-                    text = logging.Formatter("%(name)s: %(levelname)s: %(message)s").format(record)
-                elif record.name == "graphkit" or record.name.startswith("graphkit."):
-                    level = "error" if record.levelno >= logging.ERROR else "warning"
-                    text = f"graphkit: {level}: {_one_line(record.getMessage())}"
-                else:
-                    return  # msal, urllib3...: graphkit reports the failure itself
-                stderr_line(text)
-            except Exception:
-                self.handleError(record)
-
-    return OneLineHandler
-
-
-def _is_usage_error(exc: BaseException) -> bool:
-    """True for click's (or Typer's vendored click's) UsageError and BadParameter."""
-    return any(cls.__name__ == "UsageError" for cls in type(exc).__mro__) and hasattr(
-        exc, "format_message"
-    )
-
-
-def _one_line(text: str) -> str:
-    return " ".join(text.split())
-
-
 # ----------------------------------------------------------------- passphrases
 
-PassphraseFileOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--passphrase-file",
-        help=f"Read the passphrase from this file (first line). Or set {PASSPHRASE_ENV}.",
-        show_default=False,
-    ),
-]
 PromptPassphraseOpt = Annotated[
     bool,
     typer.Option("--prompt-passphrase", help="Ask for the passphrase (hidden input)."),
 ]
-ForceOpt = Annotated[bool, typer.Option("--force", help="Replace an existing output file.")]
 
 
 def read_passphrase(

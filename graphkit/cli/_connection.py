@@ -3,21 +3,19 @@
 A command gets them all with :func:`with_connection_flags`, which adds the flags to
 its options and hands it one :class:`Connection`; ``connection.settings()`` resolves
 them (flags > environment > profile) with :func:`settings_from_flags`. The ``*Opt``
-aliases below declare single flags. Nothing heavy is imported here.
+aliases below declare single flags. Nothing heavy is imported here, not even Typer
+(the declarations are :mod:`graphkit.cli._options`').
 """
 
 from __future__ import annotations
 
 import functools
-import inspect
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
-import typer
-
-from graphkit.cli._common import PassphraseFileOpt as _PassphraseFileOpt
-from graphkit.cli._common import install_log_handler, warn
+from graphkit.cli._options import EXTRA_PARAMS, REPLACED_PARAM, Option
+from graphkit.cli._report import PASSPHRASE_ENV, install_log_handler, warn
 
 if TYPE_CHECKING:  # pragma: no cover
     from graphkit.settings import Settings
@@ -43,7 +41,7 @@ __all__ = [
 
 ProfileOpt = Annotated[
     str | None,
-    typer.Option(
+    Option(
         "--profile",
         "-p",
         help="Profile from the config file (else GRAPHKIT_PROFILE, else the default).",
@@ -52,7 +50,7 @@ ProfileOpt = Annotated[
 ]
 TenantOpt = Annotated[
     str | None,
-    typer.Option(
+    Option(
         "--tenant",
         help="Tenant GUID or domain (else AZURE_TENANT_ID, else the profile).",
         show_default=False,
@@ -60,7 +58,7 @@ TenantOpt = Annotated[
 ]
 ClientIdOpt = Annotated[
     str | None,
-    typer.Option(
+    Option(
         "--client-id",
         help="Application (client) ID (else AZURE_CLIENT_ID, else the profile).",
         show_default=False,
@@ -68,7 +66,7 @@ ClientIdOpt = Annotated[
 ]
 CertificateOpt = Annotated[
     Path | None,
-    typer.Option(
+    Option(
         "--certificate",
         help="Certificate: .crt/.pem, key+cert PEM, or PFX "
         "(else AZURE_CLIENT_CERTIFICATE_PATH, else the profile).",
@@ -77,7 +75,7 @@ CertificateOpt = Annotated[
 ]
 PrivateKeyOpt = Annotated[
     Path | None,
-    typer.Option(
+    Option(
         "--private-key",
         help="Private key, when the certificate file does not hold it.",
         show_default=False,
@@ -85,7 +83,7 @@ PrivateKeyOpt = Annotated[
 ]
 CloudOpt = Annotated[
     str | None,
-    typer.Option(
+    Option(
         "--cloud",
         help="global, usgov, usgovdod or china (sets both hosts).",
         show_default=False,
@@ -93,7 +91,7 @@ CloudOpt = Annotated[
 ]
 AuthorityHostOpt = Annotated[
     str | None,
-    typer.Option(
+    Option(
         "--authority-host",
         help="Identity host or https://host[:port] (else AZURE_AUTHORITY_HOST).",
         show_default=False,
@@ -101,7 +99,7 @@ AuthorityHostOpt = Annotated[
 ]
 GraphUrlOpt = Annotated[
     str | None,
-    typer.Option(
+    Option(
         "--graph-url",
         help="Graph base URL without version, e.g. https://graph.microsoft.com "
         "(else GRAPHKIT_GRAPH_URL).",
@@ -110,16 +108,23 @@ GraphUrlOpt = Annotated[
 ]
 CaBundleOpt = Annotated[
     str | None,
-    typer.Option(
+    Option(
         "--ca-bundle",
         help="CA file to trust for both hosts (else GRAPHKIT_CA_BUNDLE).",
         show_default=False,
     ),
 ]
-PassphraseFileOpt = _PassphraseFileOpt
+PassphraseFileOpt = Annotated[
+    Path | None,
+    Option(
+        "--passphrase-file",
+        help=f"Read the passphrase from this file (first line). Or set {PASSPHRASE_ENV}.",
+        show_default=False,
+    ),
+]
 ForceRefreshOpt = Annotated[
     bool,
-    typer.Option(
+    Option(
         "--force-refresh",
         help="Ignore the token cache: get a new token (it replaces the cached one).",
     ),
@@ -159,28 +164,22 @@ class Connection:
 
 
 def with_connection_flags(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Give a Typer command every connection flag, as one ``connection`` argument.
+    """Give a command every connection flag, as one ``connection`` argument.
 
     ``func`` declares ``connection: Connection`` (no default) among its parameters;
-    the command Typer sees has ``func``'s other options followed by ``--profile``,
-    ``--tenant`` ... ``--passphrase-file``, and calls ``func`` with their values
-    gathered in a :class:`Connection`.
+    the command Typer sees (and the direct path parses: see
+    :func:`graphkit.cli._options.parameters`) has ``func``'s other options followed by
+    ``--profile``, ``--tenant`` ... ``--passphrase-file``, and calls ``func`` with
+    their values gathered in a :class:`Connection`.
     """
-    signature = inspect.signature(func, eval_str=True)
-    own = [p for p in signature.parameters.values() if p.name != "connection"]
-    added = [
-        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=hint)
-        for name, hint in _CONNECTION_FLAGS.items()
-    ]
 
     @functools.wraps(func)
     def command(*args: Any, **kwargs: Any) -> Any:
         flags = {name: kwargs.pop(name, None) for name in _CONNECTION_FLAGS}
         return func(*args, connection=Connection(flags), **kwargs)
 
-    parameters = own + added
-    command.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
-    command.__annotations__ = {p.name: p.annotation for p in parameters}
+    setattr(command, EXTRA_PARAMS, dict(_CONNECTION_FLAGS))
+    setattr(command, REPLACED_PARAM, "connection")
     return command
 
 

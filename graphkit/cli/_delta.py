@@ -14,9 +14,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
-import typer
-
-from graphkit.cli._common import stderr_line, warn
+from graphkit.cli._options import Option
+from graphkit.cli._report import stderr_line, warn
 from graphkit.errors import UsageError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -27,7 +26,7 @@ __all__ = ["DeltaResetOpt", "DeltaStateOpt", "check_options", "render"]
 
 DeltaStateOpt = Annotated[
     Path | None,
-    typer.Option(
+    Option(
         "--delta-state",
         metavar="FILE",
         help="Delta sync: the first run prints every object and saves Graph's deltaLink "
@@ -37,7 +36,7 @@ DeltaStateOpt = Annotated[
 ]
 DeltaResetOpt = Annotated[
     bool,
-    typer.Option(
+    Option(
         "--delta-reset",
         help="With --delta-state: ignore the saved state and run a full round again "
         "(after Graph answers 410 Gone or syncStateNotFound).",

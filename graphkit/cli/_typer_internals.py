@@ -24,12 +24,25 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, get_args
+from typing import Annotated, Any, get_args
 
 import typer
 from typer.core import TyperCommand
+from typer.models import CommandInfo
 
-__all__ = ["COMPLETION_SHELLS", "LeanCommand", "LeanParams", "plain_runtime_class", "run"]
+from graphkit.cli._options import CONVERTERS as _CONVERTERS
+from graphkit.cli._options import REQUIRED, Option, parameters
+from graphkit.cli._options import convert_str as _str
+
+__all__ = [
+    "COMPLETION_SHELLS",
+    "GraphkitTyper",
+    "LeanCommand",
+    "LeanParams",
+    "for_typer",
+    "plain_runtime_class",
+    "run",
+]
 
 
 # -------------------------------------------------------------- lean coercion
@@ -74,50 +87,90 @@ class LeanCommand(LeanParams, TyperCommand):
     """A Typer command with lean parameter conversion: ``app.command(cls=LeanCommand)``."""
 
 
-def _int(value: Any) -> int:
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    try:
-        return int(str(value).strip())
-    except ValueError:
-        raise ValueError(f"{value!r} is not a valid integer.") from None
+# ------------------------------------------------- declarations made without Typer
 
 
-def _float(value: Any) -> float:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{value!r} is not a valid number.") from None
+def for_typer(func: Callable[..., Any]) -> Callable[..., Any]:
+    """``func`` as Typer must see it: its :mod:`graphkit.cli._options` declarations
+    (its own and those a wrapper adds, such as the connection flags) made into
+    ``typer.Option``/``typer.Argument`` with the same arguments. ``func`` itself when
+    it has none."""
+    import inspect
+
+    params = parameters(func)
+    if not any(isinstance(p.declaration, Option) for p in params):
+        return func
+
+    def annotation(p: Any) -> Any:
+        if p.declaration is None:
+            return p.annotation
+        made = getattr(typer, p.declaration.typer_name)
+        return Annotated[p.typ, made(*p.declaration.decls, **p.declaration.settings)]
+
+    signature = [
+        inspect.Parameter(
+            p.name,
+            inspect.Parameter.KEYWORD_ONLY,
+            default=inspect.Parameter.empty if p.default is REQUIRED else p.default,
+            annotation=annotation(p),
+        )
+        for p in params
+    ]
+
+    @functools.wraps(func)
+    def command(**kwargs: Any) -> Any:
+        return func(**kwargs)
+
+    command.__signature__ = inspect.Signature(signature)  # type: ignore[attr-defined]
+    command.__annotations__ = {p.name: p.annotation for p in signature}
+    return command
 
 
-def _path(value: Any) -> Path:
-    return value if isinstance(value, Path) else Path(os.fspath(value))
+class GraphkitTyper(typer.Typer):
+    """A Typer application whose commands may declare their options with
+    :mod:`graphkit.cli._options` (see :func:`for_typer`).
+
+    The conversion waits until Typer builds the command (it reads the registered
+    ``CommandInfo.callback``): registering a dozen commands stays cheap, and ``graphkit
+    --help`` or one command converts only what it builds.
+    """
+
+    def command(self, *args: Any, **kwargs: Any) -> Callable[[Callable[..., Any]], Any]:
+        register = super().command(*args, **kwargs)
+
+        def decorator(func: Callable[..., Any]) -> Any:
+            register(func)
+            info = self.registered_commands[-1]
+            raw = info.__dict__.pop("callback")
+            info.__class__ = LazyCommandInfo
+            info.callback = raw
+            return func
+
+        return decorator
 
 
-def _str(value: Any) -> str:
-    return value if isinstance(value, str) else str(value)
+class LazyCommandInfo(CommandInfo):
+    """A registered command whose callback is converted (:func:`for_typer`) when first
+    read, that is when Typer builds the command."""
+
+    raw_callback: Any = None
+    converted: Any = None
+
+    @property
+    def callback(self) -> Any:
+        if self.converted is None and self.raw_callback is not None:
+            self.converted = for_typer(self.raw_callback)
+        return self.converted
+
+    @callback.setter
+    def callback(self, value: Any) -> None:
+        self.raw_callback = value
+        self.converted = None
 
 
-_TRUE = {"1", "true", "t", "yes", "y", "on"}
-_FALSE = {"0", "false", "f", "no", "n", "off"}
-
-
-def _bool(value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in _TRUE or text in _FALSE:
-        return text in _TRUE
-    raise ValueError(f"{value!r} is not a valid boolean.")
-
-
-_CONVERTERS: dict[Any, Callable[[Any], Any]] = {
-    str: _str,
-    int: _int,
-    float: _float,
-    bool: _bool,
-    Path: _path,
-}
+def _declared(info: Any) -> Any:
+    """A registered command's own function, its declarations unconverted."""
+    return getattr(info, "raw_callback", None) or info.callback
 
 
 def _plain_converter(desc: Any) -> Callable[[Any], Any] | None:
@@ -303,7 +356,7 @@ def _command_word(argv: list[str]) -> str | None:
 def _command_name(info: Any) -> str:
     from typer.main import get_command_name
 
-    return str(info.name or get_command_name(info.callback.__name__))
+    return str(info.name or get_command_name(_declared(info).__name__))
 
 
 def _group_name(info: Any) -> str | None:
@@ -329,7 +382,7 @@ def _listing_stub(info: Any, command_info: Any, *, group: bool = False) -> Any:
     else:
         solved = info
         name = _command_name(info)
-        text = info.help if info.help is not None else inspect.getdoc(info.callback)
+        text = info.help if info.help is not None else inspect.getdoc(_declared(info))
     return command_info(
         name=name,
         callback=_listed_only,

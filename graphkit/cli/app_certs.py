@@ -15,7 +15,7 @@ import typer
 
 from graphkit.cli import _connection
 from graphkit.cli._common import OutputOpt, emit, output_format, say
-from graphkit.cli._typer_internals import LeanCommand
+from graphkit.cli._typer_internals import GraphkitTyper, LeanCommand
 from graphkit.errors import ExitCode, InputError, NotFoundError, UsageError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -457,7 +457,7 @@ def register(app: typer.Typer) -> None:
     from graphkit.cli._common import GraphkitSubgroup
     from graphkit.cli._examples import epilog
 
-    group = typer.Typer(
+    group = GraphkitTyper(
         name="cert",
         help="The certificates registered on the app: list, add, remove.",
         no_args_is_help=True,

@@ -18,7 +18,7 @@ import typer
 
 from graphkit.cli import _connection
 from graphkit.cli._common import OutputOpt, emit, install_log_handler, output_format
-from graphkit.cli._typer_internals import LeanCommand
+from graphkit.cli._typer_internals import GraphkitTyper, LeanCommand
 from graphkit.cli.init import DEFAULT_WAIT, RichHooks, _esc, _mmss, _stderr_console
 from graphkit.errors import UsageError
 
@@ -475,7 +475,7 @@ def register(app: typer.Typer) -> None:
     from graphkit.cli._common import GraphkitSubgroup
     from graphkit.cli._examples import epilog
 
-    group = typer.Typer(
+    group = GraphkitTyper(
         name="app",
         help="App registrations: create one with its certificate and granted permissions.",
         no_args_is_help=True,

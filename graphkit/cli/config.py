@@ -12,7 +12,7 @@ import typer
 
 from graphkit.cli import _connection
 from graphkit.cli._common import OutputOpt, emit, output_format, say, warn
-from graphkit.cli._typer_internals import LeanCommand
+from graphkit.cli._typer_internals import GraphkitTyper, LeanCommand
 from graphkit.errors import GraphkitError, InputError, UsageError
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="The same as -o json.")]
@@ -367,7 +367,7 @@ def register(app: typer.Typer) -> None:
     from graphkit.cli._common import GraphkitSubgroup
     from graphkit.cli._examples import epilog
 
-    group = typer.Typer(
+    group = GraphkitTyper(
         name="config",
         help="Connection profiles: show the resolved settings, list, choose, create.",
         no_args_is_help=True,

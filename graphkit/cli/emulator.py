@@ -10,9 +10,9 @@ from typing import Annotated, Any
 import typer
 
 from graphkit.cli._common import GraphkitSubgroup
-from graphkit.cli._typer_internals import LeanCommand
+from graphkit.cli._typer_internals import GraphkitTyper, LeanCommand
 
-emulator_app = typer.Typer(
+emulator_app = GraphkitTyper(
     name="emulator",
     help="A local Entra ID + Microsoft Graph emulator over HTTPS, for tests and demos.",
     no_args_is_help=True,

@@ -3,7 +3,9 @@
 with ``--output-file``; ``--dry-run`` prints the request instead of sending it.
 
 Built on :class:`graphkit.graph.GraphClient`; everything that prints lives here.
-Data goes to stdout; progress, retry waits and notes go to stderr.
+Data goes to stdout; progress, retry waits and notes go to stderr. Importable without
+Typer (options declared with :mod:`graphkit.cli._options`): a plain `graphkit query`
+command line runs without it (:mod:`graphkit.cli._direct`), the warm path.
 """
 
 from __future__ import annotations
@@ -13,54 +15,50 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
-import typer
-
 from graphkit.cli import _connection, _delta
-from graphkit.cli._common import ForceOpt, stderr_line, warn
-from graphkit.cli._typer_internals import LeanCommand
+from graphkit.cli._options import Argument, ForceOpt, Option
+from graphkit.cli._report import stderr_line, warn
 from graphkit.errors import UsageError
 
 if TYPE_CHECKING:  # pragma: no cover
+    import typer
+
     from graphkit.graph import GraphClient
 
-ApiOpt = Annotated[
-    str, typer.Option("--api", help="Graph API version for relative paths: v1.0 or beta.")
-]
+ApiOpt = Annotated[str, Option("--api", help="Graph API version for relative paths: v1.0 or beta.")]
 SelectOpt = Annotated[
     str | None,
-    typer.Option("--select", help="$select: fields to return, e.g. displayName,mail,id."),
+    Option("--select", help="$select: fields to return, e.g. displayName,mail,id."),
 ]
 FilterOpt = Annotated[
     str | None,
-    typer.Option("--filter", help="$filter, e.g. \"startswith(displayName,'A')\"."),
+    Option("--filter", help="$filter, e.g. \"startswith(displayName,'A')\"."),
 ]
-TopOpt = Annotated[int | None, typer.Option("--top", help="$top: items per page (1-999).")]
+TopOpt = Annotated[int | None, Option("--top", help="$top: items per page (1-999).")]
 SearchOpt = Annotated[
     str | None,
-    typer.Option("--search", help="$search, e.g. displayName:ada (quoted for you if needed)."),
+    Option("--search", help="$search, e.g. displayName:ada (quoted for you if needed)."),
 ]
-OrderbyOpt = Annotated[str | None, typer.Option("--orderby", help="$orderby, e.g. displayName.")]
-ExpandOpt = Annotated[str | None, typer.Option("--expand", help="$expand, e.g. manager.")]
-CountOpt = Annotated[
-    bool, typer.Option("--count", help="$count=true: Graph's total goes to stderr.")
-]
+OrderbyOpt = Annotated[str | None, Option("--orderby", help="$orderby, e.g. displayName.")]
+ExpandOpt = Annotated[str | None, Option("--expand", help="$expand, e.g. manager.")]
+CountOpt = Annotated[bool, Option("--count", help="$count=true: Graph's total goes to stderr.")]
 HeaderOpt = Annotated[
     list[str] | None,
-    typer.Option(
+    Option(
         "--header",
         "-H",
         metavar="'NAME: VALUE'",
         help="Extra request header 'Name: value'. Repeat.",
     ),
 ]
-AllOpt = Annotated[bool, typer.Option("--all", help="Follow @odata.nextLink to the last page.")]
+AllOpt = Annotated[bool, Option("--all", help="Follow @odata.nextLink to the last page.")]
 MaxItemsOpt = Annotated[
     int | None,
-    typer.Option("--max-items", help="Stop after N items (fetching further pages as needed)."),
+    Option("--max-items", help="Stop after N items (fetching further pages as needed)."),
 ]
 OutputOpt = Annotated[
     str | None,
-    typer.Option(
+    Option(
         "--output",
         "-o",
         help="table, json, jsonl, csv, tsv or yaml. Default: table on a terminal, json "
@@ -70,7 +68,7 @@ OutputOpt = Annotated[
 ]
 MethodOpt = Annotated[
     str,
-    typer.Option(
+    Option(
         "--method",
         "-X",
         metavar="METHOD",
@@ -80,7 +78,7 @@ MethodOpt = Annotated[
 ]
 BodyOpt = Annotated[
     str | None,
-    typer.Option(
+    Option(
         "--body",
         "-d",
         metavar="JSON|@FILE|-",
@@ -91,7 +89,7 @@ BodyOpt = Annotated[
 ]
 ContentTypeOpt = Annotated[
     str | None,
-    typer.Option(
+    Option(
         "--content-type",
         metavar="TYPE",
         help="The body's type (default application/json), e.g. image/jpeg.",
@@ -100,7 +98,7 @@ ContentTypeOpt = Annotated[
 ]
 OutputFileOpt = Annotated[
     Path | None,
-    typer.Option(
+    Option(
         "--output-file",
         metavar="FILE",
         help="Save the answer's raw bytes (e.g. users/{id}/photo/$value) to FILE, "
@@ -110,7 +108,7 @@ OutputFileOpt = Annotated[
 ]
 DryRunOpt = Annotated[
     bool,
-    typer.Option(
+    Option(
         "--dry-run",
         help="Print the request (method, URL, headers with the token as 'Bearer ***', "
         "body) and send nothing: no token is asked for either.",
@@ -118,7 +116,7 @@ DryRunOpt = Annotated[
 ]
 QueryOpt = Annotated[
     str | None,
-    typer.Option(
+    Option(
         "--query",
         help="JMESPath applied to the list of items (or the object), as in the Azure CLI: "
         "'[].{name: displayName, upn: userPrincipalName}'.",
@@ -528,7 +526,7 @@ def _render(
 def query(
     path: Annotated[
         str,
-        typer.Argument(
+        Argument(
             help="/users, users/{id}, beta/groups, or a full URL on the configured Graph host.",
             show_default=False,
         ),
@@ -711,5 +709,6 @@ def query(
 
 def register(app: typer.Typer) -> None:
     from graphkit.cli._examples import epilog
+    from graphkit.cli._typer_internals import LeanCommand
 
     app.command("query", cls=LeanCommand, epilog=epilog("query"))(query)
