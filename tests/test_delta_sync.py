@@ -230,3 +230,21 @@ def test_refused_before_anything_is_sent(signed_in_env: SignedIn, tmp_path: Path
         assert _graph_requests(emu) == []
     assert mine.read_text() == '{"my": "own file"}\n'  # never replaced
     assert not (tmp_path / "s.json").exists()
+
+
+def test_a_state_of_another_graphkit_version_starts_over_with_delta_reset(
+    signed_in_env: SignedIn, state: Path
+) -> None:
+    # The error for such a file says "add --delta-reset to start over in it": that works.
+    _first_sync(state)
+    old = json.loads(state.read_text())
+    old["version"] = 0
+    state.write_text(json.dumps(old))
+    refused = _sync(state)
+    assert refused.exit_code == 3
+    line = _error_line(refused)
+    assert "of another graphkit version" in line and "--delta-reset" in line
+    restarted = _sync(state, "--delta-reset")
+    assert restarted.exit_code == 0, restarted.stderr
+    assert len(_lines(restarted)) == 250
+    assert json.loads(state.read_text())["version"] == 1
