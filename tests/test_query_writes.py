@@ -449,3 +449,26 @@ def test_a_batch_request_is_resent_after_a_503_only_when_every_item_may_be(
     assert r.exit_code == 10, r.stderr
     assert "may have been applied" in _errors(r.stderr)[0]
     assert [e["status"] for e in _graph_log(emu)] == [503]
+
+
+def test_debug_keeps_the_exit_status_of_a_post_that_may_have_been_applied(
+    env: SignedIn,
+) -> None:
+    """--debug adds the traceback; the status stays 10, so a script that resends on 1
+    (Graph failing on its side: retry later) does not resend a POST that may have worked."""
+    import subprocess
+
+    from _process_helpers import graphkit_argv
+
+    emu = env.emu
+    _cli("/users", "--top", "1")  # the token first
+    emu.add_fault("503", endpoint="graph", every=1, times=1, retry_after=0)
+    argv = graphkit_argv("--debug", "query", "/users", "-X", "POST", "--body", "-")
+    body = json.dumps(_new_user())
+    proc = subprocess.run(
+        argv, input=body, env={**os.environ}, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 10, proc.stderr[-2000:]
+    assert "Traceback (most recent call last)" in proc.stderr
+    assert "OutcomeUnknownError" in proc.stderr and "may have been applied" in proc.stderr
+    assert proc.stdout == ""

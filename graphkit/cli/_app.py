@@ -62,7 +62,11 @@ class GraphkitGroup(_common.FirstSentenceHelp, _typer_internals.LeanParams, Type
             code = int(ExitCode.USAGE)
         except Exception as exc:
             if _common.STATE.debug:
-                raise
+                # The traceback, then the usual line and status: a script run with
+                # --debug still tells exit 10 (a POST that may have been applied) from 1.
+                import traceback
+
+                traceback.print_exc()
             code = _common.report_exception(exc)
         if code == ExitCode.INTERRUPTED:
             # Typer turns an interrupt while parsing into a silent exit 130: say it.
