@@ -85,15 +85,20 @@ class ItemResult:
         return 200 <= self.status < 300
 
 
-def _relative(url: str, graph_url: str, where: str) -> str:
-    """The item URL as $batch needs it: relative, no host, no version."""
+def _relative(url: str, graph_url: str, where: str, api: str = "v1.0") -> str:
+    """The item URL as $batch needs it: relative, no host, no version (a $batch goes to
+    one version, ``api``: an item naming the other one is refused, as it would run
+    as ``api``)."""
     text = url.strip()
     if not text:
         raise UsageError(f"{where}: the url is empty", "give a path such as /users/{id}")
     if "://" in text.split("?", 1)[0] or text.startswith("//"):
         from graphkit.transport import target
 
-        origin, plain = target(text)
+        try:
+            origin, plain = target(text)
+        except UsageError as exc:
+            raise UsageError(f"{where}: {exc.message}", exc.hint) from None
         if not plain or origin != target(graph_url)[0]:
             raise UsageError(
                 f"{where}: {urlsplit(text).netloc or text!r} is not the configured Graph host",
@@ -105,11 +110,17 @@ def _relative(url: str, graph_url: str, where: str) -> str:
         text = "/" + text
     first = text.split("/", 2)[1] if text.count("/") >= 1 else ""
     if first in ("v1.0", "beta"):
+        if first != api:
+            raise UsageError(
+                f"{where}: {text.split('?', 1)[0]} is a {first} request, and this $batch "
+                f"goes to {api}",
+                f"send the {first} requests with --api {first}, in a run of their own",
+            )
         text = text[len(first) + 1 :] or "/"
     return text
 
 
-def parse_items(lines: Iterable[str], graph_url: str) -> list[BatchItem]:
+def parse_items(lines: Iterable[str], graph_url: str, api: str = "v1.0") -> list[BatchItem]:
     """The items of a JSON-lines input; blank lines and ``#`` comments are skipped.
 
     Raises:
@@ -167,7 +178,7 @@ def parse_items(lines: Iterable[str], graph_url: str) -> list[BatchItem]:
                 line=number,
                 id=ident,
                 method=method,
-                url=_relative(url, graph_url, where),
+                url=_relative(url, graph_url, where, api),
                 body=data.get("body"),
                 headers=dict(headers),
                 depends_on=[str(d) for d in depends],

@@ -57,6 +57,10 @@ def _batches(emu: Any) -> list[dict[str, Any]]:
         ('{"method": "GET", "url": "/me", "dependsOn": ["9"]}\n', "dependsOn '9' names no item"),
         ('{"method": "GET", "url": "/me", "headers": {"Authorization": "Bearer x"}}\n',
          "Authorization header"),
+        ('{"method": "GET", "url": "//evil.example/v1.0/users"}\n', "line 1: "),
+        # A $batch goes to one version: a beta request in a v1.0 batch would run as v1.0.
+        ('{"method": "GET", "url": "/users"}\n{"method": "GET", "url": "/beta/users"}\n',
+         "line 2: /beta/users is a beta request"),
     ],
 )  # fmt: skip
 def test_bad_input_is_refused_with_its_line_before_anything_is_sent(
@@ -98,6 +102,25 @@ def test_urls_become_relative_and_the_graph_host_is_allowed() -> None:
 
 
 # ---------------------------------------------------- against the emulator
+
+
+def test_api_beta_sends_the_batch_to_beta(signed_in_env: Any) -> None:
+    emu = signed_in_env.emu
+    emu.clear_requests()
+    text = _lines(
+        [{"method": "GET", "url": "/beta/users?$top=1"}, {"method": "GET", "url": "users?$top=2"}]
+    )
+    r = runner.invoke(app, ["batch", "-", "--api", "beta"], input=text)
+    assert r.exit_code == 0, r.output
+    assert [len(x["body"]["value"]) for x in _results(r.stdout)] == [1, 2]
+    assert [b["path"] for b in _batches(emu)] == ["/beta/$batch"]
+    refused = runner.invoke(
+        app,
+        ["batch", "-", "--api", "beta"],
+        input=_lines([{"method": "GET", "url": "/v1.0/users"}]),
+    )
+    assert refused.exit_code == ExitCode.USAGE
+    assert "line 1: /v1.0/users is a v1.0 request" in refused.stderr
 
 
 def test_every_item_is_answered_exactly_once_through_per_item_throttling(

@@ -39,6 +39,12 @@ def batch(
     concurrency: Annotated[
         int, typer.Option("--concurrency", help="Most $batch requests in flight (1-32).")
     ] = 8,
+    api: Annotated[
+        str,
+        typer.Option(
+            "--api", help="The Graph API version of the $batch and every request: v1.0 or beta."
+        ),
+    ] = "v1.0",
     *,
     connection: _connection.Connection,
 ) -> None:
@@ -53,7 +59,7 @@ def batch(
 
     from graphkit import output
     from graphkit.batch import BatchRunner, parse_items
-    from graphkit.graph import GraphClient
+    from graphkit.graph import API_VERSIONS, GraphClient
 
     fmt = output_format.lower()
     if fmt not in FORMATS:
@@ -62,15 +68,17 @@ def batch(
         )
     if not 1 <= concurrency <= 32:
         raise UsageError(f"--concurrency {concurrency} is out of range", "use 1 to 32")
+    if api not in API_VERSIONS:
+        raise UsageError(f"--api {api!r} is not a Graph API version", "use v1.0 or beta")
     settings = connection.settings()
     lines = _read_lines(source)
-    items = parse_items(lines, settings.graph_url)  # all refused before anything is sent
+    items = parse_items(lines, settings.graph_url, api)  # all refused before anything is sent
     if not items:
         raise InputError("no requests in the input", 'give JSON lines such as {"method": ...}')
     credential = _connection.credential_from_settings(settings)
 
     def client() -> GraphClient:
-        return GraphClient.from_settings(settings, credential=credential, validate=False)
+        return GraphClient.from_settings(settings, credential=credential, validate=False, api=api)
 
     runner = BatchRunner.for_clients(client, max_concurrency=concurrency)
     started = time.monotonic()
