@@ -240,6 +240,22 @@ def test_invalid_json_is_refused_before_anything_is_sent(
     assert env.emu.requests() == []  # neither Graph nor the token endpoint
 
 
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-be", "utf-32"])
+def test_a_json_body_that_is_not_utf8_is_refused_before_anything_is_sent(
+    env: SignedIn, tmp_path: Path, encoding: str
+) -> None:
+    """JSON between systems is UTF-8 (RFC 8259, section 8.1); Windows PowerShell 5's
+    Out-File writes UTF-16, which Python's json.loads(bytes) reads without a word."""
+    body = tmp_path / "ada.json"
+    body.write_bytes(json.dumps(_new_user()).encode(encoding))
+    env.emu.clear_requests()
+    r = _cli("/users", "-X", "POST", "--body", f"@{body}")
+    assert r.exit_code == 3, r.stderr
+    [line] = _errors(r.stderr)
+    assert "is not UTF-8" in line and "save it as UTF-8" in line
+    assert env.emu.requests() == []
+
+
 def test_a_body_that_is_not_json_goes_as_given_with_its_content_type(
     env: SignedIn, tmp_path: Path
 ) -> None:
