@@ -1042,9 +1042,12 @@ class GraphClient:
                 **kw,
             )
         if status == 400:
-            return BadRequestError(
-                text, "check the path and the query options (--filter, --select...)", **kw
+            hint = (
+                "check the path and the query options (--filter, --select...)"
+                if method.upper() == "GET"
+                else "check the request body (its property names and values) and the path"
             )
+            return BadRequestError(text, hint, **kw)
         if status == 401:
             return UnauthorizedError(
                 text,

@@ -488,3 +488,13 @@ def test_debug_keeps_the_exit_status_of_a_post_that_may_have_been_applied(
     assert "Traceback (most recent call last)" in proc.stderr
     assert "OutcomeUnknownError" in proc.stderr and "may have been applied" in proc.stderr
     assert proc.stdout == ""
+
+
+def test_a_write_graph_refuses_as_bad_points_at_the_body_not_at_query_options(
+    env: SignedIn,
+) -> None:
+    r = _cli("/users", "-X", "POST", "--body", json.dumps({"displayName": "No UPN"}))
+    assert r.exit_code == 2, r.stderr
+    [line] = _errors(r.stderr)
+    assert "400" in line and "check the request body" in line
+    assert "--filter" not in line
