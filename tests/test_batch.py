@@ -5,6 +5,7 @@ controller on its own."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -269,3 +270,37 @@ def test_a_chain_travels_alone_beside_independent_requests(signed_in_env: Any) -
     assert r.exit_code == 0, r.stdout + r.stderr
     assert [x["status"] for x in _results(r.stdout)] == [200] * 12
     assert len(_batches(emu)) == 2
+
+
+def test_a_batch_file_larger_than_a_key_file_is_read(signed_in_env: Any, tmp_path: Path) -> None:
+    """Thousands of requests make a file of megabytes (20,000 GETs: 1.6 MB): the 1 MiB
+    bound of keys and certificates is not the bound of batch input."""
+    emu = signed_in_env.emu
+    [uid] = _ids(emu, 1)
+    source = tmp_path / "requests.jsonl"
+    padding = "# " + "x" * (1024 * 1024) + "\n"  # a comment line: skipped, not sent
+    source.write_text(padding + _lines([{"method": "GET", "url": f"/users/{uid}"}]))
+    r = runner.invoke(app, ["batch", str(source)])
+    assert r.exit_code == 0, r.stderr
+    assert [x["status"] for x in _results(r.stdout)] == [200]
+
+
+def test_batch_input_beyond_its_bound_is_refused_before_anything_is_sent(
+    signed_in_env: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from graphkit.cli import batch as batch_cli
+
+    emu = signed_in_env.emu
+    monkeypatch.setattr(batch_cli, "MAX_INPUT", 1000)
+    text = _lines([{"method": "GET", "url": f"/users/{n}"} for n in range(40)])
+    assert len(text) > 1000
+    source = tmp_path / "requests.jsonl"
+    source.write_text(text)
+    emu.clear_requests()
+    for args, stdin in ((["batch", "-"], text), (["batch", str(source)], None)):
+        r = runner.invoke(app, args, input=stdin)
+        assert r.exit_code == ExitCode.INPUT, r.output
+        assert "is too large" in r.stderr and r.stderr.count("\n") == 1
+    r = runner.invoke(app, ["batch", "-"], input=b'{"method": "GET", "url": "/users/\xff"}\n')
+    assert r.exit_code == ExitCode.INPUT and "stdin is not UTF-8 text" in r.stderr, r.output
+    assert emu.requests() == []

@@ -18,6 +18,10 @@ from graphkit.cli._typer_internals import LeanCommand
 from graphkit.errors import ExitCode, InputError, UsageError
 
 FORMATS = ("jsonl", "json", "table", "csv", "tsv")
+# The most input read (from a file or stdin): every line is parsed and checked before
+# anything is sent, so all of it is held; about a million requests. (Keys and
+# certificates have files.MAX_INPUT_BYTES, 1 MiB: 20,000 requests are 1.6 MB.)
+MAX_INPUT = 128 * 1024 * 1024
 
 
 @_connection.with_connection_flags
@@ -109,11 +113,25 @@ def batch(
 
 
 def _read_lines(source: str) -> list[str]:
+    """The input's lines, at most MAX_INPUT bytes of it (a stdin that never ends, such
+    as /dev/zero, is refused rather than read into memory)."""
     if source == "-":
-        return sys.stdin.read().splitlines()
-    from graphkit.files import read_bytes
+        raw = sys.stdin.buffer.read(MAX_INPUT + 1)
+        if len(raw) > MAX_INPUT:
+            raise InputError(
+                f"the input on stdin is too large (more than {MAX_INPUT:,} bytes)",
+                "split it into several runs",
+            )
+        source = "the input on stdin"
+    else:
+        from graphkit.files import read_bytes
 
-    raw = read_bytes(Path(source), "batch input file")
+        raw = read_bytes(
+            Path(source),
+            "batch input file",
+            max_size=MAX_INPUT,
+            special_hint="give a file on disk, or pipe it in: graphkit batch - < FILE",
+        )
     try:
         return raw.decode("utf-8").splitlines()
     except UnicodeDecodeError:
