@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from graphkit.errors import GraphkitError, UsageError
+from graphkit.errors import GraphkitError, OutcomeUnknownError, UsageError
 from graphkit.retry import RetryPolicy, parse_retry_after
 
 __all__ = ["MAX_BATCH", "BatchItem", "BatchRunner", "ItemResult", "parse_items"]
@@ -76,6 +76,9 @@ class ItemResult:
     body: Any
     attempts: int
     line: int
+    # Its $batch met a 5xx or a dropped connection and was not resent: it may have been
+    # applied (status: the $batch's, 0 for no answer; body: an "outcomeUnknown" error).
+    outcome_unknown: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         return {"id": self.id, "status": self.status, "body": self.body}
@@ -336,7 +339,12 @@ class BatchRunner:
             client.close()
 
     def run(self, items: list[BatchItem]) -> Iterator[ItemResult]:
-        """Yield each item's final result, in the order they complete."""
+        """Yield each item's final result, in the order they complete.
+
+        A $batch of writes that meets a 5xx or a dropped connection is not resent: each
+        of its items is yielded with ``outcome_unknown`` set, and the others go on. Any
+        other failure of a whole $batch stops sending; the batches in flight are still
+        yielded, then it is raised."""
         if not items:
             return
         pending: list[list[BatchItem]] = _groups(items)  # groups ready to send now
@@ -344,13 +352,16 @@ class BatchRunner:
         seq = 0
         started: dict[str, float] = {}
         clock = self._retry.clock
+        # A $batch that fails as a whole stops new ones; those in flight are still
+        # answered and yielded (their requests were sent), then the failure is raised.
+        failure: BaseException | None = None
         with ThreadPoolExecutor(max_workers=self.concurrency.maximum) as pool:
             in_flight: dict[Future[Any], list[BatchItem]] = {}
-            while pending or waiting or in_flight:
+            while in_flight or (failure is None and (pending or waiting)):
                 now = clock()
-                while waiting and waiting[0][0] <= now:
+                while failure is None and waiting and waiting[0][0] <= now:
                     pending.append(heapq.heappop(waiting)[2])
-                while pending and len(in_flight) < self.concurrency.limit:
+                while failure is None and pending and len(in_flight) < self.concurrency.limit:
                     batch = _take_batch(pending)
                     for item in batch:
                         item.attempts += 1
@@ -360,18 +371,28 @@ class BatchRunner:
                     )
                     self.batches_sent += 1
                 if not in_flight:
-                    if waiting:
+                    if failure is None and waiting:
                         self._retry.sleep(max(0.0, waiting[0][0] - clock()))
                     continue
                 done, _ = wait(list(in_flight), timeout=None, return_when=FIRST_COMPLETED)
                 for future in done:
                     batch = in_flight.pop(future)
-                    responses, headers = future.result()
+                    try:
+                        responses, headers = future.result()
+                    except OutcomeUnknownError as exc:
+                        # Only this batch's items are in doubt: say so for each, go on.
+                        yield from _unknown(batch, exc)
+                        continue
+                    except Exception as exc:
+                        failure = failure or exc
+                        continue
                     results, again = self._settle(batch, responses, headers, started)
                     yield from results
                     for ready_at, group in again:
                         seq += 1
                         heapq.heappush(waiting, (ready_at, seq, group))
+        if failure is not None:
+            raise failure
 
     def _settle(
         self,
@@ -429,6 +450,13 @@ class BatchRunner:
             else:
                 self.concurrency.clear()
         return results, again
+
+
+def _unknown(batch: list[BatchItem], exc: OutcomeUnknownError) -> Iterator[ItemResult]:
+    """The results of a $batch that may have been applied and was not resent."""
+    body = {"error": {"code": "outcomeUnknown", "message": exc.message}}
+    for item in batch:
+        yield ItemResult(item.id, exc.status or 0, body, item.attempts, item.line, True)
 
 
 def _take_batch(pending: list[list[BatchItem]]) -> list[BatchItem]:

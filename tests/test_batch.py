@@ -304,3 +304,46 @@ def test_batch_input_beyond_its_bound_is_refused_before_anything_is_sent(
     r = runner.invoke(app, ["batch", "-"], input=b'{"method": "GET", "url": "/users/\xff"}\n')
     assert r.exit_code == ExitCode.INPUT and "stdin is not UTF-8 text" in r.stderr, r.output
     assert emu.requests() == []
+
+
+def _new_users(n: int) -> list[dict[str, Any]]:
+    return [
+        {
+            "id": f"u{k}",
+            "method": "POST",
+            "url": "/users",
+            "body": {
+                "accountEnabled": True,
+                "displayName": f"Batch {k}",
+                "mailNickname": f"batch{k}",
+                "userPrincipalName": f"batch{k}@contoso.onmicrosoft.com",
+                "passwordProfile": {"password": "xWwvJ]6NMw+bWH-d"},
+            },
+        }
+        for k in range(n)
+    ]
+
+
+def test_a_batch_of_writes_that_may_have_been_applied_loses_no_other_result(
+    signed_in_env: Any,
+) -> None:
+    """The second of three $batch requests of POSTs meets a 503: it is not resent (its
+    items may have been applied), and that is said per item; the first and third are
+    answered and printed as usual, and the status is 10, naming the lines to check."""
+    emu = signed_in_env.emu
+    emu.grant(emu.default_app, "User.ReadWrite.All")
+    emu.clear_requests()
+    emu.add_fault("503", endpoint="graph", every=2, times=1, retry_after=0)
+    r = runner.invoke(app, ["batch", "-", "--concurrency", "1"], input=_lines(_new_users(45)))
+    assert r.exit_code == ExitCode.OUTCOME_UNKNOWN, r.stderr
+    results = {x["id"]: x for x in _results(r.stdout)}
+    assert sorted(results) == sorted(f"u{k}" for k in range(45))  # each once, none lost
+    unknown = sorted((x for x in results.values() if x["status"] != 201), key=lambda x: x["id"])
+    assert {x["id"] for x in unknown} == {f"u{k}" for k in range(20, 40)}
+    assert all(x["status"] == 503 for x in unknown)
+    assert all(x["body"]["error"]["code"] == "outcomeUnknown" for x in unknown)
+    [line] = [ln for ln in r.stderr.splitlines() if ln.startswith("graphkit: error: ")]
+    assert "20 requests may have been applied" in line and "lines 21-40" in line
+    assert [b["status"] for b in _batches(emu)] == [200, 503, 200]
+    created = [k for k in range(45) if emu.get_user(f"batch{k}@contoso.onmicrosoft.com")]
+    assert created == [*range(20), *range(40, 45)]

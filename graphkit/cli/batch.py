@@ -87,6 +87,7 @@ def batch(
     runner = BatchRunner.for_clients(client, max_concurrency=concurrency)
     started = time.monotonic()
     counts = {"ok": 0, "failed": 0}
+    unknown: list[int] = []  # the lines of requests that may have been applied
 
     def results() -> Any:
         stream = runner.run(items)
@@ -95,6 +96,8 @@ def batch(
             stream = iter(sorted(stream, key=lambda r: position[r.id]))
         for result in stream:
             counts["ok" if result.ok else "failed"] += 1
+            if result.outcome_unknown:
+                unknown.append(result.line)
             yield result.as_dict()
 
     try:
@@ -108,8 +111,30 @@ def batch(
         f"{counts['failed']} failed, {runner.retried} retries; {seconds:.1f} s "
         f"(concurrency {runner.concurrency.lowest}-{runner.concurrency.highest})"
     )
+    if unknown:
+        from graphkit.errors import OutcomeUnknownError
+
+        n = len(unknown)
+        raise OutcomeUnknownError(
+            f"{n} request{'s' if n != 1 else ''} may have been applied ({_spans(unknown)} of "
+            "the input): their $batch met a 5xx or a dropped connection and was not sent "
+            'again (status "outcomeUnknown" in the output)',
+            "check whether they took effect before sending them again",
+        )
     if counts["failed"]:
         raise typer.Exit(int(ExitCode.ERROR))
+
+
+def _spans(lines: list[int]) -> str:
+    """'line 3', 'lines 21-40, 45': input line numbers, runs joined."""
+    runs: list[list[int]] = []
+    for n in sorted(lines):
+        if runs and n == runs[-1][1] + 1:
+            runs[-1][1] = n
+        else:
+            runs.append([n, n])
+    text = ", ".join(f"{a}-{b}" if a != b else str(a) for a, b in runs)
+    return f"line{'s' if len(lines) != 1 else ''} {text}"
 
 
 def _read_lines(source: str) -> list[str]:
