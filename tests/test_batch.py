@@ -347,3 +347,22 @@ def test_a_batch_of_writes_that_may_have_been_applied_loses_no_other_result(
     assert [b["status"] for b in _batches(emu)] == [200, 503, 200]
     created = [k for k in range(45) if emu.get_user(f"batch{k}@contoso.onmicrosoft.com")]
     assert created == [*range(20), *range(40, 45)]
+
+
+@pytest.mark.parametrize("ordered", [False, True])
+def test_a_batch_that_fails_as_a_whole_keeps_the_results_already_answered(
+    signed_in_env: Any, ordered: bool
+) -> None:
+    """The second $batch is throttled beyond the retry cap (Retry-After 1000 s): the run
+    stops with exit 8, and the first batch's answers are printed, --ordered too."""
+    emu = signed_in_env.emu
+    ids = _ids(emu, 45)
+    emu.clear_requests()
+    emu.add_fault("429", endpoint="graph", every=2, times=1, retry_after=1000)
+    args = ["batch", "-", "--concurrency", "1", *(["--ordered"] if ordered else [])]
+    r = runner.invoke(
+        app, args, input=_lines([{"method": "GET", "url": f"/users/{u}"} for u in ids])
+    )
+    assert r.exit_code == ExitCode.THROTTLED, r.stderr
+    assert [x["id"] for x in _results(r.stdout)] == [str(n) for n in range(1, 21)]
+    assert [b["status"] for b in _batches(emu)] == [200, 429]  # the third never sent

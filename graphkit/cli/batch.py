@@ -91,14 +91,22 @@ def batch(
 
     def results() -> Any:
         stream = runner.run(items)
+        failure: Exception | None = None
         if ordered:
             position = {item.id: n for n, item in enumerate(items)}
-            stream = iter(sorted(stream, key=lambda r: position[r.id]))
+            answered: list[Any] = []
+            try:
+                answered.extend(stream)
+            except Exception as exc:  # printed after the results already answered
+                failure = exc
+            stream = iter(sorted(answered, key=lambda r: position[r.id]))
         for result in stream:
             counts["ok" if result.ok else "failed"] += 1
             if result.outcome_unknown:
                 unknown.append(result.line)
             yield result.as_dict()
+        if failure is not None:
+            raise failure
 
     try:
         output.write_items(results(), fmt, sys.stdout, select="id,status,body")
