@@ -788,6 +788,7 @@ class GraphClient:
         refreshed = False
         attempt = 0
         redirects = 0
+        doubt: str | None = None  # what an earlier attempt met that it may survive
         while True:
             attempt += 1
             hdrs = self._headers(client_request_id, attempt, headers)
@@ -827,6 +828,8 @@ class GraphClient:
                         raise self._network_error(url, exc, client_request_id) from None
                     raise self._outcome_unknown(method, url, client_request_id, exc=exc) from None
                 problem = f"connection error ({type(exc).__name__})"
+                if not _never_sent(exc):
+                    doubt = f"a dropped connection ({type(exc).__name__})"
                 last_exc: BaseException | None = exc
             else:
                 last_exc = None
@@ -874,8 +877,20 @@ class GraphClient:
                     raise self._outcome_unknown(method, url, client_request_id, resp=resp)
                 if status in RETRY_STATUSES:
                     problem = f"Graph answered {status}" + (" (throttled)" if status == 429 else "")
+                    if status in _OUTCOME_UNKNOWN_STATUSES:
+                        doubt = f"a {status} answer"
                 elif status >= 400:
-                    raise self._http_error(method, url, resp, client_request_id)
+                    err = self._http_error(method, url, resp, client_request_id)
+                    if status == 404 and doubt and method.upper() == "DELETE":
+                        # The first DELETE may have been applied before the answer was
+                        # lost: the one resent then finds nothing.
+                        raise err.restated(
+                            f"{err.message} (an earlier attempt of this DELETE met {doubt} "
+                            "and may have deleted it)",
+                            "it is gone either way: if the path named the right object, "
+                            "nothing is left to do",
+                        )
+                    raise err
                 else:
                     return resp
             # Retry, if the budget allows.

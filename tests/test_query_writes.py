@@ -19,7 +19,7 @@ import pytest
 from _time_helpers import FakeTime
 from conftest import SignedIn
 
-from graphkit.errors import OutcomeUnknownError
+from graphkit.errors import NotFoundError, OutcomeUnknownError
 from graphkit.graph import GraphClient
 
 DOMAIN = "contoso.onmicrosoft.com"
@@ -54,6 +54,29 @@ def _client(t: FakeTime) -> GraphClient:
 
 
 # ------------------------------------------------------------------ retry rules per method
+
+
+@pytest.mark.parametrize("fault", ["503", "reset"])
+def test_a_delete_that_is_404_after_a_retry_says_the_first_attempt_may_have_done_it(
+    env: SignedIn, fault: str
+) -> None:
+    """A DELETE is resent after a 503 or a dropped connection; if the first one was
+    applied, the second finds nothing (404): the error says so instead of only 'not
+    found', which a script would take for a wrong id."""
+    emu = env.emu
+    t = FakeTime()
+    with _client(t) as c:
+        c.get("/users", {"$top": "1"})
+        gone = f"/users/gone@{DOMAIN}"
+        with pytest.raises(NotFoundError) as plain:
+            c.send("DELETE", gone)
+        assert "may have" not in str(plain.value)
+        emu.add_fault(fault, endpoint="graph", every=1, times=1, retry_after=0)
+        with pytest.raises(NotFoundError) as info:
+            c.send("DELETE", gone)
+    err = info.value
+    assert err.exit_code == 7 and err.status == 404
+    assert "an earlier attempt" in str(err) and "may have deleted it" in str(err)
 
 
 @pytest.mark.parametrize("method", ["POST", "PATCH"])
