@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import functools
 import os
 import sys
@@ -77,6 +78,10 @@ def say(message: str) -> None:
     stderr_line(message)
 
 
+# Errors of writing output (not of reading input): no space, over quota, too big, I/O.
+_OUTPUT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO})
+
+
 def report_exception(exc: BaseException) -> int:
     """Print ``exc`` as one line and return the exit status it maps to."""
     if isinstance(exc, GraphkitError):
@@ -114,6 +119,14 @@ def report_exception(exc: BaseException) -> int:
         # success, as README "Exit codes" says (a pipeline's own status is the reader's).
         silence_stdout()
         return int(ExitCode.OK)
+    if isinstance(exc, OSError) and exc.errno in _OUTPUT_ERRNOS:
+        # Files graphkit writes report their own errors: this is stdout (`> /dev/full`,
+        # a full disk, a quota). The OS's words only: no path, nothing of the data.
+        error_line(
+            f"the output could not be written: {os.strerror(exc.errno or 0)}: "
+            "free some space, or send the output elsewhere"
+        )
+        return int(ExitCode.ERROR)
     # Unexpected: one line, the type only (its text might hold secrets), and how to see more.
     error_line(
         f"unexpected {type(exc).__name__}; rerun with --debug for the traceback "
