@@ -401,6 +401,8 @@ class BatchRunner:
         headers: Any,
         started: dict[str, float],
     ) -> tuple[list[ItemResult], list[tuple[float, list[BatchItem]]]]:
+        from graphkit.graph import _OUTCOME_UNKNOWN_STATUSES, IDEMPOTENT_METHODS
+
         by_id = {str(r.get("id")): r for r in responses if isinstance(r, dict)}
         throttled = _near_limit(headers)
         results: list[ItemResult] = []
@@ -413,7 +415,12 @@ class BatchRunner:
             status = int(answer.get("status") or 0)
             if status == 429:
                 throttled = True
-            if status in RETRY_STATUSES and item.attempts < self._retry.max_attempts:
+            # As outside a $batch: 429 is retried for every method (Graph did not process
+            # the request), 503/504 only for those that may be sent twice; a POST or
+            # PATCH answered 5xx may have been applied.
+            resend = status == 429 or item.method in IDEMPOTENT_METHODS
+            doubtful = not resend and status in _OUTCOME_UNKNOWN_STATUSES
+            if resend and status in RETRY_STATUSES and item.attempts < self._retry.max_attempts:
                 item_headers = answer.get("headers") or {}
                 after = parse_retry_after(_header(item_headers, "Retry-After"))
                 delay = after if after is not None else self._retry.backoff(item.attempts)
@@ -422,7 +429,7 @@ class BatchRunner:
                     retry_ids[item.id] = delay
                     continue
             results.append(
-                ItemResult(item.id, status, answer.get("body"), item.attempts, item.line)
+                ItemResult(item.id, status, answer.get("body"), item.attempts, item.line, doubtful)
             )
         # Items that failed only because a retried one did go again with it.
         again: list[tuple[float, list[BatchItem]]] = []

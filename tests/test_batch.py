@@ -366,3 +366,38 @@ def test_a_batch_that_fails_as_a_whole_keeps_the_results_already_answered(
     assert r.exit_code == ExitCode.THROTTLED, r.stderr
     assert [x["id"] for x in _results(r.stdout)] == [str(n) for n in range(1, 21)]
     assert [b["status"] for b in _batches(emu)] == [200, 429]  # the third never sent
+
+
+def test_a_write_item_answered_503_is_not_resent_and_may_have_been_applied(
+    signed_in_env: Any,
+) -> None:
+    """Inside a $batch as outside: 503/504 is retried for GET, PUT and DELETE only. A
+    POST item answered 503 is not sent again (a second group of the same name would be
+    a duplicate): it is reported as Graph answered it, and the run exits 10."""
+    emu = signed_in_env.emu
+    emu.grant(emu.default_app, "Group.ReadWrite.All")
+    uid = _ids(emu, 1)[0]
+    groups = [
+        {
+            "id": f"g{k}",
+            "method": "POST",
+            "url": "/groups",
+            "body": {
+                "displayName": f"Team {k}",
+                "mailEnabled": False,
+                "mailNickname": f"team{k}",
+                "securityEnabled": True,
+            },
+        }
+        for k in range(3)
+    ]
+    items = [groups[0], {"id": "read", "method": "GET", "url": f"/users/{uid}"}, *groups[1:]]
+    emu.clear_requests()
+    emu.add_fault("503", endpoint="batch", every=1, times=2, retry_after=0)
+    r = runner.invoke(app, ["batch", "-", "--ordered", "--concurrency", "1"], input=_lines(items))
+    assert r.exit_code == ExitCode.OUTCOME_UNKNOWN, r.stderr
+    results = {x["id"]: x["status"] for x in _results(r.stdout)}
+    assert results == {"g0": 503, "read": 200, "g1": 201, "g2": 201}
+    assert len(_batches(emu)) == 2  # the GET alone went again
+    [line] = [ln for ln in r.stderr.splitlines() if ln.startswith("graphkit: error: ")]
+    assert "1 request may have been applied (line 1 of the input)" in line
