@@ -913,7 +913,9 @@ class GraphClient:
                 if last_exc is not None:
                     raise self._network_error(url, last_exc, client_request_id, why) from None
                 assert resp is not None
-                raise self._http_error(method, url, resp, client_request_id, gave_up=why)
+                raise self._http_error(
+                    method, url, resp, client_request_id, gave_up=why, attempts=attempt
+                )
             if self.on_wait is not None:
                 self.on_wait(delay, f"{problem}; retry {attempt} of {self.max_attempts - 1}")
             if resp is not None:
@@ -1029,6 +1031,7 @@ class GraphClient:
         client_request_id: str,
         *,
         gave_up: str | None = None,
+        attempts: int = 0,
     ) -> GraphError:
         status = resp.status_code
         err = self._error_body(resp)
@@ -1051,10 +1054,17 @@ class GraphClient:
             "client_request_id": crid,
         }
         if gave_up is not None:
+            answered = "kept answering" if attempts > 1 else "answered"
+            if method.upper() == "GET":
+                hint = "wait a while and retry, ask for fewer items per page, or narrow the query"
+            elif status == 429:
+                hint = (
+                    f"Graph throttled the {method} and it was not applied: wait, then send it again"
+                )
+            else:  # 503/504 on a method that may be sent twice (PUT, DELETE)
+                hint = f"wait a while, then send the {method} again (it may be sent twice)"
             return ThrottledError(
-                f"Graph kept answering {status}; gave up {gave_up}: {message} ({ids})",
-                "wait a while and retry, ask for fewer items per page, or narrow the query",
-                **kw,
+                f"Graph {answered} {status}; gave up {gave_up}: {message} ({ids})", hint, **kw
             )
         if status == 400:
             hint = (

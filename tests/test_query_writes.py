@@ -521,3 +521,18 @@ def test_a_write_graph_refuses_as_bad_points_at_the_body_not_at_query_options(
     [line] = _errors(r.stderr)
     assert "400" in line and "check the request body" in line
     assert "--filter" not in line
+
+
+def test_a_post_throttled_past_the_cap_says_it_was_not_applied(env: SignedIn) -> None:
+    """Graph asks for more than the 120 s cap: exit 8 at once, and the line tells a
+    script it may send the POST again (a 429 was not processed), not to narrow a query."""
+    emu = env.emu
+    _cli("/users", "--top", "1")  # the token first
+    emu.clear_requests()
+    emu.add_fault("429", endpoint="graph", every=1, times=1, retry_after=500)
+    r = _cli("/users", "-X", "POST", "--body", json.dumps(_new_user()))
+    assert r.exit_code == 8, r.stderr
+    [line] = _errors(r.stderr)
+    assert "was not applied" in line and "send it again" in line
+    assert "per page" not in line and "kept answering" not in line
+    assert [e["status"] for e in _graph_log(emu)] == [429]
