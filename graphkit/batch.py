@@ -76,8 +76,9 @@ class ItemResult:
     body: Any
     attempts: int
     line: int
-    # Its $batch met a 5xx or a dropped connection and was not resent: it may have been
-    # applied (status: the $batch's, 0 for no answer; body: an "outcomeUnknown" error).
+    # A POST or PATCH that may have been applied and was not resent: answered 5xx on its
+    # own (status and body Graph's), or its $batch met a 5xx or a dropped connection
+    # (status the $batch's, 0 for no answer; body an "outcomeUnknown" error).
     outcome_unknown: bool = False
 
     def as_dict(self) -> dict[str, Any]:
