@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from graphkit.errors import GraphkitError, UsageError
+from graphkit.errors import GraphkitError, OutcomeUnknownError, UsageError
 from graphkit.retry import RetryPolicy, parse_retry_after
 
 __all__ = ["MAX_BATCH", "BatchItem", "BatchRunner", "ItemResult", "parse_items"]
@@ -86,6 +86,10 @@ class ItemResult:
     body: Any
     attempts: int
     line: int
+    # A POST or PATCH that may have been applied and was not resent: answered 5xx on its
+    # own (status and body Graph's), or its $batch met a 5xx or a dropped connection
+    # (status the $batch's, 0 for no answer; body an "outcomeUnknown" error).
+    outcome_unknown: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         return {"id": self.id, "status": self.status, "body": self.body}
@@ -95,15 +99,20 @@ class ItemResult:
         return 200 <= self.status < 300
 
 
-def _relative(url: str, graph_url: str, where: str) -> str:
-    """The item URL as $batch needs it: relative, no host, no version."""
+def _relative(url: str, graph_url: str, where: str, api: str = "v1.0") -> str:
+    """The item URL as $batch needs it: relative, no host, no version (a $batch goes to
+    one version, ``api``: an item naming the other one is refused, as it would run
+    as ``api``)."""
     text = url.strip()
     if not text:
         raise UsageError(f"{where}: the url is empty", "give a path such as /users/{id}")
     if "://" in text.split("?", 1)[0] or text.startswith("//"):
         from graphkit.transport import target
 
-        origin, plain = target(text)
+        try:
+            origin, plain = target(text)
+        except UsageError as exc:
+            raise UsageError(f"{where}: {exc.message}", exc.hint) from None
         if not plain or origin != target(graph_url)[0]:
             raise UsageError(
                 f"{where}: {urlsplit(text).netloc or text!r} is not the configured Graph host",
@@ -115,11 +124,17 @@ def _relative(url: str, graph_url: str, where: str) -> str:
         text = "/" + text
     first = text.split("/", 2)[1] if text.count("/") >= 1 else ""
     if first in ("v1.0", "beta"):
+        if first != api:
+            raise UsageError(
+                f"{where}: {text.split('?', 1)[0]} is a {first} request, and this $batch "
+                f"goes to {api}",
+                f"send the {first} requests with --api {first}, in a run of their own",
+            )
         text = text[len(first) + 1 :] or "/"
     return text
 
 
-def parse_items(lines: Iterable[str], graph_url: str) -> list[BatchItem]:
+def parse_items(lines: Iterable[str], graph_url: str, api: str = "v1.0") -> list[BatchItem]:
     """The items of a JSON-lines input; blank lines and ``#`` comments are skipped.
 
     Raises:
@@ -177,7 +192,7 @@ def parse_items(lines: Iterable[str], graph_url: str) -> list[BatchItem]:
                 line=number,
                 id=ident,
                 method=method,
-                url=_relative(url, graph_url, where),
+                url=_relative(url, graph_url, where, api),
                 body=data.get("body"),
                 headers=dict(headers),
                 depends_on=[str(d) for d in depends],
@@ -336,7 +351,12 @@ class BatchRunner:
             client.close()
 
     def run(self, items: list[BatchItem]) -> Iterator[ItemResult]:
-        """Yield each item's final result, in the order they complete."""
+        """Yield each item's final result, in the order they complete.
+
+        A $batch of writes that meets a 5xx or a dropped connection is not resent: each
+        of its items is yielded with ``outcome_unknown`` set, and the others go on. Any
+        other failure of a whole $batch stops sending; the batches in flight are still
+        yielded, then it is raised."""
         if not items:
             return
         pending: list[list[BatchItem]] = _groups(items)  # groups ready to send now
@@ -344,16 +364,24 @@ class BatchRunner:
         seq = 0
         started: dict[str, float] = {}
         clock = self._retry.clock
+        # A $batch that fails as a whole stops new ones; those in flight are still
+        # answered and yielded (their requests were sent), then the failure is raised.
+        failure: BaseException | None = None
         with ThreadPoolExecutor(max_workers=self.concurrency.maximum) as pool:
             in_flight: dict[Future[Any], list[BatchItem]] = {}
-            while pending or waiting or in_flight:
+            while in_flight or (failure is None and (pending or waiting)):
                 now = clock()
                 ready: list[list[BatchItem]] = []
-                while waiting and waiting[0][0] <= now:
+                while failure is None and waiting and waiting[0][0] <= now:
                     ready.append(heapq.heappop(waiting)[2])
                 pending[:0] = ready  # retried items go first: their wait has started
                 paused = now < self._resume_at
-                while pending and not paused and len(in_flight) < self.concurrency.limit:
+                while (
+                    failure is None
+                    and pending
+                    and not paused
+                    and len(in_flight) < self.concurrency.limit
+                ):
                     batch = _take_batch(pending)
                     for item in batch:
                         item.attempts += 1
@@ -363,19 +391,30 @@ class BatchRunner:
                     )
                     self.batches_sent += 1
                 if not in_flight:
-                    until = waiting[0][0] if waiting and not pending else float("-inf")
-                    until = max(until, self._resume_at)
-                    self._retry.sleep(max(0.0, until - clock()))
+                    if failure is None:
+                        until = waiting[0][0] if waiting and not pending else float("-inf")
+                        until = max(until, self._resume_at)
+                        self._retry.sleep(max(0.0, until - clock()))
                     continue
                 done, _ = wait(list(in_flight), timeout=None, return_when=FIRST_COMPLETED)
                 for future in done:
                     batch = in_flight.pop(future)
-                    responses, headers = future.result()
+                    try:
+                        responses, headers = future.result()
+                    except OutcomeUnknownError as exc:
+                        # Only this batch's items are in doubt: say so for each, go on.
+                        yield from _unknown(batch, exc)
+                        continue
+                    except Exception as exc:
+                        failure = failure or exc
+                        continue
                     results, again = self._settle(batch, responses, headers, started)
                     yield from results
                     for ready_at, group in again:
                         seq += 1
                         heapq.heappush(waiting, (ready_at, seq, group))
+        if failure is not None:
+            raise failure
 
     def _settle(
         self,
@@ -384,6 +423,8 @@ class BatchRunner:
         headers: Any,
         started: dict[str, float],
     ) -> tuple[list[ItemResult], list[tuple[float, list[BatchItem]]]]:
+        from graphkit.graph import _OUTCOME_UNKNOWN_STATUSES, IDEMPOTENT_METHODS
+
         by_id = {str(r.get("id")): r for r in responses if isinstance(r, dict)}
         throttled = _near_limit(headers)
         results: list[ItemResult] = []
@@ -396,7 +437,12 @@ class BatchRunner:
             status = int(answer.get("status") or 0)
             if status == 429:
                 throttled = True
-            if status in RETRY_STATUSES:
+            # As outside a $batch: 429 is retried for every method (Graph did not process
+            # the request), 503/504 only for those that may be sent twice; a POST or
+            # PATCH answered 5xx may have been applied.
+            resend = status == 429 or item.method in IDEMPOTENT_METHODS
+            doubtful = not resend and status in _OUTCOME_UNKNOWN_STATUSES
+            if resend and status in RETRY_STATUSES:
                 item_headers = answer.get("headers") or {}
                 after = parse_retry_after(_header(item_headers, "Retry-After"))
                 delay = after if after is not None else self._retry.backoff(item.attempts)
@@ -414,7 +460,7 @@ class BatchRunner:
                             self._resume_at = max(self._resume_at, now + delay)
                     continue
             results.append(
-                ItemResult(item.id, status, answer.get("body"), item.attempts, item.line)
+                ItemResult(item.id, status, answer.get("body"), item.attempts, item.line, doubtful)
             )
         # Items that failed only because a retried one did go again with it.
         again: list[tuple[float, list[BatchItem]]] = []
@@ -442,6 +488,13 @@ class BatchRunner:
             else:
                 self.concurrency.clear()
         return results, again
+
+
+def _unknown(batch: list[BatchItem], exc: OutcomeUnknownError) -> Iterator[ItemResult]:
+    """The results of a $batch that may have been applied and was not resent."""
+    body = {"error": {"code": "outcomeUnknown", "message": exc.message}}
+    for item in batch:
+        yield ItemResult(item.id, exc.status or 0, body, item.attempts, item.line, True)
 
 
 def _take_batch(pending: list[list[BatchItem]]) -> list[BatchItem]:

@@ -152,7 +152,7 @@ class DeltaSync:
         self._profile = profile
         self._tenant = tenant.lower() if tenant else None
         self._client_id = client_id.lower() if client_id else None
-        stored = self._read_state()
+        stored = self._read_state(reset=reset)
         self.previous: dict[str, Any] | None = None if reset else stored
         self.delta_link: str | None = None
         self.items_seen = 0
@@ -160,8 +160,9 @@ class DeltaSync:
 
     # ------------------------------------------------------------------ the state file
 
-    def _read_state(self) -> dict[str, Any] | None:
-        """The stored state, None when there is no file yet.
+    def _read_state(self, *, reset: bool = False) -> dict[str, Any] | None:
+        """The stored state, None when there is no file yet. With ``reset`` a state of
+        another graphkit version is no obstacle (it is replaced, as its error says).
 
         Raises:
             InputError: the file is not a graphkit delta state (it is never replaced).
@@ -185,6 +186,8 @@ class DeltaSync:
                 "give --delta-state the name of a new file, or of one graphkit wrote",
             )
         if data.get("version") != STATE_VERSION:
+            if reset:
+                return None
             raise InputError(
                 f"the delta state file {self.state_file} is of another graphkit version",
                 "add --delta-reset to start over in it (a full round), or give another file",

@@ -799,6 +799,7 @@ class GraphClient:
         refreshed = False
         attempt = 0
         redirects = 0
+        doubt: str | None = None  # what an earlier attempt met that it may survive
         while True:
             attempt += 1
             hdrs = self._headers(client_request_id, attempt, headers)
@@ -838,6 +839,8 @@ class GraphClient:
                         raise self._network_error(url, exc, client_request_id) from None
                     raise self._outcome_unknown(method, url, client_request_id, exc=exc) from None
                 problem = f"connection error ({type(exc).__name__})"
+                if not _never_sent(exc):
+                    doubt = f"a dropped connection ({type(exc).__name__})"
                 last_exc: BaseException | None = exc
             else:
                 last_exc = None
@@ -885,8 +888,20 @@ class GraphClient:
                     raise self._outcome_unknown(method, url, client_request_id, resp=resp)
                 if status in RETRY_STATUSES:
                     problem = f"Graph answered {status}" + (" (throttled)" if status == 429 else "")
+                    if status in _OUTCOME_UNKNOWN_STATUSES:
+                        doubt = f"a {status} answer"
                 elif status >= 400:
-                    raise self._http_error(method, url, resp, client_request_id)
+                    err = self._http_error(method, url, resp, client_request_id)
+                    if status == 404 and doubt and method.upper() == "DELETE":
+                        # The first DELETE may have been applied before the answer was
+                        # lost: the one resent then finds nothing.
+                        raise err.restated(
+                            f"{err.message} (an earlier attempt of this DELETE met {doubt} "
+                            "and may have deleted it)",
+                            "it is gone either way: if the path named the right object, "
+                            "nothing is left to do",
+                        )
+                    raise err
                 else:
                     return resp
             # Retry, if the budget allows.
@@ -909,7 +924,9 @@ class GraphClient:
                 if last_exc is not None:
                     raise self._network_error(url, last_exc, client_request_id, why) from None
                 assert resp is not None
-                raise self._http_error(method, url, resp, client_request_id, gave_up=why)
+                raise self._http_error(
+                    method, url, resp, client_request_id, gave_up=why, attempts=attempt
+                )
             if self.on_wait is not None:
                 self.on_wait(delay, f"{problem}; retry {attempt} of {self.max_attempts - 1}")
             if resp is not None:
@@ -1025,6 +1042,7 @@ class GraphClient:
         client_request_id: str,
         *,
         gave_up: str | None = None,
+        attempts: int = 0,
     ) -> GraphError:
         status = resp.status_code
         err = self._error_body(resp)
@@ -1047,15 +1065,25 @@ class GraphClient:
             "client_request_id": crid,
         }
         if gave_up is not None:
+            answered = "kept answering" if attempts > 1 else "answered"
+            if method.upper() == "GET":
+                hint = "wait a while and retry, ask for fewer items per page, or narrow the query"
+            elif status == 429:
+                hint = (
+                    f"Graph throttled the {method} and it was not applied: wait, then send it again"
+                )
+            else:  # 503/504 on a method that may be sent twice (PUT, DELETE)
+                hint = f"wait a while, then send the {method} again (it may be sent twice)"
             return ThrottledError(
-                f"Graph kept answering {status}; gave up {gave_up}: {message} ({ids})",
-                "wait a while and retry, ask for fewer items per page, or narrow the query",
-                **kw,
+                f"Graph {answered} {status}; gave up {gave_up}: {message} ({ids})", hint, **kw
             )
         if status == 400:
-            return BadRequestError(
-                text, "check the path and the query options (--filter, --select...)", **kw
+            hint = (
+                "check the path and the query options (--filter, --select...)"
+                if method.upper() == "GET"
+                else "check the request body (its property names and values) and the path"
             )
+            return BadRequestError(text, hint, **kw)
         if status == 401:
             return UnauthorizedError(
                 text,

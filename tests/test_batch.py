@@ -5,6 +5,7 @@ controller on its own."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -58,6 +59,10 @@ def _batches(emu: Any) -> list[dict[str, Any]]:
         ('{"method": "GET", "url": "/me", "dependsOn": ["9"]}\n', "dependsOn '9' names no item"),
         ('{"method": "GET", "url": "/me", "headers": {"Authorization": "Bearer x"}}\n',
          "Authorization header"),
+        ('{"method": "GET", "url": "//evil.example/v1.0/users"}\n', "line 1: "),
+        # A $batch goes to one version: a beta request in a v1.0 batch would run as v1.0.
+        ('{"method": "GET", "url": "/users"}\n{"method": "GET", "url": "/beta/users"}\n',
+         "line 2: /beta/users is a beta request"),
     ],
 )  # fmt: skip
 def test_bad_input_is_refused_with_its_line_before_anything_is_sent(
@@ -99,6 +104,25 @@ def test_urls_become_relative_and_the_graph_host_is_allowed() -> None:
 
 
 # ---------------------------------------------------- against the emulator
+
+
+def test_api_beta_sends_the_batch_to_beta(signed_in_env: Any) -> None:
+    emu = signed_in_env.emu
+    emu.clear_requests()
+    text = _lines(
+        [{"method": "GET", "url": "/beta/users?$top=1"}, {"method": "GET", "url": "users?$top=2"}]
+    )
+    r = runner.invoke(app, ["batch", "-", "--api", "beta"], input=text)
+    assert r.exit_code == 0, r.output
+    assert [len(x["body"]["value"]) for x in _results(r.stdout)] == [1, 2]
+    assert [b["path"] for b in _batches(emu)] == ["/beta/$batch"]
+    refused = runner.invoke(
+        app,
+        ["batch", "-", "--api", "beta"],
+        input=_lines([{"method": "GET", "url": "/v1.0/users"}]),
+    )
+    assert refused.exit_code == ExitCode.USAGE
+    assert "line 1: /v1.0/users is a v1.0 request" in refused.stderr
 
 
 def test_every_item_is_answered_exactly_once_through_per_item_throttling(
@@ -247,6 +271,137 @@ def test_a_chain_travels_alone_beside_independent_requests(signed_in_env: Any) -
     assert r.exit_code == 0, r.stdout + r.stderr
     assert [x["status"] for x in _results(r.stdout)] == [200] * 12
     assert len(_batches(emu)) == 2
+
+
+def test_a_batch_file_larger_than_a_key_file_is_read(signed_in_env: Any, tmp_path: Path) -> None:
+    """Thousands of requests make a file of megabytes (20,000 GETs: 1.6 MB): the 1 MiB
+    bound of keys and certificates is not the bound of batch input."""
+    emu = signed_in_env.emu
+    [uid] = _ids(emu, 1)
+    source = tmp_path / "requests.jsonl"
+    padding = "# " + "x" * (1024 * 1024) + "\n"  # a comment line: skipped, not sent
+    source.write_text(padding + _lines([{"method": "GET", "url": f"/users/{uid}"}]))
+    r = runner.invoke(app, ["batch", str(source)])
+    assert r.exit_code == 0, r.stderr
+    assert [x["status"] for x in _results(r.stdout)] == [200]
+
+
+def test_batch_input_beyond_its_bound_is_refused_before_anything_is_sent(
+    signed_in_env: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from graphkit.cli import batch as batch_cli
+
+    emu = signed_in_env.emu
+    monkeypatch.setattr(batch_cli, "MAX_INPUT", 1000)
+    text = _lines([{"method": "GET", "url": f"/users/{n}"} for n in range(40)])
+    assert len(text) > 1000
+    source = tmp_path / "requests.jsonl"
+    source.write_text(text)
+    emu.clear_requests()
+    for args, stdin in ((["batch", "-"], text), (["batch", str(source)], None)):
+        r = runner.invoke(app, args, input=stdin)
+        assert r.exit_code == ExitCode.INPUT, r.output
+        assert "is too large" in r.stderr and r.stderr.count("\n") == 1
+    r = runner.invoke(app, ["batch", "-"], input=b'{"method": "GET", "url": "/users/\xff"}\n')
+    assert r.exit_code == ExitCode.INPUT and "stdin is not UTF-8 text" in r.stderr, r.output
+    assert emu.requests() == []
+
+
+def _new_users(n: int) -> list[dict[str, Any]]:
+    return [
+        {
+            "id": f"u{k}",
+            "method": "POST",
+            "url": "/users",
+            "body": {
+                "accountEnabled": True,
+                "displayName": f"Batch {k}",
+                "mailNickname": f"batch{k}",
+                "userPrincipalName": f"batch{k}@contoso.onmicrosoft.com",
+                "passwordProfile": {"password": "xWwvJ]6NMw+bWH-d"},
+            },
+        }
+        for k in range(n)
+    ]
+
+
+def test_a_batch_of_writes_that_may_have_been_applied_loses_no_other_result(
+    signed_in_env: Any,
+) -> None:
+    """The second of three $batch requests of POSTs meets a 503: it is not resent (its
+    items may have been applied), and that is said per item; the first and third are
+    answered and printed as usual, and the status is 10, naming the lines to check."""
+    emu = signed_in_env.emu
+    emu.grant(emu.default_app, "User.ReadWrite.All")
+    emu.clear_requests()
+    emu.add_fault("503", endpoint="graph", every=2, times=1, retry_after=0)
+    r = runner.invoke(app, ["batch", "-", "--concurrency", "1"], input=_lines(_new_users(45)))
+    assert r.exit_code == ExitCode.OUTCOME_UNKNOWN, r.stderr
+    results = {x["id"]: x for x in _results(r.stdout)}
+    assert sorted(results) == sorted(f"u{k}" for k in range(45))  # each once, none lost
+    unknown = sorted((x for x in results.values() if x["status"] != 201), key=lambda x: x["id"])
+    assert {x["id"] for x in unknown} == {f"u{k}" for k in range(20, 40)}
+    assert all(x["status"] == 503 for x in unknown)
+    assert all(x["body"]["error"]["code"] == "outcomeUnknown" for x in unknown)
+    [line] = [ln for ln in r.stderr.splitlines() if ln.startswith("graphkit: error: ")]
+    assert "20 requests may have been applied" in line and "lines 21-40" in line
+    assert [b["status"] for b in _batches(emu)] == [200, 503, 200]
+    created = [k for k in range(45) if emu.get_user(f"batch{k}@contoso.onmicrosoft.com")]
+    assert created == [*range(20), *range(40, 45)]
+
+
+@pytest.mark.parametrize("ordered", [False, True])
+def test_a_batch_that_fails_as_a_whole_keeps_the_results_already_answered(
+    signed_in_env: Any, ordered: bool
+) -> None:
+    """The second $batch is throttled beyond the retry cap (Retry-After 1000 s): the run
+    stops with exit 8, and the first batch's answers are printed, --ordered too."""
+    emu = signed_in_env.emu
+    ids = _ids(emu, 45)
+    emu.clear_requests()
+    emu.add_fault("429", endpoint="graph", every=2, times=1, retry_after=1000)
+    args = ["batch", "-", "--concurrency", "1", *(["--ordered"] if ordered else [])]
+    r = runner.invoke(
+        app, args, input=_lines([{"method": "GET", "url": f"/users/{u}"} for u in ids])
+    )
+    assert r.exit_code == ExitCode.THROTTLED, r.stderr
+    assert [x["id"] for x in _results(r.stdout)] == [str(n) for n in range(1, 21)]
+    assert [b["status"] for b in _batches(emu)] == [200, 429]  # the third never sent
+
+
+def test_a_write_item_answered_503_is_not_resent_and_may_have_been_applied(
+    signed_in_env: Any,
+) -> None:
+    """Inside a $batch as outside: 503/504 is retried for GET, PUT and DELETE only. A
+    POST item answered 503 is not sent again (a second group of the same name would be
+    a duplicate): it is reported as Graph answered it, and the run exits 10."""
+    emu = signed_in_env.emu
+    emu.grant(emu.default_app, "Group.ReadWrite.All")
+    uid = _ids(emu, 1)[0]
+    groups = [
+        {
+            "id": f"g{k}",
+            "method": "POST",
+            "url": "/groups",
+            "body": {
+                "displayName": f"Team {k}",
+                "mailEnabled": False,
+                "mailNickname": f"team{k}",
+                "securityEnabled": True,
+            },
+        }
+        for k in range(3)
+    ]
+    items = [groups[0], {"id": "read", "method": "GET", "url": f"/users/{uid}"}, *groups[1:]]
+    emu.clear_requests()
+    emu.add_fault("503", endpoint="batch", every=1, times=2, retry_after=0)
+    r = runner.invoke(app, ["batch", "-", "--ordered", "--concurrency", "1"], input=_lines(items))
+    assert r.exit_code == ExitCode.OUTCOME_UNKNOWN, r.stderr
+    results = {x["id"]: x["status"] for x in _results(r.stdout)}
+    assert results == {"g0": 503, "read": 200, "g1": 201, "g2": 201}
+    assert len(_batches(emu)) == 2  # the GET alone went again
+    [line] = [ln for ln in r.stderr.splitlines() if ln.startswith("graphkit: error: ")]
+    assert "1 request may have been applied (line 1 of the input)" in line
 
 
 # ------------------------------------- at the throttling budget (fake clock)

@@ -230,3 +230,49 @@ def test_refused_before_anything_is_sent(signed_in_env: SignedIn, tmp_path: Path
         assert _graph_requests(emu) == []
     assert mine.read_text() == '{"my": "own file"}\n'  # never replaced
     assert not (tmp_path / "s.json").exists()
+
+
+def test_a_state_of_another_graphkit_version_starts_over_with_delta_reset(
+    signed_in_env: SignedIn, state: Path
+) -> None:
+    # The error for such a file says "add --delta-reset to start over in it": that works.
+    _first_sync(state)
+    old = json.loads(state.read_text())
+    old["version"] = 0
+    state.write_text(json.dumps(old))
+    refused = _sync(state)
+    assert refused.exit_code == 3
+    line = _error_line(refused)
+    assert "of another graphkit version" in line and "--delta-reset" in line
+    restarted = _sync(state, "--delta-reset")
+    assert restarted.exit_code == 0, restarted.stderr
+    assert len(_lines(restarted)) == 250
+    assert json.loads(state.read_text())["version"] == 1
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+def test_output_that_cannot_be_written_leaves_the_old_state_and_says_why(
+    signed_in_env: SignedIn, state: Path
+) -> None:
+    """stdout on a full disk (/dev/full): one line naming the failure, not 'unexpected
+    OSError', and the state stays, so the next run prints these changes again."""
+    import subprocess
+
+    from _process_helpers import graphkit_argv
+
+    emu = signed_in_env.emu
+    _first_sync(state)
+    before = state.read_bytes()
+    emu.create_user(userPrincipalName=f"new@{DOMAIN}", displayName="New")
+    argv = graphkit_argv("query", "/users/delta", "--delta-state", str(state), "-o", "jsonl")
+    with open("/dev/full", "w") as full:
+        proc = subprocess.run(
+            argv, stdout=full, stderr=subprocess.PIPE, env={**os.environ}, text=True, timeout=120
+        )
+    assert proc.returncode == 1, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("graphkit: error: "), proc.stderr
+    assert "No space left on device" in lines[0] and "unexpected" not in lines[0]
+    assert state.read_bytes() == before
+    [again] = _lines(_sync(state))
+    assert again["displayName"] == "New"

@@ -19,7 +19,7 @@ import pytest
 from _time_helpers import FakeTime
 from conftest import SignedIn
 
-from graphkit.errors import OutcomeUnknownError
+from graphkit.errors import NotFoundError, OutcomeUnknownError
 from graphkit.graph import GraphClient
 
 DOMAIN = "contoso.onmicrosoft.com"
@@ -54,6 +54,29 @@ def _client(t: FakeTime) -> GraphClient:
 
 
 # ------------------------------------------------------------------ retry rules per method
+
+
+@pytest.mark.parametrize("fault", ["503", "reset"])
+def test_a_delete_that_is_404_after_a_retry_says_the_first_attempt_may_have_done_it(
+    env: SignedIn, fault: str
+) -> None:
+    """A DELETE is resent after a 503 or a dropped connection; if the first one was
+    applied, the second finds nothing (404): the error says so instead of only 'not
+    found', which a script would take for a wrong id."""
+    emu = env.emu
+    t = FakeTime()
+    with _client(t) as c:
+        c.get("/users", {"$top": "1"})
+        gone = f"/users/gone@{DOMAIN}"
+        with pytest.raises(NotFoundError) as plain:
+            c.send("DELETE", gone)
+        assert "may have" not in str(plain.value)
+        emu.add_fault(fault, endpoint="graph", every=1, times=1, retry_after=0)
+        with pytest.raises(NotFoundError) as info:
+            c.send("DELETE", gone)
+    err = info.value
+    assert err.exit_code == 7 and err.status == 404
+    assert "an earlier attempt" in str(err) and "may have deleted it" in str(err)
 
 
 @pytest.mark.parametrize("method", ["POST", "PATCH"])
@@ -238,6 +261,22 @@ def test_invalid_json_is_refused_before_anything_is_sent(
     [line] = _errors(r.stderr)
     assert expect in line and "hunter2" not in r.stderr
     assert env.emu.requests() == []  # neither Graph nor the token endpoint
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-be", "utf-32"])
+def test_a_json_body_that_is_not_utf8_is_refused_before_anything_is_sent(
+    env: SignedIn, tmp_path: Path, encoding: str
+) -> None:
+    """JSON between systems is UTF-8 (RFC 8259, section 8.1); Windows PowerShell 5's
+    Out-File writes UTF-16, which Python's json.loads(bytes) reads without a word."""
+    body = tmp_path / "ada.json"
+    body.write_bytes(json.dumps(_new_user()).encode(encoding))
+    env.emu.clear_requests()
+    r = _cli("/users", "-X", "POST", "--body", f"@{body}")
+    assert r.exit_code == 3, r.stderr
+    [line] = _errors(r.stderr)
+    assert "is not UTF-8" in line and "save it as UTF-8" in line
+    assert env.emu.requests() == []
 
 
 def test_a_body_that_is_not_json_goes_as_given_with_its_content_type(
@@ -449,3 +488,51 @@ def test_a_batch_request_is_resent_after_a_503_only_when_every_item_may_be(
     assert r.exit_code == 10, r.stderr
     assert "may have been applied" in _errors(r.stderr)[0]
     assert [e["status"] for e in _graph_log(emu)] == [503]
+
+
+def test_debug_keeps_the_exit_status_of_a_post_that_may_have_been_applied(
+    env: SignedIn,
+) -> None:
+    """--debug adds the traceback; the status stays 10, so a script that resends on 1
+    (Graph failing on its side: retry later) does not resend a POST that may have worked."""
+    import subprocess
+
+    from _process_helpers import graphkit_argv
+
+    emu = env.emu
+    _cli("/users", "--top", "1")  # the token first
+    emu.add_fault("503", endpoint="graph", every=1, times=1, retry_after=0)
+    argv = graphkit_argv("--debug", "query", "/users", "-X", "POST", "--body", "-")
+    body = json.dumps(_new_user())
+    proc = subprocess.run(
+        argv, input=body, env={**os.environ}, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 10, proc.stderr[-2000:]
+    assert "Traceback (most recent call last)" in proc.stderr
+    assert "OutcomeUnknownError" in proc.stderr and "may have been applied" in proc.stderr
+    assert proc.stdout == ""
+
+
+def test_a_write_graph_refuses_as_bad_points_at_the_body_not_at_query_options(
+    env: SignedIn,
+) -> None:
+    r = _cli("/users", "-X", "POST", "--body", json.dumps({"displayName": "No UPN"}))
+    assert r.exit_code == 2, r.stderr
+    [line] = _errors(r.stderr)
+    assert "400" in line and "check the request body" in line
+    assert "--filter" not in line
+
+
+def test_a_post_throttled_past_the_cap_says_it_was_not_applied(env: SignedIn) -> None:
+    """Graph asks for more than the 120 s cap: exit 8 at once, and the line tells a
+    script it may send the POST again (a 429 was not processed), not to narrow a query."""
+    emu = env.emu
+    _cli("/users", "--top", "1")  # the token first
+    emu.clear_requests()
+    emu.add_fault("429", endpoint="graph", every=1, times=1, retry_after=500)
+    r = _cli("/users", "-X", "POST", "--body", json.dumps(_new_user()))
+    assert r.exit_code == 8, r.stderr
+    [line] = _errors(r.stderr)
+    assert "was not applied" in line and "send it again" in line
+    assert "per page" not in line and "kept answering" not in line
+    assert [e["status"] for e in _graph_log(emu)] == [429]

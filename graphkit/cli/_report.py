@@ -8,6 +8,7 @@ group (:class:`graphkit.cli._app.GraphkitGroup`) and the direct path alike.
 
 from __future__ import annotations
 
+import errno
 import functools
 import os
 import sys
@@ -69,7 +70,11 @@ def conclude(
         code = int(ExitCode.INTERRUPTED)
     except Exception as exc:
         if STATE.debug:
-            raise
+            # The traceback, then the usual line and status: a script run with
+            # --debug still tells exit 10 (a POST that may have been applied) from 1.
+            import traceback
+
+            traceback.print_exc()
         mapped = translate(exc) if translate is not None else None
         code = mapped if mapped is not None else report_exception(exc)
     if code == ExitCode.INTERRUPTED:
@@ -100,6 +105,10 @@ def warn(message: str) -> None:
 def say(message: str) -> None:
     """Progress and confirmations: stderr, so stdout carries only data."""
     stderr_line(message)
+
+
+# Errors of writing output (not of reading input): no space, over quota, too big, I/O.
+_OUTPUT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO})
 
 
 def report_exception(exc: BaseException) -> int:
@@ -139,6 +148,14 @@ def report_exception(exc: BaseException) -> int:
         # success, as README "Exit codes" says (a pipeline's own status is the reader's).
         silence_stdout()
         return int(ExitCode.OK)
+    if isinstance(exc, OSError) and exc.errno in _OUTPUT_ERRNOS:
+        # Files graphkit writes report their own errors: this is stdout (`> /dev/full`,
+        # a full disk, a quota). The OS's words only: no path, nothing of the data.
+        error_line(
+            f"the output could not be written: {os.strerror(exc.errno or 0)}: "
+            "free some space, or send the output elsewhere"
+        )
+        return int(ExitCode.ERROR)
     # Unexpected: one line, the type only (its text might hold secrets), and how to see more.
     error_line(
         f"unexpected {type(exc).__name__}; rerun with --debug for the traceback "

@@ -273,8 +273,15 @@ def _check_json(data: bytes, spec: str) -> None:
     )
     error = InputError if spec.startswith("@") else UsageError
     hint = "fix the JSON, or give --content-type for a body that is not JSON"
+    # JSON between systems is UTF-8 (RFC 8259, section 8.1); json.loads(bytes) would also
+    # take UTF-16 and UTF-32 (what Windows PowerShell 5's Out-File writes), sent as is.
+    if data[:2] in (b"\xff\xfe", b"\xfe\xff") or b"\x00" in data[:4]:
+        raise error(
+            f"{where} is not UTF-8: it is UTF-16 or UTF-32 text",
+            "save it as UTF-8 (PowerShell: Out-File -Encoding utf8), as Graph reads JSON",
+        )
     try:
-        json.loads(data)
+        json.loads(data.decode("utf-8-sig"))
     except json.JSONDecodeError as exc:
         raise error(
             f"{where} is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno} "
@@ -282,7 +289,10 @@ def _check_json(data: bytes, spec: str) -> None:
             hint,
         ) from None
     except UnicodeDecodeError:
-        raise error(f"{where} is not valid JSON: it is not UTF-8 text", hint) from None
+        raise error(
+            f"{where} is not valid JSON: it is not UTF-8 text",
+            "save it as UTF-8, or give --content-type for a body that is not JSON",
+        ) from None
     except RecursionError:
         raise error(f"{where} is not usable JSON: it is nested too deeply", hint) from None
 
