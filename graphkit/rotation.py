@@ -577,6 +577,7 @@ def _run(
         hooks.done("switched")
 
     old_sha1 = str(state.old.get("thumbprint"))
+    unremoved: str | None = None  # the keyId removeKey did not find, if still unsure
     if state.stage == "switched":
         if not request.keep_old:
             old_key_id = state.key_ids.get(old_sha1)
@@ -586,16 +587,9 @@ def _run(
                     f"remove it with `graphkit cert remove {old_sha1} --admin`",
                 )
             hooks.step(f"Removing the old certificate {old_sha1} (removeKey)")
-            with contextlib.suppress(NotFoundError):  # removed by an interrupted run
-                app_keys.remove_key(
-                    client,
-                    oid,
-                    old_key_id,
-                    signer_key=new.private_key,
-                    signer_certificate=new.certificate,
-                )
+            result.old_removed = _remove_old(client, oid, old_sha1, old_key_id, new, settings)
+            unremoved = None if result.old_removed else old_key_id
             state.key_ids.pop(old_sha1, None)
-            result.old_removed = True
         state.stage = "removed"
         state.save()
         hooks.done("removed")
@@ -613,3 +607,50 @@ def _run(
         state.finish()
     result.rotated = True
     result.reason = f"rotated: certificate {old_sha1} replaced by {new.sha1}"
+    if unremoved is not None:
+        result.reason += (
+            f"; the old one may still be registered (removeKey found no keyId "
+            f"{unremoved}, and the app may not read its registration to check): see "
+            f"`graphkit cert list --admin`, and remove it with "
+            f"`graphkit cert remove {old_sha1} --admin`"
+        )
+
+
+def _remove_old(
+    client: GraphClient,
+    oid: str,
+    sha1: str,
+    key_id: str,
+    new: ClientCertificate,
+    settings: Settings,
+) -> bool:
+    """``removeKey`` of the old certificate; True once it is known to be gone.
+
+    A 404 means no certificate has that keyId: an interrupted run removed it, or the
+    recorded keyId is stale (the certificate was taken off and registered again). The
+    registration, where the app may read it, says which; otherwise it is not claimed.
+    """
+    from graphkit import app_keys
+    from graphkit.errors import PermissionDeniedError
+
+    def remove(kid: str) -> None:
+        app_keys.remove_key(
+            client, oid, kid, signer_key=new.private_key, signer_certificate=new.certificate
+        )
+
+    try:
+        remove(key_id)
+        return True
+    except NotFoundError:
+        pass
+    try:
+        listed = app_keys.list_certificates(
+            client, app_keys.application_path(object_id=oid), client_id=settings.client_id
+        )
+    except PermissionDeniedError:
+        return False
+    still = [c.key_id for c in listed if c.thumbprint == sha1 and c.key_id]
+    for kid in still:
+        with contextlib.suppress(NotFoundError):
+            remove(kid)
+    return True

@@ -238,3 +238,20 @@ def test_a_refused_proof_says_why_and_shows_no_token_or_proof(
     assert emu.requests()[-1]["proof_refusal"] == "expired"
     assert "eyJ" not in r.stderr + r.stdout
     assert registered(emu) == [ident.sha1]
+
+
+def test_a_key_id_that_may_be_the_certificate_in_use_needs_force(
+    emu: Any, ident: Identity
+) -> None:
+    # The app may not read itself, so nothing tells which certificate the keyId names:
+    # it may be the one the profile signs in with.
+    [key] = emu.key_credentials(emu.default_app)
+    oid = emu.default_app.object_id
+    r = run_cli(["cert", "remove", key["keyId"], "--object-id", oid])
+    assert r.exit_code == ExitCode.USAGE, r.stderr
+    [line] = [x for x in r.stderr.splitlines() if x.startswith("graphkit: error:")]
+    assert "cannot tell" in line and "--force" in line
+    assert registered(emu) == [ident.sha1]
+    r = run_cli(["cert", "remove", key["keyId"], "--object-id", oid, "--force"])
+    assert r.exit_code == 0, r.stderr
+    assert registered(emu) == []

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -266,3 +267,25 @@ def test_a_failure_after_the_switch_says_what_the_app_holds_and_a_rerun_finishes
     assert r.exit_code == 0, r.stderr
     assert r.json()["old_removed"] is True
     assert registered(emu) == [r.json()["new_thumbprint"]]
+
+
+def test_a_stale_key_id_is_not_reported_as_removed(emu: Any, ident: Identity) -> None:
+    # The first rotation learns the new certificate's keyId from addKey.
+    r = run_cli(["rotate", "--profile", "work", "--keep-old", "--json"])
+    assert r.exit_code == 0, r.stderr
+    middle = r.json()["new_thumbprint"]
+    # An administrator takes it off and uploads it again: it now has another keyId, and
+    # the app may no longer read its registration to learn it.
+    emu.remove_certificate(emu.default_app, middle)
+    emu.upload_certificate(emu.default_app, Path(r.json()["new_certificate"]).read_bytes())
+    emu.revoke(emu.default_app, "Application.Read.All")
+    for cached in Path(os.environ["GRAPHKIT_HOME"]).glob("msal_token_cache-*"):
+        cached.unlink()  # no token cached with that role any more
+    r = run_cli(["rotate", "--profile", "work", "--json"])
+    assert r.exit_code == 0, r.stderr
+    result = r.json()
+    assert middle in registered(emu)  # removeKey knew the old keyId only
+    assert result["old_removed"] is False
+    assert "may still be registered" in result["reason"]
+    assert f"graphkit cert remove {middle} --admin" in result["reason"]
+    _profile_works(emu)
