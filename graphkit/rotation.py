@@ -54,6 +54,8 @@ __all__ = [
     "RotationError",
     "RotationHooks",
     "RotationResult",
+    "known_key_ids",
+    "remember_key_id",
     "rotate",
 ]
 
@@ -206,6 +208,20 @@ class _State:
     def finish(self) -> None:
         self.stage, self.old, self.new = None, {}, {}
         self.save()
+
+
+def known_key_ids(profile: str | None) -> dict[str, str]:
+    """SHA-1 -> keyId of the certificates graphkit saw registered for ``profile`` (by
+    rotate, or by ``cert add``); they may be stale, and an unknown one is not absent."""
+    return dict(_State.load(profile).key_ids) if profile else {}
+
+
+def remember_key_id(profile: str | None, sha1: str, key_id: str | None) -> None:
+    """Record the keyId Graph gave certificate ``sha1`` on ``profile``'s app."""
+    if profile and key_id:
+        state = _State.load(profile)
+        state.key_ids[sha1] = key_id
+        state.save()
 
 
 def _describe(state: _State, keep_old: bool) -> str:

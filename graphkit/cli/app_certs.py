@@ -238,6 +238,9 @@ def add_cert(
                 signer_certificate=signer.certificate,
             )
         key_id = answer.get("keyId")
+        from graphkit import rotation
+
+        rotation.remember_key_id(settings.profile, sha1, key_id)  # cert remove KEYID knows it
     data = {"thumbprint": sha1, "key_id": key_id, "certificate": str(file)}
     if fmt != "table":
         emit(data, fmt)
@@ -329,6 +332,20 @@ def remove_cert(
             oid = app_keys.find_object_id(client, settings, object_id)
             path = app_keys.application_path(object_id=oid)
             key_id, sha1 = _key_id_for(client, settings, wanted, path)
+            if sha1 is None:  # the app may not read itself: what graphkit recorded
+                from graphkit import rotation
+
+                known = rotation.known_key_ids(settings.profile)
+                sha1 = next((t for t, k in known.items() if k == key_id), None)
+            if sha1 is None and in_use is not None and not force:
+                raise UsageError(
+                    f"app {settings.client_id} may not read its registration, so graphkit "
+                    f"cannot tell whether keyId {key_id} is the certificate profile {who} "
+                    "signs in with (removing that one makes every token request of the "
+                    "profile fail with AADSTS700027)",
+                    "give --force if it is another certificate, or use --admin (which "
+                    "reads the registration first)",
+                )
             refuse_in_use(sha1)
             app_keys.remove_key(
                 client,
