@@ -131,6 +131,7 @@ class Outcome:
     granted: list[str] = field(default_factory=list)  # by this run
     already_granted: list[str] = field(default_factory=list)
     waited: float = 0.0  # seconds waiting for the service principal to be found
+    key_id: str | None = None  # the certificate's keyId, where Graph's answer gave it
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -436,6 +437,7 @@ def provision(
         outcome.client_id = str(app["appId"])
         outcome.object_id = str(app["id"])
         outcome.certificate_added = True
+        outcome.key_id = _key_id_of(app.get("keyCredentials"), key)
         if on_app is not None:
             on_app(outcome)
         step(f"Creating its service principal (client id {outcome.client_id})")
@@ -507,7 +509,17 @@ def _existing_app(
             raise _refused(exc, "adding the certificate", CREATE_ROLES, outcome) from None
         outcome.certificate_added = True
     else:
+        outcome.key_id = _key_id_of(keys, key)
         step(f"The certificate is on app {client_id} already")
+
+
+def _key_id_of(keys: Any, key: Mapping[str, Any]) -> str | None:
+    """The keyId Graph gave ``key`` among ``keys`` (keyCredentials), if it is there."""
+    ours = _custom_key_identifier(key)
+    for k in keys if isinstance(keys, list) else []:
+        if isinstance(k, dict) and k.get("customKeyIdentifier") == ours and k.get("keyId"):
+            return str(k["keyId"])
+    return None
 
 
 def _service_principal(

@@ -452,3 +452,24 @@ def test_dry_run_of_client_id_shows_the_conditional_calls(
     ]
     assert not [r for r in emu.requests() if r["kind"] in ("graph", "token")]
     assert not all_files(home)
+
+
+def test_a_created_app_rotates_without_reading_its_own_registration(
+    graphkit_emulator: Any, home: Path, approver: Approver, waits: FakeTime
+) -> None:
+    # app create was told the certificate's keyId, so rotate can remove it later with
+    # only the permissions the app was created with (no Application.Read.All).
+    emu = graphkit_emulator
+    emu.create_account("pra", roles=["Privileged Role Administrator"])
+    approver.will(_approve_as(emu, "pra"))
+    made = run_cli(_create(emu, "--permission", "User.Read.All", "--json"))
+    assert made.exit_code == 0, made.stderr
+    client_id = made.json()["app"]["client_id"]
+    [first] = emu.key_credentials(client_id)
+    r = run_cli(["rotate", "--profile", "reports", "--json"])
+    assert r.exit_code == 0, r.stderr
+    assert r.json()["old_removed"] is True
+    [now] = emu.key_credentials(client_id)
+    assert now["keyId"] != first["keyId"] and now["keyId"] == r.json()["new_key_id"]
+    users = run_cli(["query", "/users", "--profile", "reports", "--top", "1", "-o", "json"])
+    assert users.exit_code == 0, users.stderr

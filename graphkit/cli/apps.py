@@ -365,7 +365,7 @@ def _run(
     fmt: str,
 ) -> None:
     """Sign in, make the key (unless the profile has one), provision, save, test."""
-    from graphkit import admin_signin, onboarding, provisioning
+    from graphkit import admin_signin, onboarding, provisioning, rotation
     from graphkit import settings as profiles
     from graphkit.cli._common import warn
     from graphkit.cli.init import show_smoke
@@ -403,6 +403,9 @@ def _run(
                 path=config,
             )
             txn.committed = True
+            # rotate removes this certificate later by its keyId, even if the app may
+            # not read its own registration
+            rotation.remember_key_id(profile, creds.thumbprint, outcome.key_id)
             saved.append(profiles.read_config(config).get("default_profile") == profile)
             hooks.saved(profile, config, saved[0])
 
