@@ -256,13 +256,19 @@ def _describe(state: _State, keep_old: bool) -> str:
 # ------------------------------------------------------------------- helpers
 
 
+# What rotate changes is the profile's own app and certificate: the environment may not
+# swap those. The hosts, cloud, CA and passphrase from the environment apply as they do
+# for every other command (the README points graphkit at the emulator that way).
+_PROFILE_ONLY = ("tenant", "client_id", "certificate")
+
+
 def profile_settings(profile: str | None) -> Settings:
-    """The saved profile as stored: environment variables that would override its
-    tenant, app or certificate play no part (rotate changes the profile itself); a
-    passphrase from the environment still opens its key."""
+    """The saved profile's tenant, app and certificate as stored: environment variables
+    that would override them play no part (rotate changes the profile itself); the
+    hosts, cloud, CA bundle and passphrase from the environment still apply."""
     from graphkit.settings import ENV_VARS, resolve_settings
 
-    hidden = {var for name, names in ENV_VARS.items() if name != "passphrase" for var in names}
+    hidden = {var for name in _PROFILE_ONLY for var in ENV_VARS[name]}
     env = {k: v for k, v in os.environ.items() if k not in hidden}
     settings = resolve_settings(profile=profile, env=env)
     if settings.profile is None:

@@ -289,3 +289,25 @@ def test_a_stale_key_id_is_not_reported_as_removed(emu: Any, ident: Identity) ->
     assert "may still be registered" in result["reason"]
     assert f"graphkit cert remove {middle} --admin" in result["reason"]
     _profile_works(emu)
+
+
+def test_the_hosts_from_the_environment_are_used_as_by_every_other_command(
+    emu: Any, ident: Identity, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The README's way to point graphkit at the emulator: the hosts and the CA in the
+    # environment, the profile naming only the app and its certificate.
+    r = run_cli(["config", "set", "work", "--unset", "authority_host", "--unset", "graph_url"])
+    assert r.exit_code == 0, r.stderr
+    r = run_cli(["config", "set", "work", "--unset", "ca_bundle"])
+    assert r.exit_code == 0, r.stderr
+    monkeypatch.setenv("AZURE_AUTHORITY_HOST", emu.authority_host)
+    monkeypatch.setenv("GRAPHKIT_GRAPH_URL", emu.graph_url)
+    monkeypatch.setenv("GRAPHKIT_CA_BUNDLE", str(emu.ca_bundle))
+    _profile_works(emu)
+    # Another app in the environment still plays no part: rotate changes the profile.
+    monkeypatch.setenv("AZURE_CLIENT_ID", "00000000-0000-0000-0000-000000000001")
+    r = run_cli(["rotate", "--profile", "work", "--json"])
+    assert r.exit_code == 0, r.stderr
+    assert registered(emu) == [r.json()["new_thumbprint"]]
+    monkeypatch.delenv("AZURE_CLIENT_ID")
+    _profile_works(emu)
