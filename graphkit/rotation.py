@@ -129,6 +129,7 @@ class RotationResult:
     dry_run: bool = False
     plan: list[str] = field(default_factory=list)
     waited: float = 0.0
+    also_switched: list[str] = field(default_factory=list)  # profiles sharing the old pair
 
     def as_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -316,6 +317,34 @@ def _with_pair(settings: Settings, cert_path: Path, key_path: Path) -> Settings:
     )
 
 
+def _profile_files(exclude: str) -> dict[str, list[str]]:
+    """Profile name -> the certificate and key files it names (resolved), but ``exclude``."""
+    from graphkit.settings import config_path, read_config
+
+    found: dict[str, list[str]] = {}
+    for name, values in read_config(config_path()).get("profiles", {}).items():
+        if name == exclude:
+            continue
+        paths = [values.get(k) for k in ("certificate", "private_key")]
+        found[name] = [str(Path(p).expanduser().resolve()) for p in paths if isinstance(p, str)]
+    return found
+
+
+def _sharing(profile: str, certificate: str, *, same_app: str | None) -> list[str]:
+    """The other profiles of app ``same_app`` whose certificate is the file ``certificate``."""
+    from graphkit.settings import config_path, read_config
+
+    wanted = str(Path(certificate).expanduser().resolve())
+    names = []
+    for name, values in read_config(config_path()).get("profiles", {}).items():
+        cert = values.get("certificate")
+        if name == profile or not isinstance(cert, str) or values.get("client_id") != same_app:
+            continue
+        if str(Path(cert).expanduser().resolve()) == wanted:
+            names.append(name)
+    return sorted(names)
+
+
 def _dated_name(path: Path, start: dt.datetime, end: dt.datetime) -> Path:
     """``app.crt`` -> ``app-20260101-20270101.crt`` (a free name, ``-2``... if taken)."""
     base = f"{path.stem}-{start:%Y%m%d}-{end:%Y%m%d}"
@@ -486,6 +515,13 @@ def _run(
 
     assert settings.profile is not None
     profile = settings.profile
+
+    def values_for(result: RotationResult) -> dict[str, str]:
+        return {
+            "certificate": str(result.new_certificate),
+            "private_key": str(result.new_private_key),
+        }
+
     oid = app_keys.find_object_id(client, settings, request.object_id or state.object_id)
     state.object_id = oid
     path = app_keys.application_path(object_id=oid)
@@ -589,9 +625,7 @@ def _run(
         )
         result.waited = waited
         hooks.done("verified")
-        values = {"certificate": str(result.new_certificate)}
-        values["private_key"] = str(result.new_private_key)
-        values["object_id"] = oid
+        values = {**values_for(result), "object_id": oid}
         profiles.save_profile(profile, values, make_default=False)
         hooks.step(f"Profile {profile!r} now uses {result.new_certificate}")
         state.stage = "switched"
@@ -601,6 +635,12 @@ def _run(
     old_sha1 = str(state.old.get("thumbprint"))
     unremoved: str | None = None  # the keyId removeKey did not find, if still unsure
     if state.stage == "switched":
+        # Other profiles of the same app on the old pair would be left on a removed
+        # certificate and renamed files: they move to the new pair too.
+        for name in _sharing(profile, str(state.old["certificate"]), same_app=settings.client_id):
+            profiles.save_profile(name, values_for(result), make_default=False)
+            hooks.step(f"Profile {name!r} (the same app and certificate) now uses it too")
+            result.also_switched.append(name)
         if not request.keep_old:
             old_key_id = state.key_ids.get(old_sha1)
             if old_key_id is None:
@@ -622,6 +662,10 @@ def _run(
         ]
         start = dt.datetime.fromisoformat(str(state.old.get("not_before")))
         end = dt.datetime.fromisoformat(str(state.old.get("not_after")))
+        in_use = {f: name for name, files in _profile_files(profile).items() for f in files}
+        for used in [p for p in old_files if str(p.resolve()) in in_use]:
+            hooks.step(f"Left {used} in place: profile {in_use[str(used.resolve())]} uses it")
+        old_files = [p for p in old_files if str(p.resolve()) not in in_use]
         result.renamed = _keep_renamed(list(dict.fromkeys(old_files)), start, end)
         for old, kept in result.renamed.items():
             hooks.step(f"Kept {old} as {kept}")

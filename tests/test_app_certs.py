@@ -240,9 +240,7 @@ def test_a_refused_proof_says_why_and_shows_no_token_or_proof(
     assert registered(emu) == [ident.sha1]
 
 
-def test_a_key_id_that_may_be_the_certificate_in_use_needs_force(
-    emu: Any, ident: Identity
-) -> None:
+def test_a_key_id_that_may_be_the_certificate_in_use_needs_force(emu: Any, ident: Identity) -> None:
     # The app may not read itself, so nothing tells which certificate the keyId names:
     # it may be the one the profile signs in with.
     [key] = emu.key_credentials(emu.default_app)

@@ -18,7 +18,7 @@ import pytest
 from _app_keys_helpers import registered, save_profile, token_for
 from _auth_helpers import Identity, make_identity
 from _emulator_helpers import no_ca_env
-from _onboarding_helpers import clean_env, run_cli
+from _onboarding_helpers import clean_env, emulator_flags, run_cli
 
 from graphkit import rotation
 from graphkit.errors import ExitCode
@@ -311,3 +311,48 @@ def test_the_hosts_from_the_environment_are_used_as_by_every_other_command(
     assert registered(emu) == [r.json()["new_thumbprint"]]
     monkeypatch.delenv("AZURE_CLIENT_ID")
     _profile_works(emu)
+
+
+def _set_profile(emu: Any, name: str, client_id: str, ident: Identity) -> None:
+    r = run_cli(
+        [
+            "config",
+            "set",
+            name,
+            "--tenant",
+            emu.default_tenant.id,
+            "--client-id",
+            client_id,
+            "--certificate",
+            str(ident.crt),
+            "--private-key",
+            str(ident.key_pem),
+            *emulator_flags(emu),
+        ]
+    )
+    assert r.exit_code == 0, r.stderr
+
+
+def test_other_profiles_using_the_same_certificate_are_not_broken(
+    emu: Any, ident: Identity
+) -> None:
+    # "twin": the same app and files (say, another default); "other": another app that
+    # trusts the same certificate. Neither may be left on a removed certificate or on
+    # files renamed away.
+    other_app = emu.create_app(emu.default_tenant, "other", ["User.Read.All"])
+    emu.upload_certificate(other_app, ident.cert)
+    _set_profile(emu, "twin", emu.default_app.client_id, ident)
+    _set_profile(emu, "other", other_app.client_id, ident)
+    r = run_cli(["rotate", "--profile", "work", "--json"])
+    assert r.exit_code == 0, r.stderr
+    result = r.json()
+    assert registered(emu) == [result["new_thumbprint"]]
+    twin = read_config(config_path())["profiles"]["twin"]
+    assert twin["certificate"] == result["new_certificate"]
+    assert twin["private_key"] == result["new_private_key"]
+    assert ident.crt.is_file() and ident.key_pem.is_file()  # "other" still uses them
+    assert "profile other uses it" in r.stderr
+    for name in ("work", "twin", "other"):
+        t = run_cli(["token", "--profile", name, "--force-refresh", "-o", "json"])
+        assert t.exit_code == 0, (name, t.stderr)
+    assert result["also_switched"] == ["twin"]
