@@ -464,6 +464,10 @@ def rotate(
                 f"{request.if_expiring_within}: nothing to do"
             )
             return result
+    if request.object_id:  # refused now, as a run would refuse it, dry or not
+        from graphkit.settings import check_object_id
+
+        request = dataclasses.replace(request, object_id=check_object_id(request.object_id))
     oid = request.object_id or settings.object_id or state.object_id
     if request.dry_run:
         result.dry_run = True

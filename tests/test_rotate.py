@@ -356,3 +356,10 @@ def test_other_profiles_using_the_same_certificate_are_not_broken(
         t = run_cli(["token", "--profile", name, "--force-refresh", "-o", "json"])
         assert t.exit_code == 0, (name, t.stderr)
     assert result["also_switched"] == ["twin"]
+
+
+def test_a_dry_run_refuses_the_object_id_a_run_would_refuse(emu: Any, ident: Identity) -> None:
+    real = run_cli(["rotate", "--profile", "work", "--object-id", "not-a-guid"])
+    dry = run_cli(["rotate", "--profile", "work", "--object-id", "not-a-guid", "--dry-run"])
+    assert real.exit_code == dry.exit_code == ExitCode.CONFIG, dry.stdout
+    assert "is not a GUID" in dry.stderr and "not-a-guid" not in dry.stdout
