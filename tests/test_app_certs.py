@@ -253,3 +253,23 @@ def test_a_key_id_that_may_be_the_certificate_in_use_needs_force(emu: Any, ident
     r = run_cli(["cert", "remove", key["keyId"], "--object-id", oid, "--force"])
     assert r.exit_code == 0, r.stderr
     assert registered(emu) == []
+
+
+def test_cert_remove_admin_by_key_id_protects_the_certificate_in_use(
+    emu: Any, ident: Identity, approve_as: Any
+) -> None:
+    # Named by keyId, the certificate in use is recognised only in the registration
+    # the administrator reads: refused there, before any PATCH.
+    [key] = emu.key_credentials(emu.default_app)
+    emu.create_account("ada", roles=["Application Administrator"])
+    approve_as("ada")
+    r = run_cli(["cert", "remove", key["keyId"], "--admin"])
+    assert r.exit_code == ExitCode.USAGE, r.stderr
+    assert "is the one profile work signs in with" in r.stderr and "--force" in r.stderr
+    assert registered(emu) == [ident.sha1]
+    assert not [e for e in emu.requests() if e["method"] == "PATCH"]
+    approve_as("ada")
+    r = run_cli(["cert", "remove", key["keyId"], "--admin", "--force"])
+    assert r.exit_code == 0, r.stderr
+    assert registered(emu) == []
+    assert "tokens are now refused" in r.stderr  # says what broke, as by thumbprint

@@ -309,6 +309,7 @@ def remove_cert(
 
     refuse_in_use(wanted if "-" not in wanted else None)
     removed: str
+    matched: list[str] = []  # with --admin: the thumbprint of what is removed
     if admin:
         path = app_keys.application_path(client_id=settings.client_id, object_id=object_id)
 
@@ -321,11 +322,12 @@ def remove_cert(
                     "see `graphkit cert list --admin` for those it holds",
                 )
             refuse_in_use(match[0].thumbprint)
+            matched.append(match[0].thumbprint or wanted)
             return [k for k, r in zip(keys, rows, strict=True) if r is not match[0]]
 
         with _admin_client(settings, _WRITE_SCOPES, admin_client_id) as client:
             app_keys.patch_keys(client, path, without, client_id=settings.client_id)
-        removed = wanted
+        removed = matched[-1] if matched else wanted
     else:
         signer = certificates.load(settings)
         with _app_client(settings) as client:
