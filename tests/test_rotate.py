@@ -363,3 +363,17 @@ def test_a_dry_run_refuses_the_object_id_a_run_would_refuse(emu: Any, ident: Ide
     dry = run_cli(["rotate", "--profile", "work", "--object-id", "not-a-guid", "--dry-run"])
     assert real.exit_code == dry.exit_code == ExitCode.CONFIG, dry.stdout
     assert "is not a GUID" in dry.stderr and "not-a-guid" not in dry.stdout
+
+
+def test_ctrl_c_through_the_cli_is_one_line_saying_what_the_app_holds(
+    emu: Any, ident: Identity, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from graphkit.cli import app_certs
+
+    monkeypatch.setattr(app_certs, "_stderr_hooks", lambda: _Interrupt("added"))
+    r = run_cli(["rotate", "--profile", "work"])
+    assert r.exit_code == ExitCode.INTERRUPTED
+    errors = [x for x in r.stderr.splitlines() if x.startswith("graphkit: error:")]
+    assert len(errors) == 1, r.stderr
+    assert errors[0].startswith("graphkit: error: rotation interrupted: the new certificate")
+    _profile_works(emu)
