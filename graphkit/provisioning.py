@@ -191,6 +191,16 @@ def _create_app_call(
     )
 
 
+def _same_name_call(name: str) -> GraphCall:
+    quoted = name.replace("'", "''")  # an OData string literal
+    return GraphCall(
+        "GET",
+        "/applications",
+        "look for an app registration of the same name (not created twice without --force)",
+        params={"$filter": f"displayName eq '{quoted}'", "$select": "id,appId,displayName"},
+    )
+
+
 def _create_sp_call(client_id: str) -> GraphCall:
     return GraphCall(
         "POST",
@@ -253,6 +263,7 @@ def plan(
     certificate_der: bytes,
     client_id: str | None = None,
     certificate_name: str | None = None,
+    allow_same_name: bool = False,
 ) -> list[GraphCall]:
     """The calls a run would make, with ``<...>`` where a value comes from an earlier
     answer (nothing is sent to build it). With ``client_id``, the calls that finish an
@@ -262,6 +273,8 @@ def plan(
     graph_sp = "<Microsoft Graph's service principal id>"
     calls = [_graph_sp_call()]
     if client_id is None:
+        if not allow_same_name:
+            calls.append(_same_name_call(name or ""))
         calls.append(_create_app_call(name or "", key, [f"<appRole id of {n}>" for n in names]))
         calls.append(_create_sp_call("<the new app's appId>"))
         sp = "<the new service principal's id>"
@@ -369,6 +382,7 @@ def provision(
     certificate_der: bytes,
     certificate_name: str | None = None,
     client_id: str | None = None,
+    allow_same_name: bool = False,
     on_step: Callable[[str], None] | None = None,
     on_app: Callable[[Outcome], None] | None = None,
     hooks: Hooks | None = None,
@@ -386,6 +400,8 @@ def provision(
         certificate_der: the certificate the app signs in with (DER).
         certificate_name: its subject, as the keyCredential's displayName.
         client_id: an existing app to finish instead of creating one.
+        allow_same_name: create the app even if the tenant holds one of that name
+            (else refused, naming it, before anything is created).
         on_step: progress lines.
         on_app: called once the app exists with its certificate (created, or found and
             its certificate added), before anything else is asked of Graph: the caller
@@ -426,6 +442,8 @@ def provision(
         outcome.waited += waited
         return result
 
+    if client_id is None and not allow_same_name:
+        _refuse_same_name(client, name or "")
     if client_id is None:
         step(f"Creating the app registration {name!r}")
         try:
@@ -479,6 +497,21 @@ def provision(
             raise _refused(exc, f"granting {permission.name}", GRANT_ROLES, outcome) from None
         outcome.granted.append(permission.name)
     return outcome
+
+
+def _refuse_same_name(client: GraphClient, name: str) -> None:
+    """UsageError if the tenant holds an app registration called ``name`` already."""
+    body = _send(client, _same_name_call(name), reading="the tenant's app registrations")
+    items = body.get("value") if isinstance(body, dict) else None
+    same = [str(a.get("appId")) for a in items or [] if isinstance(a, dict) and a.get("appId")]
+    if same:
+        ids = ", ".join(same)
+        raise UsageError(
+            f"the tenant holds an app named {name!r} already (client id {ids}); nothing "
+            "was created",
+            f"finish or reuse it with `graphkit app create --client-id {same[0]} --profile "
+            "NAME --permission ...`, or give --force to create another app of that name",
+        )
 
 
 def _existing_app(
