@@ -377,3 +377,11 @@ def test_ctrl_c_through_the_cli_is_one_line_saying_what_the_app_holds(
     assert len(errors) == 1, r.stderr
     assert errors[0].startswith("graphkit: error: rotation interrupted: the new certificate")
     _profile_works(emu)
+
+
+def test_a_negative_wait_is_refused_as_app_create_refuses_it(emu: Any, ident: Identity) -> None:
+    emu.clear_requests()
+    r = run_cli(["rotate", "--profile", "work", "--wait", "-1"])
+    assert r.exit_code == ExitCode.USAGE, r.stderr
+    assert "--wait -1" in r.stderr
+    assert emu.requests() == [] and registered(emu) == [ident.sha1]

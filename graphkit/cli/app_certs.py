@@ -443,6 +443,8 @@ def rotate(
 
     fmt = output_format(output, as_json)
     onboarding._check_days(days)
+    if wait < 0:
+        raise UsageError(f"--wait {wait:g} is negative", "give a number of seconds")
     if if_expiring_within is not None and if_expiring_within < 0:
         raise UsageError("--if-expiring-within must be 0 or more days", "for example 30")
     request = rotation.RotateRequest(
