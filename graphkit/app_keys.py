@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from graphkit.errors import (
+    BadRequestError,
     ConfigError,
     GraphError,
     InputError,
@@ -327,6 +328,12 @@ def add_key(
         answer = client.request("POST", f"/applications/{object_id}/addKey", json_body=body)
     except UnauthorizedError as exc:
         raise _proof_refused(exc, crypto.thumbprints(signer_certificate)["sha1"]) from None
+    except BadRequestError as exc:  # the certificate itself, not a query option
+        sha1 = crypto.thumbprints(certificate)["sha1"]
+        raise exc.restated(
+            f"addKey refused certificate {sha1}: {exc.message}",
+            "see `graphkit cert list` (or --admin) for the certificates the app holds already",
+        ) from None
     return dict(answer) if isinstance(answer, dict) else {}
 
 

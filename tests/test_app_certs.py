@@ -273,3 +273,16 @@ def test_cert_remove_admin_by_key_id_protects_the_certificate_in_use(
     assert r.exit_code == 0, r.stderr
     assert registered(emu) == []
     assert "tokens are now refused" in r.stderr  # says what broke, as by thumbprint
+
+
+def test_adding_a_certificate_the_app_holds_says_so_not_to_check_query_options(
+    emu: Any, ident: Identity
+) -> None:
+    oid = emu.default_app.object_id
+    r = run_cli(["cert", "add", str(ident.crt), "--object-id", oid])
+    assert r.exit_code == ExitCode.USAGE, r.stderr  # Graph's 400
+    [line] = [x for x in r.stderr.splitlines() if x.startswith("graphkit: error:")]
+    assert f"addKey refused certificate {ident.sha1}" in line
+    assert "already on the application" in line  # Graph's own words kept
+    assert "--filter" not in line and "graphkit cert list" in line
+    assert registered(emu) == [ident.sha1]
