@@ -151,6 +151,16 @@ class _State:
     new: dict[str, Any] = field(default_factory=dict)  # + key_id
     object_id: str | None = None
     key_ids: dict[str, str] = field(default_factory=dict)  # SHA-1 -> keyId
+    client_id: str | None = None  # the app object_id and key_ids are of
+
+    def of_app(self, client_id: str | None) -> _State:
+        """What was learnt of another app (the profile was pointed elsewhere since) is
+        forgotten; a file from before client ids were recorded is taken as this app's."""
+        if self.client_id is not None and self.client_id != client_id:
+            self.stage, self.old, self.new = None, {}, {}
+            self.object_id, self.key_ids = None, {}
+        self.client_id = client_id
+        return self
 
     @classmethod
     def load(cls, profile: str) -> _State:
@@ -177,6 +187,8 @@ class _State:
         state.key_ids = strings(data.get("key_ids"))
         oid = data.get("object_id")
         state.object_id = oid if isinstance(oid, str) else None
+        cid = data.get("client_id")
+        state.client_id = cid if isinstance(cid, str) else None
         state.old, state.new = strings(data.get("old")), strings(data.get("new"))
         stage = data.get("stage")
         # A rotation in progress names both pairs' files (and the old one's dates); one
@@ -203,6 +215,7 @@ class _State:
             "new": self.new,
             "object_id": self.object_id,
             "key_ids": self.key_ids,
+            "client_id": self.client_id,
         }
         atomic_write(self.path, json.dumps(data, indent=2).encode(), mode=PRIVATE, force=True)
 
@@ -211,16 +224,19 @@ class _State:
         self.save()
 
 
-def known_key_ids(profile: str | None) -> dict[str, str]:
-    """SHA-1 -> keyId of the certificates graphkit saw registered for ``profile`` (by
-    rotate, or by ``cert add``); they may be stale, and an unknown one is not absent."""
-    return dict(_State.load(profile).key_ids) if profile else {}
+def known_key_ids(profile: str | None, client_id: str | None) -> dict[str, str]:
+    """SHA-1 -> keyId of the certificates graphkit saw registered on app ``client_id``
+    for ``profile`` (by app create, cert add or rotate); they may be stale, and an
+    unknown one is not absent."""
+    return dict(_State.load(profile).of_app(client_id).key_ids) if profile else {}
 
 
-def remember_key_id(profile: str | None, sha1: str, key_id: str | None) -> None:
+def remember_key_id(
+    profile: str | None, client_id: str | None, sha1: str, key_id: str | None
+) -> None:
     """Record the keyId Graph gave certificate ``sha1`` on ``profile``'s app."""
     if profile and key_id:
-        state = _State.load(profile)
+        state = _State.load(profile).of_app(client_id)
         state.key_ids[sha1] = key_id
         state.save()
 
@@ -442,7 +458,7 @@ def rotate(
     assert settings.profile is not None
     profile = settings.profile
     current = _current_certificate(settings)
-    state = _State.load(profile)
+    state = _State.load(profile).of_app(settings.client_id)
     if state.stage is not None and current.sha1 not in (
         state.old.get("thumbprint"),
         state.new.get("thumbprint"),
@@ -526,7 +542,9 @@ def _run(
             "private_key": str(result.new_private_key),
         }
 
-    oid = app_keys.find_object_id(client, settings, request.object_id or state.object_id)
+    oid = app_keys.find_object_id(
+        client, settings, request.object_id or settings.object_id or state.object_id
+    )
     state.object_id = oid
     path = app_keys.application_path(object_id=oid)
 

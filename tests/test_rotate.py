@@ -385,3 +385,26 @@ def test_a_negative_wait_is_refused_as_app_create_refuses_it(emu: Any, ident: Id
     assert r.exit_code == ExitCode.USAGE, r.stderr
     assert "--wait -1" in r.stderr
     assert emu.requests() == [] and registered(emu) == [ident.sha1]
+
+
+def test_a_profile_moved_to_another_app_is_not_rotated_on_the_old_apps_object_id(
+    emu: Any, ident: Identity
+) -> None:
+    r = run_cli(["rotate", "--profile", "work", "--json"])  # the state learns an object id
+    assert r.exit_code == 0, r.stderr
+    # The app is re-created; the profile is pointed at the new one (no object id known).
+    other = emu.create_app(emu.default_tenant, "again", ["User.Read.All"])
+    emu.grant(other, "Application.Read.All")
+    emu.upload_certificate(other, Path(r.json()["new_certificate"]).read_bytes())
+    moved = run_cli(
+        ["config", "set", "work", "--client-id", other.client_id, "--unset", "object_id"]
+    )
+    assert moved.exit_code == 0, moved.stderr
+    before = registered(emu)
+    r = run_cli(["rotate", "--profile", "work", "--json"])
+    assert r.exit_code == 0, r.stderr
+    assert registered(emu) == before  # the first app is left alone
+    held = [k["customKeyIdentifier"] for k in emu.key_credentials(other)]
+    assert len(held) == 1
+    assert _profile()["object_id"] == other.object_id
+    _profile_works(emu)

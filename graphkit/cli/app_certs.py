@@ -240,7 +240,9 @@ def add_cert(
         key_id = answer.get("keyId")
         from graphkit import rotation
 
-        rotation.remember_key_id(settings.profile, sha1, key_id)  # cert remove KEYID knows it
+        rotation.remember_key_id(
+            settings.profile, settings.client_id, sha1, key_id
+        )  # cert remove KEYID knows it
     data = {"thumbprint": sha1, "key_id": key_id, "certificate": str(file)}
     if fmt != "table":
         emit(data, fmt)
@@ -337,7 +339,7 @@ def remove_cert(
             if sha1 is None:  # the app may not read itself: what graphkit recorded
                 from graphkit import rotation
 
-                known = rotation.known_key_ids(settings.profile)
+                known = rotation.known_key_ids(settings.profile, settings.client_id)
                 sha1 = next((t for t, k in known.items() if k == key_id), None)
             if sha1 is None and in_use is not None and not force:
                 raise UsageError(

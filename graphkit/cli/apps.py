@@ -418,7 +418,7 @@ def _run(
             txn.committed = True
             # rotate removes this certificate later by its keyId, even if the app may
             # not read its own registration
-            rotation.remember_key_id(profile, creds.thumbprint, outcome.key_id)
+            rotation.remember_key_id(profile, outcome.client_id, creds.thumbprint, outcome.key_id)
             saved.append(profiles.read_config(config).get("default_profile") == profile)
             hooks.saved(profile, config, saved[0])
 
