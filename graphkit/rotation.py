@@ -412,7 +412,7 @@ def _plan(
     if oid is None:
         plan.append(f"GET /applications(appId='{settings.client_id}')?$select=id")
     if stage is None:
-        plan.append(f"GET {app}?$select=keyCredentials,passwordCredentials")
+        plan.append(f"GET {app}?$select=appId,keyCredentials,passwordCredentials")
         plan.append(
             f"write a new {request.size}-bit RSA key and a {request.days}-day certificate "
             f"beside {settings.certificate} (new file names)"

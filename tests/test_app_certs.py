@@ -286,3 +286,20 @@ def test_adding_a_certificate_the_app_holds_says_so_not_to_check_query_options(
     assert "already on the application" in line  # Graph's own words kept
     assert "--filter" not in line and "graphkit cert list" in line
     assert registered(emu) == [ident.sha1]
+
+
+def test_an_object_id_of_another_app_is_refused_before_its_certificates_change(
+    emu: Any, ident: Identity, tmp_path: Path, approve_as: Any
+) -> None:
+    # A mistyped --object-id (another app's) must not make the PATCH land on that app.
+    other_app = emu.create_app(emu.default_tenant, "other", ["User.Read.All"])
+    new = make_identity(tmp_path / "new", key_index=3)
+    emu.create_account("ada", roles=["Application Administrator"])
+    approve_as("ada")
+    r = run_cli(["cert", "add", str(new.crt), "--admin", "--object-id", other_app.object_id])
+    assert r.exit_code == ExitCode.CONFIG, r.stderr
+    [line] = [x for x in r.stderr.splitlines() if x.startswith("graphkit: error:")]
+    assert other_app.client_id in line and emu.default_app.client_id in line
+    assert emu.key_credentials(other_app) == []
+    assert registered(emu) == [ident.sha1]
+    assert not [e for e in emu.requests() if e["method"] == "PATCH"]
