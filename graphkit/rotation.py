@@ -422,6 +422,10 @@ def _plan(
     if stage in (None, "made", "added"):
         plan.append("a token with the new certificate (waiting while it propagates)")
         plan.append(f"point profile {settings.profile!r} at the new key and certificate")
+        assert settings.profile is not None
+        cert = state.old.get("certificate") or str(settings.certificate)
+        for name in _sharing(settings.profile, cert, same_app=settings.client_id):
+            plan.append(f"point profile {name!r} (the same app and certificate) at them too")
     if stage in (None, "made", "added", "switched") and not request.keep_old:
         plan.append(f"POST {app}/removeKey (the old certificate)")
     plan.append("rename the old key and certificate files with their dates")

@@ -343,6 +343,8 @@ def test_other_profiles_using_the_same_certificate_are_not_broken(
     emu.upload_certificate(other_app, ident.cert)
     _set_profile(emu, "twin", emu.default_app.client_id, ident)
     _set_profile(emu, "other", other_app.client_id, ident)
+    dry = run_cli(["rotate", "--profile", "work", "--dry-run"])
+    assert "point profile 'twin'" in dry.stdout and "'other'" not in dry.stdout
     r = run_cli(["rotate", "--profile", "work", "--json"])
     assert r.exit_code == 0, r.stderr
     result = r.json()
