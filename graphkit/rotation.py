@@ -457,6 +457,43 @@ def rotate(
         RotationError: a step failed or was interrupted; the message says what the app
             holds now and what to run.
     """
+    if request.dry_run:  # it only reads
+        return _rotate(request, hooks, sleep=sleep, clock=clock, now=now)
+    profile = profile_settings(request.profile).profile
+    assert profile is not None
+    with _one_at_a_time(profile):
+        return _rotate(request, hooks, sleep=sleep, clock=clock, now=now)
+
+
+@contextlib.contextmanager
+def _one_at_a_time(profile: str) -> Any:
+    """One rotation of ``profile`` at a time: two overlapping (a cron run and a manual
+    one) would each add a certificate and race on the profile and the state file. A
+    kernel lock on an open file, gone with its process (token_cache's)."""
+    from graphkit.files import ensure_private_dir
+    from graphkit.settings import state_dir
+    from graphkit.token_cache import acquisition_lock
+
+    directory = Path(state_dir()) / "rotation"
+    ensure_private_dir(directory)
+    with acquisition_lock(directory, f"rotate-{profile}", timeout=0) as held:
+        if not held:
+            raise GraphkitError(
+                f"another graphkit rotate of profile {profile!r} is running; nothing was "
+                "changed by this one",
+                "let it finish (run graphkit rotate again afterwards if it was interrupted)",
+            )
+        yield
+
+
+def _rotate(
+    request: RotateRequest,
+    hooks: RotationHooks | None,
+    *,
+    sleep: Callable[[float], None],
+    clock: Callable[[], float],
+    now: dt.datetime | None,
+) -> RotationResult:
     hooks = hooks or RotationHooks()
     settings = profile_settings(request.profile)
     assert settings.profile is not None

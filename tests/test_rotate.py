@@ -410,3 +410,26 @@ def test_a_profile_moved_to_another_app_is_not_rotated_on_the_old_apps_object_id
     assert len(held) == 1
     assert _profile()["object_id"] == other.object_id
     _profile_works(emu)
+
+
+def test_a_second_rotate_of_the_profile_at_the_same_time_is_refused(
+    emu: Any, ident: Identity
+) -> None:
+    # A cron run and a manual one overlapping would each add a certificate (a third
+    # one left registered) and race on the profile: the second is refused at once.
+    from graphkit.files import ensure_private_dir
+    from graphkit.settings import state_dir
+    from graphkit.token_cache import acquisition_lock
+
+    directory = Path(state_dir()) / "rotation"
+    ensure_private_dir(directory)
+    with acquisition_lock(directory, "rotate-work", timeout=0) as held:
+        assert held  # as a running rotate holds it
+        r = run_cli(["rotate", "--profile", "work"])
+        assert r.exit_code == ExitCode.ERROR, r.stderr
+        assert "another graphkit rotate of profile 'work' is running" in r.stderr
+        assert registered(emu) == [ident.sha1]
+        dry = run_cli(["rotate", "--profile", "work", "--dry-run"])  # only reads
+        assert dry.exit_code == 0, dry.stderr
+    r = run_cli(["rotate", "--profile", "work"])
+    assert r.exit_code == 0, r.stderr
