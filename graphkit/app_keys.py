@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from graphkit.errors import (
+    BadRequestError,
     ConfigError,
     GraphError,
     InputError,
@@ -262,15 +263,26 @@ def read_credentials(
     passwordCredentials.
 
     Raises:
+        ConfigError: ``path`` is another app's registration than ``client_id``'s.
         PermissionDeniedError: the caller may not read the registration (403), with
             what to grant.
     """
     try:
-        body = client.get(path, {"$select": "keyCredentials,passwordCredentials"})
+        body = client.get(path, {"$select": "appId,keyCredentials,passwordCredentials"})
     except PermissionDeniedError as exc:
         raise _read_denied(exc, "its keyCredentials", client_id) from None
     if not isinstance(body, dict):
         raise GraphError(f"Graph GET {path} returned no application object")
+    found = str(body.get("appId") or "")
+    if client_id and found and found.lower() != client_id.lower():
+        # An object id of another app (mistyped, or the profile moved): nothing of
+        # that app is listed, let alone changed.
+        raise ConfigError(
+            f"{path} is the registration of app {found}, not of app {client_id} (the "
+            "profile's client id)",
+            "give the Object ID from the Overview page of the app registration with that "
+            "client id (--object-id, or `graphkit config set NAME --object-id ...`)",
+        )
     keys = [k for k in body.get("keyCredentials") or [] if isinstance(k, dict)]
     passwords = [p for p in body.get("passwordCredentials") or [] if isinstance(p, dict)]
     return keys, passwords
@@ -327,6 +339,12 @@ def add_key(
         answer = client.request("POST", f"/applications/{object_id}/addKey", json_body=body)
     except UnauthorizedError as exc:
         raise _proof_refused(exc, crypto.thumbprints(signer_certificate)["sha1"]) from None
+    except BadRequestError as exc:  # the certificate itself, not a query option
+        sha1 = crypto.thumbprints(certificate)["sha1"]
+        raise exc.restated(
+            f"addKey refused certificate {sha1}: {exc.message}",
+            "see `graphkit cert list` (or --admin) for the certificates the app holds already",
+        ) from None
     return dict(answer) if isinstance(answer, dict) else {}
 
 

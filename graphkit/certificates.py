@@ -287,7 +287,7 @@ def load(settings: Settings, *, now: dt.datetime | None = None) -> ClientCertifi
         with _LOADED_LOCK:
             loaded = _LOADED.get(key)
         if loaded is not None:
-            _check_dates(loaded.certificate, loaded.path, loaded.sha1, _now())
+            _check_dates(loaded.certificate, loaded.path, loaded.sha1, _now(), settings.profile)
             return loaded
     loaded = _load(settings, now=now)
     if key is not None and _memo_key(settings) == key:
@@ -361,7 +361,7 @@ def _load(settings: Settings, *, now: dt.datetime | None) -> ClientCertificate:
         crypto.require_rsa(key, f"the key for certificate {cert_path}")  # raises
     # The size is checked by check(): loaded alone, a short key is left for the
     # identity platform to refuse (AADSTS50032), as it would.
-    _check_dates(cert, cert_path, tp["sha1"], now or _now())
+    _check_dates(cert, cert_path, tp["sha1"], now or _now(), settings.profile)
     try:
         return ClientCertificate(
             path=cert_path,
@@ -378,11 +378,17 @@ def _load(settings: Settings, *, now: dt.datetime | None) -> ClientCertificate:
         raise CryptoError(f"cannot use the certificate {cert_path}: {exc}") from None
 
 
-def _check_dates(cert: Any, path: Path, sha1: str, when: dt.datetime) -> None:
+def _check_dates(
+    cert: Any, path: Path, sha1: str, when: dt.datetime, profile: str | None = None
+) -> None:
     if when > cert.not_valid_after_utc:
         raise ConfigError(
             f"certificate {path} (SHA-1 {sha1}) expired on {cert.not_valid_after_utc:%Y-%m-%d}",
-            "make a new one with `graphkit selfsign` and upload it to the app registration",
+            # A profile's: the advice every expiry message of a profile gives (README,
+            # Days left); flags alone: a new certificate, uploaded.
+            renew_step(profile, expired=True)
+            if profile
+            else "make a new one with `graphkit selfsign` and upload it to the app registration",
         )
     if when < cert.not_valid_before_utc:
         raise ConfigError(

@@ -131,6 +131,7 @@ class Outcome:
     granted: list[str] = field(default_factory=list)  # by this run
     already_granted: list[str] = field(default_factory=list)
     waited: float = 0.0  # seconds waiting for the service principal to be found
+    key_id: str | None = None  # the certificate's keyId, where Graph's answer gave it
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -187,6 +188,16 @@ def _create_app_call(
             "keyCredentials": [dict(key)],
             "requiredResourceAccess": [{"resourceAppId": GRAPH_APP_ID, "resourceAccess": access}],
         },
+    )
+
+
+def _same_name_call(name: str) -> GraphCall:
+    quoted = name.replace("'", "''")  # an OData string literal
+    return GraphCall(
+        "GET",
+        "/applications",
+        "look for an app registration of the same name (not created twice without --force)",
+        params={"$filter": f"displayName eq '{quoted}'", "$select": "id,appId,displayName"},
     )
 
 
@@ -252,6 +263,7 @@ def plan(
     certificate_der: bytes,
     client_id: str | None = None,
     certificate_name: str | None = None,
+    allow_same_name: bool = False,
 ) -> list[GraphCall]:
     """The calls a run would make, with ``<...>`` where a value comes from an earlier
     answer (nothing is sent to build it). With ``client_id``, the calls that finish an
@@ -261,6 +273,8 @@ def plan(
     graph_sp = "<Microsoft Graph's service principal id>"
     calls = [_graph_sp_call()]
     if client_id is None:
+        if not allow_same_name:
+            calls.append(_same_name_call(name or ""))
         calls.append(_create_app_call(name or "", key, [f"<appRole id of {n}>" for n in names]))
         calls.append(_create_sp_call("<the new app's appId>"))
         sp = "<the new service principal's id>"
@@ -368,6 +382,7 @@ def provision(
     certificate_der: bytes,
     certificate_name: str | None = None,
     client_id: str | None = None,
+    allow_same_name: bool = False,
     on_step: Callable[[str], None] | None = None,
     on_app: Callable[[Outcome], None] | None = None,
     hooks: Hooks | None = None,
@@ -385,6 +400,8 @@ def provision(
         certificate_der: the certificate the app signs in with (DER).
         certificate_name: its subject, as the keyCredential's displayName.
         client_id: an existing app to finish instead of creating one.
+        allow_same_name: create the app even if the tenant holds one of that name
+            (else refused, naming it, before anything is created).
         on_step: progress lines.
         on_app: called once the app exists with its certificate (created, or found and
             its certificate added), before anything else is asked of Graph: the caller
@@ -425,6 +442,8 @@ def provision(
         outcome.waited += waited
         return result
 
+    if client_id is None and not allow_same_name:
+        _refuse_same_name(client, name or "")
     if client_id is None:
         step(f"Creating the app registration {name!r}")
         try:
@@ -436,6 +455,7 @@ def provision(
         outcome.client_id = str(app["appId"])
         outcome.object_id = str(app["id"])
         outcome.certificate_added = True
+        outcome.key_id = _key_id_of(app.get("keyCredentials"), key)
         if on_app is not None:
             on_app(outcome)
         step(f"Creating its service principal (client id {outcome.client_id})")
@@ -479,6 +499,21 @@ def provision(
     return outcome
 
 
+def _refuse_same_name(client: GraphClient, name: str) -> None:
+    """UsageError if the tenant holds an app registration called ``name`` already."""
+    body = _send(client, _same_name_call(name), reading="the tenant's app registrations")
+    items = body.get("value") if isinstance(body, dict) else None
+    same = [str(a.get("appId")) for a in items or [] if isinstance(a, dict) and a.get("appId")]
+    if same:
+        ids = ", ".join(same)
+        raise UsageError(
+            f"the tenant holds an app named {name!r} already (client id {ids}); nothing "
+            "was created",
+            f"finish or reuse it with `graphkit app create --client-id {same[0]} --profile "
+            "NAME --permission ...`, or give --force to create another app of that name",
+        )
+
+
 def _existing_app(
     client: GraphClient,
     client_id: str,
@@ -507,7 +542,17 @@ def _existing_app(
             raise _refused(exc, "adding the certificate", CREATE_ROLES, outcome) from None
         outcome.certificate_added = True
     else:
+        outcome.key_id = _key_id_of(keys, key)
         step(f"The certificate is on app {client_id} already")
+
+
+def _key_id_of(keys: Any, key: Mapping[str, Any]) -> str | None:
+    """The keyId Graph gave ``key`` among ``keys`` (keyCredentials), if it is there."""
+    ours = _custom_key_identifier(key)
+    for k in keys if isinstance(keys, list) else []:
+        if isinstance(k, dict) and k.get("customKeyIdentifier") == ours and k.get("keyId"):
+            return str(k["keyId"])
+    return None
 
 
 def _service_principal(

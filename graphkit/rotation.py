@@ -54,6 +54,8 @@ __all__ = [
     "RotationError",
     "RotationHooks",
     "RotationResult",
+    "known_key_ids",
+    "remember_key_id",
     "rotate",
 ]
 
@@ -127,6 +129,7 @@ class RotationResult:
     dry_run: bool = False
     plan: list[str] = field(default_factory=list)
     waited: float = 0.0
+    also_switched: list[str] = field(default_factory=list)  # profiles sharing the old pair
 
     def as_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -148,6 +151,16 @@ class _State:
     new: dict[str, Any] = field(default_factory=dict)  # + key_id
     object_id: str | None = None
     key_ids: dict[str, str] = field(default_factory=dict)  # SHA-1 -> keyId
+    client_id: str | None = None  # the app object_id and key_ids are of
+
+    def of_app(self, client_id: str | None) -> _State:
+        """What was learnt of another app (the profile was pointed elsewhere since) is
+        forgotten; a file from before client ids were recorded is taken as this app's."""
+        if self.client_id is not None and self.client_id != client_id:
+            self.stage, self.old, self.new = None, {}, {}
+            self.object_id, self.key_ids = None, {}
+        self.client_id = client_id
+        return self
 
     @classmethod
     def load(cls, profile: str) -> _State:
@@ -174,6 +187,8 @@ class _State:
         state.key_ids = strings(data.get("key_ids"))
         oid = data.get("object_id")
         state.object_id = oid if isinstance(oid, str) else None
+        cid = data.get("client_id")
+        state.client_id = cid if isinstance(cid, str) else None
         state.old, state.new = strings(data.get("old")), strings(data.get("new"))
         stage = data.get("stage")
         # A rotation in progress names both pairs' files (and the old one's dates); one
@@ -200,12 +215,30 @@ class _State:
             "new": self.new,
             "object_id": self.object_id,
             "key_ids": self.key_ids,
+            "client_id": self.client_id,
         }
         atomic_write(self.path, json.dumps(data, indent=2).encode(), mode=PRIVATE, force=True)
 
     def finish(self) -> None:
         self.stage, self.old, self.new = None, {}, {}
         self.save()
+
+
+def known_key_ids(profile: str | None, client_id: str | None) -> dict[str, str]:
+    """SHA-1 -> keyId of the certificates graphkit saw registered on app ``client_id``
+    for ``profile`` (by app create, cert add or rotate); they may be stale, and an
+    unknown one is not absent."""
+    return dict(_State.load(profile).of_app(client_id).key_ids) if profile else {}
+
+
+def remember_key_id(
+    profile: str | None, client_id: str | None, sha1: str, key_id: str | None
+) -> None:
+    """Record the keyId Graph gave certificate ``sha1`` on ``profile``'s app."""
+    if profile and key_id:
+        state = _State.load(profile).of_app(client_id)
+        state.key_ids[sha1] = key_id
+        state.save()
 
 
 def _describe(state: _State, keep_old: bool) -> str:
@@ -240,13 +273,19 @@ def _describe(state: _State, keep_old: bool) -> str:
 # ------------------------------------------------------------------- helpers
 
 
+# What rotate changes is the profile's own app and certificate: the environment may not
+# swap those. The hosts, cloud, CA and passphrase from the environment apply as they do
+# for every other command (the README points graphkit at the emulator that way).
+_PROFILE_ONLY = ("tenant", "client_id", "certificate")
+
+
 def profile_settings(profile: str | None) -> Settings:
-    """The saved profile as stored: environment variables that would override its
-    tenant, app or certificate play no part (rotate changes the profile itself); a
-    passphrase from the environment still opens its key."""
+    """The saved profile's tenant, app and certificate as stored: environment variables
+    that would override them play no part (rotate changes the profile itself); the
+    hosts, cloud, CA bundle and passphrase from the environment still apply."""
     from graphkit.settings import ENV_VARS, resolve_settings
 
-    hidden = {var for name, names in ENV_VARS.items() if name != "passphrase" for var in names}
+    hidden = {var for name in _PROFILE_ONLY for var in ENV_VARS[name]}
     env = {k: v for k, v in os.environ.items() if k not in hidden}
     settings = resolve_settings(profile=profile, env=env)
     if settings.profile is None:
@@ -290,6 +329,34 @@ def _with_pair(settings: Settings, cert_path: Path, key_path: Path) -> Settings:
     sources = dict(settings.sources)
     sources["private_key"] = sources.get("certificate", "profile")
     return settings.replace(certificate=cert_path, private_key=key_path, sources=sources)
+
+
+def _profile_files(exclude: str) -> dict[str, list[str]]:
+    """Profile name -> the certificate and key files it names (resolved), but ``exclude``."""
+    from graphkit.settings import config_path, read_config
+
+    found: dict[str, list[str]] = {}
+    for name, values in read_config(config_path()).get("profiles", {}).items():
+        if name == exclude:
+            continue
+        paths = [values.get(k) for k in ("certificate", "private_key")]
+        found[name] = [str(Path(p).expanduser().resolve()) for p in paths if isinstance(p, str)]
+    return found
+
+
+def _sharing(profile: str, certificate: str, *, same_app: str | None) -> list[str]:
+    """The other profiles of app ``same_app`` whose certificate is the file ``certificate``."""
+    from graphkit.settings import config_path, read_config
+
+    wanted = str(Path(certificate).expanduser().resolve())
+    names = []
+    for name, values in read_config(config_path()).get("profiles", {}).items():
+        cert = values.get("certificate")
+        if name == profile or not isinstance(cert, str) or values.get("client_id") != same_app:
+            continue
+        if str(Path(cert).expanduser().resolve()) == wanted:
+            names.append(name)
+    return sorted(names)
 
 
 def _dated_name(path: Path, start: dt.datetime, end: dt.datetime) -> Path:
@@ -343,7 +410,7 @@ def _plan(
     if oid is None:
         plan.append(f"GET /applications(appId='{settings.client_id}')?$select=id")
     if stage is None:
-        plan.append(f"GET {app}?$select=keyCredentials,passwordCredentials")
+        plan.append(f"GET {app}?$select=appId,keyCredentials,passwordCredentials")
         plan.append(
             f"write a new {request.size}-bit RSA key and a {request.days}-day certificate "
             f"beside {settings.certificate} (new file names)"
@@ -353,6 +420,10 @@ def _plan(
     if stage in (None, "made", "added"):
         plan.append("a token with the new certificate (waiting while it propagates)")
         plan.append(f"point profile {settings.profile!r} at the new key and certificate")
+        assert settings.profile is not None
+        cert = state.old.get("certificate") or str(settings.certificate)
+        for name in _sharing(settings.profile, cert, same_app=settings.client_id):
+            plan.append(f"point profile {name!r} (the same app and certificate) at them too")
     if stage in (None, "made", "added", "switched") and not request.keep_old:
         plan.append(f"POST {app}/removeKey (the old certificate)")
     plan.append("rename the old key and certificate files with their dates")
@@ -384,12 +455,49 @@ def rotate(
         RotationError: a step failed or was interrupted; the message says what the app
             holds now and what to run.
     """
+    if request.dry_run:  # it only reads
+        return _rotate(request, hooks, sleep=sleep, clock=clock, now=now)
+    profile = profile_settings(request.profile).profile
+    assert profile is not None
+    with _one_at_a_time(profile):
+        return _rotate(request, hooks, sleep=sleep, clock=clock, now=now)
+
+
+@contextlib.contextmanager
+def _one_at_a_time(profile: str) -> Any:
+    """One rotation of ``profile`` at a time: two overlapping (a cron run and a manual
+    one) would each add a certificate and race on the profile and the state file. A
+    kernel lock on an open file, gone with its process (token_cache's)."""
+    from graphkit.files import ensure_private_dir
+    from graphkit.settings import state_dir
+    from graphkit.token_cache import acquisition_lock
+
+    directory = Path(state_dir()) / "rotation"
+    ensure_private_dir(directory)
+    with acquisition_lock(directory, f"rotate-{profile}", timeout=0) as held:
+        if not held:
+            raise GraphkitError(
+                f"another graphkit rotate of profile {profile!r} is running; nothing was "
+                "changed by this one",
+                "let it finish (run graphkit rotate again afterwards if it was interrupted)",
+            )
+        yield
+
+
+def _rotate(
+    request: RotateRequest,
+    hooks: RotationHooks | None,
+    *,
+    sleep: Callable[[float], None],
+    clock: Callable[[], float],
+    now: dt.datetime | None,
+) -> RotationResult:
     hooks = hooks or RotationHooks()
     settings = profile_settings(request.profile)
     assert settings.profile is not None
     profile = settings.profile
     current = _current_certificate(settings)
-    state = _State.load(profile)
+    state = _State.load(profile).of_app(settings.client_id)
     if state.stage is not None and current.sha1 not in (
         state.old.get("thumbprint"),
         state.new.get("thumbprint"),
@@ -411,6 +519,10 @@ def rotate(
                 f"{request.if_expiring_within}: nothing to do"
             )
             return result
+    if request.object_id:  # refused now, as a run would refuse it, dry or not
+        from graphkit.settings import check_object_id
+
+        request = dataclasses.replace(request, object_id=check_object_id(request.object_id))
     oid = request.object_id or settings.object_id or state.object_id
     if request.dry_run:
         result.dry_run = True
@@ -462,7 +574,16 @@ def _run(
 
     assert settings.profile is not None
     profile = settings.profile
-    oid = app_keys.find_object_id(client, settings, request.object_id or state.object_id)
+
+    def values_for(result: RotationResult) -> dict[str, str]:
+        return {
+            "certificate": str(result.new_certificate),
+            "private_key": str(result.new_private_key),
+        }
+
+    oid = app_keys.find_object_id(
+        client, settings, request.object_id or settings.object_id or state.object_id
+    )
     state.object_id = oid
     path = app_keys.application_path(object_id=oid)
 
@@ -565,9 +686,7 @@ def _run(
         )
         result.waited = waited
         hooks.done("verified")
-        values = {"certificate": str(result.new_certificate)}
-        values["private_key"] = str(result.new_private_key)
-        values["object_id"] = oid
+        values = {**values_for(result), "object_id": oid}
         profiles.save_profile(profile, values, make_default=False)
         hooks.step(f"Profile {profile!r} now uses {result.new_certificate}")
         state.stage = "switched"
@@ -575,7 +694,14 @@ def _run(
         hooks.done("switched")
 
     old_sha1 = str(state.old.get("thumbprint"))
+    unremoved: str | None = None  # the keyId removeKey did not find, if still unsure
     if state.stage == "switched":
+        # Other profiles of the same app on the old pair would be left on a removed
+        # certificate and renamed files: they move to the new pair too.
+        for name in _sharing(profile, str(state.old["certificate"]), same_app=settings.client_id):
+            profiles.save_profile(name, values_for(result), make_default=False)
+            hooks.step(f"Profile {name!r} (the same app and certificate) now uses it too")
+            result.also_switched.append(name)
         if not request.keep_old:
             old_key_id = state.key_ids.get(old_sha1)
             if old_key_id is None:
@@ -584,16 +710,9 @@ def _run(
                     f"remove it with `graphkit cert remove {old_sha1} --admin`",
                 )
             hooks.step(f"Removing the old certificate {old_sha1} (removeKey)")
-            with contextlib.suppress(NotFoundError):  # removed by an interrupted run
-                app_keys.remove_key(
-                    client,
-                    oid,
-                    old_key_id,
-                    signer_key=new.private_key,
-                    signer_certificate=new.certificate,
-                )
+            result.old_removed = _remove_old(client, oid, old_sha1, old_key_id, new, settings)
+            unremoved = None if result.old_removed else old_key_id
             state.key_ids.pop(old_sha1, None)
-            result.old_removed = True
         state.stage = "removed"
         state.save()
         hooks.done("removed")
@@ -604,6 +723,10 @@ def _run(
         ]
         start = dt.datetime.fromisoformat(str(state.old.get("not_before")))
         end = dt.datetime.fromisoformat(str(state.old.get("not_after")))
+        in_use = {f: name for name, files in _profile_files(profile).items() for f in files}
+        for used in [p for p in old_files if str(p.resolve()) in in_use]:
+            hooks.step(f"Left {used} in place: profile {in_use[str(used.resolve())]} uses it")
+        old_files = [p for p in old_files if str(p.resolve()) not in in_use]
         result.renamed = _keep_renamed(list(dict.fromkeys(old_files)), start, end)
         for old, kept in result.renamed.items():
             hooks.step(f"Kept {old} as {kept}")
@@ -611,3 +734,50 @@ def _run(
         state.finish()
     result.rotated = True
     result.reason = f"rotated: certificate {old_sha1} replaced by {new.sha1}"
+    if unremoved is not None:
+        result.reason += (
+            f"; the old one may still be registered (removeKey found no keyId "
+            f"{unremoved}, and the app may not read its registration to check): see "
+            f"`graphkit cert list --admin`, and remove it with "
+            f"`graphkit cert remove {old_sha1} --admin`"
+        )
+
+
+def _remove_old(
+    client: GraphClient,
+    oid: str,
+    sha1: str,
+    key_id: str,
+    new: ClientCertificate,
+    settings: Settings,
+) -> bool:
+    """``removeKey`` of the old certificate; True once it is known to be gone.
+
+    A 404 means no certificate has that keyId: an interrupted run removed it, or the
+    recorded keyId is stale (the certificate was taken off and registered again). The
+    registration, where the app may read it, says which; otherwise it is not claimed.
+    """
+    from graphkit import app_keys
+    from graphkit.errors import PermissionDeniedError
+
+    def remove(kid: str) -> None:
+        app_keys.remove_key(
+            client, oid, kid, signer_key=new.private_key, signer_certificate=new.certificate
+        )
+
+    try:
+        remove(key_id)
+        return True
+    except NotFoundError:
+        pass
+    try:
+        listed = app_keys.list_certificates(
+            client, app_keys.application_path(object_id=oid), client_id=settings.client_id
+        )
+    except PermissionDeniedError:
+        return False
+    still = [c.key_id for c in listed if c.thumbprint == sha1 and c.key_id]
+    for kid in still:
+        with contextlib.suppress(NotFoundError):
+            remove(kid)
+    return True

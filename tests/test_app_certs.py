@@ -238,3 +238,68 @@ def test_a_refused_proof_says_why_and_shows_no_token_or_proof(
     assert emu.requests()[-1]["proof_refusal"] == "expired"
     assert "eyJ" not in r.stderr + r.stdout
     assert registered(emu) == [ident.sha1]
+
+
+def test_a_key_id_that_may_be_the_certificate_in_use_needs_force(emu: Any, ident: Identity) -> None:
+    # The app may not read itself, so nothing tells which certificate the keyId names:
+    # it may be the one the profile signs in with.
+    [key] = emu.key_credentials(emu.default_app)
+    oid = emu.default_app.object_id
+    r = run_cli(["cert", "remove", key["keyId"], "--object-id", oid])
+    assert r.exit_code == ExitCode.USAGE, r.stderr
+    [line] = [x for x in r.stderr.splitlines() if x.startswith("graphkit: error:")]
+    assert "cannot tell" in line and "--force" in line
+    assert registered(emu) == [ident.sha1]
+    r = run_cli(["cert", "remove", key["keyId"], "--object-id", oid, "--force"])
+    assert r.exit_code == 0, r.stderr
+    assert registered(emu) == []
+
+
+def test_cert_remove_admin_by_key_id_protects_the_certificate_in_use(
+    emu: Any, ident: Identity, approve_as: Any
+) -> None:
+    # Named by keyId, the certificate in use is recognised only in the registration
+    # the administrator reads: refused there, before any PATCH.
+    [key] = emu.key_credentials(emu.default_app)
+    emu.create_account("ada", roles=["Application Administrator"])
+    approve_as("ada")
+    r = run_cli(["cert", "remove", key["keyId"], "--admin"])
+    assert r.exit_code == ExitCode.USAGE, r.stderr
+    assert "is the one profile work signs in with" in r.stderr and "--force" in r.stderr
+    assert registered(emu) == [ident.sha1]
+    assert not [e for e in emu.requests() if e["method"] == "PATCH"]
+    approve_as("ada")
+    r = run_cli(["cert", "remove", key["keyId"], "--admin", "--force"])
+    assert r.exit_code == 0, r.stderr
+    assert registered(emu) == []
+    assert "tokens are now refused" in r.stderr  # says what broke, as by thumbprint
+
+
+def test_adding_a_certificate_the_app_holds_says_so_not_to_check_query_options(
+    emu: Any, ident: Identity
+) -> None:
+    oid = emu.default_app.object_id
+    r = run_cli(["cert", "add", str(ident.crt), "--object-id", oid])
+    assert r.exit_code == ExitCode.USAGE, r.stderr  # Graph's 400
+    [line] = [x for x in r.stderr.splitlines() if x.startswith("graphkit: error:")]
+    assert f"addKey refused certificate {ident.sha1}" in line
+    assert "already on the application" in line  # Graph's own words kept
+    assert "--filter" not in line and "graphkit cert list" in line
+    assert registered(emu) == [ident.sha1]
+
+
+def test_an_object_id_of_another_app_is_refused_before_its_certificates_change(
+    emu: Any, ident: Identity, tmp_path: Path, approve_as: Any
+) -> None:
+    # A mistyped --object-id (another app's) must not make the PATCH land on that app.
+    other_app = emu.create_app(emu.default_tenant, "other", ["User.Read.All"])
+    new = make_identity(tmp_path / "new", key_index=3)
+    emu.create_account("ada", roles=["Application Administrator"])
+    approve_as("ada")
+    r = run_cli(["cert", "add", str(new.crt), "--admin", "--object-id", other_app.object_id])
+    assert r.exit_code == ExitCode.CONFIG, r.stderr
+    [line] = [x for x in r.stderr.splitlines() if x.startswith("graphkit: error:")]
+    assert other_app.client_id in line and emu.default_app.client_id in line
+    assert emu.key_credentials(other_app) == []
+    assert registered(emu) == [ident.sha1]
+    assert not [e for e in emu.requests() if e["method"] == "PATCH"]

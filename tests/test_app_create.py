@@ -330,8 +330,9 @@ def test_dry_run_sends_nothing_to_graph_and_writes_nothing(
     _no_secret(result.stdout, result.stderr)
     lines = result.stdout.splitlines()
     calls = [ln for ln in lines if ln[:1].isdigit()]
-    assert [c.split()[1] for c in calls] == ["GET", "POST", "POST", "POST"]
-    assert calls[1].endswith(f"{emu.graph_url}/v1.0/applications")
+    assert [c.split()[1] for c in calls] == ["GET", "GET", "POST", "POST", "POST"]
+    assert f"{emu.graph_url}/v1.0/applications?" in calls[1]  # an app of that name?
+    assert calls[2].endswith(f"{emu.graph_url}/v1.0/applications")
     assert '"displayName": "reports"' in result.stdout
     assert "characters)" in result.stdout  # the certificate's key, shortened
     assert "<appRole id of User.Read.All>" in result.stdout
@@ -340,7 +341,11 @@ def test_dry_run_sends_nothing_to_graph_and_writes_nothing(
     assert as_json.exit_code == 0, as_json.stderr
     body = as_json.json()
     assert body["dry_run"] is True
-    assert [c["method"] for c in body["calls"]] == ["GET", "POST", "POST", "POST"]
+    assert [c["method"] for c in body["calls"]] == ["GET", "GET", "POST", "POST", "POST"]
+    forced = run_cli(
+        _create(emu, "--permission", "User.Read.All", "--dry-run", "--force", "--json")
+    )
+    assert [c["method"] for c in forced.json()["calls"]] == ["GET", "POST", "POST", "POST"]
     assert not [r for r in emu.requests() if r["kind"] in ("graph", "token")]
 
 
@@ -452,3 +457,55 @@ def test_dry_run_of_client_id_shows_the_conditional_calls(
     ]
     assert not [r for r in emu.requests() if r["kind"] in ("graph", "token")]
     assert not all_files(home)
+
+
+def test_a_created_app_rotates_without_reading_its_own_registration(
+    graphkit_emulator: Any, home: Path, approver: Approver, waits: FakeTime
+) -> None:
+    # app create was told the certificate's keyId, so rotate can remove it later with
+    # only the permissions the app was created with (no Application.Read.All).
+    emu = graphkit_emulator
+    emu.create_account("pra", roles=["Privileged Role Administrator"])
+    approver.will(_approve_as(emu, "pra"))
+    made = run_cli(_create(emu, "--permission", "User.Read.All", "--json"))
+    assert made.exit_code == 0, made.stderr
+    client_id = made.json()["app"]["client_id"]
+    [first] = emu.key_credentials(client_id)
+    r = run_cli(["rotate", "--profile", "reports", "--json"])
+    assert r.exit_code == 0, r.stderr
+    assert r.json()["old_removed"] is True
+    [now] = emu.key_credentials(client_id)
+    assert now["keyId"] != first["keyId"] and now["keyId"] == r.json()["new_key_id"]
+    users = run_cli(["query", "/users", "--profile", "reports", "--top", "1", "-o", "json"])
+    assert users.exit_code == 0, users.stderr
+
+
+def test_a_second_app_of_the_same_name_needs_force(
+    graphkit_emulator: Any, home: Path, approver: Approver, waits: FakeTime
+) -> None:
+    # The profile was deleted (or another machine runs it): a re-run would make a second
+    # app of the same name, whose client id nobody expects. It is refused, naming the
+    # app that exists and how to finish it, before anything is created.
+    emu = graphkit_emulator
+    emu.create_account("pra", roles=["Privileged Role Administrator"])
+    approver.will(_approve_as(emu, "pra"))
+    first = run_cli(_create(emu, "--permission", "User.Read.All", "--json"))
+    assert first.exit_code == 0, first.stderr
+    client_id = first.json()["app"]["client_id"]
+    approver.will(_approve_as(emu, "pra"))
+    again = run_cli(_create(emu, "--permission", "User.Read.All", "--profile", "reports2"))
+    assert again.exit_code == ExitCode.USAGE, again.stderr
+    [line] = [x for x in again.stderr.splitlines() if x.startswith("graphkit: error:")]
+    assert "an app named 'reports'" in line and client_id in line
+    assert f"--client-id {client_id}" in line and "--force" in line
+    assert len(_apps_named(emu, "reports")) == 1
+    assert _profile(home, "reports2") is None
+    from graphkit.onboarding import credentials_dir
+
+    assert not credentials_dir("reports2").exists()  # no key left behind
+    approver.will(_approve_as(emu, "pra"))
+    forced = run_cli(
+        _create(emu, "--permission", "User.Read.All", "--profile", "reports2", "--force")
+    )
+    assert forced.exit_code == 0, forced.stderr
+    assert len(_apps_named(emu, "reports")) == 2

@@ -184,3 +184,8 @@ def test_an_expired_certificate_is_renewed_with_an_admin_not_rotate(
     thumb = run_cli(["thumbprint", str(cert)])
     assert "`graphkit rotate --profile" not in thumb.stderr
     assert "`graphkit cert add --admin CERT`" in thumb.stderr
+    # The first place a user meets it: every token request of the profile.
+    token = run_cli(["token", "--profile", "work"])
+    assert token.exit_code != 0 and "expired on" in token.stderr
+    assert "`graphkit init --profile work --new-key`" in token.stderr, token.stderr
+    assert "`graphkit cert add --admin CERT`" in token.stderr

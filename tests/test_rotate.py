@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ import pytest
 from _app_keys_helpers import registered, save_profile, token_for
 from _auth_helpers import Identity, make_identity
 from _emulator_helpers import no_ca_env
-from _onboarding_helpers import clean_env, run_cli
+from _onboarding_helpers import clean_env, emulator_flags, run_cli
 
 from graphkit import rotation
 from graphkit.errors import ExitCode
@@ -266,3 +267,169 @@ def test_a_failure_after_the_switch_says_what_the_app_holds_and_a_rerun_finishes
     assert r.exit_code == 0, r.stderr
     assert r.json()["old_removed"] is True
     assert registered(emu) == [r.json()["new_thumbprint"]]
+
+
+def test_a_stale_key_id_is_not_reported_as_removed(emu: Any, ident: Identity) -> None:
+    # The first rotation learns the new certificate's keyId from addKey.
+    r = run_cli(["rotate", "--profile", "work", "--keep-old", "--json"])
+    assert r.exit_code == 0, r.stderr
+    middle = r.json()["new_thumbprint"]
+    # An administrator takes it off and uploads it again: it now has another keyId, and
+    # the app may no longer read its registration to learn it.
+    emu.remove_certificate(emu.default_app, middle)
+    emu.upload_certificate(emu.default_app, Path(r.json()["new_certificate"]).read_bytes())
+    emu.revoke(emu.default_app, "Application.Read.All")
+    for cached in Path(os.environ["GRAPHKIT_HOME"]).glob("msal_token_cache-*"):
+        cached.unlink()  # no token cached with that role any more
+    r = run_cli(["rotate", "--profile", "work", "--json"])
+    assert r.exit_code == 0, r.stderr
+    result = r.json()
+    assert middle in registered(emu)  # removeKey knew the old keyId only
+    assert result["old_removed"] is False
+    assert "may still be registered" in result["reason"]
+    assert f"graphkit cert remove {middle} --admin" in result["reason"]
+    _profile_works(emu)
+
+
+def test_the_hosts_from_the_environment_are_used_as_by_every_other_command(
+    emu: Any, ident: Identity, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The README's way to point graphkit at the emulator: the hosts and the CA in the
+    # environment, the profile naming only the app and its certificate.
+    r = run_cli(["config", "set", "work", "--unset", "authority_host", "--unset", "graph_url"])
+    assert r.exit_code == 0, r.stderr
+    r = run_cli(["config", "set", "work", "--unset", "ca_bundle"])
+    assert r.exit_code == 0, r.stderr
+    monkeypatch.setenv("AZURE_AUTHORITY_HOST", emu.authority_host)
+    monkeypatch.setenv("GRAPHKIT_GRAPH_URL", emu.graph_url)
+    monkeypatch.setenv("GRAPHKIT_CA_BUNDLE", str(emu.ca_bundle))
+    _profile_works(emu)
+    # Another app in the environment still plays no part: rotate changes the profile.
+    monkeypatch.setenv("AZURE_CLIENT_ID", "00000000-0000-0000-0000-000000000001")
+    r = run_cli(["rotate", "--profile", "work", "--json"])
+    assert r.exit_code == 0, r.stderr
+    assert registered(emu) == [r.json()["new_thumbprint"]]
+    monkeypatch.delenv("AZURE_CLIENT_ID")
+    _profile_works(emu)
+
+
+def _set_profile(emu: Any, name: str, client_id: str, ident: Identity) -> None:
+    r = run_cli(
+        [
+            "config",
+            "set",
+            name,
+            "--tenant",
+            emu.default_tenant.id,
+            "--client-id",
+            client_id,
+            "--certificate",
+            str(ident.crt),
+            "--private-key",
+            str(ident.key_pem),
+            *emulator_flags(emu),
+        ]
+    )
+    assert r.exit_code == 0, r.stderr
+
+
+def test_other_profiles_using_the_same_certificate_are_not_broken(
+    emu: Any, ident: Identity
+) -> None:
+    # "twin": the same app and files (say, another default); "other": another app that
+    # trusts the same certificate. Neither may be left on a removed certificate or on
+    # files renamed away.
+    other_app = emu.create_app(emu.default_tenant, "other", ["User.Read.All"])
+    emu.upload_certificate(other_app, ident.cert)
+    _set_profile(emu, "twin", emu.default_app.client_id, ident)
+    _set_profile(emu, "other", other_app.client_id, ident)
+    dry = run_cli(["rotate", "--profile", "work", "--dry-run"])
+    assert "point profile 'twin'" in dry.stdout and "'other'" not in dry.stdout
+    r = run_cli(["rotate", "--profile", "work", "--json"])
+    assert r.exit_code == 0, r.stderr
+    result = r.json()
+    assert registered(emu) == [result["new_thumbprint"]]
+    twin = read_config(config_path())["profiles"]["twin"]
+    assert twin["certificate"] == result["new_certificate"]
+    assert twin["private_key"] == result["new_private_key"]
+    assert ident.crt.is_file() and ident.key_pem.is_file()  # "other" still uses them
+    assert "profile other uses it" in r.stderr
+    for name in ("work", "twin", "other"):
+        t = run_cli(["token", "--profile", name, "--force-refresh", "-o", "json"])
+        assert t.exit_code == 0, (name, t.stderr)
+    assert result["also_switched"] == ["twin"]
+
+
+def test_a_dry_run_refuses_the_object_id_a_run_would_refuse(emu: Any, ident: Identity) -> None:
+    real = run_cli(["rotate", "--profile", "work", "--object-id", "not-a-guid"])
+    dry = run_cli(["rotate", "--profile", "work", "--object-id", "not-a-guid", "--dry-run"])
+    assert real.exit_code == dry.exit_code == ExitCode.CONFIG, dry.stdout
+    assert "is not a GUID" in dry.stderr and "not-a-guid" not in dry.stdout
+
+
+def test_ctrl_c_through_the_cli_is_one_line_saying_what_the_app_holds(
+    emu: Any, ident: Identity, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from graphkit.cli import app_certs
+
+    monkeypatch.setattr(app_certs, "_stderr_hooks", lambda: _Interrupt("added"))
+    r = run_cli(["rotate", "--profile", "work"])
+    assert r.exit_code == ExitCode.INTERRUPTED
+    errors = [x for x in r.stderr.splitlines() if x.startswith("graphkit: error:")]
+    assert len(errors) == 1, r.stderr
+    assert errors[0].startswith("graphkit: error: rotation interrupted: the new certificate")
+    _profile_works(emu)
+
+
+def test_a_negative_wait_is_refused_as_app_create_refuses_it(emu: Any, ident: Identity) -> None:
+    emu.clear_requests()
+    r = run_cli(["rotate", "--profile", "work", "--wait", "-1"])
+    assert r.exit_code == ExitCode.USAGE, r.stderr
+    assert "--wait -1" in r.stderr
+    assert emu.requests() == [] and registered(emu) == [ident.sha1]
+
+
+def test_a_profile_moved_to_another_app_is_not_rotated_on_the_old_apps_object_id(
+    emu: Any, ident: Identity
+) -> None:
+    r = run_cli(["rotate", "--profile", "work", "--json"])  # the state learns an object id
+    assert r.exit_code == 0, r.stderr
+    # The app is re-created; the profile is pointed at the new one (no object id known).
+    other = emu.create_app(emu.default_tenant, "again", ["User.Read.All"])
+    emu.grant(other, "Application.Read.All")
+    emu.upload_certificate(other, Path(r.json()["new_certificate"]).read_bytes())
+    moved = run_cli(
+        ["config", "set", "work", "--client-id", other.client_id, "--unset", "object_id"]
+    )
+    assert moved.exit_code == 0, moved.stderr
+    before = registered(emu)
+    r = run_cli(["rotate", "--profile", "work", "--json"])
+    assert r.exit_code == 0, r.stderr
+    assert registered(emu) == before  # the first app is left alone
+    held = [k["customKeyIdentifier"] for k in emu.key_credentials(other)]
+    assert len(held) == 1
+    assert _profile()["object_id"] == other.object_id
+    _profile_works(emu)
+
+
+def test_a_second_rotate_of_the_profile_at_the_same_time_is_refused(
+    emu: Any, ident: Identity
+) -> None:
+    # A cron run and a manual one overlapping would each add a certificate (a third
+    # one left registered) and race on the profile: the second is refused at once.
+    from graphkit.files import ensure_private_dir
+    from graphkit.settings import state_dir
+    from graphkit.token_cache import acquisition_lock
+
+    directory = Path(state_dir()) / "rotation"
+    ensure_private_dir(directory)
+    with acquisition_lock(directory, "rotate-work", timeout=0) as held:
+        assert held  # as a running rotate holds it
+        r = run_cli(["rotate", "--profile", "work"])
+        assert r.exit_code == ExitCode.ERROR, r.stderr
+        assert "another graphkit rotate of profile 'work' is running" in r.stderr
+        assert registered(emu) == [ident.sha1]
+        dry = run_cli(["rotate", "--profile", "work", "--dry-run"])  # only reads
+        assert dry.exit_code == 0, dry.stderr
+    r = run_cli(["rotate", "--profile", "work"])
+    assert r.exit_code == 0, r.stderr

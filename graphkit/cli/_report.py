@@ -115,6 +115,8 @@ def report_exception(exc: BaseException) -> int:
     """Print ``exc`` as one line and return the exit status it maps to."""
     if isinstance(exc, GraphkitError):
         error_line(str(exc))
+        if exc.exit_code == ExitCode.INTERRUPTED:  # that line told of the Ctrl-C already
+            STATE.interrupted_shown = True
         return int(exc.exit_code)
     if type(exc).__name__ == "NoArgsIsHelpError":
         # `graphkit` or `graphkit config` alone: the help, as asked for implicitly.

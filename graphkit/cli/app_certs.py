@@ -238,6 +238,11 @@ def add_cert(
                 signer_certificate=signer.certificate,
             )
         key_id = answer.get("keyId")
+        from graphkit import rotation
+
+        rotation.remember_key_id(
+            settings.profile, settings.client_id, sha1, key_id
+        )  # cert remove KEYID knows it
     data = {"thumbprint": sha1, "key_id": key_id, "certificate": str(file)}
     if fmt != "table":
         emit(data, fmt)
@@ -306,6 +311,7 @@ def remove_cert(
 
     refuse_in_use(wanted if "-" not in wanted else None)
     removed: str
+    matched: list[str] = []  # with --admin: the thumbprint of what is removed
     if admin:
         path = app_keys.application_path(client_id=settings.client_id, object_id=object_id)
 
@@ -318,17 +324,32 @@ def remove_cert(
                     "see `graphkit cert list --admin` for those it holds",
                 )
             refuse_in_use(match[0].thumbprint)
+            matched.append(match[0].thumbprint or wanted)
             return [k for k, r in zip(keys, rows, strict=True) if r is not match[0]]
 
         with _admin_client(settings, _WRITE_SCOPES, admin_client_id) as client:
             app_keys.patch_keys(client, path, without, client_id=settings.client_id)
-        removed = wanted
+        removed = matched[-1] if matched else wanted
     else:
         signer = certificates.load(settings)
         with _app_client(settings) as client:
             oid = app_keys.find_object_id(client, settings, object_id)
             path = app_keys.application_path(object_id=oid)
             key_id, sha1 = _key_id_for(client, settings, wanted, path)
+            if sha1 is None:  # the app may not read itself: what graphkit recorded
+                from graphkit import rotation
+
+                known = rotation.known_key_ids(settings.profile, settings.client_id)
+                sha1 = next((t for t, k in known.items() if k == key_id), None)
+            if sha1 is None and in_use is not None and not force:
+                raise UsageError(
+                    f"app {settings.client_id} may not read its registration, so graphkit "
+                    f"cannot tell whether keyId {key_id} is the certificate profile {who} "
+                    "signs in with (removing that one makes every token request of the "
+                    "profile fail with AADSTS700027)",
+                    "give --force if it is another certificate, or use --admin (which "
+                    "reads the registration first)",
+                )
             refuse_in_use(sha1)
             app_keys.remove_key(
                 client,
@@ -424,6 +445,8 @@ def rotate(
 
     fmt = output_format(output, as_json)
     onboarding._check_days(days)
+    if wait < 0:
+        raise UsageError(f"--wait {wait:g} is negative", "give a number of seconds")
     if if_expiring_within is not None and if_expiring_within < 0:
         raise UsageError("--if-expiring-within must be 0 or more days", "for example 30")
     request = rotation.RotateRequest(

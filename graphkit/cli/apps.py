@@ -86,6 +86,13 @@ DryRunOpt = Annotated[
     ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="The same as -o json: a summary on stdout.")]
+ForceOpt = Annotated[
+    bool,
+    typer.Option(
+        "--force",
+        help="Create the app even if the tenant holds an app registration of that name.",
+    ),
+]
 
 # The profile app create saves to when --profile is not given and --name is no
 # usable profile name.
@@ -186,6 +193,7 @@ def _dry_run(
     days: int,
     graph_url: str,
     fmt: str,
+    force: bool = False,
 ) -> None:
     """Print the calls; a new certificate is made in memory only, to show its body."""
     from graphkit import crypto, onboarding, provisioning
@@ -206,6 +214,7 @@ def _dry_run(
             certificate_der=der,
             client_id=client_id,
             certificate_name=subject,
+            allow_same_name=force,
         )
     ]
     console.print(
@@ -236,6 +245,7 @@ def create(
     days: DaysOpt = 365,
     wait: WaitOpt = DEFAULT_WAIT,
     dry_run: DryRunOpt = False,
+    force: ForceOpt = False,
     as_json: JsonOpt = False,
     output: OutputOpt = None,
     cloud: _connection.CloudOpt = None,
@@ -302,6 +312,7 @@ def create(
             days=days,
             graph_url=settings.graph_url,
             fmt=fmt,
+            force=force,
         )
         return
     try:
@@ -320,6 +331,7 @@ def create(
             pair=pair,
             directory=directory,
             fmt=fmt,
+            force=force,
         )
     except KeyboardInterrupt:
         _interrupted(hooks, profile)
@@ -363,9 +375,10 @@ def _run(
     pair: Credentials | None,
     directory: Path,
     fmt: str,
+    force: bool = False,
 ) -> None:
     """Sign in, make the key (unless the profile has one), provision, save, test."""
-    from graphkit import admin_signin, onboarding, provisioning
+    from graphkit import admin_signin, onboarding, provisioning, rotation
     from graphkit import settings as profiles
     from graphkit.cli._common import warn
     from graphkit.cli.init import show_smoke
@@ -403,6 +416,9 @@ def _run(
                 path=config,
             )
             txn.committed = True
+            # rotate removes this certificate later by its keyId, even if the app may
+            # not read its own registration
+            rotation.remember_key_id(profile, outcome.client_id, creds.thumbprint, outcome.key_id)
             saved.append(profiles.read_config(config).get("default_profile") == profile)
             hooks.saved(profile, config, saved[0])
 
@@ -417,6 +433,7 @@ def _run(
                     certificate_der=_certificate_der(creds.cert_path),
                     certificate_name=creds.subject,
                     client_id=client_id,
+                    allow_same_name=force,
                     on_step=hooks.step,
                     on_app=on_app,
                     hooks=hooks,
