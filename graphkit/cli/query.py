@@ -7,7 +7,7 @@ Data goes to stdout; progress, retry waits and notes go to stderr.
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -213,7 +213,36 @@ def _render(
     from graphkit import output
 
     jq = output.JmesQuery(expression) if expression else None
-    pages = client.pages(path, params, headers, follow=follow)
+    # The next page is fetched while this one is written (one page ahead).
+    pages = client.pages(path, params, headers, follow=follow, prefetch=follow, max_items=max_items)
+    try:
+        _render_pages(
+            pages,
+            path,
+            follow=follow,
+            max_items=max_items,
+            fmt=fmt,
+            jq=jq,
+            select=select,
+            progress=progress,
+        )
+    finally:
+        pages.close()  # stops the paging thread (Ctrl-C, a closed pipe, an error)
+
+
+def _render_pages(
+    pages: Generator[Any, None, None],
+    path: str,
+    *,
+    follow: bool,
+    max_items: int | None,
+    fmt: str,
+    jq: Any,
+    select: str | None,
+    progress: _Progress,
+) -> None:
+    from graphkit import output
+
     first = next(pages)
     out = sys.stdout
     values = first.get("value") if isinstance(first, dict) else None
