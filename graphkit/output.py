@@ -405,7 +405,7 @@ _PLAIN = frozenset({str, int, float, bool, type(None)})
 _NESTED = "\x00graphkit: nested value\x00"
 _NESTED_JSON = json.dumps(_NESTED)
 _encoders: dict[tuple[str, str], Callable[[Any], str]] = {}
-_by_pad: dict[str, Callable[[Any], str]] = {}
+_levels: dict[str, tuple[str, Callable[[Any], str]]] = {}
 
 
 def _c_encoder(item_separator: str, key_separator: str) -> Callable[[Any], str]:
@@ -434,12 +434,14 @@ def _c_encoder(item_separator: str, key_separator: str) -> Callable[[Any], str]:
     return encode
 
 
-def _level_encoder(pad: str) -> Callable[[Any], str]:
-    """The encoder for members at the indentation of ``pad`` ("\\n" and spaces)."""
-    encode = _by_pad.get(pad)
-    if encode is None:
-        encode = _by_pad[pad] = _c_encoder("," + pad, ": ")
-    return encode
+def _level(pad: str) -> tuple[str, Callable[[Any], str]]:
+    """The indentation one level below ``pad`` ("\\n" and spaces), and the encoder of
+    members there."""
+    level = _levels.get(pad)
+    if level is None:
+        inner = pad + "  "
+        level = _levels[pad] = (inner, _c_encoder("," + inner, ": "))
+    return level
 
 
 def json_indented(value: Any, pad: str = "\n") -> str:
@@ -451,13 +453,12 @@ def json_indented(value: Any, pad: str = "\n") -> str:
         return json.dumps(value, indent=2, ensure_ascii=False).replace("\n", pad)
     if not value:
         return "{}" if kind is dict else "[]"
-    inner = pad + "  "
+    inner, encode = _level(pad)
     if kind is list:
-        if all(type(v) in _PLAIN for v in value):
-            return "[" + inner + _level_encoder(inner)(value)[1:-1] + pad + "]"
+        if _PLAIN.issuperset(map(type, value)):
+            return "[" + inner + encode(value)[1:-1] + pad + "]"
         return "[" + inner + ("," + inner).join(json_indented(v, inner) for v in value) + pad + "]"
     nested = [k for k, v in value.items() if type(v) not in _PLAIN]
-    encode = _level_encoder(inner)
     if not nested:
         return "{" + inner + encode(value)[1:-1] + pad + "}"
     shallow = dict(value)
@@ -467,12 +468,12 @@ def json_indented(value: Any, pad: str = "\n") -> str:
     if len(pieces) != len(nested) + 1:  # the placeholder's text is in the data itself
         return json.dumps(value, indent=2, ensure_ascii=False).replace("\n", pad)
     parts = [pieces[0]]
-    deeper = inner + "  "
+    deeper, encode_deeper = _level(inner)
     for key, after in zip(nested, pieces[1:], strict=True):
         member = value[key]
-        if member and type(member) is list and all(type(v) in _PLAIN for v in member):
+        if member and type(member) is list and _PLAIN.issuperset(map(type, member)):
             # A list of plain values (businessPhones): written here, one call saved.
-            parts += ("[", deeper, _level_encoder(deeper)(member)[1:-1], inner, "]", after)
+            parts += ("[", deeper, encode_deeper(member)[1:-1], inner, "]", after)
         else:
             parts += (json_indented(member, inner), after)
     return "{" + inner + "".join(parts) + pad + "}"
