@@ -342,15 +342,16 @@ class _InUse:
         import contextlib
         import socket
 
+        # Under the lock: a connection cannot go back to the pool half-way (should it be
+        # handed back dead after all, urllib3 drops it before reusing it).
         with self._lock:
-            held = [conn for conn, holder in self._holder.items() if holder == thread_id]
-        for conn in held:
-            sock = getattr(conn, "sock", None)
-            # socket.socket's own shutdown: an SSLSocket's would also drop its TLS object,
-            # which the blocked thread is reading from. OSError: already closed.
-            if sock is not None:
-                with contextlib.suppress(OSError):
-                    socket.socket.shutdown(sock, socket.SHUT_RDWR)
+            for conn, holder in list(self._holder.items()):
+                sock = getattr(conn, "sock", None) if holder == thread_id else None
+                # socket.socket's own shutdown: an SSLSocket's would also drop its TLS
+                # object, which the blocked thread is reading from. OSError: closed.
+                if sock is not None:
+                    with contextlib.suppress(OSError):
+                        socket.socket.shutdown(sock, socket.SHUT_RDWR)
 
 
 def _abortable_adapter(in_use: _InUse, max_retries: Any) -> Any:
