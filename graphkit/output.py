@@ -461,6 +461,9 @@ def json_indented(value: Any, pad: str = "\n") -> str:
     nested = [k for k, v in value.items() if type(v) not in _PLAIN]
     if not nested:
         return "{" + inner + encode(value)[1:-1] + pad + "}"
+    text = _lists_in_place(value, nested, pad, inner, encode)
+    if text is not None:
+        return text
     shallow = dict(value)
     for key in nested:
         shallow[key] = _NESTED
@@ -468,14 +471,56 @@ def json_indented(value: Any, pad: str = "\n") -> str:
     if len(pieces) != len(nested) + 1:  # the placeholder's text is in the data itself
         return json.dumps(value, indent=2, ensure_ascii=False).replace("\n", pad)
     parts = [pieces[0]]
-    deeper, encode_deeper = _level(inner)
     for key, after in zip(nested, pieces[1:], strict=True):
+        parts += (json_indented(value[key], inner), after)
+    return "{" + inner + "".join(parts) + pad + "}"
+
+
+def _lists_in_place(
+    value: dict[Any, Any], nested: list[Any], pad: str, inner: str, encode: Callable[[Any], str]
+) -> str | None:
+    """The text of ``value`` when its only nested members are lists of plain values
+    (and empty containers), the common shape (a user's businessPhones): one C call, then
+    each list opened onto lines of its own. None for any other shape.
+
+    In the encoded text a line break is always a separator (a string holds it escaped),
+    so ``,`` + ``inner`` + ``"key": [`` can only start that member, the list ends at
+    its first ``]`` followed by a separator (or at the end), and the separators inside
+    it are its elements'.
+    """
+    from json.encoder import encode_basestring
+
+    lists = []
+    for key in nested:
         member = value[key]
-        if member and type(member) is list and _PLAIN.issuperset(map(type, member)):
-            # A list of plain values (businessPhones): written here, one call saved.
-            parts += ("[", deeper, encode_deeper(member)[1:-1], inner, "]", after)
+        if not member and type(member) in (list, dict):
+            continue  # [] and {} are written as they are
+        if type(member) is not list or type(key) is not str:
+            return None
+        if not _PLAIN.issuperset(map(type, member)):
+            return None
+        lists.append(key)
+    text = encode(value)
+    sep = "," + inner
+    parts: list[str] = []
+    cursor = 1  # after "{"
+    for key in lists:
+        head = encode_basestring(key) + ": ["
+        if cursor == 1 and text.startswith(head, 1):
+            start = 1
         else:
-            parts += (json_indented(member, inner), after)
+            found = text.find(sep + head, cursor)
+            if found < 0:  # pragma: no cover  (cannot happen: the member is there)
+                return None
+            start = found + len(sep)
+        opened = start + len(head)
+        close = text.find("]" + sep, opened)
+        if close < 0:
+            close = len(text) - 2  # the last member: "]}"
+        body = text[opened:close].replace(sep, sep + "  ")
+        parts += (text[cursor:opened], inner, "  ", body, inner, "]")
+        cursor = close + 1
+    parts.append(text[cursor:-1])
     return "{" + inner + "".join(parts) + pad + "}"
 
 

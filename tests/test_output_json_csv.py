@@ -69,8 +69,9 @@ def test_json_of_no_items_and_of_scalars() -> None:
 # Every JSON value json.loads can give, with the strings most likely to trip a text
 # transformation: brackets, quotes, backslashes, line breaks, the placeholder itself.
 _TRICKY = st.sampled_from(
-    ["", "[", "]", "{}", '"', "\\", '\\"', "\n", ",\n  ", ": ", "\x00graphkit: nested value\x00"]
-)
+    ["", "[", "]", "{}", '"', "\\", '\\"', "\n", ",\n  ", ": ", '": [', "],\n    ", "a]",
+     "\x00graphkit: nested value\x00"]
+)  # fmt: skip
 _SCALARS = (
     st.none()
     | st.booleans()
@@ -104,6 +105,19 @@ def test_json_indented_is_json_dumps_to_the_byte(value: Any) -> None:
     assert output.json_indented(value) == expected
     assert output.json_indented(value, "\n    ") == expected.replace("\n", "\n    ")
     assert _json([value]) == "[\n  " + expected.replace("\n", "\n  ") + "\n]\n"
+
+
+# The shape of a Graph object: plain members, and lists of plain values or empty ones.
+_MEMBER = _SCALARS | st.lists(_SCALARS, max_size=3) | st.just({})
+
+
+@settings(max_examples=500, deadline=None, derandomize=True)
+@given(st.dictionaries(st.text(max_size=4) | _TRICKY, _MEMBER, max_size=6))
+@example({"a": ["x", "]"], "b": ["],\n    ", "y"], "c": '"a": ['})
+def test_objects_with_lists_of_plain_values_to_the_byte(value: dict[str, Any]) -> None:
+    expected = json.dumps(value, indent=2, ensure_ascii=False)
+    assert output.json_indented(value) == expected
+    assert output.json_indented(value, "\n  ") == expected.replace("\n", "\n  ")
 
 
 def test_csv_cells_as_before() -> None:
