@@ -23,8 +23,9 @@ import json
 import os
 import random
 import re
+import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote, urljoin, urlsplit
 
@@ -59,6 +60,8 @@ from graphkit.transport import (
 
 if TYPE_CHECKING:  # pragma: no cover
     import requests
+
+    from graphkit.paging import Lane, Prefetcher
 
 __all__ = [
     "API_VERSIONS",
@@ -410,6 +413,11 @@ class GraphClient:
         self._origin = origin
         self._own_session = session is None
         self._session = session
+        # One thread at a time on the session (requests.Session is not thread-safe): the
+        # paging thread (see pages(prefetch=True)) and the caller's own requests take turns.
+        self._session_lock = threading.Lock()
+        self._token_lock = threading.Lock()
+        self._prefetchers: set[Prefetcher] = set()
         self._access: Any = None
         # Counters, handy for tests and progress displays.
         self.requests_sent = 0
@@ -466,11 +474,14 @@ class GraphClient:
     @property
     def session(self) -> requests.Session:
         if self._session is None:
-            # No netrc, no proxy for clear-text http, no redirect followed by requests.
-            self._session = make_session()
+            # No netrc, no proxy for clear-text http, no redirect followed by requests;
+            # abortable: a prefetched page's request ends at once when paging stops.
+            self._session = make_session(abortable=True)
         return self._session
 
     def close(self) -> None:
+        for prefetcher in list(self._prefetchers):
+            prefetcher.stop()
         if self._own_session and self._session is not None:
             self._session.close()
             self._session = None
@@ -548,6 +559,10 @@ class GraphClient:
         return dict(claims) if isinstance(claims, dict) else {}
 
     def _bearer(self, *, force_refresh: bool = False) -> str:
+        with self._token_lock:  # the paging thread may need a token at the same time
+            return self._bearer_locked(force_refresh)
+
+    def _bearer_locked(self, force_refresh: bool) -> str:
         access = self._access
         if force_refresh or access is None or self._now() >= self._renew_at:
             if force_refresh:
@@ -710,11 +725,24 @@ class GraphClient:
         headers: Mapping[str, str] | None = None,
         *,
         follow: bool = True,
-    ) -> Iterator[Any]:
+        prefetch: bool = False,
+        max_items: int | None = None,
+    ) -> Generator[Any, None, None]:
         """Yield each response body, following ``@odata.nextLink`` when ``follow``.
 
-        Every nextLink is checked against the Graph origin before it is requested.
+        Every nextLink is checked against the Graph origin before it is requested, and
+        one Graph has already returned ends paging (GraphError) rather than repeat pages.
+
+        Args:
+            prefetch: fetch the next page in a background thread while the caller works
+                on this one (one page ahead, never more). Errors, retry waits
+                (``on_wait``) and the pages themselves reach the caller in order, on
+                the caller's thread; closing the iterator (or the client) stops the
+                thread and ends its request at once.
+            max_items: no page is fetched once the pages so far hold this many items.
         """
+        from graphkit.paging import ItemBudget, NextLinks, Prefetcher, next_link
+
         url = self.url(path)
         # nextLinks keep the advanced query (and its $count=true), so the header goes on
         # every page.
@@ -722,26 +750,27 @@ class GraphClient:
         body = self._decode(self._send("GET", url, params, hdrs))
         query = encode_params(params)
         first = f"{url}{'&' if '?' in url else '?'}{query}" if query else url
-        followed = {_wire_url(first).split("#", 1)[0]}
-        while True:
+        links = NextLinks(self, url, first)
+        budget = ItemBudget(max_items)
+        budget.count(body)
+        if not follow or budget.spent() or not next_link(body):
             yield body
-            next_link = body.get("@odata.nextLink") if isinstance(body, dict) else None
-            if not follow or not next_link:
-                return
-            next_link = _resolve_link(url, next_link, "an @odata.nextLink")
-            self._check_origin(next_link, "the @odata.nextLink Graph returned")
-            # A nextLink seen before (its own URL; a fragment changes nothing on the
-            # wire) would page forever through the same items.
-            seen_as = _wire_url(next_link).split("#", 1)[0]
-            if seen_as in followed:
-                raise GraphError(
-                    f"Graph returned an @odata.nextLink it had already returned "
-                    f"({urlsplit(next_link).path}): paging stopped, no page is repeated",
-                    "retry; if it persists, report the query (it may be a service fault)",
-                )
-            followed.add(seen_as)
-            url = next_link
-            body = self._decode(self._send("GET", url, None, hdrs))
+            return
+        if not prefetch:
+            while True:
+                yield body
+                link = links.after(body)
+                if link is None or budget.spent():
+                    return
+                body = self._decode(self._send("GET", link, None, hdrs))
+                budget.count(body)
+        prefetcher = Prefetcher(self, body, links, budget, hdrs)
+        try:
+            while body is not None:
+                yield body
+                body = prefetcher.next_page()
+        finally:
+            prefetcher.stop()
 
     def iter(
         self,
@@ -749,15 +778,18 @@ class GraphClient:
         params: Mapping[str, Any] | None = None,
         headers: Mapping[str, str] | None = None,
         max_items: int | None = None,
+        *,
+        prefetch: bool = False,
     ) -> Iterator[Any]:
         """Yield the items of a collection across all pages (a single object: itself).
 
-        Stops after ``max_items`` items without fetching further pages.
+        Stops after ``max_items`` items without fetching further pages; ``prefetch``
+        as in :meth:`pages`.
         """
         if max_items is not None and max_items <= 0:
             return
         count = 0
-        for body in self.pages(path, params, headers):
+        for body in self.pages(path, params, headers, prefetch=prefetch, max_items=max_items):
             items = body.get("value") if isinstance(body, dict) else None
             if not isinstance(items, list):
                 yield body
@@ -781,15 +813,19 @@ class GraphClient:
         data: bytes | None = None,
         idempotent: bool | None = None,
         stream: bool = False,
+        lane: Lane | None = None,
     ) -> requests.Response:
         """One logical request: redirects, retries, the one-time token refresh.
 
         429 is retried for every method; 503, 504 and dropped connections only when the
         request is ``idempotent`` (see :data:`IDEMPOTENT_METHODS`). A POST or PATCH that
         meets a 5xx or a dropped connection raises :class:`OutcomeUnknownError`.
+        ``lane``: how the paging thread waits and reports waits (graphkit.paging).
         """
         import requests
 
+        on_wait = self.on_wait if lane is None else lane.on_wait
+        sleep = self._sleep if lane is None else lane.sleep
         self._check_origin(url, "the URL")
         if idempotent is None:
             idempotent = method.upper() in IDEMPOTENT_METHODS
@@ -801,6 +837,8 @@ class GraphClient:
         redirects = 0
         doubt: str | None = None  # what an earlier attempt met that it may survive
         while True:
+            if lane is not None:
+                lane.check()  # paging stopped: send nothing more
             attempt += 1
             hdrs = self._headers(client_request_id, attempt, headers)
             authorized = self.is_graph_url(url)
@@ -809,19 +847,20 @@ class GraphClient:
             problem: str
             resp: requests.Response | None = None
             try:
-                self.requests_sent += 1
-                resp = self.session.request(
-                    method,
-                    url,
-                    params=query or None,
-                    headers=hdrs,
-                    json=json_body,
-                    data=data,
-                    verify=self.ca_bundle if self.ca_bundle else True,
-                    timeout=self.timeout,
-                    allow_redirects=False,
-                    stream=stream,
-                )
+                with self._session_lock:
+                    self.requests_sent += 1
+                    resp = self.session.request(
+                        method,
+                        url,
+                        params=query or None,
+                        headers=hdrs,
+                        json=json_body,
+                        data=data,
+                        verify=self.ca_bundle if self.ca_bundle else True,
+                        timeout=self.timeout,
+                        allow_redirects=False,
+                        stream=stream,
+                    )
             except requests.exceptions.SSLError as exc:
                 raise NetworkError(
                     f"TLS failure talking to {_show_origin(_origin(url))} "
@@ -834,6 +873,8 @@ class GraphClient:
                 requests.exceptions.ChunkedEncodingError,
                 requests.exceptions.ContentDecodingError,
             ) as exc:
+                if lane is not None:
+                    lane.check()  # paging stopped: its request was cut off
                 if not idempotent:
                     if _never_sent(exc):
                         raise self._network_error(url, exc, client_request_id) from None
@@ -927,11 +968,11 @@ class GraphClient:
                 raise self._http_error(
                     method, url, resp, client_request_id, gave_up=why, attempts=attempt
                 )
-            if self.on_wait is not None:
-                self.on_wait(delay, f"{problem}; retry {attempt} of {self.max_attempts - 1}")
+            if on_wait is not None:
+                on_wait(delay, f"{problem}; retry {attempt} of {self.max_attempts - 1}")
             if resp is not None:
                 resp.close()  # a streamed answer holds its connection until closed
-            self._sleep(delay)
+            sleep(delay)
 
     def _headers(
         self, client_request_id: str, attempt: int, headers: Mapping[str, str] | None

@@ -188,6 +188,7 @@ def make_session(
     refuse: Callable[[str, str], GraphkitError] | None = None,
     refuse_redirects: bool = False,
     retry_connections: int = 0,
+    abortable: bool = False,
 ) -> Any:
     """A ``requests.Session`` that keeps credentials where they belong (see above).
 
@@ -201,6 +202,8 @@ def make_session(
         refuse_redirects: raise (through ``refuse``) when a server answers with a
             redirect, instead of returning it.
         retry_connections: retry a failed connection this many times (urllib3).
+        abortable: the session gets ``abort(thread_id)``, which ends at once the request
+            that thread has in flight (see :class:`_InUse`).
 
     The session's ``last_status`` and ``last_headers`` are those of its latest answer.
     """
@@ -278,8 +281,8 @@ def make_session(
 
     session = _Session()
     session.trust_env = True  # CA bundle and proxy variables still apply (netrc does not)
+    retry: Any = 0
     if retry_connections:
-        from requests.adapters import HTTPAdapter
         from urllib3.util.retry import Retry
 
         # Statuses are not retried here: callers read 429/5xx (and Retry-After).
@@ -294,7 +297,100 @@ def make_session(
             respect_retry_after_header=False,
             raise_on_status=False,
         )
-        adapter = HTTPAdapter(max_retries=retry)
+    if retry_connections or abortable:
+        from requests.adapters import HTTPAdapter
+
+        if abortable:
+            in_use = _InUse()
+            adapter: Any = _abortable_adapter(in_use, retry)
+            session.abort = in_use.abort  # type: ignore[attr-defined]
+        else:
+            adapter = HTTPAdapter(max_retries=retry)
         session.mount("https://", adapter)
         session.mount("http://", adapter)
     return session
+
+
+class _InUse:
+    """The connections a session's requests hold, and the thread holding each.
+
+    ``abort(thread_id)`` shuts down the sockets of the connections that thread is using:
+    its blocked request fails at once (a ConnectionError in that thread), which is how a
+    background request (GraphClient's prefetched page) is stopped without waiting for a
+    timeout. Idle connections in the pool, and other threads' requests, are left alone.
+    """
+
+    def __init__(self) -> None:
+        import threading
+        import weakref
+
+        self._lock = threading.Lock()
+        # Weak: urllib3 drops a failed connection without handing it back.
+        self._holder: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
+
+    def take(self, conn: Any) -> None:
+        import threading
+
+        with self._lock:
+            self._holder[conn] = threading.get_ident()
+
+    def give_back(self, conn: Any) -> None:
+        with self._lock:
+            self._holder.pop(conn, None)
+
+    def abort(self, thread_id: int) -> None:
+        import contextlib
+        import socket
+
+        # Under the lock: a connection cannot go back to the pool half-way (should it be
+        # handed back dead after all, urllib3 drops it before reusing it).
+        with self._lock:
+            for conn, holder in list(self._holder.items()):
+                sock = getattr(conn, "sock", None) if holder == thread_id else None
+                # socket.socket's own shutdown: an SSLSocket's would also drop its TLS
+                # object, which the blocked thread is reading from. OSError: closed.
+                if sock is not None:
+                    with contextlib.suppress(OSError):
+                        socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
+
+def _abortable_adapter(in_use: _InUse, max_retries: Any) -> Any:
+    """An HTTPAdapter whose connection pools tell ``in_use`` which thread holds which
+    connection (urllib3 hands connections out with ``_get_conn``, back with ``_put_conn``)."""
+    from requests.adapters import HTTPAdapter
+
+    tracked: dict[type, type] = {}
+
+    def tracking(pool_cls: type) -> type:
+        if pool_cls not in tracked:
+
+            class Pool(pool_cls):
+                def _get_conn(self, timeout: float | None = None) -> Any:
+                    conn = super()._get_conn(timeout)
+                    in_use.take(conn)
+                    return conn
+
+                def _put_conn(self, conn: Any) -> None:
+                    if conn is not None:
+                        in_use.give_back(conn)
+                    super()._put_conn(conn)
+
+            tracked[pool_cls] = Pool
+        return tracked[pool_cls]
+
+    def track(manager: Any) -> Any:
+        classes = manager.pool_classes_by_scheme
+        manager.pool_classes_by_scheme = {k: tracking(v) for k, v in classes.items()}
+        return manager
+
+    class _Adapter(HTTPAdapter):
+        def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+            super().init_poolmanager(*args, **kwargs)
+            track(self.poolmanager)
+
+        def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
+            fresh = proxy not in self.proxy_manager
+            manager = super().proxy_manager_for(proxy, **proxy_kwargs)
+            return track(manager) if fresh else manager
+
+    return _Adapter(max_retries=max_retries)

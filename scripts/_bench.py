@@ -115,3 +115,112 @@ def graphkit_env(info: dict[str, Any], pem: Path, home: Path) -> dict[str, str]:
         NO_COLOR="1",
     )
     return env
+
+
+# ------------------------------------------------------------------ a served emulator
+
+# A plain requests nextLink loop writing JSON lines: the floor of `query --all -o jsonl`
+# (argv: first URL, token file, CA bundle).
+FLOOR_LOOP = r"""
+import json, sys, requests
+url, token_file, ca = sys.argv[1:4]
+token = open(token_file).read().strip()
+s = requests.Session()
+out = sys.stdout
+while url:
+    r = s.get(url, headers={"Authorization": "Bearer " + token}, verify=ca)
+    r.raise_for_status()
+    body = r.json()
+    for item in body["value"]:
+        out.write(json.dumps(item, ensure_ascii=False, separators=(",", ":")) + "\n")
+    url = body.get("@odata.nextLink")
+"""
+
+
+class Served:
+    """`graphkit emulator serve` in a process of its own (the harness stays small, and
+    the emulator's CPU is not the harness's), with ``users`` users and an app whose
+    certificate graphkit signs in with; the environment that points graphkit at it
+    (``env``) and a token for the floors (``token_file``), acquired once with msal as a
+    hand-written script would keep it. Use as a context manager; ``work`` is a
+    temporary directory removed at the end.
+    """
+
+    def __init__(self, users: int, *, roles: tuple[str, ...] = ()) -> None:
+        self.users, self.roles = users, roles
+        self.python = sys.executable
+        self.graphkit = str(Path(sys.executable).with_name("graphkit"))
+
+    def __enter__(self) -> Served:
+        import signal
+        import tempfile
+
+        import msal
+        import requests
+
+        from graphkit import crypto
+
+        self._tmp = tempfile.TemporaryDirectory(prefix="graphkit-bench-")
+        work = self.work = Path(self._tmp.name)
+        key, cert, pem, crt = make_identity(work)
+        self._proc, info = serve("--users", str(self.users), "--certificate", str(crt))
+        self.info = info
+        self._stop = signal.SIGINT
+        try:
+            self.ca = info["ca_bundle"]
+            self.graph_url = info["graph_url"]
+            admin = self.admin = requests.Session()
+            admin.trust_env = False
+            admin.verify = self.ca
+            cid = info["app"]["client_id"]
+            for role in self.roles:
+                grant = admin.post(f"{self.graph_url}/_emulator/apps/{cid}/grants",
+                                   json={"role": role})  # fmt: skip
+                grant.raise_for_status()
+            env = graphkit_env(info, pem, work / "home")
+            self.env = env
+            app = msal.ConfidentialClientApplication(
+                cid,
+                authority=info["authority"],
+                client_credential={
+                    "private_key": crypto.dump_private_key(key).decode(),
+                    "public_certificate": crypto.dump_certificate(cert).decode(),
+                },
+                instance_discovery=False,
+                http_client=admin,
+            )
+            token = app.acquire_token_for_client([info["scope"]])["access_token"]
+            self.token_file = work / "token"
+            self.token_file.write_text(token)
+            self.token_file.chmod(0o600)
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._proc.send_signal(self._stop)
+        self._proc.wait(timeout=30)
+        self._tmp.cleanup()
+
+    def add_fault(self, **fault: Any) -> None:
+        """A fault of the emulator's admin API (``kind="latency", delay=0.1, ...``)."""
+        self.admin.post(f"{self.graph_url}/_emulator/faults", json=fault).raise_for_status()
+
+    def floor(self, script: str, *args: str) -> list[str]:
+        """The command running a floor ``script`` with (first URL, token file, CA)."""
+        return [self.python, "-c", script, *args, str(self.token_file), self.ca]
+
+
+def run(cmd: list[str], env: dict[str, str], stdout: Any) -> float:
+    """Wall time of one process; exits the benchmark if it fails."""
+    import subprocess
+    import time
+
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, env=env, stdout=stdout, stderr=subprocess.PIPE, check=False)
+    elapsed = time.perf_counter() - start
+    if proc.returncode != 0:
+        err = proc.stderr.decode(errors="replace").strip()
+        raise SystemExit(f"{' '.join(cmd[:4])}... failed ({proc.returncode}): {err[-800:]}")
+    return elapsed

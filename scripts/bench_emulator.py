@@ -10,73 +10,23 @@ obtained the real way: a certificate uploaded at start, msal signing the asserti
 
 from __future__ import annotations
 
-import json
-import signal
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-import msal
-import requests
-
-from graphkit import crypto
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _bench import record
+from _bench import Served, record
 
 
-def _serve(users: int, certificate: Path) -> tuple[subprocess.Popen[str], dict[str, Any]]:
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "graphkit",
-            "emulator",
-            "serve",
-            "--json",
-            "--users",
-            str(users),
-            "--certificate",
-            str(certificate),
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdout is not None
-    return proc, json.loads(proc.stdout.readline())
-
-
-def _session(ca: str) -> requests.Session:
-    s = requests.Session()
-    s.trust_env = False  # REQUESTS_CA_BUNDLE would override verify
-    s.verify = ca
-    return s
-
-
-def bench(users: int, key: Any, cert: Any, workdir: Path) -> dict[str, Any]:
-    crt = workdir / "bench.crt"
-    crt.write_bytes(crypto.dump_certificate(cert))
-    proc, info = _serve(users, crt)
-    try:
-        session = _session(info["ca_bundle"])
-        app = msal.ConfidentialClientApplication(
-            info["app"]["client_id"],
-            authority=info["authority"],
-            client_credential={
-                "private_key": crypto.dump_private_key(key).decode(),
-                "public_certificate": crypto.dump_certificate(cert).decode(),
-            },
-            instance_discovery=False,
-            http_client=session,
-        )
-        token = app.acquire_token_for_client([info["scope"]])["access_token"]
-        stats_url = f"{info['graph_url']}/_emulator/stats"
+def bench(users: int) -> dict[str, Any]:
+    with Served(users) as served:
+        session = served.admin
+        token = served.token_file.read_text()
+        stats_url = f"{served.graph_url}/_emulator/stats"
         rss_start = session.get(stats_url).json()["peak_rss_bytes"]
         headers = {"Authorization": f"Bearer {token}"}
-        url: str | None = f"{info['graph_url']}/v1.0/users?$top=999"
+        url: str | None = f"{served.graph_url}/v1.0/users?$top=999"
         seen: set[str] = set()
         pages = 0
         start = time.perf_counter()
@@ -89,36 +39,30 @@ def bench(users: int, key: Any, cert: Any, workdir: Path) -> dict[str, Any]:
             url = body.get("@odata.nextLink")
         elapsed = time.perf_counter() - start
         rss_peak = session.get(stats_url).json()["peak_rss_bytes"]
-        if len(seen) != users:
-            raise SystemExit(f"paged {len(seen)} distinct users, expected {users}")
-        return {
-            "users": users,
-            "pages": pages,
-            "seconds": round(elapsed, 2),
-            "users_per_second": round(users / elapsed),
-            "server_peak_rss_mib_at_start": round(rss_start / 2**20, 1),
-            "server_peak_rss_mib_after": round(rss_peak / 2**20, 1),
-        }
-    finally:
-        proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=30)
+    if len(seen) != users:
+        raise SystemExit(f"paged {len(seen)} distinct users, expected {users}")
+    return {
+        "users": users,
+        "pages": pages,
+        "seconds": round(elapsed, 2),
+        "users_per_second": round(users / elapsed),
+        "server_peak_rss_mib_at_start": round(rss_start / 2**20, 1),
+        "server_peak_rss_mib_after": round(rss_peak / 2**20, 1),
+    }
 
 
 def main(argv: list[str]) -> int:
     sizes = [int(a) for a in argv] or [10_000, 100_000]
-    key = crypto.generate_private_key()
-    cert = crypto.self_sign(key, crypto.parse_subject(cn="bench"))
     results = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for n in sizes:
-            result = bench(n, key, cert, Path(tmp))
-            results.append(result)
-            print(
-                f"{result['users']:>7} users  {result['pages']:>4} pages  "
-                f"{result['seconds']:>6.2f} s  {result['users_per_second']:>6} users/s  "
-                f"server peak RSS {result['server_peak_rss_mib_at_start']} MiB at start, "
-                f"{result['server_peak_rss_mib_after']} MiB after paging"
-            )
+    for n in sizes:
+        result = bench(n)
+        results.append(result)
+        print(
+            f"{result['users']:>7} users  {result['pages']:>4} pages  "
+            f"{result['seconds']:>6.2f} s  {result['users_per_second']:>6} users/s  "
+            f"server peak RSS {result['server_peak_rss_mib_at_start']} MiB at start, "
+            f"{result['server_peak_rss_mib_after']} MiB after paging"
+        )
 
     small, big = results[0], results[-1]
     record(

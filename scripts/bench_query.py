@@ -22,20 +22,16 @@ change). Exits 1 if a target is missed.
 from __future__ import annotations
 
 import os
-import signal
 import statistics
 import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
-from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
-from _bench import graphkit_env, make_identity, record, serve  # noqa: E402
+from _bench import FLOOR_LOOP, Served, record, run  # noqa: E402
 
 USERS = int(os.environ.get("BENCH_USERS", "100000"))  # smaller for a quick try
 SMALL = USERS // 10
@@ -53,22 +49,6 @@ r = requests.get(url, headers={"Authorization": "Bearer " + token}, verify=ca)
 r.raise_for_status()
 sys.stdout.write(json.dumps(r.json()["value"], indent=2) + "\n")
 """
-
-FLOOR_LOOP = r"""
-import json, sys, requests
-url, token_file, ca = sys.argv[1:4]
-token = open(token_file).read().strip()
-s = requests.Session()
-out = sys.stdout
-while url:
-    r = s.get(url, headers={"Authorization": "Bearer " + token}, verify=ca)
-    r.raise_for_status()
-    body = r.json()
-    for item in body["value"]:
-        out.write(json.dumps(item, ensure_ascii=False, separators=(",", ":")) + "\n")
-    url = body.get("@odata.nextLink")
-"""
-
 
 # graphkit's own peak memory: VmHWM of its own address space (Linux), read as it exits.
 # (wait4's ru_maxrss would also count what the child inherited from this harness at fork.)
@@ -89,109 +69,52 @@ main()
 """
 
 
-def _run(cmd: list[str], env: dict[str, str], stdout: Any) -> float:
-    """Wall time of one process."""
-    start = time.perf_counter()
-    proc = subprocess.run(cmd, env=env, stdout=stdout, stderr=subprocess.PIPE, check=False)
-    elapsed = time.perf_counter() - start
-    if proc.returncode != 0:
-        err = proc.stderr.decode(errors="replace").strip()
-        raise SystemExit(f"{' '.join(cmd[:4])}... failed ({proc.returncode}): {err[-800:]}")
-    return elapsed
-
-
 def _peak_mib(args: list[str], env: dict[str, str], work: Path) -> float:
     """graphkit ARGS's own peak RSS in MiB (output discarded)."""
     peak_file = work / "peak"
     run_env = {**env, "GRAPHKIT_BENCH_PEAK_FILE": str(peak_file)}
     with open(os.devnull, "wb") as null:
-        _run([sys.executable, "-c", PEAK_WRAPPER, *args], run_env, null)
+        run([sys.executable, "-c", PEAK_WRAPPER, *args], run_env, null)
     return int(peak_file.read_text()) / 1024
 
 
 def main() -> int:
-    import msal
-    import requests
+    with Served(USERS, roles=("Organization.Read.All",)) as served:
+        env, admin, url = served.env, served.admin, served.graph_url
+        # (a) warm /organization
+        gk_org = [served.graphkit, "query", "/organization", "--output", "json"]
+        floor_org = served.floor(FLOOR_GET, f"{url}/v1.0/organization")
+        run(gk_org, env, subprocess.DEVNULL)  # warm the caches
+        stats = f"{url}/_emulator/requests"
+        admin.delete(stats)
+        run(gk_org, env, subprocess.DEVNULL)
+        log = admin.get(stats).json()["requests"]
+        warm_requests = [r["kind"] for r in log if r["kind"] != "admin"]
+        gk_t, floor_t = [], []
+        for _ in range(WARM_RUNS):
+            gk_t.append(run(gk_org, env, subprocess.DEVNULL))
+            floor_t.append(run(floor_org, env, subprocess.DEVNULL))
+        gk_warm, floor_warm = statistics.median(gk_t), statistics.median(floor_t)
 
-    from graphkit import crypto
+        # (b) 100k users as JSON lines, interleaved with the floor
+        gk_users = [served.graphkit, "query", "/users", "--all", "--top", "999", "--output",
+                    "jsonl"]  # fmt: skip
+        floor_users = served.floor(FLOOR_LOOP, f"{url}/v1.0/users?$top=999")
+        gk_out, floor_out = served.work / "graphkit.jsonl", served.work / "floor.jsonl"
+        gk_b, floor_b = [], []
+        for _ in range(BULK_RUNS):
+            with open(gk_out, "wb") as fh:
+                gk_b.append(run(gk_users, env, fh))
+            with open(floor_out, "wb") as fh:
+                floor_b.append(run(floor_users, env, fh))
+        lines = gk_out.read_bytes().count(b"\n")
+        same = gk_out.read_bytes() == floor_out.read_bytes()
+        gk_bulk, floor_bulk = statistics.median(gk_b), statistics.median(floor_b)
 
-    graphkit_bin = str(Path(sys.executable).with_name("graphkit"))
-    python = sys.executable
-    with tempfile.TemporaryDirectory(prefix="graphkit-bench-") as tmp:
-        work = Path(tmp)
-        key, cert, pem, crt = make_identity(work)
-        proc, info = serve("--users", str(USERS), "--certificate", str(crt))
-        try:
-            ca = info["ca_bundle"]
-            admin = requests.Session()
-            admin.trust_env = False
-            admin.verify = ca
-            cid = info["app"]["client_id"]
-            grant = admin.post(
-                f"{info['graph_url']}/_emulator/apps/{cid}/grants",
-                json={"role": "Organization.Read.All"},
-            )
-            grant.raise_for_status()
-            env = graphkit_env(info, pem, work / "home")
-            # The floors' token: acquired once, as a script would keep it.
-            app = msal.ConfidentialClientApplication(
-                cid,
-                authority=info["authority"],
-                client_credential={
-                    "private_key": crypto.dump_private_key(key).decode(),
-                    "public_certificate": crypto.dump_certificate(cert).decode(),
-                },
-                instance_discovery=False,
-                http_client=admin,
-            )
-            token = app.acquire_token_for_client([info["scope"]])["access_token"]
-            token_file = work / "token"
-            token_file.write_text(token)
-            token_file.chmod(0o600)
-
-            # (a) warm /organization
-            gk_org = [graphkit_bin, "query", "/organization", "--output", "json"]
-            floor_org = [
-                python, "-c", FLOOR_GET, f"{info['graph_url']}/v1.0/organization",
-                str(token_file), ca,
-            ]  # fmt: skip
-            _run(gk_org, env, subprocess.DEVNULL)  # warm the caches
-            stats = f"{info['graph_url']}/_emulator/requests"
-            admin.delete(stats)
-            _run(gk_org, env, subprocess.DEVNULL)
-            log = admin.get(stats).json()["requests"]
-            warm_requests = [r["kind"] for r in log if r["kind"] != "admin"]
-            gk_t, floor_t = [], []
-            for _ in range(WARM_RUNS):
-                gk_t.append(_run(gk_org, env, subprocess.DEVNULL))
-                floor_t.append(_run(floor_org, env, subprocess.DEVNULL))
-            gk_warm, floor_warm = statistics.median(gk_t), statistics.median(floor_t)
-
-            # (b) 100k users as JSON lines, interleaved with the floor
-            gk_users = [graphkit_bin, "query", "/users", "--all", "--top", "999", "--output",
-                        "jsonl"]  # fmt: skip
-            floor_users = [
-                python, "-c", FLOOR_LOOP, f"{info['graph_url']}/v1.0/users?$top=999",
-                str(token_file), ca,
-            ]  # fmt: skip
-            gk_out, floor_out = work / "graphkit.jsonl", work / "floor.jsonl"
-            gk_b, floor_b = [], []
-            for _ in range(BULK_RUNS):
-                with open(gk_out, "wb") as fh:
-                    gk_b.append(_run(gk_users, env, fh))
-                with open(floor_out, "wb") as fh:
-                    floor_b.append(_run(floor_users, env, fh))
-            lines = gk_out.read_bytes().count(b"\n")
-            same = gk_out.read_bytes() == floor_out.read_bytes()
-            gk_bulk, floor_bulk = statistics.median(gk_b), statistics.median(floor_b)
-
-            # (c) graphkit's own peak memory at 10k and at 100k users
-            users_args = ["query", "/users", "--all", "--top", "999", "--output", "jsonl"]
-            rss_small = _peak_mib([*users_args, "--max-items", str(SMALL)], env, work)
-            rss_big = _peak_mib(users_args, env, work)
-        finally:
-            proc.send_signal(signal.SIGINT)
-            proc.wait(timeout=30)
+        # (c) graphkit's own peak memory at 10k and at 100k users
+        users_args = ["query", "/users", "--all", "--top", "999", "--output", "jsonl"]
+        rss_small = _peak_mib([*users_args, "--max-items", str(SMALL)], env, served.work)
+        rss_big = _peak_mib(users_args, env, served.work)
 
     ok_warm = record(
         "bench_query", "warm `graphkit query /organization` (token and discovery cached)",

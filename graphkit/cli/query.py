@@ -686,20 +686,34 @@ def query(
                     expression=expression,
                     select=select,
                 )
+            elif verb == "GET":
+                # The next page is fetched while this one is written (one page ahead).
+                pages = client.pages(
+                    path, params, headers, follow=follow, prefetch=follow, max_items=max_items
+                )
+                try:
+                    _render(
+                        next(pages),
+                        pages,
+                        path,
+                        follow=follow,
+                        max_items=max_items,
+                        fmt=fmt,
+                        expression=expression,
+                        select=select,
+                        progress=progress,
+                    )
+                finally:
+                    pages.close()  # stops the paging thread (Ctrl-C, a closed pipe, an error)
             else:
-                if verb == "GET":
-                    pages = client.pages(path, params, headers, follow=follow)
-                    first = next(pages)
-                else:
-                    resp = client.send(verb, path, params, headers, data=data)
-                    if resp.status_code == 204 or not resp.content:
-                        return  # 204 No Content (a PATCH, a DELETE): nothing to print
-                    first, pages = client.decode(resp), iter(())
+                resp = client.send(verb, path, params, headers, data=data)
+                if resp.status_code == 204 or not resp.content:
+                    return  # 204 No Content (a PATCH, a DELETE): nothing to print
                 _render(
-                    first,
-                    pages,
+                    client.decode(resp),
+                    iter(()),
                     path,
-                    follow=follow,
+                    follow=False,
                     max_items=max_items,
                     fmt=fmt,
                     expression=expression,

@@ -1,0 +1,392 @@
+"""GraphClient.pages(prefetch=True) and `graphkit query --all`: page N+1 is fetched
+while page N is read (or written).
+
+The library on the scripted server (tests/_scripted_server.py), which serves a collection
+page by page and can hold a page back until the test lets it go; the command against the
+emulator. No clocks: overlap is shown by what the server has been asked while the reader
+still holds a page; ``wait``/``join`` timeouts only stop a broken run from hanging.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from _onboarding_helpers import child_env
+from _scripted_server import Answer, FakeCredential, Scripted, Seen
+from conftest import SignedIn
+
+from graphkit import graph as graph_mod
+from graphkit.errors import ForeignHostError, GraphError, NotFoundError
+from graphkit.graph import GraphClient
+
+GUARD = 60  # seconds: only a failing run waits this long
+
+
+@pytest.fixture(autouse=True)
+def fast_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(graph_mod, "BACKOFF_BASE", 0.01)
+
+
+class Paged:
+    """A collection of ``pages`` pages of ``size`` items, page k at ``$skiptoken=k``.
+
+    ``hooks[k]`` runs before page k is answered (each time it is asked for); an answer
+    it returns replaces the page.
+    """
+
+    def __init__(self, srv: Scripted, pages: int, size: int) -> None:
+        self.srv, self.pages, self.size = srv, pages, size
+        self.hooks: dict[int, Callable[[Seen], Answer | None]] = {}
+        srv.default = self.answer
+
+    @staticmethod
+    def page_of(req: Seen) -> int:
+        return int(parse_qs(urlsplit(req.path).query).get("$skiptoken", ["1"])[0])
+
+    def link(self, k: int) -> str:
+        return f"{self.srv.url}/v1.0/users?$skiptoken={k}"
+
+    def answer(self, req: Seen) -> Answer:
+        k = self.page_of(req)
+        hook = self.hooks.get(k)
+        replaced = hook(req) if hook is not None else None
+        if replaced is not None:
+            return replaced
+        body: dict[str, Any] = {"value": [{"id": f"{k}-{i}"} for i in range(self.size)]}
+        if k < self.pages:
+            body["@odata.nextLink"] = self.link(k + 1)
+        return 200, {}, body
+
+    def ids(self, pages: int | None = None) -> list[str]:
+        return [f"{k}-{i}" for k in range(1, (pages or self.pages) + 1) for i in range(self.size)]
+
+    def asked(self) -> list[int]:
+        """The pages requested, in order (a retried page twice)."""
+        return [self.page_of(s) for s in self.srv.seen]
+
+
+def _paging_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "graphkit-prefetch"]
+
+
+def _assert_stops(threads: list[threading.Thread]) -> None:
+    for t in threads:
+        t.join(GUARD)
+        assert not t.is_alive(), "the paging thread is still running"
+
+
+def _hold(asked: threading.Event, release: threading.Event) -> Callable[[Seen], None]:
+    def hook(req: Seen) -> None:
+        asked.set()
+        release.wait(GUARD)
+
+    return hook
+
+
+def test_the_next_page_is_requested_while_this_one_is_read(
+    server_factory: Callable[[], Scripted],
+) -> None:
+    srv = server_factory()
+    paged = Paged(srv, 3, 5)
+    asked, release = threading.Event(), threading.Event()
+    paged.hooks[2] = _hold(asked, release)
+    try:
+        with GraphClient(srv.url, FakeCredential()) as c:
+            pages = c.pages("/users", prefetch=True)
+            first = next(pages)
+            # The reader holds page 1 and has asked for nothing more: page 2 is on its way.
+            assert asked.wait(GUARD), "page 2 was not requested while page 1 was read"
+            # Page 2 is still held by the server: page 1 is the reader's all along.
+            assert [u["id"] for u in first["value"]] == paged.ids(1)
+            release.set()
+            rest = [u["id"] for body in pages for u in body["value"]]
+    finally:
+        release.set()
+    assert paged.ids(1) + rest == paged.ids()
+    assert paged.asked() == [1, 2, 3]
+
+
+def test_never_more_than_one_page_ahead(server_factory: Callable[[], Scripted]) -> None:
+    srv = server_factory()
+    paged = Paged(srv, 8, 2)
+    reading = [0]  # the page the reader holds
+    ahead: dict[int, int] = {}
+    requested = {k: threading.Event() for k in range(1, 9)}
+
+    def note(req: Seen) -> None:
+        k = paged.page_of(req)
+        ahead[k] = k - reading[0]
+        requested[k].set()
+
+    for k in range(2, 9):
+        paged.hooks[k] = note
+    with GraphClient(srv.url, FakeCredential()) as c:
+        for body in c.pages("/users", prefetch=True):
+            reading[0] += 1
+            if "@odata.nextLink" in body:
+                # The reader stays on page k until page k + 1 has been asked for: a
+                # fetcher free to run ahead would ask for more meanwhile.
+                assert requested[reading[0] + 1].wait(GUARD)
+    # Every page was asked for while the reader held the one before it, none sooner.
+    assert ahead == {k: 1 for k in range(2, 9)}
+    assert paged.asked() == list(range(1, 9))
+
+
+def test_every_item_once_and_in_order_through_retries_on_the_paging_thread(
+    server_factory: Callable[[], Scripted],
+) -> None:
+    srv = server_factory()
+    paged = Paged(srv, 12, 7)
+    once: set[int] = set()
+
+    def fail_once(answer: Answer) -> Callable[[Seen], Answer | None]:
+        def hook(req: Seen) -> Answer | None:
+            k = paged.page_of(req)
+            if k in once:
+                return None
+            once.add(k)
+            return answer
+
+        return hook
+
+    paged.hooks[3] = fail_once((429, {"Retry-After": "0"}, {"error": {"code": "TooMany"}}))
+    paged.hooks[5] = fail_once((503, {}, {"error": {"code": "ServiceUnavailable"}}))
+    paged.hooks[8] = fail_once((200, {}, "RESET"))
+    waits: list[tuple[float, str, str]] = []
+
+    def on_wait(seconds: float, reason: str) -> None:
+        waits.append((seconds, reason, threading.current_thread().name))
+
+    slept: list[float] = []
+    with GraphClient(srv.url, FakeCredential(), on_wait=on_wait, sleep=slept.append) as c:
+        ids = [u["id"] for u in c.iter("/users", prefetch=True)]
+    assert ids == paged.ids()
+    assert paged.asked() == [1, 2, 3, 3, 4, 5, 5, 6, 7, 8, 8, 9, 10, 11, 12]
+    # Each wait was reported on the reader's thread (where a CLI prints), then slept.
+    assert [w[2] for w in waits] == [threading.current_thread().name] * 3
+    assert "429" in waits[0][1] and "503" in waits[1][1] and "connection" in waits[2][1]
+    assert slept[0] == 0 and len(slept) == 3
+    _assert_stops(_paging_threads())
+
+
+def test_the_token_is_refreshed_once_on_the_paging_thread(
+    server_factory: Callable[[], Scripted],
+) -> None:
+    srv = server_factory()
+    paged = Paged(srv, 4, 3)
+    refused: list[str] = []
+
+    def expired(req: Seen) -> Answer | None:
+        if refused:
+            return None
+        refused.append(req.headers["authorization"])
+        return 401, {}, {"error": {"code": "InvalidAuthenticationToken", "message": "expired"}}
+
+    paged.hooks[3] = expired
+    cred = FakeCredential()
+    with GraphClient(srv.url, cred) as c:
+        ids = [u["id"] for u in c.iter("/users", prefetch=True)]
+        assert c.token_refreshes == 1
+    assert ids == paged.ids()
+    assert cred.calls == [False, True]
+    assert refused == ["Bearer tok-1"]
+    assert [s.headers["authorization"] for s in srv.seen][-2:] == ["Bearer tok-2"] * 2
+
+
+@pytest.mark.parametrize("fault", ["404", "foreign nextLink", "repeated nextLink"])
+def test_an_error_on_the_next_page_comes_after_every_item_before_it(
+    server_factory: Callable[[], Scripted], fault: str
+) -> None:
+    srv, foreign = server_factory(), server_factory()
+    paged = Paged(srv, 5, 3)
+    if fault == "404":
+        paged.hooks[3] = lambda req: (404, {}, {"error": {"code": "Request_ResourceNotFound"}})
+        expected: type[Exception] = NotFoundError
+        read = 2  # pages 1 and 2 are read, then the error
+    else:
+        link = foreign.url + "/v1.0/users?$skiptoken=3" if fault.startswith("foreign") else None
+        body = {"value": [{"id": f"2-{i}"} for i in range(3)]}
+        body["@odata.nextLink"] = link or paged.link(2)  # page 2 names itself next
+        paged.hooks[2] = lambda req: (200, {}, body)
+        expected = ForeignHostError if link else GraphError
+        read = 2
+    got: list[str] = []
+    with (
+        GraphClient(srv.url, FakeCredential()) as c,
+        pytest.raises(expected) as info,
+    ):
+        for item in c.iter("/users", prefetch=True):
+            got.append(item["id"])
+            threads = _paging_threads()
+    assert got == paged.ids(read)
+    assert foreign.seen == []
+    assert paged.asked() == ([1, 2, 3] if fault == "404" else [1, 2])
+    if fault == "repeated nextLink":
+        assert "already returned" in str(info.value)
+    _assert_stops(threads)
+
+
+@pytest.mark.parametrize(("max_items", "pages"), [(1, 1), (3, 1), (4, 2), (7, 3), (9, 3)])
+def test_max_items_fetches_no_page_it_does_not_need(
+    server_factory: Callable[[], Scripted], max_items: int, pages: int
+) -> None:
+    srv = server_factory()
+    paged = Paged(srv, 6, 3)
+    with GraphClient(srv.url, FakeCredential()) as c:
+        ids = [u["id"] for u in c.iter("/users", max_items=max_items, prefetch=True)]
+    assert ids == paged.ids()[:max_items]
+    assert paged.asked() == list(range(1, pages + 1))
+    _assert_stops(_paging_threads())
+
+
+@pytest.mark.parametrize("prefetch", [False, True])
+def test_pages_max_items_stops_at_the_page_that_fills_it(
+    server_factory: Callable[[], Scripted], prefetch: bool
+) -> None:
+    srv = server_factory()
+    paged = Paged(srv, 6, 3)
+    with GraphClient(srv.url, FakeCredential()) as c:
+        bodies = list(c.pages("/users", prefetch=prefetch, max_items=5))
+    assert len(bodies) == 2 and paged.asked() == [1, 2]
+
+
+@pytest.mark.parametrize("how", ["interrupt", "break", "client closed"])
+def test_stopping_ends_the_request_in_flight_at_once(
+    server_factory: Callable[[], Scripted], how: str
+) -> None:
+    srv = server_factory()
+    paged = Paged(srv, 4, 3)
+    asked, release = threading.Event(), threading.Event()
+    paged.hooks[2] = _hold(asked, release)  # page 2 is never answered until the end
+    threads: list[threading.Thread] = []
+    try:
+        with GraphClient(srv.url, FakeCredential()) as c:
+            if how == "client closed":
+                pages = c.pages("/users", prefetch=True)
+                next(pages)
+                assert asked.wait(GUARD)
+                threads = _paging_threads()
+                c.close()
+            elif how == "break":
+                for _body in c.pages("/users", prefetch=True):
+                    assert asked.wait(GUARD)
+                    threads = _paging_threads()
+                    break
+            else:
+                with pytest.raises(KeyboardInterrupt):
+                    for _body in c.pages("/users", prefetch=True):
+                        assert asked.wait(GUARD)
+                        threads = _paging_threads()
+                        raise KeyboardInterrupt
+            assert len(threads) == 1
+            # The server still holds page 2: only cutting the request off ends the thread.
+            _assert_stops(threads)
+            assert not release.is_set()
+            if how != "client closed":
+                # The client goes on working, on a fresh connection.
+                assert c.get("/users?$skiptoken=4")["value"][0]["id"] == "4-0"
+    finally:
+        release.set()
+
+
+def test_a_single_page_starts_no_thread(server_factory: Callable[[], Scripted]) -> None:
+    srv = server_factory()
+    Paged(srv, 1, 3)
+    before = _paging_threads()
+    with GraphClient(srv.url, FakeCredential()) as c:
+        pages = c.pages("/users", prefetch=True)
+        next(pages)
+        assert _paging_threads() == before
+        assert list(pages) == []
+
+
+# ------------------------------------------------------------------ graphkit query --all
+
+
+def _graph_answered(emu: Any) -> int:
+    return sum(1 for e in emu.requests() if e["kind"] == "graph")
+
+
+def test_query_all_fetches_page_2_while_page_1_cannot_be_written(
+    signed_in_env: SignedIn,
+) -> None:
+    import fcntl
+
+    emu = signed_in_env.emu
+    env = child_env(signed_in_env.home, **signed_in_env.env)
+    read_end, write_end = os.pipe()
+    # A pipe of one memory page: page 1's 100 users (some 30 KB of lines) do not fit, so
+    # graphkit is stuck writing page 1 until this test reads.
+    fcntl.fcntl(write_end, fcntl.F_SETPIPE_SZ, 4096)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "graphkit", "query", "/users", "--all", "-o", "jsonl"],
+        env=env,
+        stdout=write_end,
+        stderr=subprocess.DEVNULL,
+    )
+    os.close(write_end)
+    try:
+        # Synchronised on the emulator's log (an entry is written once answered); the
+        # deadline only ends a run that never asks for page 2.
+        deadline = time.monotonic() + GUARD
+        while _graph_answered(emu) < 2 and proc.poll() is None and time.monotonic() < deadline:
+            threading.Event().wait(0.02)
+        answered_while_stuck = _graph_answered(emu)
+        still_writing_page_1 = proc.poll() is None
+        with os.fdopen(read_end, "rb") as out:
+            lines = out.read().splitlines()
+        proc.wait(GUARD)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert still_writing_page_1, "graphkit ended before page 1 was read"
+    # Page 2 was fetched while page 1 was being written, and page 3 was not (one ahead).
+    assert answered_while_stuck == 2
+    assert proc.returncode == 0
+    ids = [json.loads(line)["id"] for line in lines]
+    with GraphClient.from_env() as c:
+        assert ids == [u["id"] for u in c.iter("/users")]  # every user once, in order
+    assert len(set(ids)) == 250
+
+
+def test_ctrl_c_while_the_next_page_is_in_flight_exits_at_once(signed_in_env: SignedIn) -> None:
+    emu = signed_in_env.emu
+    env = child_env(signed_in_env.home, **signed_in_env.env)
+    # Page 2 is held back for far longer than this test waits for graphkit to stop.
+    emu.add_fault("latency", endpoint="graph", every=2, times=1, delay=120)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "graphkit", "query", "/users", "--all", "--select", "id",
+         "-o", "jsonl"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        ids = [json.loads(proc.stdout.readline())["id"] for _ in range(100)]  # page 1
+        proc.send_signal(signal.SIGINT)
+        try:
+            out, err = proc.communicate(timeout=GUARD)
+        except subprocess.TimeoutExpired:
+            pytest.fail("graphkit still runs after Ctrl-C while a page was in flight")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 130
+    # One line says so (after the token cache's one-time notice), no traceback.
+    assert err.strip().splitlines()[-1] == "graphkit: error: interrupted"
+    assert "Traceback" not in err
+    assert out == "" and len(set(ids)) == 100
