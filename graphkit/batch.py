@@ -37,6 +37,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from graphkit.errors import GraphkitError, OutcomeUnknownError, UsageError
+from graphkit.files import parse_nested
 from graphkit.retry import RetryPolicy, parse_retry_after
 
 __all__ = ["MAX_BATCH", "BatchItem", "BatchRunner", "ItemResult", "parse_items"]
@@ -150,7 +151,7 @@ def parse_items(lines: Iterable[str], graph_url: str, api: str = "v1.0") -> list
             continue
         where = f"line {number}"
         try:
-            data = json.loads(text)
+            data = parse_nested(json.loads, text)
         except json.JSONDecodeError as exc:
             raise UsageError(
                 f"{where} is not JSON ({exc.msg})", "give one JSON object per line"

@@ -167,13 +167,13 @@ class DeltaSync:
         Raises:
             InputError: the file is not a graphkit delta state (it is never replaced).
         """
-        from graphkit.files import read_bytes
+        from graphkit.files import parse_nested, read_bytes
 
         if not self.state_file.exists() and not self.state_file.is_symlink():
             return None
         raw = read_bytes(self.state_file, "delta state file", max_size=MAX_STATE_BYTES)
         try:
-            data = json.loads(raw)
+            data = parse_nested(json.loads, raw)
         except (ValueError, RecursionError):
             data = None
         if not (

@@ -14,8 +14,9 @@ import os
 import re
 import secrets
 import stat
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 from graphkit.errors import InputError, OutputExistsError
 
@@ -32,6 +33,7 @@ __all__ = [
     "input_file_problem",
     "not_private",
     "not_private_location",
+    "parse_nested",
     "read_bytes",
     "read_passphrase_file",
     "read_private",
@@ -56,6 +58,26 @@ _EXISTS_HINT = "choose another path or pass --force to replace it"
 # such as /dev/zero would otherwise be read until memory runs out.
 MAX_INPUT_BYTES = 1 << 20
 MAX_PASSPHRASE_BYTES = 64 << 10
+
+
+def parse_nested(parse: Callable[[Any], Any], text: Any) -> Any:
+    """``parse(text)`` for input that may nest thousands deep (a config file, a delta
+    state, batch lines), with garbage collection paused while it runs.
+
+    Such input drives the parser to the recursion limit before it fails. A collection
+    that happens down there runs other objects' finalisers with no stack left: they
+    fail, and Python prints "Exception ignored ... RecursionError" tracebacks on stderr.
+    The caller still gets the parser's own error (RecursionError included) to report.
+    """
+    import gc
+
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return parse(text)
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def read_bytes(

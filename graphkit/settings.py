@@ -318,8 +318,10 @@ def read_config(path: Path | None = None) -> dict[str, Any]:
         return {}
     import tomllib  # only when there is a file to parse
 
+    from graphkit.files import parse_nested
+
     try:
-        data = tomllib.loads(raw.decode("utf-8"))
+        data = parse_nested(tomllib.loads, raw.decode("utf-8"))
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(
             f"config file {path} is not valid TOML ({exc})", "fix or delete it"

@@ -9,6 +9,7 @@ import os
 import stat
 import tomllib
 from pathlib import Path
+from typing import Any
 
 import pytest
 from _auth_helpers import PASSPHRASE, Identity, clean_env, make_identity
@@ -534,3 +535,36 @@ def test_object_id_is_set_checked_and_shown(home: Path) -> None:
     unset = runner.invoke(app, ["config", "set", "work", "--unset", "object_id"])
     assert unset.exit_code == 0, unset.output
     assert "object_id" not in read_config(config_path())["profiles"]["work"]
+
+
+def test_a_deeply_nested_config_runs_no_finaliser_at_the_bottom_of_the_stack(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Refusing a config nested thousands deep must not print tracebacks. A garbage
+    collection at the parser's deepest would run other objects' finalisers with no
+    stack left: they fail, and Python prints "Exception ignored ... RecursionError" on
+    stderr (seen once in five full runs, where earlier tests leave such garbage)."""
+    import gc
+    import sys
+
+    config_path().parent.mkdir(parents=True, exist_ok=True)
+    config_path().write_text("a = " + "{b=" * 5000 + "1" + "}" * 5000 + "\n")
+    config_path().chmod(0o600)
+    deepest = [0]
+
+    def collecting(phase: str, info: dict[str, Any]) -> None:
+        depth, frame = 0, sys._getframe()
+        while frame is not None:
+            depth, frame = depth + 1, frame.f_back
+        deepest[0] = max(deepest[0], depth)
+
+    threshold = gc.get_threshold()
+    gc.set_threshold(1)  # a collection at (nearly) every allocation, the deepest included
+    gc.callbacks.append(collecting)
+    try:
+        with pytest.raises(ConfigError, match="nest too deeply"):
+            read_config()
+    finally:
+        gc.callbacks.remove(collecting)
+        gc.set_threshold(*threshold)
+    assert deepest[0] < 100, f"a garbage collection ran {deepest[0]} frames deep"
