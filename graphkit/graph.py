@@ -44,7 +44,16 @@ from graphkit.errors import (
     redact,
     register_secret,
 )
-from graphkit.retry import parse_retry_after
+
+# The one retry policy's numbers (attempts, wait cap, backoff), shared with the token
+# endpoint and $batch.
+from graphkit.retry import (
+    BACKOFF_BASE,
+    BACKOFF_CAP,
+    DEFAULT_MAX_ATTEMPTS,
+    DEFAULT_MAX_TOTAL_WAIT,
+    parse_retry_after,
+)
 from graphkit.transport import DEFAULT_PORTS as _DEFAULT_PORTS
 from graphkit.transport import (
     check_headers,
@@ -89,13 +98,6 @@ IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 # Answers to a POST/PATCH after which it may have been applied (a gateway that timed out
 # may have passed it on; a 500 may come after the write).
 _OUTCOME_UNKNOWN_STATUSES = frozenset({500, 502, 503, 504})
-# Microsoft's SDK retries 3 times with a 180 s cap; we allow a little more attempts
-# (5 tries in total) but a shorter cap, since a CLI user is waiting.
-DEFAULT_MAX_ATTEMPTS = 5
-DEFAULT_MAX_TOTAL_WAIT = 120.0
-# Backoff without Retry-After: 1, 2, 4, 8... seconds (times a jitter factor), capped.
-BACKOFF_BASE = 1.0
-BACKOFF_CAP = 30.0
 # (connect, read) timeouts in seconds; Graph's own SDK uses 100 s for reads.
 DEFAULT_TIMEOUT = (10.0, 100.0)
 # A cached access token is reused until this many seconds before it expires.
