@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import email.utils
+import json
 import time
 import uuid
 from pathlib import Path
@@ -51,6 +52,44 @@ def test_next_link_is_a_full_url_on_the_emulator_keeping_the_query(emu: Any, tok
     assert "$skiptoken=" in link.query
     assert body["@odata.context"] == f"{emu.graph_url}/v1.0/$metadata#users(displayName,id)"
     assert all(set(u) == {"displayName", "id"} for u in body["value"])
+
+
+@pytest.mark.graphkit_emulator(users=1000)
+def test_a_page_sends_its_next_link_before_any_item_is_made(
+    emu: Any, token: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    users = emu.backend.tenant(emu.default_tenant.id).users
+    made, release = threading.Event(), threading.Event()
+    make = users.get
+
+    def held(i: int) -> Any:  # the first item waits until the client has the head
+        if not made.is_set():
+            made.set()
+            release.wait(10)  # a server that makes items first sends them after this
+        return make(i)
+
+    monkeypatch.setattr(users, "get", held)
+    session = emu.session()
+    try:
+        r = session.get(f"{emu.graph_url}/v1.0/users?$top=300&$select=id",
+                        headers={"Authorization": f"Bearer {token}"}, stream=True)  # fmt: skip
+        chunks = r.iter_content(None)
+        head = next(chunks)  # the first chunk, while no item is made
+        assert head.startswith(b'{"@odata.context":') and head.endswith(b'"value":[')
+        link = json.loads(head + b"]}")["@odata.nextLink"]
+        assert "$skiptoken=" in link and made.wait(10)
+        release.set()
+        body = json.loads(head + b"".join(chunks))
+    finally:
+        release.set()
+    # The whole answer: the bytes json.dumps makes of it, items in order, the same link.
+    assert body["@odata.nextLink"] == link and len(body["value"]) == 300
+    assert [u["id"] for u in body["value"]] == [make(i)["id"] for i in range(300)]
+    again = session.get(f"{emu.graph_url}/v1.0/users?$top=300&$select=id",
+                        headers={"Authorization": f"Bearer {token}"})  # fmt: skip
+    assert again.content == json.dumps(body, separators=(",", ":")).encode()
 
 
 def test_default_page_is_100_and_last_page_has_no_next_link(emu: Any, token: str) -> None:
@@ -376,7 +415,12 @@ def test_keep_alive_reuses_the_connection(emu: Any, token: str) -> None:
     for _ in range(3):
         r = session.get(f"{emu.graph_url}/v1.0/users?$top=2", headers=headers)
         assert r.status_code == 200
-        assert r.headers["Content-Length"] == str(len(r.content))
+        # A collection page goes out as it is made: chunked, and the connection stays.
+        assert r.headers["Transfer-Encoding"] == "chunked"
+        assert len(r.json()["value"]) == 2
+        one = session.get(f"{emu.graph_url}/v1.0/users/{r.json()['value'][0]['id']}",
+                          headers=headers)  # fmt: skip
+        assert one.headers["Content-Length"] == str(len(one.content))
     assert len({e["peer_port"] for e in emu.requests()}) == 1
     session.close()
     graph(emu, "/v1.0/users?$top=2", token)  # a new connection

@@ -560,9 +560,29 @@ def _search_clause(prop: str, how: str, term: str) -> Predicate:
 # ------------------------------------------------------------------------ paging
 
 
+class LazyItems(Sequence[Item]):
+    """The items at ``positions`` of a collection, each made when it is reached: a page
+    of generated users can go out as it is rendered (its first bytes need none of them).
+    """
+
+    def __init__(self, coll: Collection, positions: Sequence[int]) -> None:
+        self._get, self._positions = coll.get, positions
+
+    def __len__(self) -> int:
+        return len(self._positions)
+
+    def __getitem__(self, index: Any) -> Any:
+        if isinstance(index, slice):
+            return [self._get(p) for p in self._positions[index]]
+        return self._get(self._positions[index])
+
+    def __iter__(self) -> Iterator[Item]:
+        return map(self._get, self._positions)
+
+
 @dataclass
 class Page:
-    items: list[Item]
+    items: Sequence[Item]
     next_token: str | None
     count: int | None
 
@@ -619,13 +639,22 @@ def run_query(coll: Collection, opts: QueryOptions, *, scope: str = "") -> Page:
             if all(p(item) for p in predicates):
                 yield pos, item
 
-    items: list[Item] = []
+    items: Sequence[Item]
     next_token = None
-    for pos, item in matches():
-        if len(items) == opts.top:
-            next_token = _encode_token(pos, key)
-            break
-        items.append(item)
+    if not predicates:
+        # Every position matches: the page and where the next one starts are known
+        # without making an item (made as the page is written).
+        end = min(start + opts.top, len(order))
+        items = LazyItems(coll, order[start:end])
+        if end < len(order):
+            next_token = _encode_token(end, key)
+    else:
+        items = []
+        for pos, item in matches():
+            if len(items) == opts.top:
+                next_token = _encode_token(pos, key)
+                break
+            items.append(item)
 
     count = None
     if opts.count and not opts.skiptoken:

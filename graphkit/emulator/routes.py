@@ -11,7 +11,7 @@ import json
 import re
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
@@ -125,6 +125,15 @@ class Response:
     status: int
     body: bytes = b""
     headers: dict[str, str] = field(default_factory=dict)
+    # A body sent as it is made (chunked), instead of ``body``: a collection page, its
+    # first part the control information (@odata.nextLink before "value").
+    parts: Iterator[bytes] | None = None
+
+    def content(self) -> bytes:
+        """The whole body (a streamed one joined: it can then be sent only as bytes)."""
+        if self.parts is not None:
+            self.body, self.parts = b"".join(self.parts), None
+        return self.body
 
 
 @dataclass
@@ -267,10 +276,37 @@ def _graph_headers(req: Request) -> dict[str, str]:
 
 
 def graph_json(req: Request, status: int, data: Any) -> Response:
+    return Response(status, _compact(data).encode(), _json_headers(req))
+
+
+def _json_headers(req: Request) -> dict[str, str]:
     headers = _graph_headers(req)
     headers["Content-Type"] = GRAPH_JSON
     headers["OData-Version"] = "4.0"
-    return Response(status, json.dumps(data, separators=(",", ":")).encode(), headers)
+    return headers
+
+
+_compact = json.JSONEncoder(separators=(",", ":")).encode
+_PART = 50  # items a part of a streamed page
+
+
+def graph_page(req: Request, head: dict[str, Any], items: Iterable[Any]) -> Response:
+    """A collection page, sent as it is made: the control information in ``head`` goes
+    out first (a client can follow the nextLink at once), then the items ``_PART`` at a
+    time. The bytes are those of ``graph_json`` with ``{**head, "value": [...]}``."""
+
+    def parts() -> Iterator[bytes]:
+        yield (_compact(head)[:-1] + (',"value":[' if head else '"value":[')).encode()
+        batch: list[Any] = []
+        sep = ""
+        for item in items:
+            batch.append(item)
+            if len(batch) == _PART:
+                yield (sep + _compact(batch)[1:-1]).encode()
+                batch, sep = [], ","
+        yield (sep + _compact(batch)[1:-1] + "]}").encode() if batch else b"]}"
+
+    return Response(200, b"", _json_headers(req), parts=parts())
 
 
 def _tenant(svc: Services, req: Request) -> TenantState:
@@ -339,16 +375,15 @@ def _list(
         params["$skiptoken"] = page.next_token
         query = urlencode(params, quote_via=quote, safe="$,'()")
         body["@odata.nextLink"] = f"{req.base}{req.path}?{query}"
-    if transform is not None:
-        body["value"] = [transform(item, opts.select) for item in page.items]
-    else:
-        body["value"] = [_shape(item, names) for item in page.items]
+
+    def shape(item: dict[str, Any]) -> dict[str, Any]:
+        return transform(item, opts.select) if transform is not None else _shape(item, names)
+
+    items: Iterable[dict[str, Any]] = map(shape, page.items)
     if expander is not None and opts.expand:
-        body["value"] = [
-            {**shaped, **expander(item, opts)}
-            for shaped, item in zip(body["value"], page.items, strict=True)
-        ]
-    return graph_json(req, 200, body)
+        expand = expander
+        items = ({**shape(item), **expand(item, opts)} for item in page.items)
+    return graph_page(req, body, items)
 
 
 def _directory_object(
@@ -852,11 +887,9 @@ def _batch_result(key: str, resp: Response) -> dict[str, Any]:
     """One item of a $batch answer from the answer its request got on its own."""
     content_type = resp.headers.get("Content-Type", "")
     parsed: Any = None
-    if resp.body:
-        if "json" in content_type:
-            parsed = json.loads(resp.body)
-        else:
-            parsed = resp.body.decode("utf-8", "replace")
+    body = resp.content()
+    if body:
+        parsed = json.loads(body) if "json" in content_type else body.decode("utf-8", "replace")
     out_headers = {
         k: v
         for k, v in resp.headers.items()

@@ -18,6 +18,7 @@ import ssl
 import struct
 import threading
 import time
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -99,6 +100,9 @@ class _Handler(BaseHTTPRequestHandler):
     timeout = IDLE_TIMEOUT
     # A buffered writer (flushed after each request): headers and body leave in one go.
     wbufsize = 64 * 1024
+    # The parts of a streamed answer leave as they are written, not after the client's
+    # (delayed) acknowledgement of the part before.
+    disable_nagle_algorithm = True
     server: _HTTPServer
 
     def setup(self) -> None:
@@ -231,10 +235,13 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(resp, truncate=fault is not None and fault.kind == "truncate")
 
     def _send(self, resp: Response, *, truncate: bool) -> None:
+        if resp.parts is not None and not truncate and self.command != "HEAD":
+            self._stream(resp, resp.parts)
+            return
         self.send_response(resp.status)
         for name, value in resp.headers.items():
             self.send_header(name, value)
-        body = resp.body
+        body = resp.content()
         if resp.status != 204 and resp.status >= 200:
             self.send_header("Content-Length", str(len(body)))
         if truncate:
@@ -248,6 +255,29 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(body)  # buffered: headers and body leave together
         if truncate:
             self.close_connection = True
+
+    def _stream(self, resp: Response, parts: Iterator[bytes]) -> None:
+        """A body sent as it is made, in chunks, each as soon as it is made. A part that
+        fails to be made cuts the answer short (no last chunk), as a dropped connection
+        would."""
+        self.send_response(resp.status)
+        for name, value in resp.headers.items():
+            self.send_header(name, value)
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        while True:
+            try:
+                part = next(parts)
+            except StopIteration:
+                break
+            except Exception:
+                log.exception("graphkit emulator: a streamed answer failed for %s", self.path)
+                self.close_connection = True
+                return
+            if part:
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(part), part))
+            self.wfile.flush()  # each part leaves as it is made, the headers with the first
+        self.wfile.write(b"0\r\n\r\n")
 
     def _reset(self) -> None:
         """Drop the connection with a TCP RST and no answer."""
