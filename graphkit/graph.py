@@ -685,7 +685,9 @@ class GraphClient:
         request = requests.Request(method, url, headers=hdrs, data=data, params=query or None)
         return self.session.prepare_request(request)
 
-    def iter_body(self, resp: requests.Response, chunk_size: int = 1 << 16) -> Iterator[bytes]:
+    def iter_body(
+        self, resp: requests.Response, chunk_size: int = 1 << 16
+    ) -> Generator[bytes, None, None]:
         """The body of a response :meth:`send` returned with ``stream=True``, in chunks as
         they arrive; the response is closed at the end.
 
@@ -1031,8 +1033,10 @@ class GraphClient:
         return GraphClient._decode(resp)
 
     @staticmethod
-    def _decode(resp: requests.Response) -> Any:
-        content = resp.content
+    def _decode(resp: requests.Response, content: bytes | None = None) -> Any:
+        """The decoded body of ``resp``: ``content``, when it was read already."""
+        if content is None:
+            content = resp.content
         if not content:
             return None
         ctype = resp.headers.get("Content-Type", "")

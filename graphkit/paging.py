@@ -1,12 +1,13 @@
 """How GraphClient pages a collection: each ``@odata.nextLink`` checked before it is
-followed, and with ``prefetch`` the next page fetched in a thread while the caller reads
-this one.
+followed, and with ``prefetch`` the next page fetched in threads while the caller reads
+this one (asked for as soon as this page's nextLink has arrived).
 
 Used by :meth:`graphkit.graph.GraphClient.pages`; nothing here is public API.
 """
 
 from __future__ import annotations
 
+import json
 import queue
 import threading
 import time
@@ -14,7 +15,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from graphkit.errors import GraphError
+from graphkit.errors import GraphError, NetworkError
 from graphkit.graph import _resolve_link as resolve_link
 from graphkit.transport import wire_url
 
@@ -82,13 +83,17 @@ class ItemBudget:
     def spent(self) -> bool:
         return self._left is not None and self._left <= 0
 
+    @property
+    def unlimited(self) -> bool:
+        return self._left is None
+
 
 class Stopped(Exception):
-    """Raised inside the paging thread when its reader has gone: the thread just ends."""
+    """Raised inside a paging thread when its reader has gone: the thread just ends."""
 
 
 class Lane:
-    """How the paging thread sends: retry waits are handed to the reader (who reports
+    """How the paging threads send: retry waits are handed to the reader (who reports
     them on its own thread), a wait ends early when paging stops, and a stopped run
     sends nothing more."""
 
@@ -106,20 +111,126 @@ class Lane:
             raise Stopped
 
 
-# What the paging thread hands the reader, in order.
+# What the paging threads hand the reader, in order.
 _PAGE, _WAIT, _END, _FAILED = "page", "wait", "end", "failed"
+
+_HEAD_LIMIT = 1 << 16  # bytes of a page searched for its nextLink before "value"
+_decoder = json.JSONDecoder()
+
+
+def head_link(head: bytes) -> tuple[bool, str | None]:
+    """The ``@odata.nextLink`` of a page from the first bytes of its body, when it comes
+    before ``"value"`` (Graph's order, and the emulator's): ``(True, link)``;
+    ``(True, None)`` when the head shows there is none to find there (``"value"`` came
+    first, or this is no JSON object); ``(False, None)`` when more bytes are needed.
+
+    Only the top-level members before ``"value"`` are read, each decoded whole: a
+    nextLink inside a string or a nested object is never taken for the page's own.
+    """
+    text = head.decode("utf-8", "replace")
+    n = len(text)
+
+    def skip(i: int) -> int:
+        while i < n and text[i] in " \t\r\n":
+            i += 1
+        return i
+
+    i = skip(0)
+    if i == n:
+        return False, None
+    if text[i] != "{":
+        return True, None
+    i += 1
+    first = True
+    while True:
+        i = skip(i)
+        if i == n:
+            return False, None
+        if text[i] == "}":
+            return True, None
+        if not first:
+            if text[i] != ",":
+                return True, None  # not JSON: the whole body says what it is
+            i = skip(i + 1)
+            if i == n:
+                return False, None
+        first = False
+        if text[i] != '"':
+            return True, None
+        try:
+            key, i = _decoder.raw_decode(text, i)
+        except ValueError:
+            return False, None  # a key cut short
+        i = skip(i)
+        if i == n:
+            return False, None
+        if text[i] != ":":
+            return True, None
+        if key == "value":
+            return True, None
+        i = skip(i + 1)
+        try:
+            value, end = _decoder.raw_decode(text, i)
+        except ValueError:
+            return False, None  # a value cut short
+        if end == n and not isinstance(value, str | dict | list):
+            return False, None  # a number or literal may go on in the next bytes
+        if key == "@odata.nextLink":
+            return True, value if isinstance(value, str) and value else None
+        i = end
+
+
+class _Answer:
+    """One page on its way: its response, sent for with its headers in, and the first
+    bytes of its body (``head``), in which its nextLink may already be (``early``).
+    The body reader reads the rest; ``link`` is the nextLink it found, for a page
+    whose head did not have it (``done`` is set then)."""
+
+    def __init__(self, client: GraphClient, url: str, resp: Any, *, look_ahead: bool) -> None:
+        self.url, self.resp = url, resp
+        self.chunks = client.iter_body(resp)
+        self.head = b""
+        self.early: str | None = None
+        self.cut: NetworkError | None = None  # the body was cut short: fetched again
+        self.link: str | None = None
+        self.done = threading.Event()
+        decided = not look_ahead
+        try:
+            while not decided:
+                chunk = next(self.chunks, None)
+                if chunk is None:
+                    break
+                self.head += chunk
+                decided, self.early = head_link(self.head)
+                decided = decided or len(self.head) > _HEAD_LIMIT
+        except NetworkError as exc:
+            self.cut, self.early = exc, None
+
+    def close(self) -> None:
+        self.chunks.close()  # iter_body closes the response
+
+
+_SENT_ALL = object()  # the sender's last word to the body reader
 
 
 class Prefetcher:
-    """Fetches page N+1 in a thread of its own while the reader works on page N.
+    """Fetches page N+1 in threads of its own while the reader works on page N.
 
-    One page ahead, never more: the thread may fetch a page only with a credit, and
-    the reader gives one back each time it takes a page. The nextLink checks, retries
-    and the one-time token refresh are GraphClient's own (``_send``), on the client's
-    session, which the thread and the reader's thread take in turns. Whatever happens
-    in the thread (a page, a retry wait, the end, an error) reaches the reader in
-    order through one queue, so an error on page N+1 is raised only when the reader
-    asks for it, after page N.
+    Two threads: the sender asks for each page and reads the first bytes of its body;
+    the body reader reads the rest and decodes it. When a page names its nextLink
+    before its items (Graph does, PROTOCOL.md §5), the sender asks for the page after
+    it at once, while this page's items are still arriving, on a second connection: a
+    run then waits for the network once per page, not for the network and the page's
+    transfer. Otherwise the sender waits for the body reader's nextLink.
+
+    One page ahead, never more: the sender may ask for a page only with a credit, and
+    the reader gives one back each time it is done with a page, so page N+1 is asked
+    for (and read) only once the reader is done with page N-1. The nextLink checks,
+    retries and the
+    one-time token refresh are GraphClient's own (``_send``). Whatever happens in the
+    threads (a page, a retry wait, the end, an error) reaches the reader in order
+    through one queue, so an error on page N+1 is raised only when the reader asks for
+    it, after page N.
     """
 
     def __init__(
@@ -132,41 +243,126 @@ class Prefetcher:
     ) -> None:
         self._client = client
         self._events: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
-        self._credit = threading.Semaphore(1)  # page 2 comes while page 1 is read
+        self._answers: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._credit = threading.Semaphore(1)  # page 2 is asked for while page 1 is read
         self._stop = threading.Event()
+        self._waiting: _Answer | None = None  # the page whose nextLink the sender awaits
         self._lane = Lane(self._hand_wait, self._nap, self._stop.is_set)
-        self._thread = threading.Thread(
-            target=self._run,
-            args=(body, links, budget, headers),
-            name="graphkit-prefetch",
-            daemon=True,  # never keeps the process alive (Ctrl-C, an error)
-        )
+        self._threads = [
+            threading.Thread(
+                target=self._send_pages,
+                args=(body, links, budget, headers),
+                name="graphkit-prefetch",
+                daemon=True,  # never keeps the process alive (Ctrl-C, an error)
+            ),
+            threading.Thread(
+                target=self._read_pages,
+                args=(links, budget, headers),
+                name="graphkit-prefetch-body",
+                daemon=True,
+            ),
+        ]
         client._prefetchers.add(self)
-        self._thread.start()
+        for thread in self._threads:
+            thread.start()
 
-    # ---------------------------------------------------------- the paging thread
+    # ---------------------------------------------------------- the sender
 
-    def _run(
+    def _send_pages(
         self, body: Any, links: NextLinks, budget: ItemBudget, headers: Mapping[str, str]
     ) -> None:
         client = self._client
+        # With max_items, a page is asked for only once the items before it are counted.
+        look_ahead = budget.unlimited
         try:
-            while not budget.spent():
-                link = links.after(body)
-                if link is None:
-                    break
+            link = links.after(body)
+            while link is not None:
                 self._credit.acquire()
                 if self._stop.is_set():
                     return
-                body = client._decode(client._send("GET", link, None, headers, lane=self._lane))
+                resp = client._send("GET", link, None, headers, stream=True, lane=self._lane)
+                answer = _Answer(client, link, resp, look_ahead=look_ahead)
+                self._answers.put(answer)
+                if answer.early is not None:
+                    link = links.after({"@odata.nextLink": answer.early})
+                    continue
+                self._waiting = answer
+                if self._stop.is_set():
+                    return
+                answer.done.wait()
+                if self._stop.is_set():
+                    return
+                link = answer.link
+            self._answers.put(_SENT_ALL)
+        except Stopped:
+            return
+        except BaseException as exc:  # handed on in order, after the pages before it
+            if not self._stop.is_set():
+                self._answers.put(exc)
+
+    # ---------------------------------------------------------- the body reader
+
+    def _read_pages(self, links: NextLinks, budget: ItemBudget, headers: Mapping[str, str]) -> None:
+        try:
+            while True:
+                answer = self._answers.get()
+                if answer is _SENT_ALL:
+                    self._events.put((_END, None))
+                    return
+                if isinstance(answer, BaseException):
+                    raise answer
+                if self._stop.is_set():
+                    answer.close()
+                    return
+                body = self._body(answer, headers)
                 budget.count(body)
                 self._events.put((_PAGE, body))
-            self._events.put((_END, None))
+                if answer.early is None:
+                    answer.link = None if budget.spent() else links.after(body)
+                    answer.done.set()
         except Stopped:
             return
         except BaseException as exc:  # handed to the reader, who raises it
             if not self._stop.is_set():
                 self._events.put((_FAILED, exc))
+                self._halt()
+        finally:
+            self._drain()
+
+    def _body(self, answer: _Answer, headers: Mapping[str, str]) -> Any:
+        client = self._client
+        if answer.cut is None:
+            try:
+                content = answer.head + b"".join(answer.chunks)
+            except NetworkError as exc:
+                answer.cut = exc
+        if answer.cut is None:
+            body = client._decode(answer.resp, content)
+        else:
+            self._lane.check()  # paging stopped: its read was cut off
+            self._lane.on_wait(0.0, f"{answer.cut.message}; asking for the page again")
+            # A GET may be sent again: the page anew, with GraphClient's own retries.
+            answer.close()
+            body = client._decode(client._send("GET", answer.url, None, headers, lane=self._lane))
+        if answer.early is not None and next_link(body) != answer.early:
+            raise GraphError(
+                f"a page from Graph named two different @odata.nextLinks "
+                f"({urlsplit(answer.url).path}): paging stopped",
+                "retry; if it persists, report the query (it may be a service fault)",
+            )
+        return body
+
+    def _drain(self) -> None:
+        """Close the answers nobody will read (their connections go back)."""
+        while True:
+            try:
+                answer = self._answers.get_nowait()
+            except queue.Empty:
+                return
+            if isinstance(answer, _Answer):
+                answer.close()
+
+    # ---------------------------------------------------------- both
 
     def _hand_wait(self, seconds: float, reason: str) -> None:
         self._events.put((_WAIT, (seconds, reason)))
@@ -179,10 +375,26 @@ class Prefetcher:
         if self._stop.is_set():
             raise Stopped
 
+    def _halt(self) -> None:
+        """Nothing more is sent or read: the waits end, requests in flight fail at once."""
+        self._stop.set()
+        self._credit.release()
+        waiting = self._waiting
+        if waiting is not None:
+            waiting.done.set()
+        self._answers.put(_SENT_ALL)  # the body reader stops waiting for an answer
+        # Only a session of the client's own making can abort (make_session(abortable)).
+        abort = getattr(self._client._session, "abort", None)
+        if self._client._own_session and abort is not None:
+            for thread in self._threads:
+                if thread.ident and thread is not threading.current_thread():
+                    abort(thread.ident)
+
     # ---------------------------------------------------------- the reader
 
     def next_page(self) -> Any:
         """The next page (None after the last); raises what fetching it raised."""
+        self._credit.release()  # the page before is done with: one more may be asked for
         while True:
             kind, value = self._events.get()
             if kind == _WAIT:
@@ -190,19 +402,14 @@ class Prefetcher:
                     self._client.on_wait(*value)
                 continue
             if kind == _PAGE:
-                self._credit.release()  # the page before is done with: fetch one more
                 return value
             if kind == _END:
                 return None
             raise value
 
     def stop(self) -> None:
-        """Stop the thread: a wait ends, a request in flight fails at once, nothing
-        more is fetched. Does not wait for the thread."""
-        self._stop.set()
-        self._credit.release()
+        """Stop the threads: a wait ends, a request in flight fails at once, nothing
+        more is fetched. Does not wait for the threads."""
         self._client._prefetchers.discard(self)
-        # Only a session of the client's own making can abort (make_session(abortable)).
-        abort = getattr(self._client._session, "abort", None)
-        if self._client._own_session and abort is not None and self._thread.ident:
-            abort(self._thread.ident)
+        if not self._stop.is_set():
+            self._halt()

@@ -38,14 +38,16 @@ def fast_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 class Paged:
-    """A collection of ``pages`` pages of ``size`` items, page k at ``$skiptoken=k``.
+    """A collection of ``pages`` pages of ``size`` items, page k at ``$skiptoken=k``;
+    its nextLink after the items, or with ``link_first`` before them.
 
     ``hooks[k]`` runs before page k is answered (each time it is asked for); an answer
     it returns replaces the page.
     """
 
-    def __init__(self, srv: Scripted, pages: int, size: int) -> None:
+    def __init__(self, srv: Scripted, pages: int, size: int, *, link_first: bool = False) -> None:
         self.srv, self.pages, self.size = srv, pages, size
+        self.link_first = link_first  # the nextLink before "value", as Graph writes it
         self.hooks: dict[int, Callable[[Seen], Answer | None]] = {}
         srv.default = self.answer
 
@@ -62,7 +64,10 @@ class Paged:
         replaced = hook(req) if hook is not None else None
         if replaced is not None:
             return replaced
-        body: dict[str, Any] = {"value": [{"id": f"{k}-{i}"} for i in range(self.size)]}
+        body: dict[str, Any] = {}
+        if k < self.pages and self.link_first:
+            body["@odata.nextLink"] = self.link(k + 1)
+        body["value"] = [{"id": f"{k}-{i}"} for i in range(self.size)]
         if k < self.pages:
             body["@odata.nextLink"] = self.link(k + 1)
         return 200, {}, body
@@ -76,7 +81,7 @@ class Paged:
 
 
 def _paging_threads() -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name == "graphkit-prefetch"]
+    return [t for t in threading.enumerate() if t.name.startswith("graphkit-prefetch")]
 
 
 def _assert_stops(threads: list[threading.Thread]) -> None:
@@ -116,29 +121,36 @@ def test_the_next_page_is_requested_while_this_one_is_read(
     assert paged.asked() == [1, 2, 3]
 
 
-def test_never_more_than_one_page_ahead(server_factory: Callable[[], Scripted]) -> None:
+@pytest.mark.parametrize("link_first", [False, True])
+def test_never_more_than_one_page_ahead(
+    server_factory: Callable[[], Scripted], link_first: bool
+) -> None:
     srv = server_factory()
-    paged = Paged(srv, 8, 2)
-    reading = [0]  # the page the reader holds
+    paged = Paged(srv, 8, 2, link_first=link_first)
+    done = [0]  # the pages the reader is done with (it holds page done + 1)
     ahead: dict[int, int] = {}
     requested = {k: threading.Event() for k in range(1, 9)}
 
     def note(req: Seen) -> None:
         k = paged.page_of(req)
-        ahead[k] = k - reading[0]
+        ahead[k] = k - done[0]
         requested[k].set()
 
     for k in range(2, 9):
         paged.hooks[k] = note
     with GraphClient(srv.url, FakeCredential()) as c:
-        for body in c.pages("/users", prefetch=True):
-            reading[0] += 1
+        pages = c.pages("/users", prefetch=True)
+        body = next(pages)
+        while body is not None:
             if "@odata.nextLink" in body:
                 # The reader stays on page k until page k + 1 has been asked for: a
                 # fetcher free to run ahead would ask for more meanwhile.
-                assert requested[reading[0] + 1].wait(GUARD)
-    # Every page was asked for while the reader held the one before it, none sooner.
-    assert ahead == {k: 1 for k in range(2, 9)}
+                assert requested[done[0] + 2].wait(GUARD)
+            done[0] += 1
+            body = next(pages, None)
+    # Every page was asked for while the reader held the one before it, and not before
+    # the reader was done with the one before that: one page ahead, never two.
+    assert ahead == {k: 2 for k in range(2, 9)}
     assert paged.asked() == list(range(1, 9))
 
 
@@ -288,7 +300,7 @@ def test_stopping_ends_the_request_in_flight_at_once(
                         assert asked.wait(GUARD)
                         threads = _paging_threads()
                         raise KeyboardInterrupt
-            assert len(threads) == 1
+            assert len(threads) == 2  # the sender and the body reader
             # The server still holds page 2: only cutting the request off ends the thread.
             _assert_stops(threads)
             assert not release.is_set()
@@ -308,6 +320,86 @@ def test_a_single_page_starts_no_thread(server_factory: Callable[[], Scripted]) 
         next(pages)
         assert _paging_threads() == before
         assert list(pages) == []
+
+
+# ------------------------------------------------------- the nextLink before the items
+
+
+def test_two_different_next_links_in_one_page_stop_paging(
+    server_factory: Callable[[], Scripted],
+) -> None:
+    srv = server_factory()
+    paged = Paged(srv, 4, 3, link_first=True)
+    items = ",".join(f'{{"id":"2-{i}"}}' for i in range(3))
+    # The head names page 3; the end of the body (which a JSON parser keeps) page 4.
+    raw = f'{{"@odata.nextLink":"{paged.link(3)}","value":[{items}],'
+    raw += f'"@odata.nextLink":"{paged.link(4)}"}}'
+    paged.hooks[2] = lambda req: (200, {}, raw.encode())
+    got: list[str] = []
+    with GraphClient(srv.url, FakeCredential()) as c, pytest.raises(GraphError) as info:
+        for item in c.iter("/users", prefetch=True):
+            got.append(item["id"])
+            threads = _paging_threads()
+    assert "two different @odata.nextLinks" in str(info.value)
+    assert got == paged.ids(1)  # page 2 is not taken for either
+    assert 4 not in paged.asked()
+    _assert_stops(threads)
+
+
+@pytest.mark.graphkit_emulator(users=900)
+def test_the_page_after_is_asked_for_while_this_pages_items_still_arrive(
+    signed_in_env: SignedIn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    emu = signed_in_env.emu
+    users = emu.backend.tenant(emu.default_tenant.id).users
+    made, release = threading.Event(), threading.Event()
+    make = users.get
+
+    def held(i: int) -> Any:  # page 2's first item is held back
+        if i == 300:
+            made.set()
+            release.wait(GUARD)
+        return make(i)
+
+    monkeypatch.setattr(users, "get", held)
+    got: list[str] = []
+    with GraphClient.from_env() as c:
+        reader = threading.Thread(
+            target=lambda: got.extend(u["id"] for u in c.iter("/users?$top=300", prefetch=True))
+        )
+        reader.start()
+        try:
+            # Synchronised on the emulator's log (an entry is written once answered); the
+            # deadline only ends a run that never asks for page 3.
+            assert made.wait(GUARD)
+            deadline = time.monotonic() + GUARD
+            while _graph_answered(emu) < 3 and time.monotonic() < deadline:
+                threading.Event().wait(0.02)
+            # Page 2 has sent its nextLink, none of its items: page 3 is on its way.
+            assert _graph_answered(emu) == 3
+        finally:
+            release.set()
+            reader.join(GUARD)
+    assert got == [make(i)["id"] for i in range(900)]
+
+
+@pytest.mark.graphkit_emulator(users=3000)
+@pytest.mark.parametrize("top", [300, 999])  # cut in its first bytes, or after its head
+def test_a_page_cut_short_is_asked_for_again(signed_in_env: SignedIn, top: int) -> None:
+    emu = signed_in_env.emu
+    emu.add_fault("truncate", endpoint="graph", every=2, times=1)  # page 2, once
+    waits: list[str] = []
+    with GraphClient.from_env() as c:
+        c.on_wait = lambda seconds, why: waits.append(why)
+        ids = [u["id"] for u in c.iter(f"/users?$top={top}", prefetch=True)]
+        assert ids == [u["id"] for u in c.iter("/users?$top=999")]
+    assert len(ids) == len(set(ids)) == 3000
+    # Pages 1, 2 (cut short), 3 (asked for once page 2's nextLink is known) and 2 again:
+    # page 3 and the second page 2 may come in either order.
+    first, cut, *rest = [e for e in emu.requests() if e["kind"] == "graph"][:4]
+    assert cut["fault"] == "truncate" and [e["fault"] for e in (first, *rest)] == [None] * 3
+    assert sorted(e["target"] == cut["target"] for e in rest) == [False, True]
+    assert len(waits) == 1 and "cut short" in waits[0] and "asking for the page again" in waits[0]
 
 
 # ------------------------------------------------------------------ graphkit query --all

@@ -85,11 +85,13 @@ def test_header_client_request_id_is_echoed_in_a_graph_error(emu: Any) -> None:
 # ------------------------------------------------------------------ one connection per run
 
 
-def test_all_pages_of_one_run_share_one_connection(emu: Any) -> None:
+def test_all_pages_of_one_run_share_two_kept_alive_connections(emu: Any) -> None:
     r = run_cli(["query", "/users", "--all", "--top", "50", "--select", "id", "-o", "jsonl"])
     assert r.exit_code == 0, r.stderr
     assert len(r.stdout.splitlines()) == 250
     pages = _graph_requests(emu)
     assert len(pages) == 5
     # The client's port is the connection's identity: one requests.Session, kept alive.
-    assert len({e["peer_port"] for e in pages}) == 1
+    # Page N+1 is asked for while page N's items still arrive, so two connections take
+    # turns, never a new one per page.
+    assert len({e["peer_port"] for e in pages}) <= 2
