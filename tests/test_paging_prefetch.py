@@ -28,6 +28,7 @@ from conftest import SignedIn
 from graphkit import graph as graph_mod
 from graphkit.errors import ForeignHostError, GraphError, NotFoundError
 from graphkit.graph import GraphClient
+from graphkit.paging import head_link
 
 GUARD = 60  # seconds: only a failing run waits this long
 
@@ -323,6 +324,36 @@ def test_a_single_page_starts_no_thread(server_factory: Callable[[], Scripted]) 
 
 
 # ------------------------------------------------------- the nextLink before the items
+
+
+@pytest.mark.parametrize(
+    ("head", "found"),
+    [
+        (
+            b'{"@odata.context":"c","@odata.nextLink":"https://g/n?a=1","value":[{"id"',
+            "https://g/n?a=1",
+        ),
+        (b' { "@odata.count" : 12 , "@odata.nextLink" : "h\\u0041" , "value"', "hA"),
+        (b'{"value":[{"@odata.nextLink":"inside an item"}],"@odata.nextLink":"later"}', None),
+        (b'{"note":{"@odata.nextLink":"nested"},"value":[]}', None),
+        (b'{"@odata.nextLink":null,"value":[]}', None),
+        (b'[{"@odata.nextLink":"a list"}]', None),
+        (b"not json", None),
+    ],
+)
+def test_the_next_link_is_read_from_a_page_head_only_at_its_top_level(
+    head: bytes, found: str | None
+) -> None:
+    assert head_link(head) == (True, found)
+
+
+@pytest.mark.parametrize(
+    "head",
+    [b"", b"  ", b'{"@odata.context":"c","@odata.nextLink":"https://g/n?', b'{"@odata.count":12',
+     b'{"@odata.cont', b'{"@odata.context":"c",'],
+)  # fmt: skip
+def test_a_page_head_cut_short_needs_more_bytes(head: bytes) -> None:
+    assert head_link(head) == (False, None)
 
 
 def test_two_different_next_links_in_one_page_stop_paging(
