@@ -60,7 +60,7 @@ def test_a_page_sends_its_next_link_before_any_item_is_made(
 ) -> None:
     import threading
 
-    users = emu.backend.tenant(emu.default_tenant.id).users
+    users = emu.backend.tenant(emu.default_tenant.id).users.base  # the generated users
     made, release = threading.Event(), threading.Event()
     make = users.get
 
@@ -90,6 +90,46 @@ def test_a_page_sends_its_next_link_before_any_item_is_made(
     again = session.get(f"{emu.graph_url}/v1.0/users?$top=300&$select=id",
                         headers={"Authorization": f"Bearer {token}"})  # fmt: skip
     assert again.content == json.dumps(body, separators=(",", ":")).encode()
+
+
+@pytest.mark.graphkit_emulator(users=1000)
+@pytest.mark.parametrize("write", ["delete", "update"])
+def test_a_write_while_a_page_is_sent_leaves_the_page_as_it_was_asked_for(
+    emu: Any, token: str, monkeypatch: pytest.MonkeyPatch, write: str
+) -> None:
+    import threading
+
+    base = emu.backend.tenant(emu.default_tenant.id).users.base
+    made, release = threading.Event(), threading.Event()
+    make = base.get
+
+    def held(i: int) -> Any:  # item 100 waits while the test writes
+        if i == 100 and not made.is_set():
+            made.set()
+            release.wait(10)
+        return make(i)
+
+    monkeypatch.setattr(base, "get", held)
+    before = [make(i) for i in range(300)]
+    session = emu.session()
+    answer: list[Any] = []
+    url, auth = f"{emu.graph_url}/v1.0/users?$top=300", {"Authorization": f"Bearer {token}"}
+    reader = threading.Thread(target=lambda: answer.append(session.get(url, headers=auth)))
+    reader.start()
+    try:
+        assert made.wait(10)
+        if write == "delete":  # the directory shifts under the page: 299 users after 0
+            emu.delete_user(before[0]["id"])
+        else:
+            emu.update_user(before[150]["id"], jobTitle="Changed")
+    finally:
+        release.set()
+        reader.join(10)
+    (r,) = answer
+    assert r.status_code == 200
+    # The page as the directory stood when it was asked for: every user once, unchanged.
+    assert [u["id"] for u in r.json()["value"]] == [u["id"] for u in before]
+    assert r.json()["value"][150]["jobTitle"] == before[150]["jobTitle"]
 
 
 def test_default_page_is_100_and_last_page_has_no_next_link(emu: Any, token: str) -> None:
@@ -406,6 +446,28 @@ def test_date_header_follows_the_emulator_clock(emu: Any, token: str) -> None:
         graph(emu, "/v1.0/users?$top=1", token).headers["Date"]
     )
     assert (after - before).total_seconds() >= 86400 - 5
+
+
+def test_an_http_1_0_client_gets_a_page_whole_with_its_length(emu: Any, token: str) -> None:
+    import socket
+    import ssl
+
+    host, port = urlsplit(emu.graph_url).hostname, urlsplit(emu.graph_url).port
+    context = ssl.create_default_context(cafile=emu.ca_bundle)
+    with (
+        socket.create_connection((host, port), timeout=30) as raw,
+        context.wrap_socket(raw, server_hostname=host) as tls,
+    ):
+        tls.sendall(f"GET /v1.0/users?$top=5 HTTP/1.0\r\nHost: {host}:{port}\r\n"
+                    f"Authorization: Bearer {token}\r\n\r\n".encode())  # fmt: skip
+        answer = b""
+        while chunk := tls.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    headers = head.decode().lower()
+    assert "transfer-encoding" not in headers  # HTTP/1.0 has no chunks
+    assert f"content-length: {len(body)}" in headers
+    assert len(json.loads(body)["value"]) == 5
 
 
 def test_keep_alive_reuses_the_connection(emu: Any, token: str) -> None:

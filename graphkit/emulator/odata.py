@@ -561,12 +561,13 @@ def _search_clause(prop: str, how: str, term: str) -> Predicate:
 
 
 class LazyItems(Sequence[Item]):
-    """The items at ``positions`` of a collection, each made when it is reached: a page
-    of generated users can go out as it is rendered (its first bytes need none of them).
-    """
+    """The items at ``positions``, each made by ``get`` when it is reached: a page of
+    generated users can go out as it is made (its first bytes need none of them).
+    ``get`` must answer as the collection stood when the page was asked for (see
+    ``frozen_get`` in run_query), whatever is written meanwhile."""
 
-    def __init__(self, coll: Collection, positions: Sequence[int]) -> None:
-        self._get, self._positions = coll.get, positions
+    def __init__(self, get: Callable[[int], Item], positions: Sequence[int]) -> None:
+        self._get, self._positions = get, positions
 
     def __len__(self) -> int:
         return len(self._positions)
@@ -643,9 +644,14 @@ def run_query(coll: Collection, opts: QueryOptions, *, scope: str = "") -> Page:
     next_token = None
     if not predicates:
         # Every position matches: the page and where the next one starts are known
-        # without making an item (made as the page is written).
+        # without making an item. A collection that cannot change under the page
+        # (``frozen_get``: the generated users, none written) makes them as the page is
+        # written; any other, now.
         end = min(start + opts.top, len(order))
-        items = LazyItems(coll, order[start:end])
+        positions = order[start:end]
+        frozen = getattr(coll, "frozen_get", None)
+        get = frozen() if frozen is not None else None
+        items = LazyItems(get, positions) if get is not None else [coll.get(i) for i in positions]
         if end < len(order):
             next_token = _encode_token(end, key)
     else:

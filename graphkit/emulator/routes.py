@@ -381,8 +381,8 @@ def _list(
 
     items: Iterable[dict[str, Any]] = map(shape, page.items)
     if expander is not None and opts.expand:
-        expand = expander
-        items = ({**shape(item), **expand(item, opts)} for item in page.items)
+        # Expanding reads other objects (a manager): now, not while the page is sent.
+        items = [{**shape(item), **expander(item, opts)} for item in page.items]
     return graph_page(req, body, items)
 
 

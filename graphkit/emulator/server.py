@@ -235,7 +235,13 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(resp, truncate=fault is not None and fault.kind == "truncate")
 
     def _send(self, resp: Response, *, truncate: bool) -> None:
-        if resp.parts is not None and not truncate and self.command != "HEAD":
+        # HTTP/1.0 has no chunks: such a client gets the body whole, with its length.
+        if (
+            resp.parts is not None
+            and not truncate
+            and self.command != "HEAD"
+            and self.request_version != "HTTP/1.0"
+        ):
             self._stream(resp, resp.parts)
             return
         self.send_response(resp.status)

@@ -12,7 +12,7 @@ import functools
 import re
 import threading
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from graphkit.emulator.odata import EntitySchema
@@ -291,6 +291,10 @@ class UserDirectory:
         return self.get(i) if i is not None else None
 
     # -- the collection protocol used by odata.run_query
+
+    def frozen_get(self) -> Callable[[int], dict[str, Any]]:
+        """Users are made from their index alone: they never change."""
+        return self.get
 
     def get(self, i: int) -> dict[str, Any]:
         h = _splitmix(self._key ^ i)

@@ -225,6 +225,11 @@ class UserOverlay:
             return self.base.get(i)
         return self._item(self._underlying(i))
 
+    def frozen_get(self) -> Callable[[int], dict[str, Any]] | None:
+        """Nothing written: the directory's own users, which no later write changes (a
+        page made while a write lands is the page as it was asked for)."""
+        return self.base.get if not self._version else None
+
     def lookup(self, prop: str, value: Any) -> list[int] | None:
         if not isinstance(value, str):
             return None
