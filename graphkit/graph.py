@@ -852,6 +852,8 @@ class GraphClient:
             resp: requests.Response | None = None
             try:
                 with self._session_lock:
+                    if lane is not None:
+                        lane.check()  # stopped while it waited (a token, the session)
                     self.requests_sent += 1
                     resp = self.session.request(
                         method,

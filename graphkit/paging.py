@@ -207,10 +207,18 @@ class _Answer:
             self.cut, self.early = exc, None
 
     def close(self) -> None:
-        self.chunks.close()  # iter_body closes the response
+        self.chunks.close()
+        self.resp.close()  # a body never started: closing its generator runs nothing
 
 
 _SENT_ALL = object()  # the sender's last word to the body reader
+
+
+class _Wait:
+    """A retry wait of the sender's, handed on by the body reader after the pages before."""
+
+    def __init__(self, seconds: float, reason: str) -> None:
+        self.seconds, self.reason = seconds, reason
 
 
 class Prefetcher:
@@ -226,11 +234,10 @@ class Prefetcher:
     One page ahead, never more: the sender may ask for a page only with a credit, and
     the reader gives one back each time it is done with a page, so page N+1 is asked
     for (and read) only once the reader is done with page N-1. The nextLink checks,
-    retries and the
-    one-time token refresh are GraphClient's own (``_send``). Whatever happens in the
-    threads (a page, a retry wait, the end, an error) reaches the reader in order
-    through one queue, so an error on page N+1 is raised only when the reader asks for
-    it, after page N.
+    retries and the one-time token refresh are GraphClient's own (``_send``).
+    Whatever happens in the threads (a page, a retry wait, the end, an error) reaches
+    the reader in order through one queue, so an error on page N+1 is raised only
+    when the reader asks for it, after page N.
     """
 
     def __init__(
@@ -247,7 +254,10 @@ class Prefetcher:
         self._credit = threading.Semaphore(1)  # page 2 is asked for while page 1 is read
         self._stop = threading.Event()
         self._waiting: _Answer | None = None  # the page whose nextLink the sender awaits
+        # A retry wait is told to the reader in order: the body reader's at once (it
+        # hands on the pages), the sender's after the pages before it (see _read_pages).
         self._lane = Lane(self._hand_wait, self._nap, self._stop.is_set)
+        self._send_lane = Lane(self._queue_wait, self._nap, self._stop.is_set)
         self._threads = [
             threading.Thread(
                 target=self._send_pages,
@@ -280,8 +290,11 @@ class Prefetcher:
                 self._credit.acquire()
                 if self._stop.is_set():
                     return
-                resp = client._send("GET", link, None, headers, stream=True, lane=self._lane)
+                resp = client._send("GET", link, None, headers, stream=True, lane=self._send_lane)
                 answer = _Answer(client, link, resp, look_ahead=look_ahead)
+                if self._stop.is_set():  # stopped while it was sent: nobody will read it
+                    answer.close()
+                    return
                 self._answers.put(answer)
                 if answer.early is not None:
                     link = links.after({"@odata.nextLink": answer.early})
@@ -309,6 +322,9 @@ class Prefetcher:
                 if answer is _SENT_ALL:
                     self._events.put((_END, None))
                     return
+                if isinstance(answer, _Wait):
+                    self._events.put((_WAIT, (answer.seconds, answer.reason)))
+                    continue
                 if isinstance(answer, BaseException):
                     raise answer
                 if self._stop.is_set():
@@ -336,14 +352,15 @@ class Prefetcher:
                 content = answer.head + b"".join(answer.chunks)
             except NetworkError as exc:
                 answer.cut = exc
-        if answer.cut is None:
-            body = client._decode(answer.resp, content)
-        else:
+        if answer.cut is not None:
             self._lane.check()  # paging stopped: its read was cut off
             self._lane.on_wait(0.0, f"{answer.cut.message}; asking for the page again")
-            # A GET may be sent again: the page anew, with GraphClient's own retries.
+            # A GET may be sent again: the page anew, with GraphClient's own retries. Its
+            # nextLink may differ (skiptokens are opaque): the one it named first, and
+            # followed already, stands.
             answer.close()
-            body = client._decode(client._send("GET", answer.url, None, headers, lane=self._lane))
+            return client._decode(client._send("GET", answer.url, None, headers, lane=self._lane))
+        body = client._decode(answer.resp, content)
         if answer.early is not None and next_link(body) != answer.early:
             raise GraphError(
                 f"a page from Graph named two different @odata.nextLinks "
@@ -366,6 +383,9 @@ class Prefetcher:
 
     def _hand_wait(self, seconds: float, reason: str) -> None:
         self._events.put((_WAIT, (seconds, reason)))
+
+    def _queue_wait(self, seconds: float, reason: str) -> None:
+        self._answers.put(_Wait(seconds, reason))
 
     def _nap(self, seconds: float) -> None:
         if self._client._sleep is time.sleep:

@@ -230,26 +230,6 @@ def make_session(
         def __init__(self) -> None:
             super().__init__()
             self.auth = _NoNetrc()
-            self._settings: dict[Any, Any] = {}
-
-        def merge_environment_settings(
-            self, url: Any, proxies: Any, stream: Any, verify: Any, cert: Any
-        ) -> Any:
-            """requests' own, read from the environment once per origin and settings: it
-            scans every variable for proxies twice a request (some 0.4 ms), and a
-            session's environment is its process's."""
-            try:
-                key = (urlsplit(str(url))[:2], tuple(sorted((proxies or {}).items())),
-                       stream, verify, cert)  # fmt: skip
-                hash(key)
-            except (ValueError, TypeError):
-                return super().merge_environment_settings(url, proxies, stream, verify, cert)
-            if key not in self._settings:
-                self._settings[key] = super().merge_environment_settings(
-                    url, dict(proxies or {}), stream, verify, cert
-                )
-            merged = self._settings[key]
-            return {**merged, "proxies": dict(merged["proxies"])}
 
         def request(self, method: str | bytes, url: str | bytes, **kwargs: Any) -> Any:  # type: ignore[override]
             url = url.decode() if isinstance(url, bytes) else url

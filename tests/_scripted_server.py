@@ -38,8 +38,20 @@ class Seen:
 
 
 # status, headers, body: a dict/list is sent as JSON, bytes as they are (Content-Type
-# from the headers, else application/json), "RESET" aborts the connection (TCP RST).
+# from the headers, else application/json), "RESET" aborts the connection (TCP RST), a
+# Chunked body in two chunks.
 Answer = tuple[int, dict[str, str], Any]
+
+
+@dataclass
+class Chunked:
+    """A body sent chunked: ``head`` at once, then, once ``between()`` returns, ``rest``;
+    or with ``cut`` the connection is dropped instead of ``rest``."""
+
+    head: bytes
+    rest: bytes
+    between: Callable[[], None] | None = None
+    cut: bool = False
 
 
 def start_server(
@@ -66,6 +78,20 @@ def start_server(
                 )
                 self.close_connection = True
                 self.connection.close()
+                return
+            if isinstance(content, Chunked):
+                self.send_response(status)
+                self.send_header("Content-Type", headers.pop("Content-Type", "application/json"))
+                self.send_header("Transfer-Encoding", "chunked")
+                self.end_headers()
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(content.head), content.head))
+                if content.between is not None:
+                    content.between()
+                if content.cut:
+                    self.close_connection = True
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    return
+                self.wfile.write(b"%x\r\n%s\r\n0\r\n\r\n" % (len(content.rest), content.rest))
                 return
             data = content if isinstance(content, bytes) else json.dumps(content).encode()
             self.send_response(status)

@@ -22,7 +22,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from _onboarding_helpers import child_env
-from _scripted_server import Answer, FakeCredential, Scripted, Seen
+from _scripted_server import Answer, Chunked, FakeCredential, Scripted, Seen
 from conftest import SignedIn
 
 from graphkit import graph as graph_mod
@@ -356,6 +356,22 @@ def test_a_page_head_cut_short_needs_more_bytes(head: bytes) -> None:
     assert head_link(head) == (False, None)
 
 
+@pytest.mark.parametrize("look_ahead", [False, True])
+def test_an_answer_nobody_reads_is_closed(
+    server_factory: Callable[[], Scripted], look_ahead: bool
+) -> None:
+    from graphkit.paging import _Answer
+
+    srv = server_factory()
+    Paged(srv, 3, 5, link_first=True)
+    with GraphClient(srv.url, FakeCredential()) as c:
+        resp = c.send("GET", "/users", stream=True)
+        answer = _Answer(c, srv.url + "/v1.0/users", resp, look_ahead=look_ahead)
+        assert (answer.early is not None) is look_ahead
+        answer.close()  # a stopped run's queued page: its connection goes back
+        assert resp.raw.closed
+
+
 def test_two_different_next_links_in_one_page_stop_paging(
     server_factory: Callable[[], Scripted],
 ) -> None:
@@ -377,12 +393,93 @@ def test_two_different_next_links_in_one_page_stop_paging(
     _assert_stops(threads)
 
 
+def _chunked(body: dict[str, Any], **how: Any) -> Chunked:
+    """``body`` as JSON in two chunks: up to ``"value"`` (its nextLink), then the rest."""
+    raw = json.dumps(body).encode()
+    at = raw.index(b'"value"')
+    return Chunked(raw[:at], raw[at:], **how)
+
+
+def test_a_page_asked_for_again_may_name_another_next_link(
+    server_factory: Callable[[], Scripted],
+) -> None:
+    srv = server_factory()
+    paged = Paged(srv, 3, 50, link_first=True)
+    tries: list[Seen] = []
+
+    def page_2(req: Seen) -> Answer:  # cut after its head; then named with a new token
+        tries.append(req)
+        body = {"@odata.nextLink": f"{paged.link(3)}&attempt={len(tries)}",
+                "value": [{"id": f"2-{i}"} for i in range(50)]}  # fmt: skip
+        return 200, {}, (_chunked(body, cut=True) if len(tries) == 1 else body)
+
+    paged.hooks[2] = page_2
+    with GraphClient(srv.url, FakeCredential()) as c:
+        ids = [u["id"] for u in c.iter("/users", prefetch=True)]
+    assert ids == paged.ids()  # every item once, in order
+    # Page 3 was asked for from the first answer's head; the second's link is not
+    # followed too (nor refused: skiptokens are opaque).
+    third = [s.path for s in srv.seen if paged.page_of(s) == 3]
+    assert len(tries) == 2 and len(third) == 1 and third[0].endswith("&attempt=1")
+
+
+def test_a_wait_for_the_page_after_is_told_after_this_page(
+    server_factory: Callable[[], Scripted],
+) -> None:
+    srv = server_factory()
+    paged = Paged(srv, 3, 5, link_first=True)
+    throttled = threading.Event()
+
+    def page_2(req: Seen) -> Answer:  # its items come once page 3 has been throttled
+        body = {"@odata.nextLink": paged.link(3), "value": [{"id": f"2-{i}"} for i in range(5)]}
+        return 200, {}, _chunked(body, between=lambda: throttled.wait(GUARD))
+
+    def page_3(req: Seen) -> Answer | None:
+        if throttled.is_set():
+            return None
+        throttled.set()
+        return 429, {"Retry-After": "0"}, {"error": {"code": "TooManyRequests"}}
+
+    paged.hooks[2], paged.hooks[3] = page_2, page_3
+    told: list[str] = []
+    with GraphClient(srv.url, FakeCredential(), on_wait=lambda s, why: told.append("wait"),
+                     sleep=lambda s: None) as c:  # fmt: skip
+        for body in c.pages("/users", prefetch=True):
+            told.append(body["value"][0]["id"].split("-")[0])
+    assert told == ["1", "2", "wait", "3"]
+
+
+def test_no_request_leaves_after_paging_stops(server_factory: Callable[[], Scripted]) -> None:
+    srv = server_factory()
+    paged = Paged(srv, 4, 3, link_first=True)
+    asking, release = threading.Event(), threading.Event()
+
+    class Slow(FakeCredential):  # tokens that expire at once: each request renews one
+        def get_token(self, *, force_refresh: bool = False) -> Any:
+            if threading.current_thread().name == "graphkit-prefetch":
+                asking.set()  # the paging thread's takes until the test says
+                release.wait(GUARD)
+            token = super().get_token(force_refresh=force_refresh)
+            token.expires_on = int(time.time())
+            return token
+
+    with GraphClient(srv.url, Slow()) as c:
+        pages = c.pages("/users", prefetch=True)
+        next(pages)
+        assert asking.wait(GUARD)
+        threads = _paging_threads()
+        pages.close()  # stopped while page 2's request waits for its token
+        release.set()
+        _assert_stops(threads)
+    assert paged.asked() == [1]
+
+
 @pytest.mark.graphkit_emulator(users=900)
 def test_the_page_after_is_asked_for_while_this_pages_items_still_arrive(
     signed_in_env: SignedIn, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     emu = signed_in_env.emu
-    users = emu.backend.tenant(emu.default_tenant.id).users
+    users = emu.backend.tenant(emu.default_tenant.id).users.base  # the generated users
     made, release = threading.Event(), threading.Event()
     make = users.get
 
