@@ -115,6 +115,7 @@ class Lane:
 _PAGE, _WAIT, _END, _FAILED = "page", "wait", "end", "failed"
 
 _HEAD_LIMIT = 1 << 16  # bytes of a page searched for its nextLink before "value"
+_TURN = 0.25  # seconds the reader waits for the next page before checking for Ctrl-C
 _decoder = json.JSONDecoder()
 
 
@@ -251,7 +252,12 @@ class Prefetcher:
         self._client = client
         self._events: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
         self._answers: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._credit = threading.Semaphore(1)  # page 2 is asked for while page 1 is read
+        # The credits, one a page (page 2 is asked for while page 1 is read). A queue, not
+        # a Semaphore: the reader gives one back just where Ctrl-C lands, and a
+        # KeyboardInterrupt raised just after a Semaphore took its Python-level lock can
+        # leave it held (bpo-29988) for stop() to wait on; SimpleQueue.put takes none.
+        self._credit: queue.SimpleQueue[None] = queue.SimpleQueue()
+        self._credit.put(None)
         self._stop = threading.Event()
         self._waiting: _Answer | None = None  # the page whose nextLink the sender awaits
         # A retry wait is told to the reader in order: the body reader's at once (it
@@ -287,7 +293,7 @@ class Prefetcher:
         try:
             link = links.after(body)
             while link is not None:
-                self._credit.acquire()
+                self._credit.get()
                 if self._stop.is_set():
                     return
                 resp = client._send("GET", link, None, headers, stream=True, lane=self._send_lane)
@@ -398,7 +404,7 @@ class Prefetcher:
     def _halt(self) -> None:
         """Nothing more is sent or read: the waits end, requests in flight fail at once."""
         self._stop.set()
-        self._credit.release()
+        self._credit.put(None)
         waiting = self._waiting
         if waiting is not None:
             waiting.done.set()
@@ -414,9 +420,15 @@ class Prefetcher:
 
     def next_page(self) -> Any:
         """The next page (None after the last); raises what fetching it raised."""
-        self._credit.release()  # the page before is done with: one more may be asked for
+        self._credit.put(None)  # the page before is done with: one more may be asked for
         while True:
-            kind, value = self._events.get()
+            try:
+                # In turns, not one wait: Ctrl-C must end it even when the signal lands
+                # on another thread (or on Windows, where a lock wait ignores it), and
+                # Python raises KeyboardInterrupt only once this thread runs again.
+                kind, value = self._events.get(timeout=_TURN)
+            except queue.Empty:
+                continue
             if kind == _WAIT:
                 if self._client.on_wait is not None:
                     self._client.on_wait(*value)
