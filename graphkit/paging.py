@@ -121,7 +121,7 @@ _decoder = json.JSONDecoder()
 
 def head_link(head: bytes) -> tuple[bool, str | None]:
     """The ``@odata.nextLink`` of a page from the first bytes of its body, when it comes
-    before ``"value"`` (Graph's order, and the emulator's): ``(True, link)``;
+    before ``"value"`` (the emulator's order, and believed to be Graph's): ``(True, link)``;
     ``(True, None)`` when the head shows there is none to find there (``"value"`` came
     first, or this is no JSON object); ``(False, None)`` when more bytes are needed.
 
@@ -227,10 +227,11 @@ class Prefetcher:
 
     Two threads: the sender asks for each page and reads the first bytes of its body;
     the body reader reads the rest and decodes it. When a page names its nextLink
-    before its items (Graph does, PROTOCOL.md §5), the sender asks for the page after
-    it at once, while this page's items are still arriving, on a second connection: a
-    run then waits for the network once per page, not for the network and the page's
-    transfer. Otherwise the sender waits for the body reader's nextLink.
+    before its items (as the emulator does, and Graph's answers are believed to), the
+    sender asks for the page after it at once, while this page's items are still
+    arriving, on a second connection: a run then waits for the network once per page,
+    not for the network and the page's transfer. Otherwise the sender waits for the
+    body reader's nextLink.
 
     One page ahead, never more: the sender may ask for a page only with a credit, and
     the reader gives one back each time it is done with a page, so page N+1 is asked

@@ -48,7 +48,7 @@ TOP = 999
 TARGET = 1.05
 
 # The network's and the server's share alone: each page fetched in turn, its nextLink
-# found in the raw body (Graph writes it before "value"; the emulator too), nothing
+# found in the raw body (the emulator writes it before "value"), nothing
 # decoded or written.
 CHAIN = r"""
 import json, re, sys, time, requests
