@@ -10,9 +10,10 @@ import datetime as dt
 import functools
 import json
 import subprocess
+import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -97,6 +98,30 @@ def msal_app(
 
 def pem_credential(ident: Identity) -> dict[str, Any]:
     return {"private_key": ident.key_pem, "public_certificate": ident.cert_pem}
+
+
+@dataclass
+class HeldUser:
+    made: threading.Event  # set once the held user is being made
+    release: threading.Event  # lets it be made
+    make: Callable[[int], dict[str, Any]]  # the directory's own maker, never held
+
+
+def hold_user(monkeypatch: Any, emu: Any, index: int, wait: float) -> HeldUser:
+    """The generated user at ``index`` of the default tenant, the first time it is
+    made, waits for ``release`` (``wait`` seconds at most): a page being sent stops
+    there, after its head and the items before it."""
+    users = emu.backend.tenant(emu.default_tenant.id).users.base  # the generated users
+    held = HeldUser(threading.Event(), threading.Event(), users.get)
+
+    def get(i: int) -> dict[str, Any]:
+        if i == index and not held.made.is_set():
+            held.made.set()
+            held.release.wait(wait)
+        return held.make(i)
+
+    monkeypatch.setattr(users, "get", get)
+    return held
 
 
 def token_requests(emu: Any) -> list[dict[str, Any]]:

@@ -12,7 +12,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-from _emulator_helpers import admin, graph, identity, page_all
+from _emulator_helpers import admin, graph, hold_user, identity, page_all
 
 EVENTUAL = {"ConsistencyLevel": "eventual"}
 
@@ -58,19 +58,10 @@ def test_next_link_is_a_full_url_on_the_emulator_keeping_the_query(emu: Any, tok
 def test_a_page_sends_its_next_link_before_any_item_is_made(
     emu: Any, token: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import threading
-
-    users = emu.backend.tenant(emu.default_tenant.id).users.base  # the generated users
-    made, release = threading.Event(), threading.Event()
-    make = users.get
-
-    def held(i: int) -> Any:  # the first item waits until the client has the head
-        if not made.is_set():
-            made.set()
-            release.wait(10)  # a server that makes items first sends them after this
-        return make(i)
-
-    monkeypatch.setattr(users, "get", held)
+    # The first item waits until the client has the head (a server that makes the
+    # items first sends them only after this).
+    held = hold_user(monkeypatch, emu, 0, 10)
+    made, release, make = held.made, held.release, held.make
     session = emu.session()
     try:
         r = session.get(f"{emu.graph_url}/v1.0/users?$top=300&$select=id",
@@ -99,17 +90,8 @@ def test_a_write_while_a_page_is_sent_leaves_the_page_as_it_was_asked_for(
 ) -> None:
     import threading
 
-    base = emu.backend.tenant(emu.default_tenant.id).users.base
-    made, release = threading.Event(), threading.Event()
-    make = base.get
-
-    def held(i: int) -> Any:  # item 100 waits while the test writes
-        if i == 100 and not made.is_set():
-            made.set()
-            release.wait(10)
-        return make(i)
-
-    monkeypatch.setattr(base, "get", held)
+    held = hold_user(monkeypatch, emu, 100, 10)  # item 100 waits while the test writes
+    made, release, make = held.made, held.release, held.make
     before = [make(i) for i in range(300)]
     session = emu.session()
     answer: list[Any] = []

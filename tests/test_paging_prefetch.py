@@ -21,6 +21,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from _emulator_helpers import hold_user
 from _onboarding_helpers import child_env
 from _scripted_server import Answer, Chunked, FakeCredential, Scripted, Seen
 from conftest import SignedIn
@@ -479,17 +480,8 @@ def test_the_page_after_is_asked_for_while_this_pages_items_still_arrive(
     signed_in_env: SignedIn, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     emu = signed_in_env.emu
-    users = emu.backend.tenant(emu.default_tenant.id).users.base  # the generated users
-    made, release = threading.Event(), threading.Event()
-    make = users.get
-
-    def held(i: int) -> Any:  # page 2's first item is held back
-        if i == 300:
-            made.set()
-            release.wait(GUARD)
-        return make(i)
-
-    monkeypatch.setattr(users, "get", held)
+    held = hold_user(monkeypatch, emu, 300, GUARD)  # page 2's first item is held back
+    made, release, make = held.made, held.release, held.make
     got: list[str] = []
     with GraphClient.from_env() as c:
         reader = threading.Thread(
