@@ -235,6 +235,9 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(resp, truncate=fault is not None and fault.kind == "truncate")
 
     def _send(self, resp: Response, *, truncate: bool) -> None:
+        self.send_response(resp.status)
+        for name, value in resp.headers.items():
+            self.send_header(name, value)
         # HTTP/1.0 has no chunks: such a client gets the body whole, with its length.
         if (
             resp.parts is not None
@@ -242,11 +245,8 @@ class _Handler(BaseHTTPRequestHandler):
             and self.command != "HEAD"
             and self.request_version != "HTTP/1.0"
         ):
-            self._stream(resp, resp.parts)
+            self._stream(resp.parts)
             return
-        self.send_response(resp.status)
-        for name, value in resp.headers.items():
-            self.send_header(name, value)
         body = resp.content()
         if resp.status != 204 and resp.status >= 200:
             self.send_header("Content-Length", str(len(body)))
@@ -262,13 +262,10 @@ class _Handler(BaseHTTPRequestHandler):
         if truncate:
             self.close_connection = True
 
-    def _stream(self, resp: Response, parts: Iterator[bytes]) -> None:
-        """A body sent as it is made, in chunks, each as soon as it is made. A part that
-        fails to be made cuts the answer short (no last chunk), as a dropped connection
-        would."""
-        self.send_response(resp.status)
-        for name, value in resp.headers.items():
-            self.send_header(name, value)
+    def _stream(self, parts: Iterator[bytes]) -> None:
+        """The body of an answer whose headers are given, sent as it is made, in chunks,
+        each as soon as it is made. A part that fails to be made cuts the answer short
+        (no last chunk), as a dropped connection would."""
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
         while True:
